@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Local infrastructure on loopback: PostgreSQL (one database and role per service), Redis,
+# and tansu, a Kafka-protocol broker on its durable SQLite store.
+#
+#   scripts/infra.sh up        install what is missing, start everything, create databases
+#   scripts/infra.sh down      stop what `up` started (data is kept)
+#   scripts/infra.sh status    what is running
+#   scripts/infra.sh env       the environment the tests use, as shell exports
+#   scripts/infra.sh install   only install packages and build the broker
+#
+# Idempotent: running `up` twice changes nothing. State: $COMMERCE_STATE_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+install_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v c++ >/dev/null || missing+=(g++)
+  command -v make >/dev/null || missing+=(make)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+  fi
+}
+
+install_tansu() {
+  if [ -x "$TANSU_BIN" ] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    return 0
+  fi
+  log "building tansu $TANSU_VERSION with its SQLite store (about 10 minutes the first time)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+    --root "$COMMERCE_STATE_DIR" --target-dir "$COMMERCE_STATE_DIR/build/tansu" >"$LOG_DIR/tansu-build.log" 2>&1 \
+    || die "tansu build failed; see $LOG_DIR/tansu-build.log"
+  rm -rf "$COMMERCE_STATE_DIR/build/tansu"
+}
+
+start_postgres() {
+  local bin data="$COMMERCE_STATE_DIR/postgres/data"
+  bin=$(pg_bin_dir)
+  mkdir -p "$COMMERCE_STATE_DIR/postgres"
+  chmod 755 "$COMMERCE_STATE_DIR" "$COMMERCE_STATE_DIR/postgres"
+  [ "$(id -u)" = 0 ] && chown postgres: "$COMMERCE_STATE_DIR/postgres"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $data"
+    local pwfile; pwfile=$(mktemp); echo "$COMMERCE_PG_SUPERUSER_PASSWORD" >"$pwfile"; chmod 644 "$pwfile"
+    as_pg_owner "$bin/initdb" -D "$data" -U postgres --pwfile="$pwfile" \
+      --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$pwfile"
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $COMMERCE_PG_PORT
+unix_socket_directories = '$COMMERCE_STATE_DIR/postgres'
+max_connections = 400
+shared_buffers = 256MB
+fsync = on
+log_min_messages = warning
+EOF
+  fi
+  if as_pg_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "PostgreSQL already running on $COMMERCE_PG_PORT"
+  else
+    port_open "$COMMERCE_PG_PORT" && die "port $COMMERCE_PG_PORT is taken by another process; set COMMERCE_PG_PORT"
+    as_pg_owner "$bin/pg_ctl" -D "$data" -l "$COMMERCE_STATE_DIR/postgres/server.log" -w start >/dev/null
+    log "PostgreSQL started on 127.0.0.1:$COMMERCE_PG_PORT"
+  fi
+}
+
+psql_admin() {
+  PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres "$@"
+}
+
+# One database and one role per service; only that role may connect to it.
+create_databases() {
+  for service in $DATABASE_SERVICES; do
+    psql_admin -d postgres <<SQL >/dev/null
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$service', '$service')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$service') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', '$service', '$service')
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$service') \gexec
+REVOKE ALL ON DATABASE "$service" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE "$service" TO "$service";
+SQL
+  done
+  log "databases ready: $DATABASE_SERVICES"
+}
+
+start_redis() {
+  if daemon_running redis; then
+    log "Redis already running on $COMMERCE_REDIS_PORT"; return 0
+  fi
+  port_open "$COMMERCE_REDIS_PORT" && die "port $COMMERCE_REDIS_PORT is taken by another process; set COMMERCE_REDIS_PORT"
+  mkdir -p "$COMMERCE_STATE_DIR/redis"
+  start_daemon redis redis-server --bind 127.0.0.1 --port "$COMMERCE_REDIS_PORT" \
+    --dir "$COMMERCE_STATE_DIR/redis" --appendonly yes --save "" --protected-mode yes
+  wait_for_port "$COMMERCE_REDIS_PORT" Redis
+  log "Redis started on 127.0.0.1:$COMMERCE_REDIS_PORT"
+}
+
+start_tansu() {
+  if daemon_running tansu; then
+    log "tansu already running on $COMMERCE_KAFKA_PORT"; return 0
+  fi
+  port_open "$COMMERCE_KAFKA_PORT" && die "port $COMMERCE_KAFKA_PORT is taken by another process; set COMMERCE_KAFKA_PORT"
+  mkdir -p "$COMMERCE_STATE_DIR/tansu"
+  # The sqlite:// path is relative to the broker's working directory.
+  (cd "$COMMERCE_STATE_DIR/tansu" && start_daemon tansu env -u OTEL_EXPORTER_OTLP_ENDPOINT "$TANSU_BIN" broker \
+    --listener-url "tcp://127.0.0.1:$COMMERCE_KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$COMMERCE_KAFKA_PORT" \
+    --storage-engine "sqlite://tansu.db")
+  wait_for_port "$COMMERCE_KAFKA_PORT" tansu
+  log "tansu started on 127.0.0.1:$COMMERCE_KAFKA_PORT (store: $COMMERCE_STATE_DIR/tansu/tansu.db)"
+}
+
+print_env() {
+  cat <<EOF
+export COMMERCE_STATE_DIR='$COMMERCE_STATE_DIR'
+export COMMERCE_TEST_DATABASE_URL='postgres://postgres:$COMMERCE_PG_SUPERUSER_PASSWORD@127.0.0.1:$COMMERCE_PG_PORT/postgres'
+export COMMERCE_TEST_REDIS_URL='redis://127.0.0.1:$COMMERCE_REDIS_PORT'
+export COMMERCE_TEST_REDIS_CLUSTER='$(for p in $COMMERCE_CLUSTER_PORTS; do printf 'redis://127.0.0.1:%s,' "$p"; done | sed 's/,$//')'
+export COMMERCE_TEST_KAFKA_BROKERS='127.0.0.1:$COMMERCE_KAFKA_PORT'
+export COMMERCE_TANSU_BIN='$TANSU_BIN'
+EOF
+}
+
+status() {
+  local bin; bin=$(pg_bin_dir)
+  if as_pg_owner "$bin/pg_ctl" -D "$COMMERCE_STATE_DIR/postgres/data" status >/dev/null 2>&1; then
+    echo "postgres  running  127.0.0.1:$COMMERCE_PG_PORT"
+  else
+    echo "postgres  stopped"
+  fi
+  for daemon in redis tansu; do
+    if daemon_running "$daemon"; then echo "$daemon     running"; else echo "$daemon     stopped"; fi
+  done
+}
+
+stop_postgres() {
+  local bin data="$COMMERCE_STATE_DIR/postgres/data"
+  bin=$(pg_bin_dir)
+  if [ -f "$data/PG_VERSION" ] && as_pg_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_pg_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    log "stopped postgres"
+  fi
+}
+
+mkdir -p "$COMMERCE_STATE_DIR" "$LOG_DIR"
+case "${1:-up}" in
+  install) install_packages; install_tansu ;;
+  up)
+    install_packages
+    install_tansu
+    start_postgres
+    create_databases
+    start_redis
+    start_tansu
+    ;;
+  down) stop_daemon tansu; stop_daemon redis; stop_postgres ;;
+  status) status ;;
+  env) print_env ;;
+  *) die "usage: $0 up|down|status|env|install" ;;
+esac

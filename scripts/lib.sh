@@ -1,0 +1,77 @@
+# Shared settings for the local-infrastructure scripts. Sourced, not run.
+# Everything these scripts start or build lives under $COMMERCE_STATE_DIR.
+
+if [ "$(id -u)" = 0 ]; then
+  : "${COMMERCE_STATE_DIR:=/var/lib/commerce}"
+else
+  : "${COMMERCE_STATE_DIR:=${XDG_STATE_HOME:-$HOME/.local/state}/commerce}"
+fi
+: "${COMMERCE_PG_PORT:=5432}"
+: "${COMMERCE_REDIS_PORT:=6379}"
+: "${COMMERCE_KAFKA_PORT:=9092}"
+: "${COMMERCE_CLUSTER_PORTS:=7000 7001 7002 7003 7004 7005}"
+: "${COMMERCE_PG_SUPERUSER_PASSWORD:=postgres}"
+export COMMERCE_STATE_DIR
+
+# Every service that owns a database (ARCHITECTURE section 3).
+DATABASE_SERVICES="auth product cart order payment fulfillment notification chat search"
+TANSU_VERSION=0.6.0
+TANSU_BIN="$COMMERCE_STATE_DIR/bin/tansu"
+LOG_DIR="$COMMERCE_STATE_DIR/logs"
+
+log() { printf '\033[1m[infra]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[infra] %s\033[0m\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Runs a command as the PostgreSQL server's owner (PostgreSQL refuses to run as root).
+as_pg_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+  local port=$1 name=$2 tries=${3:-100}
+  for _ in $(seq "$tries"); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  die "$name did not open port $port; see $LOG_DIR"
+}
+
+pg_bin_dir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
+  echo "$dir"
+}
+
+# Starts "$@" in the background with its output in $LOG_DIR/$name.log and its pid in
+# $COMMERCE_STATE_DIR/run/$name.pid.
+start_daemon() {
+  local name=$1; shift
+  mkdir -p "$COMMERCE_STATE_DIR/run" "$LOG_DIR"
+  nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 &
+  echo $! >"$COMMERCE_STATE_DIR/run/$name.pid"
+}
+
+stop_daemon() {
+  local name=$1 pidfile="$COMMERCE_STATE_DIR/run/$1.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "stopped $name"
+}
+
+daemon_running() {
+  local pidfile="$COMMERCE_STATE_DIR/run/$1.pid"
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}

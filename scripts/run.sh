@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole shop on this machine: local PostgreSQL, Redis and the
+# Kafka-protocol broker, every service in one `commerce serve --target all` process, and
+# the demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+scripts/infra.sh up
+cargo build --locked --release --bin commerce
+./target/release/commerce migrate --target all
+./target/release/commerce seed
+log "starting every service; try: curl localhost:8082/v1/products"
+exec ./target/release/commerce serve --target all

@@ -1,0 +1,153 @@
+//! `commerce`: one binary for every service. `--target` picks which services this process
+//! runs: `all` on a laptop, one name per Deployment in Kubernetes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use commerce_runtime::service::{self, ServiceDefinition};
+use commerce_runtime::{Config, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// The module table: every service this binary can run.
+const SERVICES: &[ServiceDefinition] = &[commerce_product::DEFINITION];
+
+/// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
+const PLANNED: &[(&str, &str)] = &[
+    ("auth", "identity, e-mail verification, RS256 tokens"),
+    ("cart", "carts, promo codes, checkout sessions"),
+    ("order", "orders and the order saga"),
+    ("payment", "payment intents, webhooks, refunds"),
+    ("fulfillment", "shipping cost and shipments"),
+    ("notification", "SSE, e-mail and SMS notifications"),
+    ("chat", "support chat over WebSocket"),
+    ("search", "full-text catalogue search"),
+    ("gateway", "the public REST entry point"),
+    ("graphql", "the federated GraphQL gateway"),
+];
+
+fn services_help() -> String {
+    let mut help = String::from("Services (use with --target, comma-separated, or `all`):\n");
+    for definition in SERVICES {
+        help.push_str(&format!(
+            "  {:<13} {}\n",
+            definition.name, definition.summary
+        ));
+    }
+    for (name, summary) in PLANNED {
+        help.push_str(&format!(
+            "  {name:<13} {summary} (planned; not in this build)\n"
+        ));
+    }
+    help
+}
+
+#[derive(Parser)]
+#[command(name = "commerce", version, about = "The commerce platform", after_help = services_help())]
+struct Cli {
+    /// Configuration file; environment variables COMMERCE_<SECTION>__<KEY> override it.
+    #[arg(long, global = true, env = "COMMERCE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run services until SIGTERM or Ctrl-C, then drain and exit.
+    #[command(after_help = services_help())]
+    Serve {
+        #[arg(long, short, default_value = "all", value_delimiter = ',')]
+        target: Vec<String>,
+    },
+    /// Apply the database migrations of the targeted services, then exit.
+    #[command(after_help = services_help())]
+    Migrate {
+        #[arg(long, short, default_value = "all", value_delimiter = ',')]
+        target: Vec<String>,
+    },
+    /// Load the demo catalogue into an empty shop.
+    Seed,
+    /// List the services.
+    Services,
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let default = PathBuf::from("config/commerce.toml");
+    let path = path.or_else(|| default.exists().then_some(default));
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn resolve<'a>(targets: &[String]) -> anyhow::Result<Vec<&'a ServiceDefinition>> {
+    let resolved = service::resolve_targets(SERVICES, targets);
+    if let Err(service::RuntimeError::UnknownService(name, _)) = &resolved
+        && let Some((_, summary)) = PLANNED.iter().find(|(planned, _)| planned == name)
+    {
+        anyhow::bail!("service `{name}` ({summary}) is planned but not in this build");
+    }
+    Ok(resolved?)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("commerce: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Services => {
+            print!("{}", services_help());
+            Ok(())
+        }
+        Command::Serve { target } => {
+            let definitions = resolve(&target)?;
+            let config = Arc::new(load_config(cli.config)?);
+            let names: Vec<_> = definitions.iter().map(|d| d.name).collect();
+            let guard = telemetry::init(
+                &config.app.telemetry,
+                &format!("commerce-{}", names.join("-")),
+            )?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(service::cancel_on_signal(shutdown.clone()));
+            let outcome = async {
+                let running = service::start(config, &definitions, shutdown.clone()).await?;
+                tracing::info!(services = ?names, "ready to serve");
+                running.wait().await
+            }
+            .await;
+            guard.shutdown();
+            Ok(outcome?)
+        }
+        Command::Migrate { target } => {
+            let definitions = resolve(&target)?;
+            let config = load_config(cli.config)?;
+            for definition in definitions {
+                service::connect_and_migrate(&config, definition).await?;
+                println!("migrated {}", definition.name);
+            }
+            Ok(())
+        }
+        Command::Seed => {
+            let config = load_config(cli.config)?;
+            let pool = service::connect_and_migrate(&config, &commerce_product::DEFINITION)
+                .await?
+                .context("the product service has no database configured")?;
+            let created = commerce_product::service::ProductService::new(pool)
+                .seed(commerce_product::demo_catalogue())
+                .await?;
+            println!("seeded {created} products");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The idempotent inbox consumer. Each record is applied in one PostgreSQL transaction that
+//! also records its event id in `inbox_events`; the offset is committed only after that
+//! transaction. A redelivered record finds its id and changes nothing. A record that keeps
+//! failing goes to the dead-letter topic after `max_attempts`, and is recorded as such.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use opentelemetry::global;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::{KafkaConfig, MessagingError, headers};
+
+/// A record as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub headers: HashMap<String, String>,
+}
+
+impl ReceivedEvent {
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
+        M::decode(self.payload.as_slice())
+            .map_err(|error| HandlerError::Permanent(format!("{}: {error}", self.event_type)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again (a peer or the database was unavailable).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed (malformed payload): dead-letter at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Retryable(error.to_string())
+    }
+}
+
+/// What a consuming service implements. `connection` is inside the inbox transaction:
+/// everything written through it commits or rolls back together with the inbox row.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        connection: &mut PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerSettings {
+    /// The consumer group, also the inbox's `consumer` column.
+    pub group: String,
+    pub topics: Vec<String>,
+    pub dead_letter_topic: String,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_retry_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLettered,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+pub struct InboxConsumer {
+    pool: PgPool,
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    handler: Arc<dyn EventHandler>,
+    settings: ConsumerSettings,
+}
+
+impl InboxConsumer {
+    pub fn new(
+        kafka: &KafkaConfig,
+        pool: PgPool,
+        settings: ConsumerSettings,
+        handler: Arc<dyn EventHandler>,
+    ) -> Result<Self, MessagingError> {
+        if settings.max_attempts == 0 {
+            return Err(MessagingError::Internal(
+                "max_attempts must be at least 1".to_owned(),
+            ));
+        }
+        let consumer: StreamConsumer = kafka.consumer_config(&settings.group).create()?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self {
+            pool,
+            consumer,
+            dead_letters: kafka.producer()?,
+            handler,
+            settings,
+        })
+    }
+
+    /// Consumes until `shutdown` is cancelled. The record in hand is finished (or left
+    /// uncommitted, to be redelivered) before this returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MessagingError> {
+        tracing::info!(group = %self.settings.group, topics = ?self.settings.topics, "consumer started");
+        let mut stream = self.consumer.stream();
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = stream.next() => match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        tracing::warn!(group = %self.settings.group, %error, "consume error");
+                        tokio::time::sleep(self.settings.retry_backoff).await;
+                        continue;
+                    }
+                    None => break,
+                },
+            };
+            let Some(outcome) = self.process(&message, &shutdown).await else {
+                break; // shutting down mid-retry: leave the offset for redelivery
+            };
+            metrics::counter!(
+                "inbox_events_total",
+                "consumer" => self.settings.group.clone(),
+                "outcome" => outcome.label()
+            )
+            .increment(1);
+            self.consumer.commit_message(&message, CommitMode::Async)?;
+        }
+        tracing::info!(group = %self.settings.group, "consumer stopped");
+        Ok(())
+    }
+
+    /// Applies one record with retries; `None` when shutdown interrupted it.
+    async fn process(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) -> Option<Outcome> {
+        let event = match parse(message) {
+            Ok(event) => event,
+            Err(reason) => {
+                return self
+                    .dead_letter_until_done(message, None, &reason, 0, shutdown)
+                    .await;
+            }
+        };
+        let span = tracing::info_span!(
+            "kafka.consume",
+            otel.name = format!("{} process", event.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %event.topic,
+            messaging.consumer.group.name = %self.settings.group,
+            messaging.message.id = %event.id,
+            event_type = %event.event_type,
+        );
+        let parent =
+            global::get_text_map_propagator(|propagator| propagator.extract(&event.headers));
+        let _ = span.set_parent(parent);
+
+        async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let error = match self.apply(&event).await {
+                    Ok(outcome) => return Some(outcome),
+                    Err(error) => error,
+                };
+                let permanent = matches!(error, HandlerError::Permanent(_));
+                if permanent || attempt >= self.settings.max_attempts {
+                    tracing::error!(%error, attempt, "giving up; dead-lettering");
+                    return self
+                        .dead_letter_until_done(
+                            message,
+                            Some(&event),
+                            &error.to_string(),
+                            attempt,
+                            shutdown,
+                        )
+                        .await;
+                }
+                let pause = self.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                tracing::warn!(%error, attempt, ?pause, "handler failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply(&self, event: &ReceivedEvent) -> Result<Outcome, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        if !self.record(&mut tx, event, "processed", None).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        self.handler.handle(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// Inserts the inbox row; `false` when the event was seen before.
+    async fn record(
+        &self,
+        connection: &mut PgConnection,
+        event: &ReceivedEvent,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO inbox_events
+                 (consumer, event_id, event_type, topic, kafka_partition, kafka_offset, status, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(&self.settings.group)
+        .bind(event.id)
+        .bind(&event.event_type)
+        .bind(&event.topic)
+        .bind(event.partition)
+        .bind(event.offset)
+        .bind(status)
+        .bind(error)
+        .execute(connection)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Publishes to the dead-letter topic and records it, retrying until it works or
+    /// shutdown; a record is never committed without landing somewhere.
+    async fn dead_letter_until_done(
+        &self,
+        message: &BorrowedMessage<'_>,
+        event: Option<&ReceivedEvent>,
+        reason: &str,
+        attempts: u32,
+        shutdown: &CancellationToken,
+    ) -> Option<Outcome> {
+        let mut pause = self.settings.retry_backoff;
+        loop {
+            match self.dead_letter(message, event, reason, attempts).await {
+                Ok(()) => return Some(Outcome::DeadLettered),
+                Err(error) => tracing::warn!(%error, "dead-letter failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        event: Option<&ReceivedEvent>,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), MessagingError> {
+        let mut dlq_headers = message
+            .headers()
+            .map(|headers| headers.detach())
+            .unwrap_or_else(OwnedHeaders::new);
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let attempts = attempts.to_string();
+        for (key, value) in [
+            (headers::DLQ_ERROR, reason),
+            (headers::DLQ_TOPIC, message.topic()),
+            (headers::DLQ_PARTITION, partition.as_str()),
+            (headers::DLQ_OFFSET, offset.as_str()),
+            (headers::DLQ_ATTEMPTS, attempts.as_str()),
+            (headers::DLQ_CONSUMER, self.settings.group.as_str()),
+        ] {
+            dlq_headers = dlq_headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = FutureRecord::to(&self.settings.dead_letter_topic).headers(dlq_headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        self.dead_letters
+            .send(record, Duration::from_secs(0))
+            .await
+            .map_err(|(error, _)| MessagingError::Kafka(error))?;
+        if let Some(event) = event {
+            let mut connection = self.pool.acquire().await?;
+            self.record(&mut connection, event, "dead_lettered", Some(reason))
+                .await?;
+        }
+        metrics::counter!("inbox_dead_lettered_total", "consumer" => self.settings.group.clone())
+            .increment(1);
+        Ok(())
+    }
+}
+
+fn parse(message: &BorrowedMessage<'_>) -> Result<ReceivedEvent, String> {
+    let mut headers = HashMap::new();
+    if let Some(record_headers) = message.headers() {
+        for header in record_headers.iter() {
+            if let Some(value) = header
+                .value
+                .and_then(|value| std::str::from_utf8(value).ok())
+            {
+                headers.insert(header.key.to_owned(), value.to_owned());
+            }
+        }
+    }
+    let id = headers
+        .get(headers::EVENT_ID)
+        .ok_or_else(|| format!("record has no `{}` header", headers::EVENT_ID))?
+        .parse::<Uuid>()
+        .map_err(|error| format!("`{}` header is not a UUID: {error}", headers::EVENT_ID))?;
+    let event_type = headers
+        .get(headers::EVENT_TYPE)
+        .cloned()
+        .ok_or_else(|| format!("record has no `{}` header", headers::EVENT_TYPE))?;
+    Ok(ReceivedEvent {
+        id,
+        event_type,
+        key: message
+            .key()
+            .map(|key| String::from_utf8_lossy(key).into_owned()),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        headers,
+    })
+}

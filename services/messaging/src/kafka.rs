@@ -1,0 +1,207 @@
+//! Broker settings and the clients built from them: the idempotent producer, consumers,
+//! the admin client for topics, and a readiness probe.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+
+use crate::MessagingError;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaConfig {
+    /// Comma-separated bootstrap servers, `host:port`.
+    pub brokers: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// How long the producer keeps retrying one record before reporting it failed.
+    #[serde(default = "default_delivery_timeout", with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Extra librdkafka properties, applied last (`"socket.keepalive.enable" = "true"`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_client_id() -> String {
+    "commerce".to_owned()
+}
+
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            client_id: default_client_id(),
+            delivery_timeout: default_delivery_timeout(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Returns the offending key (relative to the `kafka` section) and what is wrong.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.brokers.trim().is_empty() {
+            return Err(("brokers", "must list at least one host:port".to_owned()));
+        }
+        if let Some(bad) = self.brokers.split(',').map(str::trim).find(|broker| {
+            broker
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        }) {
+            return Err(("brokers", format!("`{bad}` is not host:port")));
+        }
+        if self.delivery_timeout < Duration::from_secs(1) {
+            return Err(("delivery_timeout", "must be at least 1s".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("log_level", "4");
+        config
+    }
+
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The idempotent producer: acks from all in-sync replicas, no duplicates or reordering
+    /// from the producer's own retries.
+    pub fn producer(&self) -> Result<FutureProducer, MessagingError> {
+        let mut config = self.base();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            );
+        Ok(self.finish(config).create()?)
+    }
+
+    /// A consumer in `group` that commits offsets only when told to.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("enable.partition.eof", "false");
+        self.finish(config)
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, MessagingError> {
+        Ok(self.finish(self.base()).create()?)
+    }
+}
+
+/// A topic the platform needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl TopicSpec {
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication: 1,
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(
+    config: &KafkaConfig,
+    topics: &[TopicSpec],
+) -> Result<(), MessagingError> {
+    let admin = config.admin()?;
+    let new_topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|topic| {
+            NewTopic::new(
+                &topic.name,
+                topic.partitions,
+                TopicReplication::Fixed(topic.replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(MessagingError::Topic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Answers whether the broker is reachable, reusing one client across checks.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    client: Arc<BaseProducer>,
+}
+
+impl BrokerProbe {
+    pub fn new(config: &KafkaConfig) -> Result<Self, MessagingError> {
+        Ok(Self {
+            client: Arc::new(config.finish(config.base()).create()?),
+        })
+    }
+
+    pub async fn check(&self) -> Result<(), MessagingError> {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+        })
+        .await
+        .map_err(|error| MessagingError::Internal(error.to_string()))??;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_lists_are_validated() {
+        assert!(
+            KafkaConfig::new("127.0.0.1:9092,localhost:9093")
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(KafkaConfig::new(" ").validate().unwrap_err().0, "brokers");
+        let error = KafkaConfig::new("127.0.0.1").validate().unwrap_err();
+        assert!(error.1.contains("127.0.0.1"), "{error:?}");
+        let mut config = KafkaConfig::new("a:1");
+        config.delivery_timeout = Duration::from_millis(10);
+        assert_eq!(config.validate().unwrap_err().0, "delivery_timeout");
+    }
+}

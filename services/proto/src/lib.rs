@@ -1,0 +1,13 @@
+//! Generated protobuf messages and gRPC stubs, one module per `proto/` package.
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("commerce.common.v1");
+    }
+}
+
+pub mod product {
+    pub mod v1 {
+        tonic::include_proto!("commerce.product.v1");
+    }
+}

@@ -1,0 +1,16 @@
+//! Redis for every service: one client for standalone and cluster, a distributed lock, and
+//! delayed tasks.
+
+mod client;
+mod lock;
+
+pub use client::{RedisClient, RedisConfig, RedisMode, hash_tagged};
+pub use lock::Lock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}

@@ -1,0 +1,439 @@
+//! The module table and the process that runs any subset of it.
+//!
+//! Each service is a [`ServiceDefinition`]: a name, its migrations and a `start` function
+//! that turns a [`ServiceContext`] into [`ServiceParts`] (HTTP routes, gRPC routes,
+//! background work, readiness checks). [`run`] gives each service its own HTTP and gRPC
+//! listeners, so services still meet only over the network even inside one process.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, ConfigError, ServiceEndpoints};
+use crate::health::{self, ReadinessCheck};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A long-running piece of a service (consumer, relay, worker). It must return once the
+/// context's shutdown token is cancelled.
+pub type BackgroundTask = BoxFuture<'static, Result<(), BoxError>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("unknown service `{0}`; known services: {1}")]
+    UnknownService(String, String),
+    #[error("service `{0}` needs `services.{0}.database` to be configured")]
+    NoDatabase(&'static str),
+    #[error("database of `{service}`: {source}")]
+    Database {
+        service: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrations of `{service}`: {source}")]
+    Migrate {
+        service: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("`{service}` cannot listen on {addr}: {source}")]
+    Bind {
+        service: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{service}` failed to start: {source}")]
+    Start {
+        service: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("`{service}` stopped with an error: {source}")]
+    Stopped {
+        service: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// One entry of the module table.
+pub struct ServiceDefinition {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The service's own migrations, from `migrations/<name>/`.
+    pub migrator: Option<&'static Migrator>,
+    /// Whether the service publishes or consumes events (and so needs the outbox/inbox tables).
+    pub messaging: bool,
+    pub start: fn(ServiceContext) -> BoxFuture<'static, Result<ServiceParts, BoxError>>,
+}
+
+/// What a service gets to build itself from.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub name: &'static str,
+    pub config: Arc<Config>,
+    pub endpoints: ServiceEndpoints,
+    pub shutdown: CancellationToken,
+    pub database: Option<PgPool>,
+}
+
+impl ServiceContext {
+    /// The service's own typed section, `services.<name>`.
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        self.config.service_section(self.name)
+    }
+
+    /// The service's database pool (already migrated).
+    pub fn database(&self) -> Result<PgPool, RuntimeError> {
+        self.database
+            .clone()
+            .ok_or(RuntimeError::NoDatabase(self.name))
+    }
+
+    pub async fn redis(&self) -> Result<commerce_redis::RedisClient, commerce_redis::RedisError> {
+        commerce_redis::RedisClient::connect(&self.config.app.redis).await
+    }
+}
+
+/// What a started service hands to the runtime.
+#[derive(Default)]
+pub struct ServiceParts {
+    pub http: Router,
+    pub grpc: Option<tonic::service::Routes>,
+    pub background: Vec<BackgroundTask>,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+/// Resolves `--target` values (`all`, or names separated by commas) against the table.
+pub fn resolve_targets<'a>(
+    table: &'a [ServiceDefinition],
+    targets: &[String],
+) -> Result<Vec<&'a ServiceDefinition>, RuntimeError> {
+    let mut wanted = BTreeSet::new();
+    for target in targets.iter().flat_map(|t| t.split(',')).map(str::trim) {
+        if target.is_empty() {
+            continue;
+        }
+        if target == "all" {
+            wanted.extend(table.iter().map(|definition| definition.name));
+            continue;
+        }
+        let definition = table
+            .iter()
+            .find(|definition| definition.name == target)
+            .ok_or_else(|| {
+                let known: Vec<_> = table.iter().map(|definition| definition.name).collect();
+                RuntimeError::UnknownService(target.to_owned(), known.join(", "))
+            })?;
+        wanted.insert(definition.name);
+    }
+    Ok(table
+        .iter()
+        .filter(|definition| wanted.contains(definition.name))
+        .collect())
+}
+
+/// Connects to a service's database and applies its migrations.
+pub async fn connect_and_migrate(
+    config: &Config,
+    definition: &ServiceDefinition,
+) -> Result<Option<PgPool>, RuntimeError> {
+    let endpoints = config.endpoints(definition.name)?;
+    let Some(database) = endpoints.database else {
+        return match definition.migrator {
+            Some(_) => Err(RuntimeError::NoDatabase(definition.name)),
+            None => Ok(None),
+        };
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(database.max_connections)
+        .acquire_timeout(database.acquire_timeout)
+        .connect(&database.url)
+        .await
+        .map_err(|source| RuntimeError::Database {
+            service: definition.name,
+            source,
+        })?;
+    let shared = definition
+        .messaging
+        .then_some(&commerce_messaging::MIGRATOR);
+    for migrator in shared.into_iter().chain(definition.migrator) {
+        // Two migration sets share one history table; each ignores the other's versions.
+        let migrator = Migrator {
+            migrations: migrator.migrations.clone(),
+            ignore_missing: true,
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| RuntimeError::Migrate {
+                service: definition.name,
+                source,
+            })?;
+    }
+    Ok(Some(pool))
+}
+
+/// A running set of services.
+pub struct Running {
+    pub http_addrs: Vec<(&'static str, SocketAddr)>,
+    pub grpc_addrs: Vec<(&'static str, SocketAddr)>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<Result<(), RuntimeError>>,
+    grace: Duration,
+}
+
+impl Running {
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the token is cancelled (by a signal or a caller), then drains: servers
+    /// finish in-flight requests and background tasks return, within the grace period.
+    pub async fn wait(mut self) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            Some(joined) = self.tasks.join_next() => {
+                // A server or task ended on its own: that is a failure; stop the rest.
+                if let Ok(Err(error)) = joined {
+                    tracing::error!(%error, "service part failed; shutting down");
+                    first_error = Some(error);
+                }
+                self.shutdown.cancel();
+            }
+        }
+        tracing::info!(grace = ?self.grace, "draining");
+        let drained = tokio::time::timeout(self.grace, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Ok(Err(error)) = joined {
+                    tracing::error!(%error, "error while draining");
+                    first_error.get_or_insert(error);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; aborting what is left");
+            self.tasks.abort_all();
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Starts the given services. Every one connects, migrates, builds its parts and binds its
+/// listeners before this returns, so a bad address or an unreachable database fails fast.
+pub async fn start(
+    config: Arc<Config>,
+    definitions: &[&ServiceDefinition],
+    shutdown: CancellationToken,
+) -> Result<Running, RuntimeError> {
+    let mut running = Running {
+        http_addrs: Vec::new(),
+        grpc_addrs: Vec::new(),
+        shutdown: shutdown.clone(),
+        tasks: JoinSet::new(),
+        grace: config.app.shutdown_grace,
+    };
+    for definition in definitions {
+        let endpoints = config.endpoints(definition.name)?;
+        let database = connect_and_migrate(&config, definition).await?;
+        let context = ServiceContext {
+            name: definition.name,
+            config: config.clone(),
+            endpoints: endpoints.clone(),
+            shutdown: shutdown.clone(),
+            database: database.clone(),
+        };
+        let mut parts =
+            (definition.start)(context)
+                .await
+                .map_err(|source| RuntimeError::Start {
+                    service: definition.name,
+                    source,
+                })?;
+        if let Some(pool) = database {
+            parts
+                .readiness
+                .insert(0, Arc::new(health::PostgresCheck(pool)));
+        }
+        let checks = Arc::new(std::mem::take(&mut parts.readiness));
+        spawn_http(
+            &mut running,
+            definition.name,
+            &endpoints,
+            parts.http,
+            checks.clone(),
+        )
+        .await?;
+        spawn_grpc(
+            &mut running,
+            definition.name,
+            &endpoints,
+            parts.grpc,
+            checks,
+        )
+        .await?;
+        for task in parts.background {
+            let service = definition.name;
+            running.tasks.spawn(async move {
+                task.await
+                    .map_err(|source| RuntimeError::Stopped { service, source })
+            });
+        }
+        tracing::info!(service = definition.name, "service started");
+    }
+    Ok(running)
+}
+
+async fn spawn_http(
+    running: &mut Running,
+    service: &'static str,
+    endpoints: &ServiceEndpoints,
+    business: Router,
+    checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+) -> Result<(), RuntimeError> {
+    let listener = tokio::net::TcpListener::bind(endpoints.http_addr)
+        .await
+        .map_err(|source| RuntimeError::Bind {
+            service,
+            addr: endpoints.http_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
+        service,
+        addr: endpoints.http_addr,
+        source,
+    })?;
+    running.http_addrs.push((service, addr));
+    let router = crate::http::service_router(service, business, checks);
+    let shutdown = running.shutdown.clone();
+    running.tasks.spawn(async move {
+        tracing::info!(service, %addr, "HTTP listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|source| RuntimeError::Stopped {
+                service,
+                source: Box::new(source),
+            })
+    });
+    Ok(())
+}
+
+async fn spawn_grpc(
+    running: &mut Running,
+    service: &'static str,
+    endpoints: &ServiceEndpoints,
+    routes: Option<tonic::service::Routes>,
+    checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+) -> Result<(), RuntimeError> {
+    let listener = tokio::net::TcpListener::bind(endpoints.grpc_addr)
+        .await
+        .map_err(|source| RuntimeError::Bind {
+            service,
+            addr: endpoints.grpc_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
+        service,
+        addr: endpoints.grpc_addr,
+        source,
+    })?;
+    running.grpc_addrs.push((service, addr));
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    // The gRPC health status follows the same checks as /readyz.
+    let shutdown = running.shutdown.clone();
+    running.tasks.spawn(async move {
+        loop {
+            let status = if health::evaluate(&checks).await.ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(service, status).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    reporter.set_service_status("", ServingStatus::NotServing).await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    });
+    let routes = routes.unwrap_or_default().add_service(health_service);
+    let trace = TraceLayer::new_for_grpc().make_span_with(move |request: &http::Request<_>| {
+        let span = tracing::info_span!(
+            "grpc.request",
+            otel.name = %request.uri().path(),
+            otel.kind = "server",
+            service,
+            rpc.system = "grpc",
+            rpc.method = %request.uri().path(),
+        );
+        crate::telemetry::set_parent_from_headers(&span, request.headers());
+        span
+    });
+    let incoming = tokio_stream_from(listener);
+    let shutdown = running.shutdown.clone();
+    running.tasks.spawn(async move {
+        tracing::info!(service, %addr, "gRPC listening");
+        tonic::transport::Server::builder()
+            .layer(trace)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+            .map_err(|source| RuntimeError::Stopped {
+                service,
+                source: Box::new(source),
+            })
+    });
+    Ok(())
+}
+
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C and cancels `token`.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}
