@@ -1,0 +1,214 @@
+//! The Redis client and the lock against standalone Redis and a 6-node Redis Cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_redis::{RedisClient, RedisConfig, hash_tagged};
+use commerce_testkit::{required_env, unique};
+
+async fn standalone() -> RedisClient {
+    RedisClient::connect(&RedisConfig::standalone(required_env(
+        "COMMERCE_TEST_REDIS_URL",
+    )))
+    .await
+    .expect("standalone redis")
+}
+
+async fn cluster() -> RedisClient {
+    let urls = required_env("COMMERCE_TEST_REDIS_CLUSTER");
+    let client = RedisClient::connect(&RedisConfig::cluster(urls.split(',')))
+        .await
+        .expect("redis cluster");
+    assert!(client.is_cluster());
+    client
+}
+
+/// Commands, pipelines and a two-key script: the same code on both deployments.
+async fn commands_scripts_and_slots(client: RedisClient) {
+    client.ping().await.unwrap();
+    let mut connection = client.clone();
+    let prefix = unique("kv");
+    // Many keys, so a cluster spreads them over all three masters.
+    for index in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:{index}"))
+            .arg(index)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    for index in 0..50 {
+        let value: i64 = redis::cmd("GET")
+            .arg(format!("{prefix}:{index}"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(value, index);
+    }
+    // A script over two keys works on a cluster only when they share a slot.
+    let tag = unique("order");
+    let (a, b) = (hash_tagged("a", &tag, ""), hash_tagged("b", &tag, "x"));
+    let moved: i64 = redis::Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return tonumber(redis.call('GET', KEYS[2]))",
+    )
+    .key(&a)
+    .key(&b)
+    .arg(7)
+    .invoke_async(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(moved, 7);
+    let mut pipeline = redis::pipe();
+    pipeline.cmd("INCR").arg(&a).cmd("INCR").arg(&a);
+    let (first, second): (i64, i64) = pipeline.query_async(&mut connection).await.unwrap();
+    assert_eq!((first, second), (8, 9));
+}
+
+#[tokio::test]
+async fn standalone_commands_scripts_and_slots() {
+    commands_scripts_and_slots(standalone().await).await;
+}
+
+#[tokio::test]
+async fn cluster_commands_scripts_and_slots() {
+    commands_scripts_and_slots(cluster().await).await;
+}
+
+async fn lock_contention(client: RedisClient) {
+    let key = hash_tagged("lock", &unique("order"), "");
+    let first = client
+        .try_lock(&key, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("free lock is taken");
+    assert!(
+        client
+            .try_lock(&key, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none(),
+        "a held lock cannot be taken twice"
+    );
+    // A waiter gets it once the holder releases.
+    let waiter = {
+        let client = client.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            client
+                .lock(&key, Duration::from_secs(5), Duration::from_secs(5))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the waiter must wait while the lock is held"
+    );
+    assert!(first.release().await.unwrap());
+    let second = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("waiter gets the lock");
+    assert!(second.refresh(Duration::from_secs(5)).await.unwrap());
+    assert!(second.release().await.unwrap());
+
+    // An expired holder can neither refresh nor release what a new holder now owns.
+    let stale = client
+        .try_lock(&key, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let fresh = client
+        .try_lock(&key, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("expired lock is free");
+    assert!(!stale.refresh(Duration::from_secs(5)).await.unwrap());
+    assert!(!stale.release().await.unwrap());
+    assert!(
+        client
+            .try_lock(&key, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none(),
+        "the stale holder's release must not free the new holder's lock"
+    );
+    assert!(fresh.release().await.unwrap());
+    // Waiting has a deadline.
+    let held = client
+        .try_lock(&key, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let gave_up = client
+        .lock(&key, Duration::from_secs(1), Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert!(gave_up.is_none());
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn standalone_lock_contention() {
+    lock_contention(standalone().await).await;
+}
+
+#[tokio::test]
+async fn cluster_lock_contention() {
+    lock_contention(cluster().await).await;
+}
+
+/// Eight workers do a read-modify-write under the lock; none of the increments is lost.
+async fn lock_serialises_critical_sections(client: RedisClient) {
+    let tag = unique("counter");
+    let lock_key = Arc::new(hash_tagged("lock", &tag, ""));
+    let counter_key = Arc::new(hash_tagged("counter", &tag, ""));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, lock_key, counter_key) =
+            (client.clone(), lock_key.clone(), counter_key.clone());
+        workers.push(tokio::spawn(async move {
+            let lock = client
+                .lock(&lock_key, Duration::from_secs(5), Duration::from_secs(20))
+                .await
+                .unwrap()
+                .expect("lock within the wait");
+            let mut connection = client.clone();
+            let current: Option<i64> = redis::cmd("GET")
+                .arg(&*counter_key)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _: () = redis::cmd("SET")
+                .arg(&*counter_key)
+                .arg(current.unwrap_or(0) + 1)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert!(lock.release().await.unwrap());
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let mut connection = client.clone();
+    let total: i64 = redis::cmd("GET")
+        .arg(&*counter_key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(total, 8);
+}
+
+#[tokio::test]
+async fn standalone_lock_serialises_critical_sections() {
+    lock_serialises_critical_sections(standalone().await).await;
+}
+
+#[tokio::test]
+async fn cluster_lock_serialises_critical_sections() {
+    lock_serialises_critical_sections(cluster().await).await;
+}
