@@ -3,9 +3,13 @@
 
 mod client;
 mod lock;
+pub mod tasks;
 
 pub use client::{RedisClient, RedisConfig, RedisMode, hash_tagged};
 pub use lock::Lock;
+pub use tasks::{
+    Enqueued, NewTask, Task, TaskError, TaskHandler, TaskQueue, TaskWorker, WorkerSettings,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -13,4 +17,6 @@ pub enum RedisError {
     Config(String),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+    #[error("task encoding: {0}")]
+    Encoding(String),
 }
