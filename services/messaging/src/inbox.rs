@@ -12,7 +12,7 @@ use futures::StreamExt;
 use opentelemetry::global;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
@@ -305,7 +305,7 @@ impl InboxConsumer {
         let mut dlq_headers = message
             .headers()
             .map(|headers| headers.detach())
-            .unwrap_or_else(OwnedHeaders::new);
+            .unwrap_or_default();
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let attempts = attempts.to_string();

@@ -1,0 +1,245 @@
+//! The `commerce` binary as an operator uses it.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use commerce_proto::product::v1 as pb;
+use commerce_testkit::{eventually, free_port, fresh_database, required_env};
+use prost::Message;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
+
+fn commerce() -> Command {
+    let mut command = Command::new(BINARY);
+    // Only what the test sets: no config file, no inherited COMMERCE_ overrides.
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+#[test]
+fn help_lists_every_service() {
+    let output = commerce().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for service in [
+        "auth",
+        "product",
+        "cart",
+        "order",
+        "payment",
+        "fulfillment",
+        "notification",
+        "chat",
+        "search",
+        "gateway",
+        "graphql",
+    ] {
+        assert!(
+            help.contains(&format!("  {service} ")),
+            "--help does not list {service}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let output = commerce()
+        .args(["serve", "--target", "product"])
+        .env("COMMERCE_REDIS__URLS", "[\"redis://127.0.0.1:6379\"]")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("configuration key `kafka`"), "{stderr}");
+
+    let output = commerce()
+        .args(["serve", "--target", "product"])
+        .env("COMMERCE_REDIS__URLS", "[\"redis://127.0.0.1:6379\"]")
+        .env("COMMERCE_KAFKA__BROKERS", "127.0.0.1:9092")
+        .env("COMMERCE_SERVICES__PRODUCT__HTTP_ADDR", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("`services.product.grpc_addr`") && stderr.contains("missing"),
+        "{stderr}"
+    );
+
+    let output = commerce()
+        .args(["serve", "--target", "cart"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("`cart`") && stderr.contains("not in this build"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_seed_serve_and_stop_on_sigterm() {
+    let database = fresh_database("cli").await;
+    let (http_port, grpc_port) = (free_port(), free_port());
+    let env = [
+        (
+            "COMMERCE_KAFKA__BROKERS",
+            required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+        ),
+        (
+            "COMMERCE_REDIS__URLS",
+            format!("[\"{}\"]", required_env("COMMERCE_TEST_REDIS_URL")),
+        ),
+        (
+            "COMMERCE_SERVICES__PRODUCT__HTTP_ADDR",
+            format!("127.0.0.1:{http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__PRODUCT__GRPC_ADDR",
+            format!("127.0.0.1:{grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__PRODUCT__DATABASE__URL",
+            database.url.clone(),
+        ),
+        ("COMMERCE_SHUTDOWN_GRACE", "5s".to_owned()),
+    ];
+    for args in [
+        &["migrate", "--target", "all"][..],
+        &["seed"][..],
+        &["seed"][..],
+    ] {
+        let output = commerce().args(args).envs(env.clone()).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+        .fetch_one(&database.pool)
+        .await
+        .unwrap();
+    assert_eq!(products, 8, "seeding twice loads the catalogue once");
+
+    let mut server = commerce()
+        .args(["serve", "--target", "all"])
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let http = format!("http://127.0.0.1:{http_port}");
+    let client = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(30),
+        "the service to report ready",
+        || {
+            let client = client.clone();
+            let url = format!("{http}/readyz");
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+
+    let listing: serde_json::Value = client
+        .get(format!("{http}/v1/products?pageSize=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["total"], 8);
+    assert_eq!(listing["items"].as_array().unwrap().len(), 5);
+    let first_id = listing["items"][0]["id"].as_str().unwrap().to_owned();
+    let bad = client
+        .get(format!("{http}/v1/products?page=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(bad["error"]["field"], "page");
+
+    let mut grpc = pb::product_service_client::ProductServiceClient::connect(format!(
+        "http://127.0.0.1:{grpc_port}"
+    ))
+    .await
+    .unwrap();
+    let found = grpc
+        .get_products(pb::GetProductsRequest {
+            ids: vec![
+                first_id.clone(),
+                "00000000-0000-0000-0000-000000000000".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.products.len(), 1);
+    assert_eq!(found.products[0].id, first_id);
+    let invalid = grpc
+        .get_products(pb::GetProductsRequest {
+            ids: vec!["nope".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
+    assert!(
+        invalid.message().contains("ids[0]"),
+        "{}",
+        invalid.message()
+    );
+
+    // The relay publishes the seed's ProductCreated events to the broker.
+    eventually(Duration::from_secs(30), "the outbox to drain", || {
+        let pool = database.pool.clone();
+        async move {
+            let pending: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    let payloads: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT event_type, payload FROM outbox_events")
+            .fetch_all(&database.pool)
+            .await
+            .unwrap();
+    assert_eq!(payloads.len(), 8);
+    for (event_type, payload) in payloads {
+        assert_eq!(event_type, "commerce.product.v1.ProductCreated");
+        let event = pb::ProductCreated::decode(payload.as_slice()).unwrap();
+        assert!(event.product.unwrap().price.unwrap().currency == "USD");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually(
+        Duration::from_secs(10),
+        "the process to exit after SIGTERM",
+        || {
+            let status = server.try_wait().unwrap();
+            async move { status }
+        },
+    )
+    .await;
+    assert!(exited.success(), "exit status after SIGTERM: {exited}");
+}
