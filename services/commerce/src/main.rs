@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 running.wait().await
             }
             .await;
-            guard.shutdown();
+            guard.shutdown().await;
             Ok(outcome?)
         }
         Command::Migrate { target } => {

@@ -105,6 +105,7 @@ fn request_span(service: &'static str, request: &Request) -> tracing::Span {
         http.request.method = %request.method(),
         http.route = %route,
         request_id,
+        trace_id = Empty,
         http.response.status_code = Empty,
     );
     crate::telemetry::set_parent_from_headers(&span, request.headers());

@@ -386,6 +386,7 @@ async fn spawn_grpc(
             service,
             rpc.system = "grpc",
             rpc.method = %request.uri().path(),
+            trace_id = tracing::field::Empty,
         );
         crate::telemetry::set_parent_from_headers(&span, request.headers());
         span

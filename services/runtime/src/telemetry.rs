@@ -34,9 +34,15 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    pub fn shutdown(self) {
-        if let Err(error) = self.provider.shutdown() {
-            eprintln!("telemetry shutdown: {error}");
+    /// Flushes pending spans. The flush blocks while the exporter's gRPC call runs on this
+    /// runtime, so it goes to a blocking thread instead of stalling the runtime it needs.
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let outcome = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("telemetry shutdown: {error}"),
+            Err(error) => eprintln!("telemetry shutdown: {error}"),
         }
     }
 }
@@ -109,11 +115,22 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Makes `span` a child of the remote context found in `headers`, if any.
+/// Makes `span` a child of the remote context found in `headers`, if any, and records the
+/// trace id on it (its `trace_id` field), so log lines inside it name their trace.
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent =
         global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(parent);
+    record_trace_id(span);
+}
+
+/// Copies the span's OpenTelemetry trace id into its `trace_id` field.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", trace_id.to_string());
+    }
 }
 
 /// Adds the current span's context to outgoing headers.
