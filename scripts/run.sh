@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/infra.sh up
+export COMMERCE_SERVICES__AUTH__KEYS__DIR="${COMMERCE_SERVICES__AUTH__KEYS__DIR:-$COMMERCE_STATE_DIR/keys}"
 cargo build --locked --release --bin commerce
 ./target/release/commerce migrate --target all
 ./target/release/commerce seed
-log "starting every service; try: curl localhost:8082/v1/products"
+log "starting every service; try: curl localhost:8082/v1/products (README lists the demo accounts)"
 exec ./target/release/commerce serve --target all

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files: Vec<PathBuf> = [
+        "commerce/auth/v1/auth.proto",
         "commerce/common/v1/money.proto",
         "commerce/product/v1/product.proto",
     ]

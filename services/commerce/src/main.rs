@@ -11,11 +11,10 @@ use commerce_runtime::{Config, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// The module table: every service this binary can run.
-const SERVICES: &[ServiceDefinition] = &[commerce_product::DEFINITION];
+const SERVICES: &[ServiceDefinition] = &[commerce_auth::DEFINITION, commerce_product::DEFINITION];
 
 /// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
 const PLANNED: &[(&str, &str)] = &[
-    ("auth", "identity, e-mail verification, RS256 tokens"),
     ("cart", "carts, promo codes, checkout sessions"),
     ("order", "orders and the order saga"),
     ("payment", "payment intents, webhooks, refunds"),
@@ -89,6 +88,63 @@ fn resolve<'a>(targets: &[String]) -> anyhow::Result<Vec<&'a ServiceDefinition>>
     Ok(resolved?)
 }
 
+/// Demo data for a local shop: the catalogue and one account per role. The passwords are
+/// public (README); never seed a shop that faces the internet.
+const DEMO_ACCOUNTS: &[(&str, &str, &str, &str, commerce_access::Role)] = &[
+    (
+        "admin@commerce.local",
+        "admin-demo-password-1",
+        "Ada",
+        "Admin",
+        commerce_access::Role::Admin,
+    ),
+    (
+        "support@commerce.local",
+        "support-demo-password-1",
+        "Sam",
+        "Support",
+        commerce_access::Role::Support,
+    ),
+    (
+        "customer@commerce.local",
+        "customer-demo-password-1",
+        "Cam",
+        "Customer",
+        commerce_access::Role::Customer,
+    ),
+];
+
+async fn seed(config: &Config) -> anyhow::Result<()> {
+    let pool = service::connect_and_migrate(config, &commerce_product::DEFINITION)
+        .await?
+        .context("the product service has no database configured")?;
+    let created = commerce_product::service::ProductService::new(pool)
+        .seed(commerce_product::demo_catalogue())
+        .await?;
+    if created == 0 {
+        println!("catalogue already has products; left as it is");
+    } else {
+        println!("seeded {created} products");
+    }
+
+    let pool = service::connect_and_migrate(config, &commerce_auth::DEFINITION)
+        .await?
+        .context("the auth service has no database configured")?;
+    let settings: commerce_auth::service::AuthSettings = config.service_section("auth")?;
+    let redis = commerce_redis::RedisClient::connect(&config.app.redis).await?;
+    let keys = commerce_auth::keys::KeyRing::load(&settings.keys)?;
+    let auth = commerce_auth::service::AuthService::new(pool, redis, keys, settings)?;
+    for (email, password, first, last, role) in DEMO_ACCOUNTS {
+        if auth
+            .ensure_account(email, password, first, last, *role)
+            .await?
+        {
+            println!("created {} account {email}", role.as_str());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -140,14 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed => {
             let config = load_config(cli.config)?;
-            let pool = service::connect_and_migrate(&config, &commerce_product::DEFINITION)
-                .await?
-                .context("the product service has no database configured")?;
-            let created = commerce_product::service::ProductService::new(pool)
-                .seed(commerce_product::demo_catalogue())
-                .await?;
-            println!("seeded {created} products");
-            Ok(())
+            seed(&config).await
         }
     }
 }

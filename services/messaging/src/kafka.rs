@@ -159,6 +159,27 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// Creates `topics`, retrying with backoff while the broker is unreachable, until done or
+/// `shutdown`. Services call it at start so a broker that comes up later is no failure.
+pub async fn ensure_topics_with_retry(
+    config: &KafkaConfig,
+    topics: &[TopicSpec],
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
+    let mut pause = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match ensure_topics(config, topics).await {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, "cannot create topics yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Answers whether the broker is reachable, reusing one client across checks.
 #[derive(Clone)]
 pub struct BrokerProbe {

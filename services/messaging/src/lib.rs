@@ -8,7 +8,7 @@ pub mod outbox;
 pub use inbox::{
     ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent,
 };
-pub use kafka::{BrokerProbe, KafkaConfig, TopicSpec, ensure_topics};
+pub use kafka::{BrokerProbe, KafkaConfig, TopicSpec, ensure_topics, ensure_topics_with_retry};
 pub use outbox::{NewEvent, OutboxRelay, RelaySettings, enqueue};
 
 /// The outbox and inbox tables. Versioned `1`; services number their own migrations with

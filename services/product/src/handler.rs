@@ -2,17 +2,14 @@
 //! outbox relay that publishes its events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
 use commerce_proto::product::v1 as pb;
 use commerce_runtime::health::KafkaCheck;
-use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
+use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -32,7 +29,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     );
     let shutdown = context.shutdown.clone();
     let relay_task = Box::pin(async move {
-        ensure_topics_with_retry(&kafka, &shutdown).await;
+        commerce_messaging::ensure_topics_with_retry(
+            &kafka,
+            &[TopicSpec::new(service::TOPIC, 3)],
+            &shutdown,
+        )
+        .await;
         relay.run(shutdown).await.map_err(BoxError::from)
     });
     Ok(ServiceParts {
@@ -45,22 +47,6 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             &context.config.app.kafka,
         )?))],
     })
-}
-
-async fn ensure_topics_with_retry(
-    kafka: &commerce_messaging::KafkaConfig,
-    shutdown: &tokio_util::sync::CancellationToken,
-) {
-    let topics = [TopicSpec::new(service::TOPIC, 3)];
-    let mut pause = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        match commerce_messaging::ensure_topics(kafka, &topics).await {
-            Ok(()) => return,
-            Err(error) => tracing::warn!(%error, "cannot create topics yet; retrying"),
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(10));
-    }
 }
 
 pub fn routes(products: ProductService) -> Router {
@@ -84,8 +70,9 @@ async fn list_products(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) =
-        query.map_err(|rejection| ApiError::bad_request("query", rejection.body_text()))?;
-    let page = Page::new(query.page, query.page_size)?;
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let page = Page::new(query.page, query.page_size)
+        .map_err(|invalid| ApiError::invalid(invalid.field, invalid.message))?;
     let (items, total) = products.list(query.category.as_deref(), page).await?;
     Ok(Json(serde_json::json!({
         "items": items,
@@ -99,67 +86,18 @@ async fn get_product(
     State(products): State<ProductService>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("id", "must be a UUID"))?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::invalid("id", "must be a UUID"))?;
     Ok(Json(products.get(id).await?))
-}
-
-/// A JSON error: `{"error": {"code", "message", "field"?}}`.
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
-}
-
-impl ApiError {
-    fn bad_request(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_argument",
-            message: message.into(),
-            field: Some(field),
-        }
-    }
-}
-
-impl From<crate::domain::ValidationError> for ApiError {
-    fn from(error: crate::domain::ValidationError) -> Self {
-        Self::bad_request(error.field, error.message)
-    }
 }
 
 impl From<ProductError> for ApiError {
     fn from(error: ProductError) -> Self {
-        let (status, code) = match &error {
-            ProductError::Invalid(invalid) => return Self::from(invalid.clone()),
-            ProductError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ProductError::Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
-            ProductError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "request failed");
+        match error {
+            ProductError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            ProductError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ProductError::Conflict(_) => ApiError::conflict(error.to_string()),
+            ProductError::Storage(_) => ApiError::internal(error),
         }
-        let message = if status.is_server_error() {
-            "internal error".to_owned()
-        } else {
-            error.to_string()
-        };
-        Self {
-            status,
-            code,
-            message,
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            body["field"] = field.into();
-        }
-        (self.status, Json(serde_json::json!({ "error": body }))).into_response()
     }
 }
 

@@ -1,5 +1,11 @@
 //! Generated protobuf messages and gRPC stubs, one module per `proto/` package.
 
+pub mod auth {
+    pub mod v1 {
+        tonic::include_proto!("commerce.auth.v1");
+    }
+}
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("commerce.common.v1");

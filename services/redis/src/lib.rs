@@ -3,10 +3,12 @@
 
 mod client;
 mod lock;
+mod rate_limit;
 pub mod tasks;
 
 pub use client::{RedisClient, RedisConfig, RedisMode, hash_tagged};
 pub use lock::Lock;
+pub use rate_limit::{RateDecision, RateLimit};
 pub use tasks::{
     Enqueued, NewTask, Task, TaskError, TaskHandler, TaskQueue, TaskWorker, WorkerSettings,
 };

@@ -212,3 +212,57 @@ async fn standalone_lock_serialises_critical_sections() {
 async fn cluster_lock_serialises_critical_sections() {
     lock_serialises_critical_sections(cluster().await).await;
 }
+
+async fn rate_limit_windows(client: RedisClient) {
+    use commerce_redis::{RateDecision, RateLimit};
+    let limit = RateLimit {
+        max: 3,
+        window: Duration::from_millis(600),
+    };
+    let subject = unique("ip");
+    for expected_remaining in [2, 1, 0] {
+        assert_eq!(
+            client.hit("login", &subject, limit).await.unwrap(),
+            RateDecision::Allowed {
+                remaining: expected_remaining
+            }
+        );
+    }
+    let RateDecision::Limited { retry_after } = client.hit("login", &subject, limit).await.unwrap()
+    else {
+        panic!("the fourth hit in the window must be limited");
+    };
+    assert!(
+        retry_after > Duration::ZERO && retry_after <= Duration::from_millis(600),
+        "{retry_after:?}"
+    );
+    // Another subject and another scope have their own windows.
+    assert!(matches!(
+        client.hit("login", &unique("ip"), limit).await.unwrap(),
+        RateDecision::Allowed { .. }
+    ));
+    assert!(matches!(
+        client.hit("resend", &subject, limit).await.unwrap(),
+        RateDecision::Allowed { .. }
+    ));
+    tokio::time::sleep(retry_after + Duration::from_millis(50)).await;
+    assert_eq!(
+        client.hit("login", &subject, limit).await.unwrap(),
+        RateDecision::Allowed { remaining: 2 }
+    );
+    client.reset_hits("login", &subject).await.unwrap();
+    assert_eq!(
+        client.hit("login", &subject, limit).await.unwrap(),
+        RateDecision::Allowed { remaining: 2 }
+    );
+}
+
+#[tokio::test]
+async fn standalone_rate_limit_windows() {
+    rate_limit_windows(standalone().await).await;
+}
+
+#[tokio::test]
+async fn cluster_rate_limit_windows() {
+    rate_limit_windows(cluster().await).await;
+}

@@ -325,13 +325,17 @@ async fn spawn_http(
     let shutdown = running.shutdown.clone();
     running.tasks.spawn(async move {
         tracing::info!(service, %addr, "HTTP listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(|source| RuntimeError::Stopped {
-                service,
-                source: Box::new(source),
-            })
+        // Peer addresses reach handlers as `ConnectInfo<SocketAddr>` (per-client rate limits).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|source| RuntimeError::Stopped {
+            service,
+            source: Box::new(source),
+        })
     });
     Ok(())
 }

@@ -1,0 +1,86 @@
+//! Who is asking, for axum handlers.
+
+use axum::extract::FromRequestParts;
+use commerce_runtime::ApiError;
+use http::request::Parts;
+use uuid::Uuid;
+
+use crate::{AccessError, Claims, Role, TokenVerifier};
+
+/// The verified caller. Add the service's [`TokenVerifier`] to the router with
+/// `.layer(axum::Extension(verifier))`; a handler that takes `Principal` then answers 401
+/// to anyone without a valid bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Claims);
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = parts
+            .extensions
+            .get::<TokenVerifier>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no TokenVerifier extension on this router"))?;
+        let token =
+            bearer(&parts.headers).map_err(|error| ApiError::unauthenticated(error.to_string()))?;
+        match verifier.verify(token).await {
+            Ok(claims) => Ok(Self(claims)),
+            Err(AccessError::KeySet(cause)) => Err(ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("cannot check tokens right now: {cause}"),
+                )
+            }),
+            Err(error) => Err(ApiError::unauthenticated(error.to_string())),
+        }
+    }
+}
+
+impl Principal {
+    pub fn claims(&self) -> &Claims {
+        &self.0
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// The calling user's id; 403 for service tokens.
+    pub fn user_id(&self) -> Result<Uuid, ApiError> {
+        self.0
+            .user_id()
+            .ok_or_else(|| ApiError::forbidden("this endpoint is for users"))
+    }
+
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "requires role {}",
+                roles
+                    .iter()
+                    .map(|role| role.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, AccessError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(AccessError::Missing)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AccessError::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AccessError::Missing);
+    }
+    Ok(token.trim())
+}

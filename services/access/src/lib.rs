@@ -1,0 +1,49 @@
+//! Access control every service shares. The auth service signs RS256 access tokens and
+//! publishes its public keys at `/.well-known/jwks.json`; every other service verifies
+//! tokens locally with [`TokenVerifier`] (keys cached, refetched when an unknown `kid`
+//! appears), reads who is asking with the [`Principal`] extractor, guards gRPC services
+//! with [`RequireServiceToken`], and obtains its own service tokens with
+//! [`ServiceTokenSource`].
+
+mod claims;
+mod grpc;
+mod http;
+mod service_token;
+mod verifier;
+
+pub use claims::{Claims, Role, SERVICE_SUBJECT_PREFIX};
+pub use grpc::{RequireServiceToken, ServiceTokenCheck, claims_of};
+pub use http::Principal;
+pub use service_token::{ServiceTokenResponse, ServiceTokenSource};
+pub use verifier::{TokenVerifier, VerifierSettings};
+
+/// Why a token was refused. Messages are safe to return to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token algorithm must be RS256")]
+    Algorithm,
+    #[error("token has no key id")]
+    NoKeyId,
+    #[error("token signed with an unknown key")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    Signature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token is for another audience")]
+    Audience,
+    #[error("token is from another issuer")]
+    Issuer,
+    #[error("token is invalid: {0}")]
+    Invalid(String),
+    #[error("key set unavailable: {0}")]
+    KeySet(String),
+    #[error("service token request failed: {0}")]
+    ServiceToken(String),
+}

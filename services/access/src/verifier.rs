@@ -1,0 +1,167 @@
+//! RS256 verification against a key set: in-process keys, or a JWKS URL fetched on demand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::{AccessError, Claims};
+
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub issuer: String,
+    /// Accepted `aud` values: "commerce" for user tokens, the service's own name for
+    /// service tokens.
+    pub audiences: Vec<String>,
+    /// Tolerated clock skew.
+    pub leeway: Duration,
+    /// At most one JWKS fetch per this interval, so a stream of tokens with made-up key
+    /// ids cannot turn into a stream of fetches.
+    pub min_refresh_interval: Duration,
+}
+
+impl VerifierSettings {
+    pub fn new(issuer: impl Into<String>, audiences: &[&str]) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            leeway: Duration::from_secs(5),
+            min_refresh_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Cheap to clone; clones share the key cache.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: VerifierSettings,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    jwks_url: Option<String>,
+    client: reqwest::Client,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl TokenVerifier {
+    /// Keys come from `jwks_url`, fetched on first use and when an unknown `kid` appears.
+    pub fn with_jwks_url(jwks_url: impl Into<String>, settings: VerifierSettings) -> Self {
+        Self::build(Some(jwks_url.into()), settings)
+    }
+
+    /// Fixed keys (the auth service verifying its own tokens).
+    pub fn with_keys(jwks: &JwkSet, settings: VerifierSettings) -> Result<Self, AccessError> {
+        let verifier = Self::build(None, settings);
+        verifier.replace_keys(jwks)?;
+        Ok(verifier)
+    }
+
+    fn build(jwks_url: Option<String>, settings: VerifierSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                keys: RwLock::new(HashMap::new()),
+                jwks_url,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("HTTP client"),
+                last_fetch: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Swaps the whole key set: keys no longer published stop verifying.
+    pub fn replace_keys(&self, jwks: &JwkSet) -> Result<(), AccessError> {
+        let mut keys = HashMap::new();
+        for jwk in &jwks.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|error| AccessError::KeySet(error.to_string()))?;
+            keys.insert(kid, key);
+        }
+        *self.inner.keys.write().expect("key cache lock") = keys;
+        Ok(())
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, AccessError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| match error.kind() {
+            ErrorKind::InvalidAlgorithmName => AccessError::Algorithm,
+            _ => AccessError::Malformed,
+        })?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AccessError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AccessError::NoKeyId)?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.key(&kid).ok_or(AccessError::UnknownKey)?
+            }
+        };
+        let settings = &self.inner.settings;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&settings.audiences);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = settings.leeway.as_secs();
+        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => AccessError::Expired,
+                ErrorKind::ImmatureSignature => AccessError::NotYetValid,
+                ErrorKind::InvalidAudience => AccessError::Audience,
+                ErrorKind::InvalidIssuer => AccessError::Issuer,
+                ErrorKind::InvalidSignature => AccessError::Signature,
+                ErrorKind::InvalidAlgorithm => AccessError::Algorithm,
+                ErrorKind::InvalidToken
+                | ErrorKind::Base64(_)
+                | ErrorKind::Json(_)
+                | ErrorKind::Utf8(_) => AccessError::Malformed,
+                other => AccessError::Invalid(format!("{other:?}")),
+            })
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.inner
+            .keys
+            .read()
+            .expect("key cache lock")
+            .get(kid)
+            .cloned()
+    }
+
+    /// Fetches the JWKS again, unless that happened within the minimum interval.
+    async fn refresh(&self) -> Result<(), AccessError> {
+        let Some(url) = &self.inner.jwks_url else {
+            return Ok(());
+        };
+        let mut last_fetch = self.inner.last_fetch.lock().await;
+        if last_fetch.is_some_and(|at| at.elapsed() < self.inner.settings.min_refresh_interval) {
+            return Ok(());
+        }
+        *last_fetch = Some(Instant::now());
+        let jwks: JwkSet = self
+            .inner
+            .client
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|error| AccessError::KeySet(error.to_string()))?
+            .json()
+            .await
+            .map_err(|error| AccessError::KeySet(error.to_string()))?;
+        tracing::info!(keys = jwks.keys.len(), %url, "fetched signing keys");
+        self.replace_keys(&jwks)
+    }
+}

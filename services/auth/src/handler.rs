@@ -1,0 +1,639 @@
+//! The auth service's edges: REST under `/v1/auth`, `/v1/users`, `/v1/admin/users`, the
+//! JWKS, gRPC `AuthService` (service tokens only), and the outbox relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use commerce_access::{Principal, RequireServiceToken, Role};
+use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
+use commerce_proto::auth::v1 as pb;
+use commerce_runtime::api::{json_rejection, validation_error};
+use commerce_runtime::health::{KafkaCheck, RedisCheck};
+use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
+use serde::Deserialize;
+use tower::Layer;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::domain::{Address, User, UserStatus};
+use crate::keys::KeyRing;
+use crate::service::{self, AuthError, AuthService, AuthSettings, ClientInfo, Registration};
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let settings: AuthSettings = context.settings()?;
+    settings.validate().map_err(|(key, message)| {
+        commerce_runtime::ConfigError::new(format!("services.auth.{key}"), message)
+    })?;
+    let keys = KeyRing::load(&settings.keys)?;
+    let pool = context.database()?;
+    let redis = context.redis().await?;
+    let kafka = context.config.app.kafka.clone();
+    let auth = AuthService::new(pool.clone(), redis.clone(), keys, settings)?;
+
+    let relay = OutboxRelay::new(
+        context.name,
+        pool,
+        kafka.producer()?,
+        RelaySettings::default(),
+    );
+    let shutdown = context.shutdown.clone();
+    let relay_task = Box::pin(async move {
+        commerce_messaging::ensure_topics_with_retry(
+            &kafka,
+            &[TopicSpec::new(service::TOPIC, 3)],
+            &shutdown,
+        )
+        .await;
+        relay.run(shutdown).await.map_err(BoxError::from)
+    });
+    let grpc = RequireServiceToken::new(auth.service_token_verifier("auth")?).layer(
+        pb::auth_service_server::AuthServiceServer::new(GrpcHandler { auth: auth.clone() }),
+    );
+    Ok(ServiceParts {
+        http: routes(auth),
+        grpc: Some(tonic::service::Routes::new(grpc)),
+        background: vec![relay_task],
+        readiness: vec![
+            Arc::new(RedisCheck(redis)),
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+        ],
+    })
+}
+
+pub fn routes(auth: AuthService) -> Router {
+    let verifier = auth.user_token_verifier();
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/verify-email", post(verify_email))
+        .route("/v1/auth/resend-verification", post(resend_verification))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/sessions", get(sessions))
+        .route(
+            "/v1/auth/sessions/{id}",
+            axum::routing::delete(revoke_session),
+        )
+        .route("/v1/auth/service-token", post(service_token))
+        .route("/v1/users/me", get(me).patch(update_me))
+        .route("/v1/users/me/addresses", get(addresses).post(add_address))
+        .route(
+            "/v1/users/me/addresses/{id}",
+            get(address).put(replace_address).delete(delete_address),
+        )
+        .route("/v1/admin/users", get(list_users))
+        .route("/v1/admin/users/{id}/disable", post(disable_user))
+        .layer(Extension(verifier))
+        .with_state(auth)
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Invalid { field, message } => ApiError::invalid(field, message),
+            AuthError::EmailTaken => ApiError::conflict(error.to_string()),
+            AuthError::InvalidCredentials
+            | AuthError::RefreshInvalid
+            | AuthError::RefreshReused
+            | AuthError::ClientCredentials
+            | AuthError::Unauthenticated(_) => ApiError::unauthenticated(error.to_string()),
+            AuthError::EmailNotVerified | AuthError::Disabled => {
+                ApiError::forbidden(error.to_string())
+            }
+            AuthError::RateLimited(retry_after) => {
+                ApiError::too_many_requests(retry_after.as_secs_f64().ceil() as u64)
+            }
+            AuthError::Verification(reason) if reason.starts_with("has expired") => ApiError {
+                field: Some("token".to_owned()),
+                ..ApiError::new(StatusCode::GONE, "expired", error.to_string())
+            },
+            AuthError::Verification(_) => ApiError::invalid("token", error.to_string()),
+            AuthError::NotFound(_) => ApiError::not_found(error.to_string()),
+            AuthError::Internal(_) => ApiError::internal(error),
+        }
+    }
+}
+
+/// A JSON body that failed neither parsing nor `validator` rules.
+struct Valid<T>(T);
+
+impl<S, T> axum::extract::FromRequest<S> for Valid<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(request, state)
+            .await
+            .map_err(json_rejection)?;
+        value.validate().map_err(validation_error)?;
+        Ok(Self(value))
+    }
+}
+
+/// Surrounding white space is never part of an e-mail address.
+fn trimmed<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    String::deserialize(deserializer).map(|value| value.trim().to_owned())
+}
+
+/// The caller's address and agent, for sessions and rate limits.
+struct Client(ClientInfo);
+
+impl FromRequestParts<AuthService> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        auth: &AuthService,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_default();
+        let forwarded = auth
+            .settings()
+            .trust_forwarded_for
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(|ip| ip.trim().to_owned());
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .chars()
+            .take(256)
+            .collect();
+        Ok(Self(ClientInfo {
+            ip: forwarded.unwrap_or(peer),
+            user_agent,
+        }))
+    }
+}
+
+async fn jwks(State(auth): State<AuthService>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        Json(auth.keys().jwks().clone()),
+    )
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+struct RegisterRequest {
+    #[serde(deserialize_with = "trimmed")]
+    #[validate(
+        email(message = "must be a valid e-mail address"),
+        length(max = 254, message = "is too long")
+    )]
+    email: String,
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    password: String,
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    first_name: String,
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    last_name: String,
+}
+
+async fn register(
+    State(auth): State<AuthService>,
+    Client(client): Client,
+    Valid(request): Valid<RegisterRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let user = auth
+        .register(
+            Registration {
+                email: &request.email,
+                password: &request.password,
+                first_name: &request.first_name,
+                last_name: &request.last_name,
+            },
+            &client,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize, Validate)]
+struct TokenRequest {
+    #[validate(length(min = 1, max = 256, message = "is required"))]
+    token: String,
+}
+
+async fn verify_email(
+    State(auth): State<AuthService>,
+    Valid(request): Valid<TokenRequest>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(auth.verify_email(&request.token).await?))
+}
+
+#[derive(Deserialize, Validate)]
+struct EmailRequest {
+    #[serde(deserialize_with = "trimmed")]
+    #[validate(email(message = "must be a valid e-mail address"))]
+    email: String,
+}
+
+async fn resend_verification(
+    State(auth): State<AuthService>,
+    Client(client): Client,
+    Valid(request): Valid<EmailRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.resend_verification(&request.email, &client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            serde_json::json!({ "status": "if the account exists and is unverified, a new link is on its way" }),
+        ),
+    ))
+}
+
+#[derive(Deserialize, Validate)]
+struct LoginRequest {
+    #[validate(length(min = 1, max = 254, message = "is required"))]
+    email: String,
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    password: String,
+}
+
+async fn login(
+    State(auth): State<AuthService>,
+    Client(client): Client,
+    Valid(request): Valid<LoginRequest>,
+) -> Result<Json<service::TokenPair>, ApiError> {
+    Ok(Json(
+        auth.login(&request.email, &request.password, &client)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+struct RefreshRequest {
+    #[validate(length(min = 1, max = 256, message = "is required"))]
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(auth): State<AuthService>,
+    Valid(request): Valid<RefreshRequest>,
+) -> Result<Json<service::TokenPair>, ApiError> {
+    Ok(Json(auth.refresh(&request.refresh_token).await?))
+}
+
+async fn logout(
+    State(auth): State<AuthService>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    auth.logout(principal.claims()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions(
+    State(auth): State<AuthService>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    let sessions = auth.sessions(principal.user_id()?).await?;
+    Ok(Json(
+        serde_json::json!({ "items": sessions, "current": principal.claims().sid }),
+    ))
+}
+
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+async fn revoke_session(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.revoke_session(principal.user_id()?, parse_id("id", &id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+struct ServiceTokenRequest {
+    #[validate(length(min = 1, max = 64, message = "is required"))]
+    client_id: String,
+    #[validate(length(min = 1, max = 512, message = "is required"))]
+    client_secret: String,
+    #[validate(length(min = 1, max = 64, message = "is required"))]
+    audience: String,
+}
+
+async fn service_token(
+    State(auth): State<AuthService>,
+    Valid(request): Valid<ServiceTokenRequest>,
+) -> Result<Json<commerce_access::ServiceTokenResponse>, ApiError> {
+    let (access_token, expires_in) = auth.service_token(
+        &request.client_id,
+        &request.client_secret,
+        &request.audience,
+    )?;
+    Ok(Json(commerce_access::ServiceTokenResponse {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in,
+    }))
+}
+
+async fn me(State(auth): State<AuthService>, principal: Principal) -> Result<Json<User>, ApiError> {
+    Ok(Json(auth.user(principal.user_id()?).await?))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProfilePatch {
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    first_name: Option<String>,
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    last_name: Option<String>,
+}
+
+async fn update_me(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Valid(patch): Valid<ProfilePatch>,
+) -> Result<Json<User>, ApiError> {
+    let user = auth
+        .update_profile(
+            principal.user_id()?,
+            patch.first_name.as_deref(),
+            patch.last_name.as_deref(),
+        )
+        .await?;
+    Ok(Json(user))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddressRequest {
+    #[serde(default)]
+    #[validate(length(max = 50, message = "must be at most 50 characters"))]
+    label: String,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    recipient: String,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    line1: String,
+    #[serde(default)]
+    #[validate(length(max = 200, message = "must be at most 200 characters"))]
+    line2: String,
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    city: String,
+    #[serde(default)]
+    #[validate(length(max = 100, message = "must be at most 100 characters"))]
+    region: String,
+    #[validate(length(min = 1, max = 20, message = "must be 1 to 20 characters"))]
+    postal_code: String,
+    #[validate(length(equal = 2, message = "must be a two-letter ISO 3166-1 code"))]
+    country: String,
+    #[serde(default)]
+    #[validate(length(max = 32, message = "must be at most 32 characters"))]
+    phone: String,
+    #[serde(default)]
+    is_default: bool,
+}
+
+impl AddressRequest {
+    fn into_address(self, user_id: Uuid, id: Uuid) -> Address {
+        Address {
+            id,
+            user_id,
+            label: self.label.trim().to_owned(),
+            recipient: self.recipient.trim().to_owned(),
+            line1: self.line1.trim().to_owned(),
+            line2: self.line2.trim().to_owned(),
+            city: self.city.trim().to_owned(),
+            region: self.region.trim().to_owned(),
+            postal_code: self.postal_code.trim().to_owned(),
+            country: self.country.trim().to_uppercase(),
+            phone: self.phone.trim().to_owned(),
+            is_default: self.is_default,
+        }
+    }
+}
+
+async fn addresses(
+    State(auth): State<AuthService>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        serde_json::json!({ "items": auth.addresses(principal.user_id()?).await? }),
+    ))
+}
+
+async fn add_address(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Valid(request): Valid<AddressRequest>,
+) -> Result<(StatusCode, Json<Address>), ApiError> {
+    let address = auth
+        .add_address(request.into_address(principal.user_id()?, Uuid::nil()))
+        .await?;
+    Ok((StatusCode::CREATED, Json(address)))
+}
+
+async fn address(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Address>, ApiError> {
+    Ok(Json(
+        auth.address(principal.user_id()?, parse_id("id", &id)?)
+            .await?,
+    ))
+}
+
+async fn replace_address(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Valid(request): Valid<AddressRequest>,
+) -> Result<Json<Address>, ApiError> {
+    let address = request.into_address(principal.user_id()?, parse_id("id", &id)?);
+    Ok(Json(auth.replace_address(address).await?))
+}
+
+async fn delete_address(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.delete_address(principal.user_id()?, parse_id("id", &id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery {
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn list_users(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let page = query.page.unwrap_or(1);
+    let page_size = query.page_size.unwrap_or(50);
+    if page == 0 {
+        return Err(ApiError::invalid("page", "starts at 1"));
+    }
+    if !(1..=200).contains(&page_size) {
+        return Err(ApiError::invalid("pageSize", "must be 1 to 200"));
+    }
+    let users = auth.list_users(page, page_size).await?;
+    Ok(Json(
+        serde_json::json!({ "items": users, "page": page, "pageSize": page_size }),
+    ))
+}
+
+async fn disable_user(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let id = parse_id("id", &id)?;
+    if principal.claims().user_id() == Some(id) {
+        return Err(ApiError::invalid(
+            "id",
+            "admins cannot disable their own account",
+        ));
+    }
+    auth.disable_user(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+struct GrpcHandler {
+    auth: AuthService,
+}
+
+fn grpc_status(error: AuthError) -> tonic::Status {
+    match error {
+        AuthError::NotFound(_) => tonic::Status::not_found(error.to_string()),
+        AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(error.to_string()),
+        AuthError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
+        other => {
+            tracing::error!(error = %other, "gRPC call failed");
+            tonic::Status::internal("internal error")
+        }
+    }
+}
+
+fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
+    Uuid::parse_str(raw)
+        .map_err(|_| tonic::Status::invalid_argument(format!("{field}: must be a UUID")))
+}
+
+fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::Customer => pb::Role::Customer,
+        Role::Support => pb::Role::Support,
+        Role::Admin => pb::Role::Admin,
+        Role::Service => pb::Role::Unspecified,
+    }
+}
+
+fn user_to_proto(user: &User) -> pb::User {
+    pb::User {
+        id: user.id.to_string(),
+        email: user.email.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        role: role_to_proto(user.role) as i32,
+        status: match user.status {
+            UserStatus::Unverified => pb::UserStatus::Unverified,
+            UserStatus::Active => pb::UserStatus::Active,
+            UserStatus::Disabled => pb::UserStatus::Disabled,
+        } as i32,
+        created_at: Some(service::timestamp(user.created_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for GrpcHandler {
+    async fn validate_token(
+        &self,
+        request: tonic::Request<pb::ValidateTokenRequest>,
+    ) -> Result<tonic::Response<pb::ValidateTokenResponse>, tonic::Status> {
+        let claims = self
+            .auth
+            .validate_user_token(&request.into_inner().token)
+            .await
+            .map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::ValidateTokenResponse {
+            subject: claims.sub.clone(),
+            role: role_to_proto(claims.role) as i32,
+            session_id: claims.sid.map(|sid| sid.to_string()).unwrap_or_default(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: claims.exp,
+                nanos: 0,
+            }),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: tonic::Request<pb::GetUserRequest>,
+    ) -> Result<tonic::Response<pb::GetUserResponse>, tonic::Status> {
+        let id = grpc_uuid("user_id", &request.into_inner().user_id)?;
+        let user = self.auth.user(id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::GetUserResponse {
+            user: Some(user_to_proto(&user)),
+        }))
+    }
+
+    async fn get_address(
+        &self,
+        request: tonic::Request<pb::GetAddressRequest>,
+    ) -> Result<tonic::Response<pb::GetAddressResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let user_id = grpc_uuid("user_id", &request.user_id)?;
+        let address_id = grpc_uuid("address_id", &request.address_id)?;
+        let address = self
+            .auth
+            .address(user_id, address_id)
+            .await
+            .map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::GetAddressResponse {
+            address: Some(pb::Address {
+                id: address.id.to_string(),
+                user_id: address.user_id.to_string(),
+                label: address.label,
+                recipient: address.recipient,
+                line1: address.line1,
+                line2: address.line2,
+                city: address.city,
+                region: address.region,
+                postal_code: address.postal_code,
+                country: address.country,
+                phone: address.phone,
+                is_default: address.is_default,
+            }),
+        }))
+    }
+}

@@ -1,0 +1,20 @@
+//! The auth service: identities, e-mail verification, RS256 access tokens with rotating
+//! refresh tokens, sessions, addresses and service-to-service tokens.
+
+pub mod domain;
+pub mod handler;
+pub mod keys;
+pub mod repository;
+pub mod service;
+
+use commerce_runtime::ServiceDefinition;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/auth");
+
+pub const DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "auth",
+    summary: "identity, e-mail verification, RS256 tokens",
+    migrator: Some(&MIGRATOR),
+    messaging: true,
+    start: |context| Box::pin(handler::start(context)),
+};

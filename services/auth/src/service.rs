@@ -1,0 +1,883 @@
+//! Auth use cases: registration, verification, login, refresh rotation with reuse
+//! detection, sessions, profile, addresses, administration and service tokens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::Utc;
+use commerce_access::{AccessError, Claims, Role, SERVICE_SUBJECT_PREFIX, TokenVerifier};
+use commerce_messaging::NewEvent;
+use commerce_proto::auth::v1 as pb;
+use commerce_redis::{RateDecision, RateLimit, RedisClient};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::domain::{self, Address, Session, User, UserStatus};
+use crate::keys::{KeyRing, KeySettings};
+use crate::repository::{self as repo, NewUser, VerificationState};
+
+pub const TOPIC: &str = "commerce.auth.events";
+pub const USER_REGISTERED: &str = "commerce.auth.v1.UserRegistered";
+pub const EMAIL_VERIFICATION_REQUESTED: &str = "commerce.auth.v1.EmailVerificationRequested";
+pub const EMAIL_VERIFIED: &str = "commerce.auth.v1.EmailVerified";
+
+/// The services that may be named as a service token's audience.
+pub const SERVICES: &[&str] = &[
+    "auth",
+    "product",
+    "cart",
+    "order",
+    "payment",
+    "fulfillment",
+    "notification",
+    "chat",
+    "search",
+    "gateway",
+    "graphql",
+];
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct LimitSetting {
+    pub max: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl From<LimitSetting> for RateLimit {
+    fn from(setting: LimitSetting) -> Self {
+        RateLimit {
+            max: setting.max,
+            window: setting.window,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    #[serde(default = "Limits::login_per_email")]
+    pub login_per_email: LimitSetting,
+    #[serde(default = "Limits::login_per_ip")]
+    pub login_per_ip: LimitSetting,
+    #[serde(default = "Limits::resend_per_user")]
+    pub resend_per_user: LimitSetting,
+    #[serde(default = "Limits::resend_per_ip")]
+    pub resend_per_ip: LimitSetting,
+    #[serde(default = "Limits::register_per_ip")]
+    pub register_per_ip: LimitSetting,
+}
+
+impl Limits {
+    fn login_per_email() -> LimitSetting {
+        LimitSetting {
+            max: 10,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+    fn login_per_ip() -> LimitSetting {
+        LimitSetting {
+            max: 60,
+            window: Duration::from_secs(60),
+        }
+    }
+    fn resend_per_user() -> LimitSetting {
+        LimitSetting {
+            max: 3,
+            window: Duration::from_secs(60 * 60),
+        }
+    }
+    fn resend_per_ip() -> LimitSetting {
+        LimitSetting {
+            max: 20,
+            window: Duration::from_secs(60 * 60),
+        }
+    }
+    fn register_per_ip() -> LimitSetting {
+        LimitSetting {
+            max: 30,
+            window: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_per_email: Self::login_per_email(),
+            login_per_ip: Self::login_per_ip(),
+            resend_per_user: Self::resend_per_user(),
+            resend_per_ip: Self::resend_per_ip(),
+            register_per_ip: Self::register_per_ip(),
+        }
+    }
+}
+
+/// `services.auth` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub keys: KeySettings,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// Audience of user access tokens.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default = "default_access_ttl", with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(default = "default_refresh_ttl", with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    #[serde(default = "default_verification_ttl", with = "humantime_serde")]
+    pub verification_ttl: Duration,
+    #[serde(default = "default_service_token_ttl", with = "humantime_serde")]
+    pub service_token_ttl: Duration,
+    /// Service id → secret, for `POST /v1/auth/service-token`.
+    #[serde(default)]
+    pub service_clients: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Take the client address from `X-Forwarded-For` (only behind the gateway).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+}
+
+fn default_issuer() -> String {
+    "commerce-auth".to_owned()
+}
+fn default_audience() -> String {
+    "commerce".to_owned()
+}
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_refresh_ttl() -> Duration {
+    Duration::from_secs(14 * 24 * 60 * 60)
+}
+fn default_verification_ttl() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
+}
+fn default_service_token_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl AuthSettings {
+    /// Returns the key (under `services.auth`) and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let minutes = |d: Duration| d.as_secs() / 60;
+        if !(1..=60).contains(&minutes(self.access_ttl)) {
+            return Err(("access_ttl", "must be between 1m and 60m".to_owned()));
+        }
+        if self.refresh_ttl < Duration::from_secs(60 * 60) {
+            return Err(("refresh_ttl", "must be at least 1h".to_owned()));
+        }
+        if self.verification_ttl < Duration::from_secs(60) {
+            return Err(("verification_ttl", "must be at least 1m".to_owned()));
+        }
+        if let Some((id, _)) = self
+            .service_clients
+            .iter()
+            .find(|(_, secret)| secret.len() < 24)
+        {
+            return Err((
+                "service_clients",
+                format!("the secret of `{id}` must be at least 24 characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("an account with this e-mail already exists")]
+    EmailTaken,
+    #[error("invalid e-mail or password")]
+    InvalidCredentials,
+    #[error("verify your e-mail address before logging in")]
+    EmailNotVerified,
+    #[error("this account is disabled")]
+    Disabled,
+    #[error("too many attempts")]
+    RateLimited(Duration),
+    #[error("verification token {0}")]
+    Verification(&'static str),
+    #[error("refresh token is invalid or expired")]
+    RefreshInvalid,
+    #[error("refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    #[error("invalid client credentials")]
+    ClientCredentials,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+impl From<commerce_messaging::MessagingError> for AuthError {
+    fn from(error: commerce_messaging::MessagingError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+impl From<commerce_redis::RedisError> for AuthError {
+    fn from(error: commerce_redis::RedisError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+impl From<crate::keys::KeyError> for AuthError {
+    fn from(error: crate::keys::KeyError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Tokens handed out at login and refresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
+pub struct Registration<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+}
+
+/// Who is calling, for sessions and rate limits.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+#[derive(Clone)]
+pub struct AuthService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    redis: RedisClient,
+    keys: KeyRing,
+    settings: AuthSettings,
+    user_tokens: TokenVerifier,
+    /// A hash of a random password: unknown e-mails cost as much as wrong passwords.
+    decoy_hash: String,
+}
+
+impl AuthService {
+    pub fn new(
+        pool: PgPool,
+        redis: RedisClient,
+        keys: KeyRing,
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
+        let user_tokens = TokenVerifier::with_keys(
+            keys.jwks(),
+            commerce_access::VerifierSettings::new(&settings.issuer, &[&settings.audience]),
+        )
+        .map_err(|error| AuthError::Internal(error.to_string()))?;
+        let decoy_hash = hash_password_now(&domain::new_secret())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                redis,
+                keys,
+                settings,
+                user_tokens,
+                decoy_hash,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    /// Verifies user access tokens signed by this service.
+    pub fn user_token_verifier(&self) -> TokenVerifier {
+        self.inner.user_tokens.clone()
+    }
+
+    /// Verifies service tokens addressed to `audience`.
+    pub fn service_token_verifier(&self, audience: &str) -> Result<TokenVerifier, AuthError> {
+        TokenVerifier::with_keys(
+            self.inner.keys.jwks(),
+            commerce_access::VerifierSettings::new(&self.inner.settings.issuer, &[audience]),
+        )
+        .map_err(|error| AuthError::Internal(error.to_string()))
+    }
+
+    async fn limit(
+        &self,
+        scope: &str,
+        subject: &str,
+        limit: LimitSetting,
+    ) -> Result<(), AuthError> {
+        match self.inner.redis.hit(scope, subject, limit.into()).await? {
+            RateDecision::Allowed { .. } => Ok(()),
+            RateDecision::Limited { retry_after } => Err(AuthError::RateLimited(retry_after)),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        registration: Registration<'_>,
+        client: &ClientInfo,
+    ) -> Result<User, AuthError> {
+        self.limit(
+            "register-ip",
+            &client.ip,
+            self.inner.settings.limits.register_per_ip,
+        )
+        .await?;
+        let email = domain::normalize_email(registration.email);
+        domain::check_password(registration.password).map_err(|message| AuthError::Invalid {
+            field: "password",
+            message: message.to_owned(),
+        })?;
+        let password_hash = hash_password(registration.password).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let user = repo::insert_user(
+            &mut tx,
+            NewUser {
+                email: &email,
+                password_hash: &password_hash,
+                first_name: registration.first_name.trim(),
+                last_name: registration.last_name.trim(),
+                role: Role::Customer,
+                status: UserStatus::Unverified,
+            },
+        )
+        .await?
+        .ok_or(AuthError::EmailTaken)?;
+        let (token, expires_at) = self.new_verification(&mut tx, user.id).await?;
+        let event = pb::UserRegistered {
+            user_id: user.id.to_string(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            verification_token: token,
+            verification_expires_at: Some(timestamp(expires_at)),
+        };
+        commerce_messaging::enqueue(
+            &mut tx,
+            NewEvent::protobuf(TOPIC, user.id.to_string(), USER_REGISTERED, &event),
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("auth_registrations_total").increment(1);
+        Ok(user)
+    }
+
+    async fn new_verification(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        user_id: Uuid,
+    ) -> Result<(String, chrono::DateTime<Utc>), AuthError> {
+        let token = domain::new_secret();
+        let expires_at = Utc::now() + self.inner.settings.verification_ttl;
+        repo::replace_verification(
+            connection,
+            user_id,
+            &domain::secret_hash(&token),
+            expires_at,
+        )
+        .await?;
+        Ok((token, expires_at))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_email(&self, token: &str) -> Result<User, AuthError> {
+        let hash = domain::secret_hash(token.trim());
+        let mut tx = self.inner.pool.begin().await?;
+        let user_id = match repo::lock_verification(&mut tx, &hash).await? {
+            VerificationState::Unknown => return Err(AuthError::Verification("is invalid")),
+            VerificationState::Used => {
+                return Err(AuthError::Verification("has already been used"));
+            }
+            VerificationState::Revoked => {
+                return Err(AuthError::Verification(
+                    "was replaced by a newer one; use the latest link",
+                ));
+            }
+            VerificationState::Expired => {
+                return Err(AuthError::Verification("has expired; request a new one"));
+            }
+            VerificationState::Valid { user_id } => user_id,
+        };
+        repo::mark_verification_used(&mut tx, &hash).await?;
+        let user = repo::user_by_id(&mut *tx, user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        if user.status == UserStatus::Unverified {
+            repo::set_status(&mut *tx, user_id, UserStatus::Active).await?;
+            let event = pb::EmailVerified {
+                user_id: user_id.to_string(),
+                email: user.email.clone(),
+            };
+            commerce_messaging::enqueue(
+                &mut tx,
+                NewEvent::protobuf(TOPIC, user_id.to_string(), EMAIL_VERIFIED, &event),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(repo::user_by_id(&self.inner.pool, user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?)
+    }
+
+    /// Always succeeds for an unknown or verified e-mail, so it tells nobody which exist.
+    #[tracing::instrument(skip_all)]
+    pub async fn resend_verification(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let limits = &self.inner.settings.limits;
+        let email = domain::normalize_email(email);
+        self.limit("resend-ip", &client.ip, limits.resend_per_ip)
+            .await?;
+        self.limit("resend-user", &email, limits.resend_per_user)
+            .await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let Some(user) = repo::user_by_email(&mut *tx, &email).await? else {
+            return Ok(());
+        };
+        if user.status != UserStatus::Unverified {
+            return Ok(());
+        }
+        let (token, expires_at) = self.new_verification(&mut tx, user.id).await?;
+        let event = pb::EmailVerificationRequested {
+            user_id: user.id.to_string(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            verification_token: token,
+            verification_expires_at: Some(timestamp(expires_at)),
+        };
+        commerce_messaging::enqueue(
+            &mut tx,
+            NewEvent::protobuf(
+                TOPIC,
+                user.id.to_string(),
+                EMAIL_VERIFICATION_REQUESTED,
+                &event,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        let limits = &self.inner.settings.limits;
+        let email = domain::normalize_email(email);
+        self.limit("login-ip", &client.ip, limits.login_per_ip)
+            .await?;
+        // Every attempt counts against the account; a success clears the count.
+        self.limit("login-email", &email, limits.login_per_email)
+            .await?;
+        let user = repo::user_by_email(&self.inner.pool, &email).await?;
+        let hash = user.as_ref().map_or(self.inner.decoy_hash.clone(), |user| {
+            user.password_hash.clone()
+        });
+        let password_ok = verify_password(password, &hash).await?;
+        let user = match user {
+            Some(user) if password_ok => user,
+            _ => {
+                metrics::counter!("auth_login_failures_total").increment(1);
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        match user.status {
+            UserStatus::Unverified => return Err(AuthError::EmailNotVerified),
+            UserStatus::Disabled => return Err(AuthError::Disabled),
+            UserStatus::Active => {}
+        }
+        self.inner.redis.reset_hits("login-email", &email).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let settings = &self.inner.settings;
+        let session_id = repo::insert_session(
+            &mut tx,
+            user.id,
+            &client.user_agent,
+            &client.ip,
+            Utc::now() + settings.refresh_ttl,
+        )
+        .await?;
+        let refresh_token = domain::new_secret();
+        repo::insert_refresh_token(
+            &mut tx,
+            &domain::secret_hash(&refresh_token),
+            session_id,
+            Utc::now() + settings.refresh_ttl,
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("auth_logins_total").increment(1);
+        self.token_pair(&user, session_id, refresh_token)
+    }
+
+    fn token_pair(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        refresh_token: String,
+    ) -> Result<TokenPair, AuthError> {
+        let settings = &self.inner.settings;
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            iss: settings.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: settings.audience.clone(),
+            exp: now + settings.access_ttl.as_secs() as i64,
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7().to_string(),
+            role: user.role,
+            sid: Some(session_id),
+            email: Some(user.email.clone()),
+        };
+        Ok(TokenPair {
+            access_token: self.inner.keys.sign(&claims)?,
+            token_type: "Bearer".to_owned(),
+            expires_in: settings.access_ttl.as_secs(),
+            refresh_token,
+            refresh_expires_in: settings.refresh_ttl.as_secs(),
+            session_id,
+        })
+    }
+
+    /// Rotates a refresh token. Presenting one that was already rotated means it leaked:
+    /// the whole session (every token of its family) is revoked.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+        let hash = domain::secret_hash(refresh_token.trim());
+        let mut tx = self.inner.pool.begin().await?;
+        let Some(row) = repo::lock_refresh_token(&mut tx, &hash).await? else {
+            return Err(AuthError::RefreshInvalid);
+        };
+        if row.rotated {
+            repo::revoke_session(&mut *tx, row.session_id, None, "refresh token reuse").await?;
+            tx.commit().await?;
+            metrics::counter!("auth_refresh_reuse_total").increment(1);
+            tracing::warn!(session = %row.session_id, "refresh token reuse; session revoked");
+            return Err(AuthError::RefreshReused);
+        }
+        let now = Utc::now();
+        if row.session_revoked || row.session_expires_at <= now || row.token_expires_at <= now {
+            return Err(AuthError::RefreshInvalid);
+        }
+        let user = repo::user_by_id(&mut *tx, row.user_id)
+            .await?
+            .ok_or(AuthError::RefreshInvalid)?;
+        if user.status != UserStatus::Active {
+            repo::revoke_session(&mut *tx, row.session_id, None, "account not active").await?;
+            tx.commit().await?;
+            return Err(AuthError::Disabled);
+        }
+        repo::mark_rotated(&mut tx, &hash).await?;
+        let next = domain::new_secret();
+        // The family keeps the session's expiry: rotation does not extend a session.
+        repo::insert_refresh_token(
+            &mut tx,
+            &domain::secret_hash(&next),
+            row.session_id,
+            row.session_expires_at,
+        )
+        .await?;
+        repo::touch_session(&mut tx, row.session_id).await?;
+        tx.commit().await?;
+        let mut pair = self.token_pair(&user, row.session_id, next)?;
+        pair.refresh_expires_in = (row.session_expires_at - now).num_seconds().max(0) as u64;
+        Ok(pair)
+    }
+
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
+        let (Some(session_id), Some(user_id)) = (claims.sid, claims.user_id()) else {
+            return Err(AuthError::Unauthenticated(
+                "not a user session token".to_owned(),
+            ));
+        };
+        repo::revoke_session(&self.inner.pool, session_id, Some(user_id), "logout").await?;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, user_id: Uuid) -> Result<Vec<Session>, AuthError> {
+        Ok(repo::active_sessions(&self.inner.pool, user_id).await?)
+    }
+
+    pub async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), AuthError> {
+        if repo::revoke_session(
+            &self.inner.pool,
+            session_id,
+            Some(user_id),
+            "revoked by user",
+        )
+        .await?
+        {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("session"))
+        }
+    }
+
+    pub async fn user(&self, user_id: Uuid) -> Result<User, AuthError> {
+        repo::user_by_id(&self.inner.pool, user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))
+    }
+
+    pub async fn update_profile(
+        &self,
+        user_id: Uuid,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+    ) -> Result<User, AuthError> {
+        repo::update_names(
+            &self.inner.pool,
+            user_id,
+            first_name.map(str::trim),
+            last_name.map(str::trim),
+        )
+        .await?
+        .ok_or(AuthError::NotFound("user"))
+    }
+
+    pub async fn addresses(&self, user_id: Uuid) -> Result<Vec<Address>, AuthError> {
+        Ok(repo::addresses(&self.inner.pool, user_id).await?)
+    }
+
+    pub async fn address(&self, user_id: Uuid, id: Uuid) -> Result<Address, AuthError> {
+        repo::address(&self.inner.pool, user_id, id)
+            .await?
+            .ok_or(AuthError::NotFound("address"))
+    }
+
+    /// Adds an address; the first one, or one marked default, becomes the default.
+    pub async fn add_address(&self, mut address: Address) -> Result<Address, AuthError> {
+        domain::check_country(&address.country).map_err(|message| AuthError::Invalid {
+            field: "country",
+            message: message.to_owned(),
+        })?;
+        let mut tx = self.inner.pool.begin().await?;
+        // Serialise a user's address changes so "one default" holds under concurrency.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(address.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let existing = repo::addresses(&mut *tx, address.user_id).await?;
+        if existing.len() >= 20 {
+            return Err(AuthError::Invalid {
+                field: "addresses",
+                message: "at most 20 addresses per account".to_owned(),
+            });
+        }
+        address.is_default |= existing.is_empty();
+        if address.is_default {
+            repo::clear_default(&mut tx, address.user_id).await?;
+        }
+        address.id = Uuid::now_v7();
+        let created = repo::insert_address(&mut tx, &address).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn replace_address(&self, address: Address) -> Result<Address, AuthError> {
+        domain::check_country(&address.country).map_err(|message| AuthError::Invalid {
+            field: "country",
+            message: message.to_owned(),
+        })?;
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(address.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let current = repo::address(&mut *tx, address.user_id, address.id)
+            .await?
+            .ok_or(AuthError::NotFound("address"))?;
+        if address.is_default && !current.is_default {
+            repo::clear_default(&mut tx, address.user_id).await?;
+        }
+        let updated = repo::update_address(&mut tx, &address)
+            .await?
+            .ok_or(AuthError::NotFound("address"))?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub async fn delete_address(&self, user_id: Uuid, id: Uuid) -> Result<(), AuthError> {
+        if repo::delete_address(&self.inner.pool, user_id, id).await? {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("address"))
+        }
+    }
+
+    pub async fn list_users(&self, page: u32, page_size: u32) -> Result<Vec<User>, AuthError> {
+        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        Ok(repo::list_users(&self.inner.pool, i64::from(page_size), offset).await?)
+    }
+
+    /// Disables an account and ends all its sessions.
+    pub async fn disable_user(&self, user_id: Uuid) -> Result<(), AuthError> {
+        let mut tx = self.inner.pool.begin().await?;
+        if !repo::set_status(&mut *tx, user_id, UserStatus::Disabled).await? {
+            return Err(AuthError::NotFound("user"));
+        }
+        repo::revoke_all_sessions(&mut *tx, user_id, "account disabled").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Client credentials → a short-lived token whose audience is the callee.
+    pub fn service_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        audience: &str,
+    ) -> Result<(String, u64), AuthError> {
+        let known = self.inner.settings.service_clients.get(client_id);
+        // Compare against something even for unknown ids, so timing does not tell them apart.
+        let expected = known.map_or("\u{0}".repeat(secret.len().max(1)), Clone::clone);
+        let matches: bool = expected.as_bytes().ct_eq(secret.as_bytes()).into();
+        if known.is_none() || !matches {
+            return Err(AuthError::ClientCredentials);
+        }
+        if !SERVICES.contains(&audience) {
+            return Err(AuthError::Invalid {
+                field: "audience",
+                message: format!("must be one of: {}", SERVICES.join(", ")),
+            });
+        }
+        let settings = &self.inner.settings;
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            iss: settings.issuer.clone(),
+            sub: format!("{SERVICE_SUBJECT_PREFIX}{client_id}"),
+            aud: audience.to_owned(),
+            exp: now + settings.service_token_ttl.as_secs() as i64,
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7().to_string(),
+            role: Role::Service,
+            sid: None,
+            email: None,
+        };
+        Ok((
+            self.inner.keys.sign(&claims)?,
+            settings.service_token_ttl.as_secs(),
+        ))
+    }
+
+    /// Full validation for other services: signature, claims, and a still-active session.
+    pub async fn validate_user_token(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self
+            .inner
+            .user_tokens
+            .verify(token)
+            .await
+            .map_err(|error: AccessError| AuthError::Unauthenticated(error.to_string()))?;
+        let session = claims
+            .sid
+            .ok_or_else(|| AuthError::Unauthenticated("token has no session".to_owned()))?;
+        if !repo::session_is_active(&self.inner.pool, session).await? {
+            return Err(AuthError::Unauthenticated("session has ended".to_owned()));
+        }
+        Ok(claims)
+    }
+
+    /// Creates or keeps a verified account with the given role (demo data, first admin).
+    pub async fn ensure_account(
+        &self,
+        email: &str,
+        password: &str,
+        first_name: &str,
+        last_name: &str,
+        role: Role,
+    ) -> Result<bool, AuthError> {
+        let email = domain::normalize_email(email);
+        let password_hash = hash_password(password).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let created = repo::insert_user(
+            &mut tx,
+            NewUser {
+                email: &email,
+                password_hash: &password_hash,
+                first_name,
+                last_name,
+                role,
+                status: UserStatus::Active,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created.is_some())
+    }
+}
+
+fn hash_password_now(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| AuthError::Internal(error.to_string()))
+}
+
+/// argon2id is deliberately slow: it runs off the async workers.
+async fn hash_password(password: &str) -> Result<String, AuthError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password_now(&password))
+        .await
+        .map_err(|error| AuthError::Internal(error.to_string()))?
+}
+
+async fn verify_password(password: &str, hash: &str) -> Result<bool, AuthError> {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let parsed =
+            PasswordHash::new(&hash).map_err(|error| AuthError::Internal(error.to_string()))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|error| AuthError::Internal(error.to_string()))?
+}
+
+pub fn timestamp(at: chrono::DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
