@@ -182,17 +182,20 @@ pub enum VerificationState {
     Valid { user_id: Uuid },
 }
 
+#[derive(sqlx::FromRow)]
+struct VerificationRow {
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Locks the token's row for the rest of the transaction.
 pub async fn lock_verification(
     connection: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<VerificationState, sqlx::Error> {
-    let row: Option<(
-        Uuid,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let row: Option<VerificationRow> = sqlx::query_as(
         "SELECT user_id, expires_at, used_at, revoked_at FROM email_verifications
          WHERE token_hash = $1 FOR UPDATE",
     )
@@ -201,10 +204,12 @@ pub async fn lock_verification(
     .await?;
     Ok(match row {
         None => VerificationState::Unknown,
-        Some((_, _, Some(_), _)) => VerificationState::Used,
-        Some((_, _, _, Some(_))) => VerificationState::Revoked,
-        Some((_, expires_at, _, _)) if expires_at <= Utc::now() => VerificationState::Expired,
-        Some((user_id, ..)) => VerificationState::Valid { user_id },
+        Some(row) if row.used_at.is_some() => VerificationState::Used,
+        Some(row) if row.revoked_at.is_some() => VerificationState::Revoked,
+        Some(row) if row.expires_at <= Utc::now() => VerificationState::Expired,
+        Some(row) => VerificationState::Valid {
+            user_id: row.user_id,
+        },
     })
 }
 
@@ -257,6 +262,7 @@ pub async fn insert_refresh_token(
     Ok(())
 }
 
+#[derive(sqlx::FromRow)]
 pub struct RefreshTokenRow {
     pub session_id: Uuid,
     pub user_id: Uuid,
@@ -271,33 +277,16 @@ pub async fn lock_refresh_token(
     connection: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<RefreshTokenRow>, sqlx::Error> {
-    let row: Option<(
-        Uuid,
-        Uuid,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
-        "SELECT t.session_id, s.user_id, t.expires_at, t.rotated_at, s.revoked_at, s.expires_at
-             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-             WHERE t.token_hash = $1 FOR UPDATE OF t, s",
+    sqlx::query_as(
+        "SELECT t.session_id, s.user_id, t.expires_at AS token_expires_at,
+                t.rotated_at IS NOT NULL AS rotated, s.revoked_at IS NOT NULL AS session_revoked,
+                s.expires_at AS session_expires_at
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+         WHERE t.token_hash = $1 FOR UPDATE OF t, s",
     )
     .bind(token_hash)
     .fetch_optional(connection)
-    .await?;
-    Ok(row.map(
-        |(session_id, user_id, token_expires_at, rotated_at, revoked_at, session_expires_at)| {
-            RefreshTokenRow {
-                session_id,
-                user_id,
-                token_expires_at,
-                rotated: rotated_at.is_some(),
-                session_revoked: revoked_at.is_some(),
-                session_expires_at,
-            }
-        },
-    ))
+    .await
 }
 
 pub async fn mark_rotated(
@@ -369,18 +358,21 @@ pub async fn session_is_active(
     Ok(active.unwrap_or(false))
 }
 
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: Uuid,
+    user_agent: String,
+    ip: String,
+    created_at: DateTime<Utc>,
+    last_used_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
 pub async fn active_sessions(
     executor: impl PgExecutor<'_>,
     user_id: Uuid,
 ) -> Result<Vec<Session>, sqlx::Error> {
-    let rows: Vec<(
-        Uuid,
-        String,
-        String,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
+    let rows: Vec<SessionRow> = sqlx::query_as(
         "SELECT id, user_agent, ip, created_at, last_used_at, expires_at FROM sessions
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC",
     )
@@ -389,16 +381,14 @@ pub async fn active_sessions(
     .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(id, user_agent, ip, created_at, last_used_at, expires_at)| Session {
-                id,
-                user_agent,
-                ip,
-                created_at,
-                last_used_at,
-                expires_at,
-            },
-        )
+        .map(|row| Session {
+            id: row.id,
+            user_agent: row.user_agent,
+            ip: row.ip,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+        })
         .collect())
 }
 

@@ -141,6 +141,13 @@ pub struct AuthSettings {
     /// Take the client address from `X-Forwarded-For` (only behind the gateway).
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Namespace of this service's Redis keys, so shops (or tests) can share a Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+}
+
+fn default_redis_prefix() -> String {
+    "auth".to_owned()
 }
 
 fn default_issuer() -> String {
@@ -331,13 +338,22 @@ impl AuthService {
         .map_err(|error| AuthError::Internal(error.to_string()))
     }
 
+    fn scope(&self, scope: &str) -> String {
+        format!("{}:{scope}", self.inner.settings.redis_prefix)
+    }
+
     async fn limit(
         &self,
         scope: &str,
         subject: &str,
         limit: LimitSetting,
     ) -> Result<(), AuthError> {
-        match self.inner.redis.hit(scope, subject, limit.into()).await? {
+        match self
+            .inner
+            .redis
+            .hit(&self.scope(scope), subject, limit.into())
+            .await?
+        {
             RateDecision::Allowed { .. } => Ok(()),
             RateDecision::Limited { retry_after } => Err(AuthError::RateLimited(retry_after)),
         }
@@ -446,9 +462,9 @@ impl AuthService {
             .await?;
         }
         tx.commit().await?;
-        Ok(repo::user_by_id(&self.inner.pool, user_id)
+        repo::user_by_id(&self.inner.pool, user_id)
             .await?
-            .ok_or(AuthError::NotFound("user"))?)
+            .ok_or(AuthError::NotFound("user"))
     }
 
     /// Always succeeds for an unknown or verified e-mail, so it tells nobody which exist.
@@ -524,7 +540,10 @@ impl AuthService {
             UserStatus::Disabled => return Err(AuthError::Disabled),
             UserStatus::Active => {}
         }
-        self.inner.redis.reset_hits("login-email", &email).await?;
+        self.inner
+            .redis
+            .reset_hits(&self.scope("login-email"), &email)
+            .await?;
         let mut tx = self.inner.pool.begin().await?;
         let settings = &self.inner.settings;
         let session_id = repo::insert_session(

@@ -82,8 +82,28 @@ fn configuration_errors_name_the_key() {
 #[tokio::test]
 async fn migrate_seed_serve_and_stop_on_sigterm() {
     let database = fresh_database("cli").await;
+    let auth_database = fresh_database("cliauth").await;
+    let keys = tempfile::tempdir().unwrap();
     let (http_port, grpc_port) = (free_port(), free_port());
+    let (auth_http_port, auth_grpc_port) = (free_port(), free_port());
     let env = [
+        (
+            "COMMERCE_SERVICES__AUTH__HTTP_ADDR",
+            format!("127.0.0.1:{auth_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__GRPC_ADDR",
+            format!("127.0.0.1:{auth_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__DATABASE__URL",
+            auth_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__KEYS__DIR",
+            keys.path().display().to_string(),
+        ),
+        ("COMMERCE_SERVICES__AUTH__KEYS__GENERATE", "true".to_owned()),
         (
             "COMMERCE_KAFKA__BROKERS",
             required_env("COMMERCE_TEST_KAFKA_BROKERS"),
@@ -123,6 +143,11 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(products, 8, "seeding twice loads the catalogue once");
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&auth_database.pool)
+        .await
+        .unwrap();
+    assert_eq!(accounts, 3, "one demo account per role, once");
 
     let mut server = commerce()
         .args(["serve", "--target", "all"])
@@ -151,6 +176,28 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         },
     )
     .await;
+
+    // Every service of the build is up: the seeded admin can log in and read itself.
+    let auth = format!("http://127.0.0.1:{auth_http_port}");
+    let login: serde_json::Value = client
+        .post(format!("{auth}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "admin@commerce.local", "password": "admin-demo-password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: serde_json::Value = client
+        .get(format!("{auth}/v1/users/me"))
+        .bearer_auth(login["accessToken"].as_str().expect("access token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
 
     let listing: serde_json::Value = client
         .get(format!("{http}/v1/products?pageSize=5"))

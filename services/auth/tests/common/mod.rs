@@ -48,12 +48,14 @@ impl TestAuth {
             database = {{ url = "{db}" }}
             keys = {{ dir = "{keys}", generate = true }}
             service_clients = {{ gateway = "{GATEWAY_SECRET}" }}
+            redis_prefix = "{prefix}"
             {extra}
             "#,
             kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
             db = database.url,
             keys = keys_dir.path().display(),
+            prefix = commerce_testkit::unique("auth"),
         );
         let config = Arc::new(Config::from_toml_str(&toml).expect("test config"));
         let shutdown = CancellationToken::new();
