@@ -1,5 +1,6 @@
 //! The RS256 signing keys. Keys are PEM files in one directory (a mounted Kubernetes
-//! Secret in production), the file stem is the `kid`. Every key is published in the JWKS;
+//! Secret in production), the file stem is the `kid`; or PEM text in the configuration
+//! (`keys.inline.<kid>`, e.g. `COMMERCE_SERVICES__AUTH__KEYS__INLINE__K1` from a Secret). Every key is published in the JWKS;
 //! the active one (configured, or the greatest `kid`) signs. Rotation: add a key, let
 //! verifiers see it, make it active, later delete the old one.
 
@@ -20,7 +21,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct KeySettings {
     /// Directory of `<kid>.pem` RSA private keys.
-    pub dir: PathBuf,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// `kid` → PEM, for keys delivered through the environment.
+    #[serde(default)]
+    pub inline: std::collections::BTreeMap<String, String>,
     /// Create one key when the directory has none (local runs only).
     #[serde(default)]
     pub generate: bool,
@@ -46,16 +51,31 @@ pub struct KeyRing {
 impl KeyRing {
     pub fn load(settings: &KeySettings) -> Result<Self, KeyError> {
         let failure = |message: String| KeyError::Load {
-            dir: settings.dir.display().to_string(),
+            dir: settings
+                .dir
+                .as_ref()
+                .map_or("configuration".to_owned(), |dir| dir.display().to_string()),
             message,
         };
-        let mut keys = read_keys(&settings.dir).map_err(failure)?;
+        let mut keys = match &settings.dir {
+            Some(dir) => read_keys(dir).map_err(failure)?,
+            None => Vec::new(),
+        };
+        for (kid, pem) in &settings.inline {
+            let key =
+                parse_key(pem).map_err(|error| failure(format!("inline key `{kid}`: {error}")))?;
+            keys.push((kid.clone(), key));
+        }
         if keys.is_empty() && settings.generate {
-            keys.push(generate_into(&settings.dir).map_err(failure)?);
+            let dir = settings.dir.as_ref().ok_or_else(|| {
+                failure("generate = true needs keys.dir to keep the key in".to_owned())
+            })?;
+            keys.push(generate_into(dir).map_err(failure)?);
         }
         if keys.is_empty() {
             return Err(failure(
-                "no <kid>.pem files (set generate = true for a local key)".to_owned(),
+                "no keys: put <kid>.pem files in keys.dir, set keys.inline.<kid>, or generate = true for a local key"
+                    .to_owned(),
             ));
         }
         keys.sort_by(|a, b| a.0.cmp(&b.0));
@@ -66,7 +86,7 @@ impl KeyRing {
         let (_, active_key) = keys
             .iter()
             .find(|(kid, _)| *kid == active_kid)
-            .ok_or_else(|| failure(format!("active key `{active_kid}` is not in the directory")))?;
+            .ok_or_else(|| failure(format!("active key `{active_kid}` is not among the keys")))?;
         let pem = active_key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|error| failure(error.to_string()))?;
@@ -130,6 +150,16 @@ fn read_keys(dir: &Path) -> Result<Vec<(String, RsaPrivateKey)>, String> {
     Ok(keys)
 }
 
+fn parse_key(pem: &str) -> Result<RsaPrivateKey, String> {
+    let key = RsaPrivateKey::from_pkcs8_pem(pem)
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
+        .map_err(|error| format!("not an RSA private key: {error}"))?;
+    if key.size() < 256 {
+        return Err("RSA keys must be at least 2048 bits".to_owned());
+    }
+    Ok(key)
+}
+
 fn generate_into(dir: &Path) -> Result<(String, RsaPrivateKey), String> {
     std::fs::create_dir_all(dir).map_err(|error| error.to_string())?;
     let key =
@@ -178,7 +208,8 @@ mod tests {
     fn generates_once_then_reuses_and_publishes_every_key() {
         let dir = tempfile::tempdir().unwrap();
         let settings = KeySettings {
-            dir: dir.path().to_owned(),
+            dir: Some(dir.path().to_owned()),
+            inline: Default::default(),
             generate: true,
             active: None,
         };
@@ -219,12 +250,41 @@ mod tests {
     fn an_empty_directory_without_generate_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let error = KeyRing::load(&KeySettings {
-            dir: dir.path().to_owned(),
+            dir: Some(dir.path().to_owned()),
+            inline: Default::default(),
             generate: false,
             active: None,
         })
         .err()
         .unwrap();
-        assert!(error.to_string().contains("no <kid>.pem"), "{error}");
+        assert!(error.to_string().contains("no keys"), "{error}");
+    }
+
+    #[test]
+    fn keys_can_come_from_the_configuration() {
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let ring = KeyRing::load(&KeySettings {
+            dir: None,
+            inline: [("from-env".to_owned(), pem)].into(),
+            generate: false,
+            active: None,
+        })
+        .unwrap();
+        assert_eq!(ring.active_kid(), "from-env");
+        assert_eq!(ring.jwks().keys.len(), 1);
+        let broken = KeyRing::load(&KeySettings {
+            dir: None,
+            inline: [("bad".to_owned(), "not a pem".to_owned())].into(),
+            generate: false,
+            active: None,
+        });
+        assert!(
+            broken
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("inline key `bad`")
+        );
     }
 }

@@ -77,6 +77,32 @@ async fn register_verify_and_log_in() {
 
     let tokens = auth.login(&email, PASSWORD).await;
     assert_eq!(tokens["tokenType"], "Bearer");
+    let access = tokens["accessToken"].as_str().unwrap();
+    let patch = |body: serde_json::Value| {
+        auth.send(
+            auth.client
+                .patch(format!("{}/v1/users/me", auth.http))
+                .bearer_auth(access)
+                .json(&body),
+        )
+    };
+    let (status, patched) = patch(json!({"firstName": "  Augusta "})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (patched["firstName"].as_str(), patched["lastName"].as_str()),
+        (Some("Augusta"), Some("Lovelace"))
+    );
+    let (status, body) = patch(json!({"role": "admin"})).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a user cannot raise their own role: {body}"
+    );
+    let (status, body) = patch(json!({"lastName": ""})).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("lastName"))
+    );
     assert_eq!(tokens["expiresIn"], 900);
     let (status, me) = auth
         .get_as(tokens["accessToken"].as_str().unwrap(), "/v1/users/me")
