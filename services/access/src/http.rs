@@ -39,6 +39,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
+/// The caller if a bearer token was sent, for public endpoints that show more to some
+/// roles. A token that is sent but invalid is still refused (401), never ignored.
+#[derive(Debug, Clone)]
+pub struct MaybePrincipal(pub Option<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybePrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        Principal::from_request_parts(parts, state)
+            .await
+            .map(|principal| Self(Some(principal)))
+    }
+}
+
+impl MaybePrincipal {
+    pub fn has_role(&self, roles: &[Role]) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|principal| roles.contains(&principal.role()))
+    }
+}
+
 impl Principal {
     pub fn claims(&self) -> &Claims {
         &self.0
@@ -53,6 +79,14 @@ impl Principal {
         self.0
             .user_id()
             .ok_or_else(|| ApiError::forbidden("this endpoint is for users"))
+    }
+
+    /// Who did it, for audit records: `user:<id>` or `service:<id>`.
+    pub fn actor(&self) -> String {
+        match self.0.user_id() {
+            Some(id) => format!("user:{id}"),
+            None => self.0.sub.clone(),
+        }
     }
 
     /// 403 unless the caller has one of `roles`.

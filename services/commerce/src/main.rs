@@ -115,10 +115,18 @@ const DEMO_ACCOUNTS: &[(&str, &str, &str, &str, commerce_access::Role)] = &[
 ];
 
 async fn seed(config: &Config) -> anyhow::Result<()> {
+    let redis = commerce_redis::RedisClient::connect(&config.app.redis).await?;
     let pool = service::connect_and_migrate(config, &commerce_product::DEFINITION)
         .await?
         .context("the product service has no database configured")?;
-    let created = commerce_product::service::ProductService::new(pool)
+    let product_settings: commerce_product::handler::ProductSettings =
+        config.service_section("product")?;
+    let cache = commerce_product::cache::ProductCache::new(
+        redis.clone(),
+        &product_settings.redis_prefix,
+        product_settings.cache_ttl,
+    );
+    let created = commerce_product::service::ProductService::new(pool, cache)
         .seed(commerce_product::demo_catalogue())
         .await?;
     if created == 0 {
@@ -131,7 +139,6 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
         .await?
         .context("the auth service has no database configured")?;
     let settings: commerce_auth::service::AuthSettings = config.service_section("auth")?;
-    let redis = commerce_redis::RedisClient::connect(&config.app.redis).await?;
     let keys = commerce_auth::keys::KeyRing::load(&settings.keys)?;
     let auth = commerce_auth::service::AuthService::new(pool, redis, keys, settings)?;
     for (email, password, first, last, role) in DEMO_ACCOUNTS {

@@ -105,6 +105,22 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         ),
         ("COMMERCE_SERVICES__AUTH__KEYS__GENERATE", "true".to_owned()),
         (
+            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__GATEWAY",
+            "cli-test-gateway-secret-0001".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__REDIS_PREFIX",
+            commerce_testkit::unique("cliauth"),
+        ),
+        (
+            "COMMERCE_SERVICES__PRODUCT__REDIS_PREFIX",
+            commerce_testkit::unique("cliproduct"),
+        ),
+        (
+            "COMMERCE_SERVICES__PRODUCT__AUTH__JWKS_URL",
+            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
+        ),
+        (
             "COMMERCE_KAFKA__BROKERS",
             required_env("COMMERCE_TEST_KAFKA_BROKERS"),
         ),
@@ -142,7 +158,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .fetch_one(&database.pool)
         .await
         .unwrap();
-    assert_eq!(products, 8, "seeding twice loads the catalogue once");
+    assert_eq!(products, 240, "seeding twice loads the catalogue once");
     let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&auth_database.pool)
         .await
@@ -207,7 +223,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listing["total"], 8);
+    assert_eq!(listing["total"], 240);
     assert_eq!(listing["items"].as_array().unwrap().len(), 5);
     let first_id = listing["items"][0]["id"].as_str().unwrap().to_owned();
     let bad = client
@@ -224,22 +240,49 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     ))
     .await
     .unwrap();
-    let found = grpc
+    let anonymous = grpc
         .get_products(pb::GetProductsRequest {
-            ids: vec![
-                first_id.clone(),
-                "00000000-0000-0000-0000-000000000000".into(),
-            ],
+            ids: vec![first_id.clone()],
         })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "gRPC needs a service token"
+    );
+    let tokens = commerce_access::ServiceTokenSource::new(
+        &auth,
+        "gateway",
+        "cli-test-gateway-secret-0001",
+        "product",
+    );
+    let found = grpc
+        .get_products(
+            tokens
+                .authorize(tonic::Request::new(pb::GetProductsRequest {
+                    ids: vec![
+                        first_id.clone(),
+                        "00000000-0000-0000-0000-000000000000".into(),
+                    ],
+                }))
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap()
         .into_inner();
     assert_eq!(found.products.len(), 1);
     assert_eq!(found.products[0].id, first_id);
     let invalid = grpc
-        .get_products(pb::GetProductsRequest {
-            ids: vec!["nope".into()],
-        })
+        .get_products(
+            tokens
+                .authorize(tonic::Request::new(pb::GetProductsRequest {
+                    ids: vec!["nope".into()],
+                }))
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
@@ -250,7 +293,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     );
 
     // The relay publishes the seed's ProductCreated events to the broker.
-    eventually(Duration::from_secs(30), "the outbox to drain", || {
+    eventually(Duration::from_secs(60), "the outbox to drain", || {
         let pool = database.pool.clone();
         async move {
             let pending: i64 =
@@ -267,7 +310,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
             .fetch_all(&database.pool)
             .await
             .unwrap();
-    assert_eq!(payloads.len(), 8);
+    assert_eq!(payloads.len(), 240);
     for (event_type, payload) in payloads {
         assert_eq!(event_type, "commerce.product.v1.ProductCreated");
         let event = pb::ProductCreated::decode(payload.as_slice()).unwrap();

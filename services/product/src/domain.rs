@@ -1,5 +1,7 @@
 //! Catalogue entities and their invariants. No I/O here.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -49,7 +51,7 @@ impl Money {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub id: Uuid,
@@ -60,7 +62,13 @@ pub struct Product {
     pub price: Money,
     pub stock: i64,
     pub reserved: i64,
+    pub attributes: BTreeMap<String, String>,
+    pub images: Vec<String>,
+    pub active: bool,
     pub version: i64,
+    /// Changes with every write, stock included; orders cache entries.
+    #[serde(skip)]
+    pub revision: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -80,6 +88,61 @@ pub struct NewProduct {
     pub category: String,
     pub price: Money,
     pub stock: i64,
+    pub attributes: BTreeMap<String, String>,
+    pub images: Vec<String>,
+    pub active: bool,
+}
+
+/// The editable description of a product (everything but SKU and stock, which have their
+/// own rules), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductDetails {
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    pub attributes: BTreeMap<String, String>,
+    pub images: Vec<String>,
+    pub active: bool,
+}
+
+impl ProductDetails {
+    pub fn validate(mut self) -> Result<Self, ValidationError> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty() || self.name.chars().count() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters"));
+        }
+        self.category = self.category.trim().to_owned();
+        if self.category.is_empty() || self.category.chars().count() > 100 {
+            return Err(invalid("category", "must be 1 to 100 characters"));
+        }
+        self.description = self.description.trim().to_owned();
+        if self.description.chars().count() > 5000 {
+            return Err(invalid("description", "must be at most 5000 characters"));
+        }
+        if self.attributes.len() > 50 {
+            return Err(invalid("attributes", "at most 50 attributes"));
+        }
+        if let Some((key, _)) = self
+            .attributes
+            .iter()
+            .find(|(key, value)| key.is_empty() || key.len() > 64 || value.len() > 500)
+        {
+            return Err(invalid(
+                "attributes",
+                format!("`{key}`: keys are 1 to 64 characters, values at most 500"),
+            ));
+        }
+        if self.images.len() > 20 {
+            return Err(invalid("images", "at most 20 images"));
+        }
+        if let Some(bad) = self.images.iter().find(|url| {
+            !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048
+        }) {
+            return Err(invalid("images", format!("`{bad}` is not an http(s) URL")));
+        }
+        Ok(self)
+    }
 }
 
 impl NewProduct {
@@ -89,6 +152,26 @@ impl NewProduct {
         description: &str,
         category: &str,
         price: Money,
+        stock: i64,
+    ) -> Result<Self, ValidationError> {
+        Self::with_details(
+            sku,
+            ProductDetails {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                category: category.to_owned(),
+                price,
+                attributes: BTreeMap::new(),
+                images: Vec::new(),
+                active: true,
+            },
+            stock,
+        )
+    }
+
+    pub fn with_details(
+        sku: &str,
+        details: ProductDetails,
         stock: i64,
     ) -> Result<Self, ValidationError> {
         let sku = sku.trim();
@@ -101,25 +184,82 @@ impl NewProduct {
         {
             return Err(invalid("sku", "may hold only letters, digits, '-' and '_'"));
         }
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(invalid("name", "must be 1 to 200 characters"));
-        }
-        let category = category.trim();
-        if category.is_empty() || category.chars().count() > 100 {
-            return Err(invalid("category", "must be 1 to 100 characters"));
-        }
         if stock < 0 {
             return Err(invalid("stock", "must not be negative"));
         }
+        let details = details.validate()?;
         Ok(Self {
             sku: sku.to_owned(),
-            name: name.to_owned(),
-            description: description.trim().to_owned(),
-            category: category.to_owned(),
-            price,
+            name: details.name,
+            description: details.description,
+            category: details.category,
+            price: details.price,
             stock,
+            attributes: details.attributes,
+            images: details.images,
+            active: details.active,
         })
+    }
+}
+
+/// One line of a reservation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservationLine {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+/// Merges repeated products and checks quantities: the shape every reservation has.
+pub fn normalize_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>, ValidationError> {
+    if lines.is_empty() {
+        return Err(invalid("items", "at least one item is required"));
+    }
+    if lines.len() > 100 {
+        return Err(invalid("items", "at most 100 items per order"));
+    }
+    let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for (index, line) in lines.iter().enumerate() {
+        if line.quantity <= 0 || line.quantity > 10_000 {
+            return Err(ValidationError {
+                field: "items.quantity",
+                message: format!("items[{index}]: quantity must be 1 to 10000"),
+            });
+        }
+        *merged.entry(line.product_id).or_default() += line.quantity;
+    }
+    // Sorted by id: rows are locked in one global order, so reservations never deadlock.
+    Ok(merged
+        .into_iter()
+        .map(|(product_id, quantity)| ReservationLine {
+            product_id,
+            quantity,
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Reserved,
+    Deducted,
+    Released,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Deducted => "deducted",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "reserved" => Some(Self::Reserved),
+            "deducted" => Some(Self::Deducted),
+            "released" => Some(Self::Released),
+            _ => None,
+        }
     }
 }
 
@@ -197,6 +337,65 @@ mod tests {
         assert_eq!(field("A", " ", "k", 1), "name");
         assert_eq!(field("A", "Mug", "", 1), "category");
         assert_eq!(field("A", "Mug", "k", -1), "stock");
+    }
+
+    #[test]
+    fn details_check_urls_and_attributes() {
+        let details = || ProductDetails {
+            name: " Lamp ".into(),
+            description: String::new(),
+            category: "home".into(),
+            price: usd("1"),
+            attributes: BTreeMap::new(),
+            images: vec!["https://cdn.example.com/lamp.jpg".into()],
+            active: true,
+        };
+        assert_eq!(details().validate().unwrap().name, "Lamp");
+        let mut bad = details();
+        bad.images = vec!["javascript:alert(1)".into()];
+        assert_eq!(bad.validate().unwrap_err().field, "images");
+        let mut bad = details();
+        bad.attributes.insert(String::new(), "x".into());
+        assert_eq!(bad.validate().unwrap_err().field, "attributes");
+    }
+
+    #[test]
+    fn reservation_lines_merge_and_sort() {
+        let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
+        let lines = normalize_lines(&[
+            ReservationLine {
+                product_id: a,
+                quantity: 2,
+            },
+            ReservationLine {
+                product_id: b,
+                quantity: 1,
+            },
+            ReservationLine {
+                product_id: a,
+                quantity: 3,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            lines,
+            [
+                ReservationLine {
+                    product_id: b,
+                    quantity: 1
+                },
+                ReservationLine {
+                    product_id: a,
+                    quantity: 5
+                }
+            ]
+        );
+        assert_eq!(normalize_lines(&[]).unwrap_err().field, "items");
+        let zero = [ReservationLine {
+            product_id: a,
+            quantity: 0,
+        }];
+        assert_eq!(normalize_lines(&zero).unwrap_err().field, "items.quantity");
     }
 
     #[test]

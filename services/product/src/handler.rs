@@ -1,26 +1,78 @@
-//! The product service's edges: REST under `/v1/products`, gRPC `ProductService`, and the
-//! outbox relay that publishes its events.
+//! The product service's edges: REST under `/v1/products` (reads for everyone, writes for
+//! admins), gRPC `ProductService` (service tokens only), and the outbox relay.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use commerce_access::{
+    MaybePrincipal, Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings,
+};
 use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
 use commerce_proto::product::v1 as pb;
-use commerce_runtime::health::KafkaCheck;
+use commerce_runtime::api::json_rejection;
+use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
+use rust_decimal::Decimal;
 use serde::Deserialize;
+use tower::Layer;
 use uuid::Uuid;
 
-use crate::domain::{Page, Product};
+use crate::cache::ProductCache;
+use crate::domain::{Money, NewProduct, Page, Product, ProductDetails, ReservationLine};
+use crate::repository::{ListFilter, Sort};
 use crate::service::{self, ProductError, ProductService};
 
-/// Builds the running service from its context.
+/// `services.product` beyond what the runtime reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProductSettings {
+    pub auth: AuthLink,
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Namespace of this service's Redis keys.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+}
+
+/// Where the auth service publishes its keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthLink {
+    pub jwks_url: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_redis_prefix() -> String {
+    "product".to_owned()
+}
+fn default_issuer() -> String {
+    "commerce-auth".to_owned()
+}
+
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let settings: ProductSettings = context.settings()?;
     let pool = context.database()?;
+    let redis = context.redis().await?;
     let kafka = context.config.app.kafka.clone();
-    let products = ProductService::new(pool.clone());
+    let cache = ProductCache::new(redis.clone(), &settings.redis_prefix, settings.cache_ttl);
+    let products = ProductService::new(pool.clone(), cache);
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &settings.auth.jwks_url,
+        VerifierSettings::new(&settings.auth.issuer, &["commerce"]),
+    );
+    let service_tokens = TokenVerifier::with_jwks_url(
+        &settings.auth.jwks_url,
+        VerifierSettings::new(&settings.auth.issuer, &["product"]),
+    );
     let relay = OutboxRelay::new(
         context.name,
         pool,
@@ -37,43 +89,142 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         .await;
         relay.run(shutdown).await.map_err(BoxError::from)
     });
+    let grpc = RequireServiceToken::new(service_tokens).layer(
+        pb::product_service_server::ProductServiceServer::new(GrpcHandler {
+            products: products.clone(),
+        }),
+    );
     Ok(ServiceParts {
-        http: routes(products.clone()),
-        grpc: Some(tonic::service::Routes::new(
-            pb::product_service_server::ProductServiceServer::new(GrpcHandler { products }),
-        )),
+        http: routes(products, user_tokens),
+        grpc: Some(tonic::service::Routes::new(grpc)),
         background: vec![relay_task],
-        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
-            &context.config.app.kafka,
-        )?))],
+        readiness: vec![
+            Arc::new(RedisCheck(redis)),
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+        ],
     })
 }
 
-pub fn routes(products: ProductService) -> Router {
+pub fn routes(products: ProductService, verifier: TokenVerifier) -> Router {
     Router::new()
-        .route("/v1/products", get(list_products))
-        .route("/v1/products/{id}", get(get_product))
+        .route("/v1/products", get(list_products).post(create_product))
+        .route(
+            "/v1/products/{id}",
+            get(get_product)
+                .put(replace_product)
+                .patch(patch_product)
+                .delete(delete_product),
+        )
+        .route("/v1/products/{id}/price-history", get(price_history))
+        .route(
+            "/v1/products/{id}/stock-adjustments",
+            get(stock_adjustments).post(adjust_stock),
+        )
+        .layer(Extension(verifier))
         .with_state(products)
 }
 
+impl From<ProductError> for ApiError {
+    fn from(error: ProductError) -> Self {
+        match error {
+            ProductError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            ProductError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ProductError::DuplicateSku(_) | ProductError::StaleVersion { .. } => {
+                ApiError::conflict(error.to_string())
+            }
+            ProductError::InsufficientStock { .. } | ProductError::FailedPrecondition(_) => {
+                ApiError::conflict(error.to_string())
+            }
+            ProductError::Storage(_) => ApiError::internal(error),
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid("id", "must be a UUID"))
+}
+
+/// The representation with its version as a strong ETag (`If-Match` on writes).
+fn with_etag(status: StatusCode, product: Product) -> impl IntoResponse {
+    (
+        status,
+        [(header::ETAG, format!("\"{}\"", product.version))],
+        Json(product),
+    )
+}
+
+/// The version a write expects: `If-Match: "<version>"`, or `version` in the body.
+fn expected_version(headers: &HeaderMap, body_version: Option<i64>) -> Result<i64, ApiError> {
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value
+            .to_str()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("W/")
+            .trim_matches('"');
+        return text.parse().map_err(|_| {
+            ApiError::invalid("If-Match", "must be the product's version, e.g. \"3\"")
+        });
+    }
+    body_version.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "send the version you are changing: If-Match header or `version` in the body",
+        )
+    })
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListQuery {
     page: Option<u32>,
     page_size: Option<u32>,
     category: Option<String>,
+    min_price: Option<String>,
+    max_price: Option<String>,
+    in_stock: Option<bool>,
+    sort: Option<String>,
+    include_inactive: Option<bool>,
 }
 
-/// The catalogue is public: anonymous callers may read it; writes arrive with auth.
+fn decimal(field: &'static str, raw: Option<&str>) -> Result<Option<Decimal>, ApiError> {
+    raw.map(|text| {
+        Decimal::from_str(text).map_err(|_| ApiError::invalid(field, "must be a decimal number"))
+    })
+    .transpose()
+}
+
+/// Everyone may browse; only admins and support see inactive products.
 async fn list_products(
     State(products): State<ProductService>,
+    caller: MaybePrincipal,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
     let page = Page::new(query.page, query.page_size)
         .map_err(|invalid| ApiError::invalid(invalid.field, invalid.message))?;
-    let (items, total) = products.list(query.category.as_deref(), page).await?;
+    let include_inactive = query.include_inactive.unwrap_or(false);
+    if include_inactive && !caller.has_role(&[Role::Admin, Role::Support]) {
+        return Err(ApiError::forbidden(
+            "includeInactive is for admins and support",
+        ));
+    }
+    let filter = ListFilter {
+        category: query.category,
+        min_price: decimal("minPrice", query.min_price.as_deref())?,
+        max_price: decimal("maxPrice", query.max_price.as_deref())?,
+        in_stock: query.in_stock,
+        include_inactive,
+        sort: match query.sort.as_deref() {
+            None => Sort::default(),
+            Some(raw) => Sort::parse(raw).ok_or_else(|| {
+                ApiError::invalid("sort", "must be newest, price_asc, price_desc or name")
+            })?,
+        },
+    };
+    let (items, total) = products.list(&filter, page).await?;
     Ok(Json(serde_json::json!({
         "items": items,
         "page": page.number,
@@ -84,25 +235,257 @@ async fn list_products(
 
 async fn get_product(
     State(products): State<ProductService>,
+    caller: MaybePrincipal,
     Path(id): Path<String>,
-) -> Result<Json<Product>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::invalid("id", "must be a UUID"))?;
-    Ok(Json(products.get(id).await?))
+) -> Result<impl IntoResponse, ApiError> {
+    let product = products.get(parse_id(&id)?).await?;
+    if !product.active && !caller.has_role(&[Role::Admin, Role::Support]) {
+        return Err(ApiError::not_found(format!("product {id} not found")));
+    }
+    Ok(with_etag(StatusCode::OK, product))
 }
 
-impl From<ProductError> for ApiError {
-    fn from(error: ProductError) -> Self {
-        match error {
-            ProductError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
-            ProductError::NotFound(_) => ApiError::not_found(error.to_string()),
-            ProductError::Conflict(_) => ApiError::conflict(error.to_string()),
-            ProductError::Storage(_) => ApiError::internal(error),
-        }
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MoneyBody {
+    amount: String,
+    currency: String,
+}
+
+impl MoneyBody {
+    fn parse(&self) -> Result<Money, ApiError> {
+        let amount = Decimal::from_str(self.amount.trim()).map_err(|_| {
+            ApiError::invalid("price.amount", "must be a decimal string such as \"19.90\"")
+        })?;
+        Money::new(amount, self.currency.trim())
+            .map_err(|invalid| ApiError::invalid(invalid.field, invalid.message))
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    sku: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    category: String,
+    price: MoneyBody,
+    #[serde(default)]
+    stock: i64,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn create_product(
+    State(products): State<ProductService>,
+    principal: Principal,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let details = ProductDetails {
+        name: body.name,
+        description: body.description,
+        category: body.category,
+        price: body.price.parse()?,
+        attributes: body.attributes,
+        images: body.images,
+        active: body.active,
+    };
+    let product = NewProduct::with_details(&body.sku, details, body.stock)
+        .map_err(|invalid| ApiError::invalid(invalid.field, invalid.message))?;
+    let created = products.create(product, &principal.actor()).await?;
+    Ok(with_etag(StatusCode::CREATED, created))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReplaceBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    category: String,
+    price: MoneyBody,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    version: Option<i64>,
+}
+
+async fn replace_product(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ReplaceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let id = parse_id(&id)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let version = expected_version(&headers, body.version)?;
+    let details = ProductDetails {
+        name: body.name,
+        description: body.description,
+        category: body.category,
+        price: body.price.parse()?,
+        attributes: body.attributes,
+        images: body.images,
+        active: body.active,
+    };
+    let updated = products
+        .replace(id, version, details, &principal.actor())
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PatchBody {
+    name: Option<String>,
+    description: Option<String>,
+    category: Option<String>,
+    price: Option<MoneyBody>,
+    attributes: Option<BTreeMap<String, String>>,
+    images: Option<Vec<String>>,
+    active: Option<bool>,
+    version: Option<i64>,
+}
+
+async fn patch_product(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PatchBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let id = parse_id(&id)?;
+    let Json(patch) = body.map_err(json_rejection)?;
+    let version = expected_version(&headers, patch.version)?;
+    // The merge starts from what the caller saw (same version) or the write is refused.
+    let current = products.get(id).await?;
+    let details = ProductDetails {
+        name: patch.name.unwrap_or(current.name),
+        description: patch.description.unwrap_or(current.description),
+        category: patch.category.unwrap_or(current.category),
+        price: match patch.price {
+            Some(price) => price.parse()?,
+            None => current.price,
+        },
+        attributes: patch.attributes.unwrap_or(current.attributes),
+        images: patch.images.unwrap_or(current.images),
+        active: patch.active.unwrap_or(current.active),
+    };
+    let updated = products
+        .replace(id, version, details, &principal.actor())
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    version: Option<i64>,
+}
+
+async fn delete_product(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let version = expected_version(&headers, query.version)?;
+    products.delete(parse_id(&id)?, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn price_history(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let history = products.price_history(parse_id(&id)?).await?;
+    Ok(Json(serde_json::json!({ "items": history })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustBody {
+    delta: i64,
+    reason: String,
+}
+
+async fn adjust_stock(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<AdjustBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let updated = products
+        .adjust_stock(parse_id(&id)?, body.delta, &body.reason, &principal.actor())
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+async fn stock_adjustments(
+    State(products): State<ProductService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let items = products.stock_adjustments(parse_id(&id)?).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
 }
 
 struct GrpcHandler {
     products: ProductService,
+}
+
+fn grpc_status(error: ProductError) -> tonic::Status {
+    match error {
+        ProductError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
+        ProductError::NotFound(_) => tonic::Status::not_found(error.to_string()),
+        ProductError::InsufficientStock { .. } | ProductError::FailedPrecondition(_) => {
+            tonic::Status::failed_precondition(error.to_string())
+        }
+        ProductError::StaleVersion { .. } | ProductError::DuplicateSku(_) => {
+            tonic::Status::aborted(error.to_string())
+        }
+        ProductError::Storage(_) => {
+            tracing::error!(%error, "gRPC call failed");
+            tonic::Status::internal("internal error")
+        }
+    }
+}
+
+fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
+    Uuid::parse_str(raw)
+        .map_err(|_| tonic::Status::invalid_argument(format!("{field}: `{raw}` is not a UUID")))
+}
+
+fn reservation_items(rows: Vec<crate::repository::ReservationRow>) -> Vec<pb::ReservationItem> {
+    rows.into_iter()
+        .map(|row| pb::ReservationItem {
+            product_id: row.product_id.to_string(),
+            quantity: row.quantity,
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -111,26 +494,79 @@ impl pb::product_service_server::ProductService for GrpcHandler {
         &self,
         request: tonic::Request<pb::GetProductsRequest>,
     ) -> Result<tonic::Response<pb::GetProductsResponse>, tonic::Status> {
-        let ids = request
-            .into_inner()
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(index, id)| {
-                Uuid::parse_str(id).map_err(|_| {
-                    tonic::Status::invalid_argument(format!("ids[{index}]: `{id}` is not a UUID"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ids = request.into_inner().ids;
         if ids.len() > 500 {
             return Err(tonic::Status::invalid_argument("ids: at most 500 per call"));
         }
-        let products = self.products.get_many(&ids).await.map_err(|error| {
-            tracing::error!(%error, "GetProducts failed");
-            tonic::Status::internal("internal error")
-        })?;
+        let ids = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| grpc_uuid(&format!("ids[{index}]"), id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let products = self.products.get_many(&ids).await.map_err(grpc_status)?;
         Ok(tonic::Response::new(pb::GetProductsResponse {
             products: products.iter().map(service::to_proto).collect(),
+        }))
+    }
+
+    async fn reserve_products(
+        &self,
+        request: tonic::Request<pb::ReserveProductsRequest>,
+    ) -> Result<tonic::Response<pb::ReserveProductsResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let order_id = grpc_uuid("order_id", &request.order_id)?;
+        let lines = request
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                Ok(ReservationLine {
+                    product_id: grpc_uuid(&format!("items[{index}].product_id"), &item.product_id)?,
+                    quantity: item.quantity,
+                })
+            })
+            .collect::<Result<Vec<_>, tonic::Status>>()?;
+        let reserved = self
+            .products
+            .reserve(order_id, &lines)
+            .await
+            .map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::ReserveProductsResponse {
+            items: reserved
+                .into_iter()
+                .map(|(product, quantity)| pb::ReservedItem {
+                    product_id: product.id.to_string(),
+                    sku: product.sku.clone(),
+                    name: product.name.clone(),
+                    quantity,
+                    unit_price: Some(commerce_proto::common::v1::Money {
+                        amount: product.price.amount.to_string(),
+                        currency: product.price.currency.clone(),
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn deduct_stock(
+        &self,
+        request: tonic::Request<pb::DeductStockRequest>,
+    ) -> Result<tonic::Response<pb::DeductStockResponse>, tonic::Status> {
+        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
+        let rows = self.products.deduct(order_id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::DeductStockResponse {
+            items: reservation_items(rows),
+        }))
+    }
+
+    async fn release_reservation(
+        &self,
+        request: tonic::Request<pb::ReleaseReservationRequest>,
+    ) -> Result<tonic::Response<pb::ReleaseReservationResponse>, tonic::Status> {
+        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
+        let rows = self.products.release(order_id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::ReleaseReservationResponse {
+            items: reservation_items(rows),
         }))
     }
 }

@@ -173,6 +173,80 @@ where
     }
 }
 
+/// A token issuer for tests of services other than auth: a real RSA key whose JWKS is
+/// served on loopback, minting tokens exactly as the auth service shapes them.
+pub struct TestIssuer {
+    pub jwks_url: String,
+    kid: String,
+    encoding: jsonwebtoken::EncodingKey,
+}
+
+impl TestIssuer {
+    pub const ISSUER: &'static str = "commerce-auth";
+
+    pub async fn start() -> Self {
+        use base64::Engine;
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key");
+        let kid = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let encode =
+            |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let jwks = serde_json::json!({ "keys": [{
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+            "n": encode(key.n().to_bytes_be()), "e": encode(key.e().to_bytes_be()),
+        }]});
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let jwks_url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pem = key.to_pkcs8_pem(LineEnding::LF).expect("pem");
+        Self {
+            jwks_url,
+            kid,
+            encoding: jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+                .expect("encoding key"),
+        }
+    }
+
+    fn sign(&self, claims: serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
+    }
+
+    /// A user access token (`aud = commerce`) for `role`: customer, support or admin.
+    pub fn user_token(&self, user_id: uuid::Uuid, role: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(serde_json::json!({
+            "iss": Self::ISSUER, "sub": user_id.to_string(), "aud": "commerce",
+            "exp": now + 600, "iat": now, "nbf": now, "jti": uuid::Uuid::new_v4().to_string(),
+            "role": role, "sid": uuid::Uuid::new_v4().to_string(),
+        }))
+    }
+
+    /// A service token from `service` to `audience`.
+    pub fn service_token(&self, service: &str, audience: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(serde_json::json!({
+            "iss": Self::ISSUER, "sub": format!("service:{service}"), "aud": audience,
+            "exp": now + 300, "iat": now, "nbf": now, "jti": uuid::Uuid::new_v4().to_string(),
+            "role": "service",
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
