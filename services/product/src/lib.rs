@@ -23,8 +23,9 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
 pub fn demo_catalogue() -> Vec<domain::NewProduct> {
     use rust_decimal::Decimal;
     use std::collections::BTreeMap;
-    // (category, [(sku stem, name, description, base price)])
-    let families: [(&str, [(&str, &str, &str, &str); 3]); 8] = [
+    /// (sku stem, name, description, base price)
+    type Item = (&'static str, &'static str, &'static str, &'static str);
+    let families: [(&str, [Item; 3]); 8] = [
         (
             "kitchen",
             [
