@@ -36,12 +36,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let kafka = context.config.app.kafka.clone();
     let auth = AuthService::new(pool.clone(), redis.clone(), keys, settings)?;
 
-    let relay = OutboxRelay::new(
-        context.name,
-        pool,
-        kafka.producer()?,
-        RelaySettings::default(),
-    );
+    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
     let shutdown = context.shutdown.clone();
     let relay_task = Box::pin(async move {
         commerce_messaging::ensure_topics_with_retry(

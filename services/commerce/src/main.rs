@@ -11,7 +11,11 @@ use commerce_runtime::{Config, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// The module table: every service this binary can run.
-const SERVICES: &[ServiceDefinition] = &[commerce_auth::DEFINITION, commerce_product::DEFINITION];
+const SERVICES: &[ServiceDefinition] = &[
+    commerce_auth::DEFINITION,
+    commerce_product::DEFINITION,
+    commerce_search::DEFINITION,
+];
 
 /// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
 const PLANNED: &[(&str, &str)] = &[
@@ -21,7 +25,6 @@ const PLANNED: &[(&str, &str)] = &[
     ("fulfillment", "shipping cost and shipments"),
     ("notification", "SSE, e-mail and SMS notifications"),
     ("chat", "support chat over WebSocket"),
-    ("search", "full-text catalogue search"),
     ("gateway", "the public REST entry point"),
     ("graphql", "the federated GraphQL gateway"),
 ];
@@ -68,6 +71,9 @@ enum Command {
     },
     /// Load the demo catalogue into an empty shop.
     Seed,
+    /// Rebuild the search index from every catalogue event on the broker. Stop the search
+    /// service first; the new index replaces the one at `services.search.index_dir`.
+    SearchRebuild,
     /// List the services.
     Services,
 }
@@ -199,6 +205,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 service::connect_and_migrate(&config, definition).await?;
                 println!("migrated {}", definition.name);
             }
+            Ok(())
+        }
+        Command::SearchRebuild => {
+            let config = load_config(cli.config)?;
+            let settings: commerce_search::handler::SearchSettings =
+                config.service_section("search")?;
+            let target = settings.index_dir.with_extension("rebuild");
+            if target.exists() {
+                std::fs::remove_dir_all(&target)?;
+            }
+            let applied = commerce_search::handler::rebuild_from_topic(&config.app.kafka, &target)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let previous = settings.index_dir.with_extension("previous");
+            if previous.exists() {
+                std::fs::remove_dir_all(&previous)?;
+            }
+            if settings.index_dir.exists() {
+                std::fs::rename(&settings.index_dir, &previous)?;
+            }
+            std::fs::rename(&target, &settings.index_dir)?;
+            println!(
+                "rebuilt the search index from {applied} events into {} (the old one is at {})",
+                settings.index_dir.display(),
+                previous.display()
+            );
             Ok(())
         }
         Command::Seed => {

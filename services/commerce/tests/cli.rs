@@ -84,6 +84,9 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let database = fresh_database("cli").await;
     let auth_database = fresh_database("cliauth").await;
     let keys = tempfile::tempdir().unwrap();
+    let search_database = fresh_database("clisearch").await;
+    let search_index = tempfile::tempdir().unwrap();
+    let (search_http_port, search_grpc_port) = (free_port(), free_port());
     let (http_port, grpc_port) = (free_port(), free_port());
     let (auth_http_port, auth_grpc_port) = (free_port(), free_port());
     let env = [
@@ -104,6 +107,30 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
             keys.path().display().to_string(),
         ),
         ("COMMERCE_SERVICES__AUTH__KEYS__GENERATE", "true".to_owned()),
+        (
+            "COMMERCE_SERVICES__SEARCH__HTTP_ADDR",
+            format!("127.0.0.1:{search_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__SEARCH__GRPC_ADDR",
+            format!("127.0.0.1:{search_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__SEARCH__DATABASE__URL",
+            search_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__SEARCH__INDEX_DIR",
+            search_index.path().display().to_string(),
+        ),
+        (
+            "COMMERCE_SERVICES__SEARCH__REDIS_PREFIX",
+            commerce_testkit::unique("clisearch"),
+        ),
+        (
+            "COMMERCE_KAFKA__TOPIC_PREFIX",
+            format!("{}.", commerce_testkit::unique("cli")),
+        ),
         (
             "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__GATEWAY",
             "cli-test-gateway-secret-0001".to_owned(),
@@ -316,6 +343,22 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         let event = pb::ProductCreated::decode(payload.as_slice()).unwrap();
         assert!(event.product.unwrap().price.unwrap().currency == "USD");
     }
+
+    // The seeded catalogue reaches the search index through the broker.
+    let search = format!("http://127.0.0.1:{search_http_port}");
+    eventually(
+        Duration::from_secs(60),
+        "the demo catalogue in the search index",
+        || {
+            let (client, url) = (client.clone(), format!("{search}/v1/search?q=kettel"));
+            async move {
+                let results: serde_json::Value =
+                    client.get(url).send().await.ok()?.json().await.ok()?;
+                (results["total"] == 10).then_some(())
+            }
+        },
+    )
+    .await;
 
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -109,6 +109,7 @@ impl Outcome {
 }
 
 pub struct InboxConsumer {
+    kafka: KafkaConfig,
     pool: PgPool,
     consumer: StreamConsumer,
     dead_letters: FutureProducer,
@@ -129,9 +130,15 @@ impl InboxConsumer {
             ));
         }
         let consumer: StreamConsumer = kafka.consumer_config(&settings.group).create()?;
-        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        let topics: Vec<String> = settings
+            .topics
+            .iter()
+            .map(|topic| kafka.topic(topic))
+            .collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {
+            kafka: kafka.clone(),
             pool,
             consumer,
             dead_letters: kafka.producer()?,
@@ -179,7 +186,7 @@ impl InboxConsumer {
         message: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
     ) -> Option<Outcome> {
-        let event = match parse(message) {
+        let event = match parse(message, &self.kafka) {
             Ok(event) => event,
             Err(reason) => {
                 return self
@@ -322,7 +329,8 @@ impl InboxConsumer {
                 value: Some(value),
             });
         }
-        let mut record = FutureRecord::to(&self.settings.dead_letter_topic).headers(dlq_headers);
+        let dead_letter_topic = self.kafka.topic(&self.settings.dead_letter_topic);
+        let mut record = FutureRecord::to(&dead_letter_topic).headers(dlq_headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -344,7 +352,7 @@ impl InboxConsumer {
     }
 }
 
-fn parse(message: &BorrowedMessage<'_>) -> Result<ReceivedEvent, String> {
+fn parse(message: &BorrowedMessage<'_>, kafka: &KafkaConfig) -> Result<ReceivedEvent, String> {
     let mut headers = HashMap::new();
     if let Some(record_headers) = message.headers() {
         for header in record_headers.iter() {
@@ -372,7 +380,7 @@ fn parse(message: &BorrowedMessage<'_>) -> Result<ReceivedEvent, String> {
             .key()
             .map(|key| String::from_utf8_lossy(key).into_owned()),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        topic: message.topic().to_owned(),
+        topic: kafka.logical_topic(message.topic()).to_owned(),
         partition: message.partition(),
         offset: message.offset(),
         headers,

@@ -26,6 +26,10 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties, applied last (`"socket.keepalive.enable" = "true"`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Put in front of every topic name, so several shops (or test runs) can share one
+    /// cluster: `staging.` makes `commerce.product.events` into `staging.commerce.product.events`.
+    #[serde(default)]
+    pub topic_prefix: String,
 }
 
 fn default_client_id() -> String {
@@ -43,7 +47,19 @@ impl KafkaConfig {
             client_id: default_client_id(),
             delivery_timeout: default_delivery_timeout(),
             properties: BTreeMap::new(),
+            topic_prefix: String::new(),
         }
+    }
+
+    /// The broker's name for a logical topic.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
+    /// The logical name of a broker topic.
+    pub fn logical_topic<'a>(&self, name: &'a str) -> &'a str {
+        name.strip_prefix(self.topic_prefix.as_str())
+            .unwrap_or(name)
     }
 
     /// Returns the offending key (relative to the `kafka` section) and what is wrong.
@@ -57,6 +73,16 @@ impl KafkaConfig {
                 .is_none_or(|(_, port)| port.parse::<u16>().is_err())
         }) {
             return Err(("brokers", format!("`{bad}` is not host:port")));
+        }
+        if self
+            .topic_prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'))
+        {
+            return Err((
+                "topic_prefix",
+                "may hold only letters, digits, '.', '_' and '-'".to_owned(),
+            ));
         }
         if self.delivery_timeout < Duration::from_secs(1) {
             return Err(("delivery_timeout", "must be at least 1s".to_owned()));
@@ -139,11 +165,16 @@ pub async fn ensure_topics(
     topics: &[TopicSpec],
 ) -> Result<(), MessagingError> {
     let admin = config.admin()?;
+    let names: Vec<String> = topics
+        .iter()
+        .map(|topic| config.topic(&topic.name))
+        .collect();
     let new_topics: Vec<NewTopic> = topics
         .iter()
-        .map(|topic| {
+        .zip(&names)
+        .map(|(topic, name)| {
             NewTopic::new(
-                &topic.name,
+                name,
                 topic.partitions,
                 TopicReplication::Fixed(topic.replication),
             )

@@ -126,21 +126,23 @@ pub struct OutboxRelay {
     producer: FutureProducer,
     settings: RelaySettings,
     service: String,
+    topic_prefix: String,
 }
 
 impl OutboxRelay {
     pub fn new(
         service: impl Into<String>,
         pool: PgPool,
-        producer: FutureProducer,
+        kafka: &crate::KafkaConfig,
         settings: RelaySettings,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, MessagingError> {
+        Ok(Self {
             pool,
-            producer,
+            producer: kafka.producer()?,
             settings,
             service: service.into(),
-        }
+            topic_prefix: kafka.topic_prefix.clone(),
+        })
     }
 
     /// Publishes until `shutdown` is cancelled; broker or database errors back off and retry.
@@ -244,7 +246,8 @@ impl OutboxRelay {
                     value: Some(value.as_str()),
                 });
             }
-            let record = FutureRecord::to(&row.topic)
+            let topic = format!("{}{}", self.topic_prefix, row.topic);
+            let record = FutureRecord::to(&topic)
                 .key(row.aggregate_id.as_bytes())
                 .payload(&row.payload)
                 .headers(record_headers);

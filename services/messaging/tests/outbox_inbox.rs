@@ -192,12 +192,7 @@ async fn outbox_publishes_in_order_with_event_and_trace_headers() {
     .unwrap();
     tx.rollback().await.unwrap();
 
-    let relay = OutboxRelay::new(
-        "test",
-        pool.clone(),
-        kafka.producer().unwrap(),
-        RelaySettings::default(),
-    );
+    let relay = OutboxRelay::new("test", pool.clone(), &kafka, RelaySettings::default()).unwrap();
     let mut published = 0;
     while published < 30 {
         let batch = relay.publish_batch().await.expect("publish");
@@ -255,13 +250,14 @@ async fn broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice() {
     let relay = OutboxRelay::new(
         "test",
         pool.clone(),
-        kafka.producer().unwrap(),
+        &kafka,
         RelaySettings {
             poll_interval: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
             ..RelaySettings::default()
         },
-    );
+    )
+    .unwrap();
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let handler = RecordEffect::new(None);
     let consumer =

@@ -73,12 +73,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         &settings.auth.jwks_url,
         VerifierSettings::new(&settings.auth.issuer, &["product"]),
     );
-    let relay = OutboxRelay::new(
-        context.name,
-        pool,
-        kafka.producer()?,
-        RelaySettings::default(),
-    );
+    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
     let shutdown = context.shutdown.clone();
     let relay_task = Box::pin(async move {
         commerce_messaging::ensure_topics_with_retry(

@@ -1,0 +1,17 @@
+//! The search service: a full-text index of the catalogue, fed by product events through
+//! the inbox, with fuzzy matching, facets, completion, suggestions and popular queries.
+
+pub mod domain;
+pub mod handler;
+pub mod repository;
+pub mod service;
+
+use commerce_runtime::ServiceDefinition;
+
+pub const DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "search",
+    summary: "full-text catalogue search",
+    migrator: None,
+    messaging: true,
+    start: |context| Box::pin(handler::start(context)),
+};

@@ -1,0 +1,488 @@
+//! The search index behind a small interface ([`SearchIndex`]), implemented with tantivy;
+//! and the record of popular queries, in Redis.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rust_decimal::prelude::ToPrimitive;
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+};
+use tantivy::schema::{
+    FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{LowerCaser, NgramTokenizer, TextAnalyzer};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc};
+use uuid::Uuid;
+
+use crate::domain::{self, FacetCount, ProductDoc, SearchQuery, SearchResults, SearchSort};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("index directory: {0}")]
+    Directory(String),
+    #[error("stored document: {0}")]
+    Document(String),
+    #[error("index i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What handlers need of a search engine. Another engine (Elasticsearch, OpenSearch)
+/// implements this and nothing above it changes.
+pub trait SearchIndex: Send + Sync + 'static {
+    /// Adds or replaces products; visible to searches once this returns.
+    fn upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError>;
+    fn delete(&self, ids: &[Uuid]) -> Result<(), IndexError>;
+    fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError>;
+    /// Product names completing what was typed so far.
+    fn autocomplete(&self, prefix: &str, limit: usize) -> Result<Vec<String>, IndexError>;
+    /// Indexed words close to `word` (edit distance ≤ 2), most frequent first.
+    fn similar_words(&self, word: &str, limit: usize) -> Result<Vec<String>, IndexError>;
+    /// How many products use exactly `word` in name or description.
+    fn word_frequency(&self, word: &str) -> Result<u64, IndexError>;
+    /// Every document, ordered by id (for checks and rebuild comparisons).
+    fn all(&self) -> Result<Vec<ProductDoc>, IndexError>;
+}
+
+const EDGE_NGRAM: &str = "edge_ngram";
+const MAX_GRAM: usize = 20;
+
+struct Fields {
+    id: Field,
+    name: Field,
+    description: Field,
+    sku: Field,
+    category: Field,
+    category_facet: Field,
+    price: Field,
+    in_stock: Field,
+    created_at: Field,
+    completion: Field,
+    source: Field,
+}
+
+pub struct TantivyIndex {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let completion_options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(EDGE_NGRAM)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED),
+        name: builder.add_text_field("name", text.clone()),
+        description: builder.add_text_field("description", text),
+        sku: builder.add_text_field("sku", STRING),
+        category: builder.add_text_field("category", STRING | FAST),
+        category_facet: builder.add_facet_field("category_facet", FacetOptions::default()),
+        price: builder.add_f64_field("price", INDEXED | FAST),
+        in_stock: builder.add_u64_field("in_stock", INDEXED | FAST),
+        created_at: builder.add_i64_field("created_at", INDEXED | FAST),
+        completion: builder.add_text_field("completion", completion_options),
+        source: builder.add_text_field("source", STORED),
+    };
+    (builder.build(), fields)
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir`, creating it if needed; it survives restarts.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| IndexError::Directory(format!("{}: {error}", dir.display())))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|error| IndexError::Directory(format!("{}: {error}", dir.display())))?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(directory, schema)?;
+        index.tokenizers().register(
+            EDGE_NGRAM,
+            TextAnalyzer::builder(NgramTokenizer::prefix_only(1, MAX_GRAM)?)
+                .filter(LowerCaser)
+                .build(),
+        );
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let writer = index.writer(50_000_000)?;
+        Ok(Self {
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+        })
+    }
+
+    fn document(&self, product: &ProductDoc) -> Result<TantivyDocument, IndexError> {
+        let f = &self.fields;
+        let source = serde_json::to_string(product)
+            .map_err(|error| IndexError::Document(error.to_string()))?;
+        // Every word of the name feeds completion, so "lamp" completes "Desk lamp" too.
+        let mut document = doc!(
+            f.id => product.id.to_string(),
+            f.name => product.name.clone(),
+            f.description => product.description.clone(),
+            f.sku => product.sku.to_lowercase(),
+            f.category => product.category.clone(),
+            f.category_facet => Facet::from_path([product.category.as_str()]),
+            f.price => product.price.to_f64().unwrap_or_default(),
+            f.in_stock => u64::from(product.stock > 0),
+            f.created_at => product.created_at,
+            f.source => source,
+        );
+        for word in domain::words(&product.name) {
+            document.add_text(f.completion, &word);
+        }
+        Ok(document)
+    }
+
+    fn commit(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
+        writer.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn stored(
+        &self,
+        searcher: &tantivy::Searcher,
+        address: tantivy::DocAddress,
+    ) -> Result<ProductDoc, IndexError> {
+        let document: TantivyDocument = searcher.doc(address)?;
+        let source = document
+            .get_first(self.fields.source)
+            .and_then(|value| value.as_str())
+            .ok_or_else(|| IndexError::Document("no source".to_owned()))?;
+        serde_json::from_str(source).map_err(|error| IndexError::Document(error.to_string()))
+    }
+
+    /// The text part: every word must match name or description, exactly or within its
+    /// typo budget; name matches weigh more than description matches.
+    fn text_query(&self, text: &str) -> Box<dyn Query> {
+        let words = domain::words(text);
+        if words.is_empty() {
+            return Box::new(AllQuery);
+        }
+        let f = &self.fields;
+        let clauses = words
+            .iter()
+            .map(|word| {
+                let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                let boosted = |query: Box<dyn Query>, boost: f32| -> (Occur, Box<dyn Query>) {
+                    (Occur::Should, Box::new(BoostQuery::new(query, boost)))
+                };
+                for (field, exact_boost, fuzzy_boost) in
+                    [(f.name, 4.0, 2.0), (f.description, 1.0, 0.5)]
+                {
+                    let term = Term::from_field_text(field, word);
+                    alternatives.push(boosted(
+                        Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                        exact_boost,
+                    ));
+                    let budget = domain::typo_budget(word);
+                    if budget > 0 {
+                        alternatives.push(boosted(
+                            Box::new(FuzzyTermQuery::new(term, budget, true)),
+                            fuzzy_boost,
+                        ));
+                    }
+                }
+                (
+                    Occur::Must,
+                    Box::new(BooleanQuery::new(alternatives)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        // Or the whole query is a SKU ("lamp-f"), which word splitting would break apart.
+        let sku = TermQuery::new(
+            Term::from_field_text(f.sku, &text.trim().to_lowercase()),
+            IndexRecordOption::Basic,
+        );
+        Box::new(BooleanQuery::new(vec![
+            (
+                Occur::Should,
+                Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>,
+            ),
+            (
+                Occur::Should,
+                Box::new(BoostQuery::new(Box::new(sku), 10.0)),
+            ),
+        ]))
+    }
+
+    fn filters(&self, query: &SearchQuery, with_category: bool) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = &self.fields;
+        let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if with_category && let Some(category) = &query.category {
+            filters.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.category, category),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if query.min_price.is_some() || query.max_price.is_some() {
+            let bound = |price: Option<rust_decimal::Decimal>| match price.and_then(|p| p.to_f64())
+            {
+                Some(value) => Bound::Included(Term::from_field_f64(f.price, value)),
+                None => Bound::Unbounded,
+            };
+            filters.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    bound(query.min_price),
+                    bound(query.max_price),
+                )),
+            ));
+        }
+        if let Some(in_stock) = query.in_stock {
+            filters.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.in_stock, u64::from(in_stock)),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        filters
+    }
+}
+
+impl SearchIndex for TantivyIndex {
+    fn upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError> {
+        let mut writer = self.writer.lock().expect("index writer lock");
+        for product in products {
+            writer.delete_term(Term::from_field_text(
+                self.fields.id,
+                &product.id.to_string(),
+            ));
+            writer.add_document(self.document(product)?)?;
+        }
+        self.commit(&mut writer)
+    }
+
+    fn delete(&self, ids: &[Uuid]) -> Result<(), IndexError> {
+        let mut writer = self.writer.lock().expect("index writer lock");
+        for id in ids {
+            writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+        }
+        self.commit(&mut writer)
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut clauses = vec![(Occur::Must, self.text_query(&query.text))];
+        clauses.extend(self.filters(query, true));
+        let full = BooleanQuery::new(clauses);
+        let top = TopDocs::with_limit(query.page_size as usize).and_offset(query.offset());
+        let addresses: Vec<tantivy::DocAddress> = match query.sort {
+            SearchSort::Relevance => searcher
+                .search(&full, &top.order_by_score())?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            SearchSort::PriceAsc => searcher
+                .search(&full, &top.order_by_fast_field::<f64>("price", Order::Asc))?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            SearchSort::PriceDesc => searcher
+                .search(&full, &top.order_by_fast_field::<f64>("price", Order::Desc))?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            SearchSort::Newest => searcher
+                .search(
+                    &full,
+                    &top.order_by_fast_field::<i64>("created_at", Order::Desc),
+                )?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+        };
+        let total = searcher.search(&full, &Count)?;
+        let items = addresses
+            .into_iter()
+            .map(|address| self.stored(&searcher, address))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Facets: the same search without the category filter, so every option shows.
+        let mut facet_clauses = vec![(Occur::Must, self.text_query(&query.text))];
+        facet_clauses.extend(self.filters(query, false));
+        let mut facets = FacetCollector::for_field("category_facet");
+        facets.add_facet("/");
+        let counts = searcher.search(&BooleanQuery::new(facet_clauses), &facets)?;
+        let mut categories: Vec<FacetCount> = counts
+            .get("/")
+            .map(|(facet, count)| FacetCount {
+                value: facet
+                    .to_path()
+                    .last()
+                    .map(|part| part.to_string())
+                    .unwrap_or_default(),
+                count,
+            })
+            .collect();
+        categories.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        Ok(SearchResults {
+            items,
+            total,
+            page: query.page,
+            page_size: query.page_size,
+            categories,
+        })
+    }
+
+    fn autocomplete(&self, prefix: &str, limit: usize) -> Result<Vec<String>, IndexError> {
+        let words = domain::words(prefix);
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = words
+            .iter()
+            .map(|word| {
+                let prefix: String = word.chars().take(MAX_GRAM).collect();
+                let term = Term::from_field_text(self.fields.completion, &prefix);
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        let searcher = self.reader.searcher();
+        let hits = searcher.search(
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(limit * 4).order_by_score(),
+        )?;
+        let mut seen = HashSet::new();
+        let mut names = Vec::new();
+        for (_, address) in hits {
+            let product = self.stored(&searcher, address)?;
+            if seen.insert(product.name.to_lowercase()) {
+                names.push(product.name);
+            }
+            if names.len() == limit {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
+    fn similar_words(&self, word: &str, limit: usize) -> Result<Vec<String>, IndexError> {
+        let word = word.to_lowercase();
+        let searcher = self.reader.searcher();
+        let mut frequency: BTreeMap<String, u64> = BTreeMap::new();
+        for segment in searcher.segment_readers() {
+            for field in [self.fields.name, self.fields.description] {
+                let inverted = segment.inverted_index(field)?;
+                let mut terms = inverted.terms().stream()?;
+                while terms.advance() {
+                    let Ok(term) = std::str::from_utf8(terms.key()) else {
+                        continue;
+                    };
+                    if term != word && strsim::damerau_levenshtein(term, &word) <= 2 {
+                        *frequency.entry(term.to_owned()).or_default() +=
+                            u64::from(terms.value().doc_freq);
+                    }
+                }
+            }
+        }
+        let mut candidates: Vec<(usize, u64, String)> = frequency
+            .into_iter()
+            .map(|(term, count)| (strsim::damerau_levenshtein(&term, &word), count, term))
+            .collect();
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        Ok(candidates
+            .into_iter()
+            .take(limit)
+            .map(|(_, _, term)| term)
+            .collect())
+    }
+
+    fn word_frequency(&self, word: &str) -> Result<u64, IndexError> {
+        let searcher = self.reader.searcher();
+        let word = word.to_lowercase();
+        let mut frequency = 0;
+        for field in [self.fields.name, self.fields.description] {
+            frequency += searcher.doc_freq(&Term::from_field_text(field, &word))?;
+        }
+        Ok(frequency)
+    }
+
+    fn all(&self) -> Result<Vec<ProductDoc>, IndexError> {
+        let searcher = self.reader.searcher();
+        let count = searcher.search(&AllQuery, &Count)?;
+        let mut documents = searcher
+            .search(
+                &AllQuery,
+                &TopDocs::with_limit(count.max(1)).order_by_score(),
+            )?
+            .into_iter()
+            .map(|(_, address)| self.stored(&searcher, address))
+            .collect::<Result<Vec<_>, _>>()?;
+        documents.sort_by_key(|document| document.id);
+        Ok(documents)
+    }
+}
+
+/// Counts of what people searched for, in one Redis sorted set.
+#[derive(Clone)]
+pub struct PopularQueries {
+    redis: commerce_redis::RedisClient,
+    key: String,
+}
+
+impl PopularQueries {
+    pub fn new(redis: commerce_redis::RedisClient, prefix: &str) -> Self {
+        Self {
+            redis,
+            key: commerce_redis::hash_tagged(prefix, "popular", "queries"),
+        }
+    }
+
+    pub async fn record(&self, query: &str) -> Result<(), commerce_redis::RedisError> {
+        let normalized = domain::words(query).join(" ");
+        if normalized.is_empty() {
+            return Ok(());
+        }
+        let _: f64 = redis::cmd("ZINCRBY")
+            .arg(&self.key)
+            .arg(1)
+            .arg(normalized)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn top(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, commerce_redis::RedisError> {
+        let pairs: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+            .arg(&self.key)
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .arg("WITHSCORES")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(query, score)| (query, score as u64))
+            .collect())
+    }
+}

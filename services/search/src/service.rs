@@ -1,0 +1,238 @@
+//! Search use cases: query, complete, suggest, count popular queries, and keep the index
+//! in step with catalogue events.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use commerce_proto::product::v1 as pb;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{self, InvalidSearch, ProductDoc, SearchQuery, SearchResults};
+use crate::repository::{IndexError, PopularQueries, SearchIndex};
+
+pub const PRODUCT_TOPIC: &str = "commerce.product.events";
+const PRODUCT_CREATED: &str = "commerce.product.v1.ProductCreated";
+const PRODUCT_UPDATED: &str = "commerce.product.v1.ProductUpdated";
+const PRODUCT_DELETED: &str = "commerce.product.v1.ProductDeleted";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidSearch),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("malformed event: {0}")]
+    Event(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suggestion {
+    pub text: String,
+    pub hits: usize,
+}
+
+#[derive(Clone)]
+pub struct SearchService {
+    index: Arc<dyn SearchIndex>,
+    popular: PopularQueries,
+}
+
+/// Runs index work (CPU and disk) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, SearchError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| SearchError::Internal(error.to_string()))?
+        .map_err(SearchError::Index)
+}
+
+impl SearchService {
+    pub fn new(index: Arc<dyn SearchIndex>, popular: PopularQueries) -> Self {
+        Self { index, popular }
+    }
+
+    pub fn index(&self) -> Arc<dyn SearchIndex> {
+        self.index.clone()
+    }
+
+    #[tracing::instrument(skip_all, fields(q = %query.text))]
+    pub async fn search(&self, query: SearchQuery) -> Result<SearchResults, SearchError> {
+        let query = query.validate()?;
+        // Only first pages count as searches people made.
+        if query.page == 1
+            && let Err(error) = self.popular.record(&query.text).await
+        {
+            tracing::warn!(%error, "could not record the query");
+        }
+        let index = self.index.clone();
+        let results = blocking(move || index.search(&query)).await?;
+        metrics::counter!("search_queries_total").increment(1);
+        Ok(results)
+    }
+
+    pub async fn autocomplete(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, SearchError> {
+        let (index, prefix) = (self.index.clone(), prefix.to_owned());
+        blocking(move || index.autocomplete(&prefix, limit)).await
+    }
+
+    /// "Did you mean": each word the index does not know is swapped for its closest known
+    /// words; a correction is offered when it finds something.
+    pub async fn suggestions(&self, text: &str) -> Result<Vec<Suggestion>, SearchError> {
+        let words = domain::words(text);
+        if words.is_empty() || words.len() > 10 {
+            return Ok(Vec::new());
+        }
+        let index = self.index.clone();
+        let words_for_index = words.clone();
+        // For each word: None when the index knows it, else its closest known words.
+        let corrections = blocking(move || {
+            words_for_index
+                .iter()
+                .map(|word| {
+                    if index.word_frequency(word)? > 0 {
+                        Ok(None)
+                    } else {
+                        index.similar_words(word, 3).map(Some)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        if corrections
+            .iter()
+            .all(|correction| correction.as_ref().is_none_or(Vec::is_empty))
+        {
+            return Ok(Vec::new());
+        }
+        let best: Vec<String> = words
+            .iter()
+            .zip(&corrections)
+            .map(|(word, correction)| {
+                correction
+                    .as_ref()
+                    .and_then(|similar| similar.first().cloned())
+                    .unwrap_or_else(|| word.clone())
+            })
+            .collect();
+        let mut candidates = vec![best.join(" ")];
+        for (position, correction) in corrections.iter().enumerate() {
+            for alternative in correction.iter().flatten().skip(1) {
+                let mut variant = best.clone();
+                variant[position] = alternative.clone();
+                candidates.push(variant.join(" "));
+            }
+        }
+        let mut suggestions: Vec<Suggestion> = Vec::new();
+        for candidate in candidates {
+            if suggestions.iter().any(|known| known.text == candidate) {
+                continue;
+            }
+            let hits = self.count(&candidate).await?;
+            if hits > 0 {
+                suggestions.push(Suggestion {
+                    text: candidate,
+                    hits,
+                });
+            }
+        }
+        suggestions.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.text.cmp(&b.text)));
+        suggestions.truncate(3);
+        Ok(suggestions)
+    }
+
+    async fn count(&self, text: &str) -> Result<usize, SearchError> {
+        let index = self.index.clone();
+        let query = SearchQuery {
+            text: text.to_owned(),
+            page: 1,
+            page_size: 1,
+            ..SearchQuery::default()
+        };
+        Ok(blocking(move || index.search(&query)).await?.total)
+    }
+
+    pub async fn popular(&self, limit: usize) -> Result<Vec<(String, u64)>, SearchError> {
+        self.popular
+            .top(limit)
+            .await
+            .map_err(|error| SearchError::Internal(error.to_string()))
+    }
+
+    /// Applies one catalogue event to the index. Applying it again changes nothing.
+    pub async fn apply(&self, event_type: &str, payload: &[u8]) -> Result<(), SearchError> {
+        apply_to_index(&self.index, event_type, payload).await
+    }
+}
+
+/// Applies one catalogue event to `index`: the one path for live events and rebuilds.
+pub async fn apply_to_index(
+    index: &Arc<dyn SearchIndex>,
+    event_type: &str,
+    payload: &[u8],
+) -> Result<(), SearchError> {
+    use prost::Message;
+    let index = index.clone();
+    match event_type {
+        PRODUCT_CREATED | PRODUCT_UPDATED => {
+            let product = if event_type == PRODUCT_CREATED {
+                pb::ProductCreated::decode(payload).map(|event| event.product)
+            } else {
+                pb::ProductUpdated::decode(payload).map(|event| event.product)
+            }
+            .map_err(|error| SearchError::Event(error.to_string()))?
+            .ok_or_else(|| SearchError::Event("event carries no product".to_owned()))?;
+            let id = parse_id(&product.id)?;
+            if product.active {
+                let document = document_from(&product, id)?;
+                blocking(move || index.upsert(&[document])).await
+            } else {
+                blocking(move || index.delete(&[id])).await
+            }
+        }
+        PRODUCT_DELETED => {
+            let event = pb::ProductDeleted::decode(payload)
+                .map_err(|error| SearchError::Event(error.to_string()))?;
+            let id = parse_id(&event.product_id)?;
+            blocking(move || index.delete(&[id])).await
+        }
+        other => {
+            tracing::debug!(event_type = other, "not a search concern");
+            Ok(())
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, SearchError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| SearchError::Event(format!("product id `{raw}` is not a UUID")))
+}
+
+fn document_from(product: &pb::Product, id: Uuid) -> Result<ProductDoc, SearchError> {
+    let price = product
+        .price
+        .as_ref()
+        .ok_or_else(|| SearchError::Event("product has no price".to_owned()))?;
+    Ok(ProductDoc {
+        id,
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        description: product.description.clone(),
+        category: product.category.clone(),
+        price: Decimal::from_str(&price.amount)
+            .map_err(|error| SearchError::Event(format!("price: {error}")))?,
+        currency: price.currency.clone(),
+        stock: product.stock,
+        image: product.images.first().cloned(),
+        created_at: product.created_at.as_ref().map_or(0, |at| at.seconds),
+    })
+}
