@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files: Vec<PathBuf> = [
         "commerce/auth/v1/auth.proto",
+        "commerce/cart/v1/cart.proto",
         "commerce/common/v1/money.proto",
         "commerce/product/v1/product.proto",
     ]

@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 const SERVICES: &[ServiceDefinition] = &[
     commerce_auth::DEFINITION,
     commerce_product::DEFINITION,
+    commerce_cart::DEFINITION,
     commerce_search::DEFINITION,
 ];
 
 /// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
 const PLANNED: &[(&str, &str)] = &[
-    ("cart", "carts, promo codes, checkout sessions"),
     ("order", "orders and the order saga"),
     ("payment", "payment intents, webhooks, refunds"),
     ("fulfillment", "shipping cost and shipments"),

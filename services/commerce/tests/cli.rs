@@ -69,12 +69,12 @@ fn configuration_errors_name_the_key() {
     );
 
     let output = commerce()
-        .args(["serve", "--target", "cart"])
+        .args(["serve", "--target", "order"])
         .output()
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("`cart`") && stderr.contains("not in this build"),
+        stderr.contains("`order`") && stderr.contains("not in this build"),
         "{stderr}"
     );
 }
@@ -85,6 +85,8 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let auth_database = fresh_database("cliauth").await;
     let keys = tempfile::tempdir().unwrap();
     let search_database = fresh_database("clisearch").await;
+    let cart_database = fresh_database("clicart").await;
+    let (cart_http_port, cart_grpc_port) = (free_port(), free_port());
     let search_index = tempfile::tempdir().unwrap();
     let (search_http_port, search_grpc_port) = (free_port(), free_port());
     let (http_port, grpc_port) = (free_port(), free_port());
@@ -107,6 +109,38 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
             keys.path().display().to_string(),
         ),
         ("COMMERCE_SERVICES__AUTH__KEYS__GENERATE", "true".to_owned()),
+        (
+            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__CART",
+            "cli-test-cart-secret-00001".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__HTTP_ADDR",
+            format!("127.0.0.1:{cart_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__GRPC_ADDR",
+            format!("127.0.0.1:{cart_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__DATABASE__URL",
+            cart_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__CLIENT_SECRET",
+            "cli-test-cart-secret-00001".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__PEERS__AUTH_HTTP",
+            format!("http://127.0.0.1:{auth_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__PEERS__AUTH_GRPC",
+            format!("http://127.0.0.1:{auth_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__PEERS__PRODUCT_GRPC",
+            format!("http://127.0.0.1:{grpc_port}"),
+        ),
         (
             "COMMERCE_SERVICES__SEARCH__HTTP_ADDR",
             format!("127.0.0.1:{search_http_port}"),
@@ -343,6 +377,37 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         let event = pb::ProductCreated::decode(payload.as_slice()).unwrap();
         assert!(event.product.unwrap().price.unwrap().currency == "USD");
     }
+
+    // The seeded customer fills a cart: cart asks product over gRPC with its service token.
+    let in_stock = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["stock"].as_i64() > Some(0))
+        .expect("a product in stock")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer: serde_json::Value = client
+        .post(format!("{auth}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "customer@commerce.local", "password": "customer-demo-password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cart: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{cart_http_port}/v1/cart/items"))
+        .bearer_auth(customer["accessToken"].as_str().unwrap())
+        .json(&serde_json::json!({"productId": in_stock, "quantity": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["items"][0]["productId"], in_stock.as_str(), "{cart}");
 
     // The seeded catalogue reaches the search index through the broker.
     let search = format!("http://127.0.0.1:{search_http_port}");

@@ -132,6 +132,9 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
+            // An empty fetch is held this long by the broker: it bounds how late a new record
+            // is seen (librdkafka's 500 ms default made search freshness ~0.5 s).
+            .set("fetch.wait.max.ms", "100")
             .set("enable.partition.eof", "false");
         self.finish(config)
     }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::domain::{
     Money, NewProduct, Page, Product, ProductDetails, ReservationLine, ReservationStatus,
 };
+use commerce_runtime::api::money_scale;
 
 #[derive(sqlx::FromRow)]
 struct ProductRow {
@@ -54,15 +55,6 @@ impl From<ProductRow> for Product {
             updated_at: row.updated_at,
         }
     }
-}
-
-/// Drops the column's padding zeros but keeps at least cents: 9.9000 → 9.90, 1.2345 → 1.2345.
-fn money_scale(amount: Decimal) -> Decimal {
-    let mut amount = amount.normalize();
-    if amount.scale() < 2 {
-        amount.rescale(2);
-    }
-    amount
 }
 
 const COLUMNS: &str = "id, sku, name, description, category, price_amount, currency, stock, reserved, \

@@ -6,6 +6,12 @@ pub mod auth {
     }
 }
 
+pub mod cart {
+    pub mod v1 {
+        tonic::include_proto!("commerce.cart.v1");
+    }
+}
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("commerce.common.v1");

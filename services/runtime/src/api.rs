@@ -101,6 +101,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How an amount read from a `NUMERIC(19, 4)` column is shown: padding zeros dropped but
+/// at least cents kept (9.9000 → 9.90, 1.2345 → 1.2345).
+pub fn money_scale(amount: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    let mut amount = amount.normalize();
+    if amount.scale() < 2 {
+        amount.rescale(2);
+    }
+    amount
+}
+
 /// Turns a JSON body rejection into a 400 that says what was wrong with the body.
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
     ApiError::invalid("body", rejection.body_text())
@@ -141,6 +151,16 @@ fn camel_case(snake: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_keeps_cents() {
+        use std::str::FromStr;
+        let scaled =
+            |text: &str| money_scale(rust_decimal::Decimal::from_str(text).unwrap()).to_string();
+        assert_eq!(scaled("9.9000"), "9.90");
+        assert_eq!(scaled("4"), "4.00");
+        assert_eq!(scaled("1.2345"), "1.2345");
+    }
 
     #[test]
     fn field_names_are_camel_case() {

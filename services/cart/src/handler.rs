@@ -1,0 +1,427 @@
+//! The cart service's edges: REST under `/v1/cart`, `/v1/checkout`, `/v1/admin/promo-codes`,
+//! gRPC `CartService` (service tokens only), and the outbox relay.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use commerce_access::{
+    Principal, RequireServiceToken, Role, ServiceTokenSource, TokenVerifier, VerifierSettings,
+};
+use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
+use commerce_proto::cart::v1 as pb;
+use commerce_runtime::api::json_rejection;
+use commerce_runtime::health::KafkaCheck;
+use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use tower::Layer;
+use uuid::Uuid;
+
+use crate::domain::{PromoCode, PromoKind};
+use crate::peers::Peers;
+use crate::repository::Owner;
+use crate::service::{self, CartError, CartService, CheckoutRequest};
+
+/// `services.cart` beyond what the runtime reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CartSettings {
+    pub peers: PeerSettings,
+    /// This service's client secret for service tokens (client id `cart`).
+    pub client_secret: String,
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerSettings {
+    /// The auth service's HTTP base URL (JWKS, service tokens).
+    pub auth_http: String,
+    pub auth_grpc: String,
+    pub product_grpc: String,
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_issuer() -> String {
+    "commerce-auth".to_owned()
+}
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let settings: CartSettings = context.settings()?;
+    let pool = context.database()?;
+    let kafka = context.config.app.kafka.clone();
+    let tokens = |audience: &str| {
+        ServiceTokenSource::new(
+            &settings.peers.auth_http,
+            "cart",
+            &settings.client_secret,
+            audience,
+        )
+    };
+    let peers = Peers::new(
+        &settings.peers.product_grpc,
+        &settings.peers.auth_grpc,
+        tokens("product"),
+        tokens("auth"),
+    )?;
+    let carts = CartService::new(pool.clone(), peers, settings.session_ttl);
+    let jwks = format!(
+        "{}/.well-known/jwks.json",
+        settings.peers.auth_http.trim_end_matches('/')
+    );
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &jwks,
+        VerifierSettings::new(&settings.issuer, &["commerce"]),
+    );
+    let service_tokens =
+        TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["cart"]));
+
+    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
+    let shutdown = context.shutdown.clone();
+    let relay_task = Box::pin(async move {
+        commerce_messaging::ensure_topics_with_retry(
+            &kafka,
+            &[TopicSpec::new(service::TOPIC, 3)],
+            &shutdown,
+        )
+        .await;
+        relay.run(shutdown).await.map_err(BoxError::from)
+    });
+    let grpc = RequireServiceToken::new(service_tokens).layer(
+        pb::cart_service_server::CartServiceServer::new(GrpcHandler {
+            carts: carts.clone(),
+        }),
+    );
+    Ok(ServiceParts {
+        http: routes(carts, user_tokens),
+        grpc: Some(tonic::service::Routes::new(grpc)),
+        background: vec![relay_task],
+        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
+            &context.config.app.kafka,
+        )?))],
+    })
+}
+
+pub fn routes(carts: CartService, verifier: TokenVerifier) -> Router {
+    Router::new()
+        .route("/v1/cart", get(view).delete(clear))
+        .route("/v1/cart/items", post(add_item))
+        .route(
+            "/v1/cart/items/{product_id}",
+            axum::routing::put(set_quantity).delete(remove_item),
+        )
+        .route("/v1/cart/promo", post(apply_promo).delete(remove_promo))
+        .route("/v1/cart/merge", post(merge))
+        .route("/v1/checkout", post(checkout))
+        .route("/v1/checkout/{id}", get(checkout_session))
+        .route("/v1/admin/promo-codes", get(list_promos).post(create_promo))
+        .layer(Extension(verifier))
+        .with_state(carts)
+}
+
+impl From<CartError> for ApiError {
+    fn from(error: CartError) -> Self {
+        match error {
+            CartError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            CartError::NotFound(_) => ApiError::not_found(error.to_string()),
+            CartError::Conflict(_) => ApiError::conflict(error.to_string()),
+            CartError::Forbidden(_) => ApiError::forbidden(error.to_string()),
+            CartError::Unavailable(_) => ApiError {
+                retry_after: Some(2),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    error.to_string(),
+                )
+            },
+            CartError::Storage(_) => ApiError::internal(error),
+        }
+    }
+}
+
+/// Whose cart a request is about: the signed-in user, or a guest named by `X-Guest-Cart`.
+struct CartOwner(Owner);
+
+pub const GUEST_HEADER: &str = "x-guest-cart";
+
+impl<S: Send + Sync> FromRequestParts<S> for CartOwner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            let principal = Principal::from_request_parts(parts, state).await?;
+            return Ok(Self(Owner::User(principal.user_id()?)));
+        }
+        match parts.headers.get(GUEST_HEADER) {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|text| Uuid::parse_str(text.trim()).ok())
+                .map(|guest| Self(Owner::Guest(guest)))
+                .ok_or_else(|| {
+                    ApiError::invalid("X-Guest-Cart", "must be a UUID the client generated")
+                }),
+            None => Err(ApiError::unauthenticated(
+                "sign in, or send X-Guest-Cart for a guest cart",
+            )),
+        }
+    }
+}
+
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+async fn view(
+    State(carts): State<CartService>,
+    CartOwner(owner): CartOwner,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(carts.view(owner).await?))
+}
+
+async fn clear(
+    State(carts): State<CartService>,
+    CartOwner(owner): CartOwner,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(carts.clear(owner).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddItem {
+    product_id: String,
+    quantity: i64,
+}
+
+async fn add_item(
+    State(carts): State<CartService>,
+    CartOwner(owner): CartOwner,
+    body: JsonBody<AddItem>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(json_rejection)?;
+    let product = parse_id("productId", &body.product_id)?;
+    Ok(Json(carts.add(owner, product, body.quantity).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quantity {
+    quantity: i64,
+}
+
+async fn set_quantity(
+    State(carts): State<CartService>,
+    CartOwner(owner): CartOwner,
+    Path(product_id): Path<String>,
+    body: JsonBody<Quantity>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(json_rejection)?;
+    let product = parse_id("productId", &product_id)?;
+    Ok(Json(
+        carts.set_quantity(owner, product, body.quantity).await?,
+    ))
+}
+
+async fn remove_item(
+    State(carts): State<CartService>,
+    CartOwner(owner): CartOwner,
+    Path(product_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let product = parse_id("productId", &product_id)?;
+    Ok(Json(carts.remove(owner, product).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyPromo {
+    code: String,
+}
+
+async fn apply_promo(
+    State(carts): State<CartService>,
+    principal: Principal,
+    body: JsonBody<ApplyPromo>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(json_rejection)?;
+    if body.code.trim().is_empty() {
+        return Err(ApiError::invalid("code", "is required"));
+    }
+    Ok(Json(
+        carts.apply_promo(principal.user_id()?, &body.code).await?,
+    ))
+}
+
+async fn remove_promo(
+    State(carts): State<CartService>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(carts.remove_promo(principal.user_id()?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Merge {
+    guest_cart_id: String,
+}
+
+async fn merge(
+    State(carts): State<CartService>,
+    principal: Principal,
+    body: JsonBody<Merge>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(json_rejection)?;
+    let guest = parse_id("guestCartId", &body.guest_cart_id)?;
+    Ok(Json(carts.merge_guest(principal.user_id()?, guest).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Checkout {
+    address_id: String,
+    courier: String,
+    payment_gateway: String,
+}
+
+async fn checkout(
+    State(carts): State<CartService>,
+    principal: Principal,
+    body: JsonBody<Checkout>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(json_rejection)?;
+    let request = CheckoutRequest {
+        address_id: parse_id("addressId", &body.address_id)?,
+        courier: body.courier,
+        payment_gateway: body.payment_gateway,
+    };
+    let session = carts.checkout(principal.user_id()?, request).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+async fn checkout_session(
+    State(carts): State<CartService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        carts
+            .session_for(principal.user_id()?, parse_id("id", &id)?)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewPromo {
+    code: String,
+    kind: PromoKind,
+    value: String,
+    currency: Option<String>,
+    min_subtotal: Option<String>,
+    starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    max_uses: Option<i32>,
+    max_uses_per_user: Option<i32>,
+}
+
+async fn create_promo(
+    State(carts): State<CartService>,
+    principal: Principal,
+    body: JsonBody<NewPromo>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let decimal = |field: &'static str, raw: &str| {
+        Decimal::from_str(raw.trim())
+            .map_err(|_| ApiError::invalid(field, "must be a decimal string"))
+    };
+    let promo = PromoCode {
+        code: PromoCode::normalize(&body.code),
+        kind: body.kind,
+        value: decimal("value", &body.value)?,
+        currency: body.currency.map(|currency| currency.trim().to_uppercase()),
+        min_subtotal: match &body.min_subtotal {
+            Some(raw) => decimal("minSubtotal", raw)?,
+            None => Decimal::ZERO,
+        },
+        starts_at: body.starts_at.unwrap_or_else(chrono::Utc::now),
+        ends_at: body.ends_at,
+        max_uses: body.max_uses,
+        max_uses_per_user: body.max_uses_per_user,
+        uses: 0,
+    };
+    Ok((StatusCode::CREATED, Json(carts.create_promo(promo).await?)))
+}
+
+async fn list_promos(
+    State(carts): State<CartService>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    Ok(Json(serde_json::json!({ "items": carts.promos().await? })))
+}
+
+struct GrpcHandler {
+    carts: CartService,
+}
+
+fn grpc_status(error: CartError) -> tonic::Status {
+    match error {
+        CartError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
+        CartError::NotFound(_) => tonic::Status::not_found(error.to_string()),
+        CartError::Conflict(_) | CartError::Forbidden(_) => {
+            tonic::Status::failed_precondition(error.to_string())
+        }
+        CartError::Unavailable(_) => tonic::Status::unavailable(error.to_string()),
+        CartError::Storage(_) => {
+            tracing::error!(%error, "gRPC call failed");
+            tonic::Status::internal("internal error")
+        }
+    }
+}
+
+fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
+    Uuid::parse_str(raw)
+        .map_err(|_| tonic::Status::invalid_argument(format!("{field}: `{raw}` is not a UUID")))
+}
+
+#[tonic::async_trait]
+impl pb::cart_service_server::CartService for GrpcHandler {
+    async fn get_checkout_session(
+        &self,
+        request: tonic::Request<pb::GetCheckoutSessionRequest>,
+    ) -> Result<tonic::Response<pb::GetCheckoutSessionResponse>, tonic::Status> {
+        let id = grpc_uuid("session_id", &request.into_inner().session_id)?;
+        let session = self.carts.session(id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::GetCheckoutSessionResponse {
+            session: Some(service::session_to_proto(&session)),
+        }))
+    }
+
+    async fn complete_checkout_session(
+        &self,
+        request: tonic::Request<pb::CompleteCheckoutSessionRequest>,
+    ) -> Result<tonic::Response<pb::CompleteCheckoutSessionResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let id = grpc_uuid("session_id", &request.session_id)?;
+        let order = grpc_uuid("order_id", &request.order_id)?;
+        let session = self.carts.complete(id, order).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::CompleteCheckoutSessionResponse {
+            session: Some(service::session_to_proto(&session)),
+        }))
+    }
+}

@@ -1,0 +1,174 @@
+//! The services the cart asks: product (prices, availability) and auth (addresses), over
+//! gRPC with this service's own service tokens and the caller's trace.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use commerce_access::ServiceTokenSource;
+use commerce_proto::auth::v1 as auth_pb;
+use commerce_proto::product::v1 as product_pb;
+use rust_decimal::Decimal;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+use crate::repository::Address;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{peer} is unavailable: {message}")]
+    Unavailable { peer: &'static str, message: String },
+}
+
+/// A catalogue entry as the cart needs it.
+#[derive(Debug, Clone)]
+pub struct CatalogueItem {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub price: Decimal,
+    pub currency: String,
+    pub available: i64,
+    pub active: bool,
+}
+
+#[derive(Clone)]
+pub struct Peers {
+    product: product_pb::product_service_client::ProductServiceClient<Channel>,
+    auth: auth_pb::auth_service_client::AuthServiceClient<Channel>,
+    product_tokens: Arc<ServiceTokenSource>,
+    auth_tokens: Arc<ServiceTokenSource>,
+}
+
+impl Peers {
+    /// Channels connect lazily, so the cart starts even while a peer is down.
+    pub fn new(
+        product_grpc: &str,
+        auth_grpc: &str,
+        product_tokens: ServiceTokenSource,
+        auth_tokens: ServiceTokenSource,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = |url: &str| -> Result<Channel, tonic::transport::Error> {
+            Ok(Endpoint::from_shared(url.to_owned())?
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .timeout(std::time::Duration::from_secs(10))
+                .connect_lazy())
+        };
+        Ok(Self {
+            product: product_pb::product_service_client::ProductServiceClient::new(channel(
+                product_grpc,
+            )?),
+            auth: auth_pb::auth_service_client::AuthServiceClient::new(channel(auth_grpc)?),
+            product_tokens: Arc::new(product_tokens),
+            auth_tokens: Arc::new(auth_tokens),
+        })
+    }
+
+    async fn authorized<T>(
+        tokens: &ServiceTokenSource,
+        peer: &'static str,
+        message: T,
+    ) -> Result<tonic::Request<T>, PeerError> {
+        let mut request =
+            commerce_runtime::telemetry::grpc_client_trace_interceptor(tonic::Request::new(()))
+                .map_err(|status| PeerError::Unavailable {
+                    peer,
+                    message: status.to_string(),
+                })?;
+        let metadata = std::mem::take(request.metadata_mut());
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = metadata;
+        tokens
+            .authorize(request)
+            .await
+            .map_err(|error| PeerError::Unavailable {
+                peer,
+                message: error.to_string(),
+            })
+    }
+
+    /// The products with these ids; unknown ids are absent from the answer.
+    pub async fn products(&self, ids: &[Uuid]) -> Result<Vec<CatalogueItem>, PeerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = Self::authorized(
+            &self.product_tokens,
+            "product",
+            product_pb::GetProductsRequest {
+                ids: ids.iter().map(Uuid::to_string).collect(),
+            },
+        )
+        .await?;
+        let answer = self
+            .product
+            .clone()
+            .get_products(request)
+            .await
+            .map_err(|status| PeerError::Unavailable {
+                peer: "product",
+                message: status.message().to_owned(),
+            })?;
+        answer
+            .into_inner()
+            .products
+            .into_iter()
+            .map(|product| {
+                let price = product.price.unwrap_or_default();
+                Ok(CatalogueItem {
+                    id: Uuid::parse_str(&product.id).map_err(|_| PeerError::Unavailable {
+                        peer: "product",
+                        message: "bad product id".into(),
+                    })?,
+                    sku: product.sku,
+                    name: product.name,
+                    price: Decimal::from_str(&price.amount).map_err(|_| {
+                        PeerError::Unavailable {
+                            peer: "product",
+                            message: "bad price".into(),
+                        }
+                    })?,
+                    currency: price.currency,
+                    available: product.stock,
+                    active: product.active,
+                })
+            })
+            .collect()
+    }
+
+    /// One of the user's addresses; NotFound when it is not theirs.
+    pub async fn address(&self, user_id: Uuid, address_id: Uuid) -> Result<Address, PeerError> {
+        let request = Self::authorized(
+            &self.auth_tokens,
+            "auth",
+            auth_pb::GetAddressRequest {
+                user_id: user_id.to_string(),
+                address_id: address_id.to_string(),
+            },
+        )
+        .await?;
+        match self.auth.clone().get_address(request).await {
+            Ok(answer) => {
+                let address = answer.into_inner().address.unwrap_or_default();
+                Ok(Address {
+                    recipient: address.recipient,
+                    line1: address.line1,
+                    line2: address.line2,
+                    city: address.city,
+                    region: address.region,
+                    postal_code: address.postal_code,
+                    country: address.country,
+                    phone: address.phone,
+                })
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Err(PeerError::NotFound(format!("address {address_id}")))
+            }
+            Err(status) => Err(PeerError::Unavailable {
+                peer: "auth",
+                message: status.message().to_owned(),
+            }),
+        }
+    }
+}

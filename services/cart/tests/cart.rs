@@ -1,0 +1,540 @@
+//! The cart against the real auth and product services (gRPC with service tokens), on
+//! real PostgreSQL, Redis and the broker.
+
+use std::sync::Arc;
+
+use commerce_proto::auth::v1 as auth_pb;
+use commerce_proto::cart::v1 as pb;
+use commerce_runtime::Config;
+use commerce_runtime::service::{self, Running};
+use commerce_testkit::{free_port, fresh_database, required_env, unique};
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery 9";
+const CART_SECRET: &str = "cart-secret-for-tests-00001";
+const ORDER_SECRET: &str = "order-secret-for-tests-0001";
+
+struct Shop {
+    auth: String,
+    product: String,
+    cart: String,
+    cart_grpc: String,
+    auth_pool: sqlx::PgPool,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    running: Option<Running>,
+    _keys: tempfile::TempDir,
+}
+
+impl Shop {
+    async fn start() -> Self {
+        let (auth_db, product_db, cart_db) = (
+            fresh_database("cartauth").await,
+            fresh_database("cartproduct").await,
+            fresh_database("cartcart").await,
+        );
+        let keys = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let toml = format!(
+            r#"
+            shutdown_grace = "5s"
+            [kafka]
+            brokers = "{kafka}"
+            topic_prefix = "{topic_prefix}."
+            [redis]
+            urls = ["{redis}"]
+            [services.auth]
+            http_addr = "127.0.0.1:{p0}"
+            grpc_addr = "127.0.0.1:{p1}"
+            database = {{ url = "{auth_db}" }}
+            keys = {{ dir = "{keys}", generate = true }}
+            redis_prefix = "{auth_prefix}"
+            service_clients = {{ cart = "{CART_SECRET}", order = "{ORDER_SECRET}" }}
+            [services.product]
+            http_addr = "127.0.0.1:{p2}"
+            grpc_addr = "127.0.0.1:{p3}"
+            database = {{ url = "{product_db}" }}
+            redis_prefix = "{product_prefix}"
+            auth = {{ jwks_url = "http://127.0.0.1:{p0}/.well-known/jwks.json" }}
+            [services.cart]
+            http_addr = "127.0.0.1:{p4}"
+            grpc_addr = "127.0.0.1:{p5}"
+            database = {{ url = "{cart_db}" }}
+            client_secret = "{CART_SECRET}"
+            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}" }}
+            "#,
+            kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+            redis = required_env("COMMERCE_TEST_REDIS_URL"),
+            topic_prefix = unique("cart"),
+            auth_db = auth_db.url,
+            product_db = product_db.url,
+            cart_db = cart_db.url,
+            keys = keys.path().display(),
+            auth_prefix = unique("auth"),
+            product_prefix = unique("product"),
+            p0 = ports[0],
+            p1 = ports[1],
+            p2 = ports[2],
+            p3 = ports[3],
+            p4 = ports[4],
+            p5 = ports[5],
+        );
+        let config = Arc::new(Config::from_toml_str(&toml).unwrap());
+        let shutdown = CancellationToken::new();
+        let running = service::start(
+            config,
+            &[
+                &commerce_auth::DEFINITION,
+                &commerce_product::DEFINITION,
+                &commerce_cart::DEFINITION,
+            ],
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            auth: format!("http://127.0.0.1:{}", ports[0]),
+            product: format!("http://127.0.0.1:{}", ports[2]),
+            cart: format!("http://127.0.0.1:{}", ports[4]),
+            cart_grpc: format!("http://127.0.0.1:{}", ports[5]),
+            auth_pool: auth_db.pool,
+            client: reqwest::Client::new(),
+            shutdown,
+            running: Some(running),
+            _keys: keys,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await.unwrap();
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A verified user's access token (and id), through the real auth flow.
+    async fn user(&self, role: &str) -> (String, String) {
+        let email = format!("{}@example.com", unique("shopper"));
+        let (status, user) = self
+            .send(self.client.post(format!("{}/v1/auth/register", self.auth)).json(&json!({
+                "email": email, "password": PASSWORD, "firstName": "Sam", "lastName": "Shopper"
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        let id = user["id"].as_str().unwrap().to_owned();
+        let payload: Vec<u8> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'commerce.auth.v1.UserRegistered'",
+        )
+        .bind(&id)
+        .fetch_one(&self.auth_pool)
+        .await
+        .unwrap();
+        let token = auth_pb::UserRegistered::decode(payload.as_slice())
+            .unwrap()
+            .verification_token;
+        let (status, _) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/auth/verify-email", self.auth))
+                    .json(&json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1::uuid")
+            .bind(&id)
+            .bind(role)
+            .execute(&self.auth_pool)
+            .await
+            .unwrap();
+        let (status, login) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/auth/login", self.auth))
+                    .json(&json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        (login["accessToken"].as_str().unwrap().to_owned(), id)
+    }
+
+    async fn address(&self, token: &str) -> String {
+        let (status, address) = self
+            .send(self.client.post(format!("{}/v1/users/me/addresses", self.auth)).bearer_auth(token).json(&json!({
+                "recipient": "Sam Shopper", "line1": "1 Market St", "city": "Springfield", "postalCode": "12345", "country": "US"
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{address}");
+        address["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn product(&self, admin: &str, sku: &str, price: &str, stock: i64) -> String {
+        let (status, product) = self
+            .send(self.client.post(format!("{}/v1/products", self.product)).bearer_auth(admin).json(&json!({
+                "sku": sku, "name": format!("Item {sku}"), "category": "test", "price": {"amount": price, "currency": "USD"}, "stock": stock
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{product}");
+        product["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn add(&self, token: &str, product: &str, quantity: i64) -> (StatusCode, Value) {
+        self.send(
+            self.client
+                .post(format!("{}/v1/cart/items", self.cart))
+                .bearer_auth(token)
+                .json(&json!({"productId": product, "quantity": quantity})),
+        )
+        .await
+    }
+
+    async fn checkout(&self, token: &str, address: &str) -> (StatusCode, Value) {
+        self.send(
+            self.client
+                .post(format!("{}/v1/checkout", self.cart))
+                .bearer_auth(token)
+                .json(&json!({
+                    "addressId": address, "courier": "standard", "paymentGateway": "offline"
+                })),
+        )
+        .await
+    }
+
+    async fn grpc(
+        &self,
+    ) -> (
+        pb::cart_service_client::CartServiceClient<tonic::transport::Channel>,
+        commerce_access::ServiceTokenSource,
+    ) {
+        (
+            pb::cart_service_client::CartServiceClient::connect(self.cart_grpc.clone())
+                .await
+                .unwrap(),
+            commerce_access::ServiceTokenSource::new(&self.auth, "order", ORDER_SECRET, "cart"),
+        )
+    }
+}
+
+#[tokio::test]
+async fn carts_promo_codes_and_checkout_sessions() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop
+        .product(&admin, &unique("MUG").to_uppercase(), "12.50", 5)
+        .await;
+    let pen = shop
+        .product(&admin, &unique("PEN").to_uppercase(), "3.00", 100)
+        .await;
+
+    // Who is asking: nobody → 401; a guest names a device cart.
+    let (status, _) = shop
+        .send(shop.client.get(format!("{}/v1/cart", shop.cart)))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let guest = uuid::Uuid::new_v4().to_string();
+    let (status, guest_cart) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/cart/items", shop.cart))
+                .header("x-guest-cart", &guest)
+                .json(&json!({"productId": pen, "quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{guest_cart}");
+    assert_eq!(guest_cart["subtotal"], "6.00");
+
+    // Prices and availability come from the product service.
+    let (status, cart) = shop.add(&alice, &mug, 2).await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    assert_eq!(
+        (
+            cart["items"][0]["unitPrice"].as_str(),
+            cart["subtotal"].as_str()
+        ),
+        (Some("12.50"), Some("25.00"))
+    );
+    let (status, body) = shop.add(&alice, &mug, 4).await;
+    assert_eq!(status, StatusCode::CONFLICT, "only 5 exist: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only 5")
+    );
+    let (status, body) = shop.add(&alice, &uuid::Uuid::new_v4().to_string(), 1).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = shop.add(&alice, &pen, 0).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("quantity"))
+    );
+
+    // The guest cart joins Alice's at login.
+    let (status, merged) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/cart/merge", shop.cart))
+                .bearer_auth(&alice)
+                .json(&json!({"guestCartId": guest})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(merged["items"].as_array().unwrap().len(), 2);
+    assert_eq!(merged["subtotal"], "31.00");
+
+    // Promo codes: admins create them; a code that does not apply says why.
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/admin/promo-codes", shop.cart))
+                .bearer_auth(&alice)
+                .json(&json!({"code": "X", "kind": "percent", "value": "10"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, promo) = shop
+        .send(shop.client.post(format!("{}/v1/admin/promo-codes", shop.cart)).bearer_auth(&admin).json(&json!({
+            "code": "save10", "kind": "percent", "value": "10", "minSubtotal": "40", "maxUsesPerUser": 1
+        })))
+        .await;
+    assert_eq!(
+        (status, promo["code"].as_str()),
+        (StatusCode::CREATED, Some("SAVE10")),
+        "{promo}"
+    );
+    let apply = |token: &str, code: &str| {
+        shop.client
+            .post(format!("{}/v1/cart/promo", shop.cart))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"code": code}))
+    };
+    let (status, body) = shop.send(apply(&alice, "SAVE10")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least 40"),
+        "{body}"
+    );
+    let (status, _) = shop.send(apply(&alice, "NOPE")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    shop.add(&alice, &pen, 3).await;
+    let (status, discounted) = shop.send(apply(&alice, "save10")).await;
+    assert_eq!(status, StatusCode::OK, "{discounted}");
+    assert_eq!(
+        (
+            discounted["subtotal"].as_str(),
+            discounted["discount"].as_str(),
+            discounted["total"].as_str()
+        ),
+        (Some("40.00"), Some("4.00"), Some("36.00"))
+    );
+
+    // Checkout: the address must be Alice's own.
+    let alice_address = shop.address(&alice).await;
+    let bob_address = shop.address(&bob).await;
+    let (status, body) = shop.checkout(&alice, &bob_address).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("addressId")),
+        "{body}"
+    );
+    let (status, body) = shop
+        .send(shop.client.post(format!("{}/v1/checkout", shop.cart)).bearer_auth(&alice).json(&json!({"addressId": alice_address, "courier": "standard", "paymentGateway": "cash"})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("paymentGateway"))
+    );
+    let (status, session) = shop.checkout(&alice, &alice_address).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(
+        (session["total"].as_str(), session["promoCode"].as_str()),
+        (Some("36.00"), Some("SAVE10"))
+    );
+    assert_eq!(session["shippingAddress"]["city"], "Springfield");
+    let session_id = session["id"].as_str().unwrap().to_owned();
+    let (status, _) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/checkout/{session_id}", shop.cart))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/checkout/{session_id}", shop.cart))
+                .bearer_auth(&bob),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "Bob cannot see Alice's checkout"
+    );
+    let (status, _) = shop.checkout(&bob, &bob_address).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an empty cart cannot check out"
+    );
+
+    // The order service's side: read and complete the session, idempotently.
+    let (mut grpc, tokens) = shop.grpc().await;
+    let anonymous = grpc
+        .get_checkout_session(pb::GetCheckoutSessionRequest {
+            session_id: session_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let read = grpc
+        .get_checkout_session(
+            tokens
+                .authorize(tonic::Request::new(pb::GetCheckoutSessionRequest {
+                    session_id: session_id.clone(),
+                }))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(
+        (read.items.len(), read.discount.unwrap().amount.as_str()),
+        (2, "4.00")
+    );
+    let order = uuid::Uuid::now_v7().to_string();
+    let complete = |order: &str| pb::CompleteCheckoutSessionRequest {
+        session_id: session_id.clone(),
+        order_id: order.to_owned(),
+    };
+    for _ in 0..2 {
+        let done = grpc
+            .complete_checkout_session(
+                tokens
+                    .authorize(tonic::Request::new(complete(&order)))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.into_inner().session.unwrap().order_id, order);
+    }
+    let other = grpc
+        .complete_checkout_session(
+            tokens
+                .authorize(tonic::Request::new(complete(
+                    &uuid::Uuid::now_v7().to_string(),
+                )))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition);
+    // The cart was checked out: Alice starts afresh; her one use of SAVE10 is spent.
+    let (_, fresh) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/cart", shop.cart))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(fresh["items"].as_array().unwrap().len(), 0);
+    shop.add(&alice, &pen, 20).await;
+    let (status, body) = shop.send(apply(&alice, "SAVE10")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn promo_usage_limits_hold_under_concurrency() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let pen = shop
+        .product(&admin, &unique("PEN").to_uppercase(), "10.00", 1000)
+        .await;
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/admin/promo-codes", shop.cart))
+                .bearer_auth(&admin)
+                .json(&json!({
+                    "code": "FIRST3", "kind": "fixed", "value": "5", "currency": "USD", "maxUses": 3
+                })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let (token, _) = shop.user("customer").await;
+        let address = shop.address(&token).await;
+        shop.add(&token, &pen, 1).await;
+        let (status, body) = shop
+            .send(
+                shop.client
+                    .post(format!("{}/v1/cart/promo", shop.cart))
+                    .bearer_auth(&token)
+                    .json(&json!({"code": "FIRST3"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, session) = shop.checkout(&token, &address).await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        sessions.push(session["id"].as_str().unwrap().to_owned());
+    }
+    let (grpc, tokens) = shop.grpc().await;
+    let tokens = Arc::new(tokens);
+    let attempts = futures::future::join_all(sessions.iter().map(|session| {
+        let (mut grpc, tokens, session) = (grpc.clone(), tokens.clone(), session.clone());
+        async move {
+            let request = tokens
+                .authorize(tonic::Request::new(pb::CompleteCheckoutSessionRequest {
+                    session_id: session,
+                    order_id: uuid::Uuid::now_v7().to_string(),
+                }))
+                .await
+                .unwrap();
+            grpc.complete_checkout_session(request).await
+        }
+    }))
+    .await;
+    let completed = attempts.iter().filter(|attempt| attempt.is_ok()).count();
+    assert_eq!(completed, 3, "exactly the code's three uses");
+    for refused in attempts.iter().filter_map(|attempt| attempt.as_ref().err()) {
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("used up"),
+            "{}",
+            refused.message()
+        );
+    }
+    shop.stop().await;
+}
