@@ -39,6 +39,30 @@ pub struct CartSettings {
     pub session_ttl: Duration,
     #[serde(default = "default_issuer")]
     pub issuer: String,
+    /// How long a cart with items may sit untouched before `CartAbandoned`.
+    #[serde(default = "default_abandon_after", with = "humantime_serde")]
+    pub abandon_after: Duration,
+    /// Carts untouched this long (and never checked out) are deleted.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(default = "default_cleanup_interval", with = "humantime_serde")]
+    pub cleanup_interval: Duration,
+    /// Namespace of this service's Redis keys (the task queue).
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+}
+
+fn default_abandon_after() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 60 * 60)
+}
+fn default_cleanup_interval() -> Duration {
+    Duration::from_secs(60 * 60)
+}
+fn default_redis_prefix() -> String {
+    "cart".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +98,14 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         tokens("product"),
         tokens("auth"),
     )?;
-    let carts = CartService::new(pool.clone(), peers, settings.session_ttl);
+    let redis = context.redis().await?;
+    let queue =
+        commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
+    let abandonment = service::Abandonment {
+        queue: queue.clone(),
+        after: settings.abandon_after,
+    };
+    let carts = CartService::new(pool.clone(), peers, settings.session_ttl, Some(abandonment));
     let jwks = format!(
         "{}/.well-known/jwks.json",
         settings.peers.auth_http.trim_end_matches('/')
@@ -97,6 +128,21 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         .await;
         relay.run(shutdown).await.map_err(BoxError::from)
     });
+    let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
+        .handle(
+            service::ABANDON_TASK,
+            Arc::new(AbandonCheck {
+                carts: carts.clone(),
+            }),
+        );
+    let shutdown = context.shutdown.clone();
+    let worker_task = Box::pin(async move { worker.run(shutdown).await.map_err(BoxError::from) });
+    let cleanup_task = Box::pin(clean_up_periodically(
+        carts.clone(),
+        settings.retention,
+        settings.cleanup_interval,
+        context.shutdown.clone(),
+    ));
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::cart_service_server::CartServiceServer::new(GrpcHandler {
             carts: carts.clone(),
@@ -105,11 +151,57 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(carts, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task],
-        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
-            &context.config.app.kafka,
-        )?))],
+        background: vec![relay_task, worker_task, cleanup_task],
+        readiness: vec![
+            Arc::new(commerce_runtime::health::RedisCheck(redis)),
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+        ],
     })
+}
+
+/// The delayed task that announces an idle cart.
+struct AbandonCheck {
+    carts: CartService,
+}
+
+impl commerce_redis::TaskHandler for AbandonCheck {
+    fn handle<'a>(
+        &'a self,
+        task: &'a commerce_redis::Task,
+    ) -> futures::future::BoxFuture<'a, Result<(), commerce_redis::TaskError>> {
+        Box::pin(async move {
+            let cart_id = task
+                .payload
+                .get("cartId")
+                .and_then(|value| value.as_str())
+                .and_then(|value| Uuid::parse_str(value).ok())
+                .ok_or_else(|| commerce_redis::TaskError("task has no cartId".to_owned()))?;
+            self.carts
+                .announce_if_idle(cart_id)
+                .await
+                .map(|_| ())
+                .map_err(|error| commerce_redis::TaskError(error.to_string()))
+        })
+    }
+}
+
+async fn clean_up_periodically(
+    carts: CartService,
+    retention: Duration,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), BoxError> {
+    loop {
+        match carts.clean_up(retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted stale carts"),
+            Err(error) => tracing::warn!(%error, "cart cleanup failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 pub fn routes(carts: CartService, verifier: TokenVerifier) -> Router {

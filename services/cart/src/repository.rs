@@ -123,7 +123,7 @@ pub async fn clear(connection: &mut PgConnection, cart_id: Uuid) -> Result<(), s
 }
 
 async fn touch(connection: &mut PgConnection, cart_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE carts SET updated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE carts SET updated_at = now(), abandoned_at = NULL WHERE id = $1")
         .bind(cart_id)
         .execute(connection)
         .await?;
@@ -154,6 +154,54 @@ pub async fn set_status(
         .execute(executor)
         .await?;
     Ok(())
+}
+
+/// A cart idle since before `idle_since` with items and not yet announced, locked; with
+/// its owner and contents.
+pub async fn lock_idle_cart(
+    connection: &mut PgConnection,
+    cart_id: Uuid,
+    idle_since: DateTime<Utc>,
+) -> Result<Option<(Option<Uuid>, Vec<(Uuid, i64)>)>, sqlx::Error> {
+    let owner: Option<(Option<Uuid>,)> = sqlx::query_as(
+        "SELECT user_id FROM carts WHERE id = $1 AND status = 'active' AND abandoned_at IS NULL
+         AND updated_at <= $2 FOR UPDATE",
+    )
+    .bind(cart_id)
+    .bind(idle_since)
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some((user_id,)) = owner else {
+        return Ok(None);
+    };
+    let lines = items(&mut *connection, cart_id).await?;
+    Ok((!lines.is_empty()).then_some((user_id, lines)))
+}
+
+pub async fn mark_abandoned(
+    connection: &mut PgConnection,
+    cart_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE carts SET abandoned_at = now() WHERE id = $1")
+        .bind(cart_id)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Deletes carts idle since before `cutoff` that no checkout refers to; returns how many.
+pub async fn delete_stale_carts(
+    executor: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM carts c WHERE c.updated_at < $1 AND c.status IN ('active', 'merged', 'abandoned')
+         AND NOT EXISTS (SELECT 1 FROM checkout_sessions s WHERE s.cart_id = c.id)",
+    )
+    .bind(cutoff)
+    .execute(executor)
+    .await?;
+    Ok(deleted.rows_affected())
 }
 
 // --- promo codes --------------------------------------------------------------------------

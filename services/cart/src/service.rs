@@ -17,6 +17,15 @@ use crate::repository::{self as repo, CheckoutSession, Owner};
 
 pub const TOPIC: &str = "commerce.cart.events";
 pub const CHECKOUT_SESSION_CREATED: &str = "commerce.cart.v1.CheckoutSessionCreated";
+pub const CART_ABANDONED: &str = "commerce.cart.v1.CartAbandoned";
+pub const ABANDON_TASK: &str = "cart.abandon";
+
+/// Announces carts left idle: every change (re)schedules one delayed task per cart.
+#[derive(Clone)]
+pub struct Abandonment {
+    pub queue: commerce_redis::TaskQueue,
+    pub after: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CartError {
@@ -86,15 +95,77 @@ pub struct CartService {
     pool: PgPool,
     peers: Peers,
     session_ttl: Duration,
+    abandonment: Option<Abandonment>,
 }
 
 impl CartService {
-    pub fn new(pool: PgPool, peers: Peers, session_ttl: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        peers: Peers,
+        session_ttl: Duration,
+        abandonment: Option<Abandonment>,
+    ) -> Self {
         Self {
             pool,
             peers,
             session_ttl,
+            abandonment,
         }
+    }
+
+    /// Restarts the cart's idle clock. A failure here only delays an announcement.
+    async fn changed(&self, cart_id: Uuid) {
+        let Some(abandonment) = &self.abandonment else {
+            return;
+        };
+        let id = format!("cart:{cart_id}:abandon");
+        let task =
+            commerce_redis::NewTask::new(ABANDON_TASK, serde_json::json!({ "cartId": cart_id }))
+                .id(id.clone())
+                .run_after(abandonment.after)
+                .max_attempts(5);
+        let rescheduled = async {
+            abandonment.queue.cancel(&id).await?;
+            abandonment.queue.enqueue(task).await
+        }
+        .await;
+        if let Err(error) = rescheduled {
+            tracing::warn!(%error, cart = %cart_id, "could not schedule the abandonment check");
+        }
+    }
+
+    /// The delayed task: still idle, with items, not yet announced → `CartAbandoned`.
+    pub async fn announce_if_idle(&self, cart_id: Uuid) -> Result<bool, CartError> {
+        let Some(abandonment) = &self.abandonment else {
+            return Ok(false);
+        };
+        let idle_since = Utc::now() - abandonment.after + chrono::Duration::milliseconds(50);
+        let mut tx = self.pool.begin().await?;
+        let Some((user_id, lines)) = repo::lock_idle_cart(&mut tx, cart_id, idle_since).await?
+        else {
+            return Ok(false);
+        };
+        let priced = self.price(&lines).await?;
+        let totals = domain::totals(&priced, Decimal::ZERO)?;
+        let event = pb::CartAbandoned {
+            cart_id: cart_id.to_string(),
+            user_id: user_id.map(|id| id.to_string()).unwrap_or_default(),
+            item_count: lines.iter().map(|(_, quantity)| quantity).sum(),
+            subtotal: Some(money(totals.subtotal, &totals.currency)),
+        };
+        commerce_messaging::enqueue(
+            &mut tx,
+            NewEvent::protobuf(TOPIC, cart_id.to_string(), CART_ABANDONED, &event),
+        )
+        .await?;
+        repo::mark_abandoned(&mut tx, cart_id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes carts idle for longer than `retention` that no checkout refers to.
+    pub async fn clean_up(&self, retention: Duration) -> Result<u64, CartError> {
+        Ok(repo::delete_stale_carts(&self.pool, Utc::now() - retention).await?)
     }
 
     /// The cart with every line priced now; lines of products gone from the catalogue are
@@ -213,6 +284,7 @@ impl CartService {
         self.check_available(product_id, wanted).await?;
         repo::set_quantity(&mut tx, cart.id, product_id, wanted).await?;
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -237,6 +309,7 @@ impl CartService {
         self.check_available(product_id, quantity).await?;
         repo::set_quantity(&mut tx, cart.id, product_id, quantity).await?;
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -267,6 +340,7 @@ impl CartService {
             )));
         }
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -275,6 +349,7 @@ impl CartService {
         let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
         repo::clear(&mut tx, cart.id).await?;
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -295,6 +370,7 @@ impl CartService {
             .map_err(CartError::Conflict)?;
         repo::set_promo(&mut tx, cart.id, Some(&code)).await?;
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -304,6 +380,7 @@ impl CartService {
         let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
         repo::set_promo(&mut tx, cart.id, None).await?;
         tx.commit().await?;
+        self.changed(cart.id).await;
         self.view(owner).await
     }
 
@@ -322,6 +399,9 @@ impl CartService {
                 repo::set_quantity(&mut tx, cart.id, product, merged).await?;
             }
             repo::set_status(&mut *tx, guest_cart.id, "merged").await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            return self.view(Owner::User(user)).await;
         }
         tx.commit().await?;
         self.view(Owner::User(user)).await

@@ -23,6 +23,7 @@ struct Shop {
     cart: String,
     cart_grpc: String,
     auth_pool: sqlx::PgPool,
+    cart_pool: sqlx::PgPool,
     client: reqwest::Client,
     shutdown: CancellationToken,
     running: Option<Running>,
@@ -31,6 +32,11 @@ struct Shop {
 
 impl Shop {
     async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// `cart_extra` is TOML appended to `[services.cart]`.
+    async fn start_with(cart_extra: &str) -> Self {
         let (auth_db, product_db, cart_db) = (
             fresh_database("cartauth").await,
             fresh_database("cartproduct").await,
@@ -65,7 +71,10 @@ impl Shop {
             database = {{ url = "{cart_db}" }}
             client_secret = "{CART_SECRET}"
             peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}" }}
+            redis_prefix = "{cart_prefix}"
+            {cart_extra}
             "#,
+            cart_prefix = unique("cart"),
             kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
             topic_prefix = unique("cart"),
@@ -101,6 +110,7 @@ impl Shop {
             cart: format!("http://127.0.0.1:{}", ports[4]),
             cart_grpc: format!("http://127.0.0.1:{}", ports[5]),
             auth_pool: auth_db.pool,
+            cart_pool: cart_db.pool,
             client: reqwest::Client::new(),
             shutdown,
             running: Some(running),
@@ -536,5 +546,86 @@ async fn promo_usage_limits_hold_under_concurrency() {
             refused.message()
         );
     }
+    shop.stop().await;
+}
+
+async fn abandoned_events(shop: &Shop, cart: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'commerce.cart.v1.CartAbandoned' AND aggregate_id = $1",
+    )
+    .bind(cart)
+    .fetch_one(&shop.cart_pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn idle_carts_are_announced_once_and_stale_ones_cleaned_up() {
+    let shop = Shop::start_with(
+        "abandon_after = \"1s\"\nretention = \"3s\"\ncleanup_interval = \"200ms\"",
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (shopper, shopper_id) = shop.user("customer").await;
+    let pen = shop
+        .product(&admin, &unique("PEN").to_uppercase(), "2.00", 100)
+        .await;
+    let (_, cart) = shop.add(&shopper, &pen, 1).await;
+    let cart_id = cart["id"].as_str().unwrap().to_owned();
+
+    // A change restarts the idle clock.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (status, _) = shop
+        .send(
+            shop.client
+                .put(format!("{}/v1/cart/items/{pen}", shop.cart))
+                .bearer_auth(&shopper)
+                .json(&json!({"quantity": 3})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        abandoned_events(&shop, &cart_id).await,
+        0,
+        "announced before a full idle second"
+    );
+
+    commerce_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "CartAbandoned",
+        || async { (abandoned_events(&shop, &cart_id).await == 1).then_some(()) },
+    )
+    .await;
+    let payload: Vec<u8> = sqlx::query_scalar(
+        "SELECT payload FROM outbox_events WHERE event_type = 'commerce.cart.v1.CartAbandoned' AND aggregate_id = $1",
+    )
+    .bind(&cart_id)
+    .fetch_one(&shop.cart_pool)
+    .await
+    .unwrap();
+    let event = pb::CartAbandoned::decode(payload.as_slice()).unwrap();
+    assert_eq!(
+        (event.user_id.as_str(), event.item_count),
+        (shopper_id.as_str(), 3)
+    );
+    assert_eq!(event.subtotal.unwrap().amount, "6.00");
+
+    // Left alone past the retention, the cart (never checked out) is deleted; once only
+    // announced.
+    commerce_testkit::eventually(
+        std::time::Duration::from_secs(15),
+        "the stale cart to be deleted",
+        || async {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM carts WHERE id = $1::uuid")
+                .bind(&cart_id)
+                .fetch_one(&shop.cart_pool)
+                .await
+                .unwrap();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(abandoned_events(&shop, &cart_id).await, 1);
     shop.stop().await;
 }

@@ -130,6 +130,10 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
             "cli-test-cart-secret-00001".to_owned(),
         ),
         (
+            "COMMERCE_SERVICES__CART__REDIS_PREFIX",
+            commerce_testkit::unique("clicart"),
+        ),
+        (
             "COMMERCE_SERVICES__CART__PEERS__AUTH_HTTP",
             format!("http://127.0.0.1:{auth_http_port}"),
         ),
