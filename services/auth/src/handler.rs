@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role};
-use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
+use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::auth::v1 as pb;
 use commerce_runtime::api::{json_rejection, validation_error};
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
@@ -33,20 +33,9 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let keys = KeyRing::load(&settings.keys)?;
     let pool = context.database()?;
     let redis = context.redis().await?;
-    let kafka = context.config.app.kafka.clone();
     let auth = AuthService::new(pool.clone(), redis.clone(), keys, settings)?;
 
-    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
-    let shutdown = context.shutdown.clone();
-    let relay_task = Box::pin(async move {
-        commerce_messaging::ensure_topics_with_retry(
-            &kafka,
-            &[TopicSpec::new(service::TOPIC, 3)],
-            &shutdown,
-        )
-        .await;
-        relay.run(shutdown).await.map_err(BoxError::from)
-    });
+    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let grpc = RequireServiceToken::new(auth.service_token_verifier("auth")?).layer(
         pb::auth_service_server::AuthServiceServer::new(GrpcHandler { auth: auth.clone() }),
     );

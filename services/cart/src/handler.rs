@@ -14,7 +14,7 @@ use axum::{Extension, Json, Router};
 use commerce_access::{
     Principal, RequireServiceToken, Role, ServiceTokenSource, TokenVerifier, VerifierSettings,
 };
-use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
+use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::api::json_rejection;
 use commerce_runtime::health::KafkaCheck;
@@ -83,7 +83,6 @@ fn default_issuer() -> String {
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: CartSettings = context.settings()?;
     let pool = context.database()?;
-    let kafka = context.config.app.kafka.clone();
     let tokens = |audience: &str| {
         ServiceTokenSource::new(
             &settings.peers.auth_http,
@@ -117,17 +116,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let service_tokens =
         TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["cart"]));
 
-    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
-    let shutdown = context.shutdown.clone();
-    let relay_task = Box::pin(async move {
-        commerce_messaging::ensure_topics_with_retry(
-            &kafka,
-            &[TopicSpec::new(service::TOPIC, 3)],
-            &shutdown,
-        )
-        .await;
-        relay.run(shutdown).await.map_err(BoxError::from)
-    });
+    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
         .handle(
             service::ABANDON_TASK,

@@ -14,7 +14,7 @@ use axum::{Extension, Json, Router};
 use commerce_access::{
     MaybePrincipal, Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings,
 };
-use commerce_messaging::{BrokerProbe, OutboxRelay, RelaySettings, TopicSpec};
+use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::product::v1 as pb;
 use commerce_runtime::api::json_rejection;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
@@ -62,7 +62,6 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: ProductSettings = context.settings()?;
     let pool = context.database()?;
     let redis = context.redis().await?;
-    let kafka = context.config.app.kafka.clone();
     let cache = ProductCache::new(redis.clone(), &settings.redis_prefix, settings.cache_ttl);
     let products = ProductService::new(pool.clone(), cache);
     let user_tokens = TokenVerifier::with_jwks_url(
@@ -73,17 +72,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         &settings.auth.jwks_url,
         VerifierSettings::new(&settings.auth.issuer, &["product"]),
     );
-    let relay = OutboxRelay::new(context.name, pool, &kafka, RelaySettings::default())?;
-    let shutdown = context.shutdown.clone();
-    let relay_task = Box::pin(async move {
-        commerce_messaging::ensure_topics_with_retry(
-            &kafka,
-            &[TopicSpec::new(service::TOPIC, 3)],
-            &shutdown,
-        )
-        .await;
-        relay.run(shutdown).await.map_err(BoxError::from)
-    });
+    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::product_service_server::ProductServiceServer::new(GrpcHandler {
             products: products.clone(),

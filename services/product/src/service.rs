@@ -206,14 +206,7 @@ impl ProductService {
             if updated.price != current.price {
                 repo::record_price(tx, id, &updated.price, actor).await?;
             }
-            let event = pb::ProductUpdated {
-                product: Some(to_proto(&updated)),
-            };
-            commerce_messaging::enqueue(
-                tx,
-                NewEvent::protobuf(TOPIC, id.to_string(), PRODUCT_UPDATED, &event),
-            )
-            .await?;
+            announce_updates(tx, std::slice::from_ref(&updated)).await?;
             Ok((updated.clone(), vec![updated]))
         })
         .await
@@ -304,14 +297,7 @@ impl ProductService {
                 .into());
             }
             let updated = repo::adjust_stock(tx, id, delta, reason, actor).await?;
-            let event = pb::ProductUpdated {
-                product: Some(to_proto(&updated)),
-            };
-            commerce_messaging::enqueue(
-                tx,
-                NewEvent::protobuf(TOPIC, id.to_string(), PRODUCT_UPDATED, &event),
-            )
-            .await?;
+            announce_updates(tx, std::slice::from_ref(&updated)).await?;
             Ok((updated.clone(), vec![updated]))
         })
         .await
@@ -376,16 +362,7 @@ impl ProductService {
                 repo::insert_reservation(tx, order_id, line).await?;
             }
             let updated = repo::get_many(&mut *tx, &ids).await?;
-            for product in &updated {
-                let event = pb::ProductUpdated {
-                    product: Some(to_proto(product)),
-                };
-                commerce_messaging::enqueue(
-                    tx,
-                    NewEvent::protobuf(TOPIC, product.id.to_string(), PRODUCT_UPDATED, &event),
-                )
-                .await?;
-            }
+            announce_updates(tx, &updated).await?;
             metrics::counter!("product_reservations_total").increment(1);
             Ok((pair_with_quantities(updated.clone(), &lines), updated))
         })
@@ -440,16 +417,7 @@ impl ProductService {
                 changed.push(row.product_id);
             }
             let updated = repo::get_many(&mut *tx, &changed).await?;
-            for product in &updated {
-                let event = pb::ProductUpdated {
-                    product: Some(to_proto(product)),
-                };
-                commerce_messaging::enqueue(
-                    tx,
-                    NewEvent::protobuf(TOPIC, product.id.to_string(), PRODUCT_UPDATED, &event),
-                )
-                .await?;
-            }
+            announce_updates(tx, &updated).await?;
             let settled = rows
                 .into_iter()
                 .map(|row| ReservationRow { status: to, ..row })
@@ -474,6 +442,24 @@ impl ProductService {
         }
         Ok(created)
     }
+}
+
+/// `ProductUpdated` for each product, in the caller's transaction.
+async fn announce_updates(
+    tx: &mut sqlx::PgConnection,
+    products: &[Product],
+) -> Result<(), ProductError> {
+    for product in products {
+        let event = pb::ProductUpdated {
+            product: Some(to_proto(product)),
+        };
+        commerce_messaging::enqueue(
+            &mut *tx,
+            NewEvent::protobuf(TOPIC, product.id.to_string(), PRODUCT_UPDATED, &event),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn pair_with_quantities(products: Vec<Product>, lines: &[ReservationLine]) -> Vec<(Product, i64)> {

@@ -107,6 +107,27 @@ impl ServiceContext {
     pub async fn redis(&self) -> Result<commerce_redis::RedisClient, commerce_redis::RedisError> {
         commerce_redis::RedisClient::connect(&self.config.app.redis).await
     }
+
+    /// The service's outbox relay as a background task: it creates `topics` (retrying until
+    /// the broker answers, so a late broker is no start-up failure), then publishes until
+    /// shutdown.
+    pub fn outbox_relay(
+        &self,
+        topics: &[commerce_messaging::TopicSpec],
+    ) -> Result<BackgroundTask, BoxError> {
+        let kafka = self.config.app.kafka.clone();
+        let relay = commerce_messaging::OutboxRelay::new(
+            self.name,
+            self.database()?,
+            &kafka,
+            commerce_messaging::RelaySettings::default(),
+        )?;
+        let (topics, shutdown) = (topics.to_vec(), self.shutdown.clone());
+        Ok(Box::pin(async move {
+            commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
+            relay.run(shutdown).await.map_err(BoxError::from)
+        }))
+    }
 }
 
 /// What a started service hands to the runtime.
