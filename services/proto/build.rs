@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commerce/auth/v1/auth.proto",
         "commerce/cart/v1/cart.proto",
         "commerce/common/v1/money.proto",
+        "commerce/fulfillment/v1/fulfillment.proto",
         "commerce/product/v1/product.proto",
     ]
     .iter()

@@ -15,6 +15,7 @@ const SERVICES: &[ServiceDefinition] = &[
     commerce_auth::DEFINITION,
     commerce_product::DEFINITION,
     commerce_cart::DEFINITION,
+    commerce_fulfillment::DEFINITION,
     commerce_search::DEFINITION,
 ];
 
@@ -22,7 +23,6 @@ const SERVICES: &[ServiceDefinition] = &[
 const PLANNED: &[(&str, &str)] = &[
     ("order", "orders and the order saga"),
     ("payment", "payment intents, webhooks, refunds"),
-    ("fulfillment", "shipping cost and shipments"),
     ("notification", "SSE, e-mail and SMS notifications"),
     ("chat", "support chat over WebSocket"),
     ("gateway", "the public REST entry point"),

@@ -86,6 +86,8 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let keys = tempfile::tempdir().unwrap();
     let search_database = fresh_database("clisearch").await;
     let cart_database = fresh_database("clicart").await;
+    let fulfillment_database = fresh_database("clifulfillment").await;
+    let (fulfillment_http_port, fulfillment_grpc_port) = (free_port(), free_port());
     let (cart_http_port, cart_grpc_port) = (free_port(), free_port());
     let search_index = tempfile::tempdir().unwrap();
     let (search_http_port, search_grpc_port) = (free_port(), free_port());
@@ -132,6 +134,22 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         (
             "COMMERCE_SERVICES__CART__REDIS_PREFIX",
             commerce_testkit::unique("clicart"),
+        ),
+        (
+            "COMMERCE_SERVICES__FULFILLMENT__HTTP_ADDR",
+            format!("127.0.0.1:{fulfillment_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__FULFILLMENT__GRPC_ADDR",
+            format!("127.0.0.1:{fulfillment_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__FULFILLMENT__DATABASE__URL",
+            fulfillment_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__FULFILLMENT__JWKS_URL",
+            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
         ),
         (
             "COMMERCE_SERVICES__CART__PEERS__AUTH_HTTP",
@@ -412,6 +430,19 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(cart["items"][0]["productId"], in_stock.as_str(), "{cart}");
+
+    // Fulfillment is up with its seeded couriers.
+    let couriers: serde_json::Value = client
+        .get(format!(
+            "http://127.0.0.1:{fulfillment_http_port}/v1/shipping/couriers"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(couriers["items"].as_array().map(Vec::len), Some(3));
 
     // The seeded catalogue reaches the search index through the broker.
     let search = format!("http://127.0.0.1:{search_http_port}");

@@ -18,6 +18,12 @@ pub mod common {
     }
 }
 
+pub mod fulfillment {
+    pub mod v1 {
+        tonic::include_proto!("commerce.fulfillment.v1");
+    }
+}
+
 pub mod product {
     pub mod v1 {
         tonic::include_proto!("commerce.product.v1");
