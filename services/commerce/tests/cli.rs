@@ -87,6 +87,8 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let search_database = fresh_database("clisearch").await;
     let cart_database = fresh_database("clicart").await;
     let fulfillment_database = fresh_database("clifulfillment").await;
+    let payment_database = fresh_database("clipayment").await;
+    let (payment_http_port, payment_grpc_port) = (free_port(), free_port());
     let (fulfillment_http_port, fulfillment_grpc_port) = (free_port(), free_port());
     let (cart_http_port, cart_grpc_port) = (free_port(), free_port());
     let search_index = tempfile::tempdir().unwrap();
@@ -134,6 +136,22 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         (
             "COMMERCE_SERVICES__CART__REDIS_PREFIX",
             commerce_testkit::unique("clicart"),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__HTTP_ADDR",
+            format!("127.0.0.1:{payment_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__GRPC_ADDR",
+            format!("127.0.0.1:{payment_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__DATABASE__URL",
+            payment_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__JWKS_URL",
+            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
         ),
         (
             "COMMERCE_SERVICES__FULFILLMENT__HTTP_ADDR",

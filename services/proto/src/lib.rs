@@ -24,6 +24,12 @@ pub mod fulfillment {
     }
 }
 
+pub mod payment {
+    pub mod v1 {
+        tonic::include_proto!("commerce.payment.v1");
+    }
+}
+
 pub mod product {
     pub mod v1 {
         tonic::include_proto!("commerce.product.v1");

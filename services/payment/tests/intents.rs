@@ -1,0 +1,169 @@
+//! Payment intents over gRPC on real PostgreSQL.
+
+use std::sync::Arc;
+
+use commerce_proto::common::v1::Money;
+use commerce_proto::payment::v1 as pb;
+use commerce_runtime::Config;
+use commerce_runtime::service;
+use commerce_testkit::{TestIssuer, fresh_database, required_env};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn intents_are_idempotent_per_order_and_cancel_safely() {
+    let database = fresh_database("payment").await;
+    let issuer = TestIssuer::start().await;
+    let toml = format!(
+        r#"
+        [kafka]
+        brokers = "{kafka}"
+        [redis]
+        urls = ["{redis}"]
+        [services.payment]
+        http_addr = "127.0.0.1:0"
+        grpc_addr = "127.0.0.1:0"
+        database = {{ url = "{db}" }}
+        jwks_url = "{jwks}"
+        "#,
+        kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+        redis = required_env("COMMERCE_TEST_REDIS_URL"),
+        db = database.url,
+        jwks = issuer.jwks_url,
+    );
+    let shutdown = CancellationToken::new();
+    let running = service::start(
+        Arc::new(Config::from_toml_str(&toml).unwrap()),
+        &[&commerce_payment::DEFINITION],
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let grpc = pb::payment_service_client::PaymentServiceClient::connect(format!(
+        "http://{}",
+        running.grpc_addrs[0].1
+    ))
+    .await
+    .unwrap();
+    let token = issuer.service_token("order", "payment");
+    let authorized = |message| with_token(&token, message);
+    let authorized_cancel = |message| with_token(&token, message);
+    let order = Uuid::now_v7();
+    let create = |order: Uuid, amount: &str, gateway: &str| pb::CreatePaymentIntentRequest {
+        order_id: order.to_string(),
+        user_id: Uuid::nil().to_string(),
+        amount: Some(Money {
+            amount: amount.into(),
+            currency: "USD".into(),
+        }),
+        gateway: gateway.into(),
+    };
+
+    // Ten concurrent attempts for one order: one payment, one secret.
+    let attempts = futures::future::join_all((0..10).map(|_| {
+        let mut grpc = grpc.clone();
+        let request = authorized(create(order, "36.00", "offline"));
+        async move {
+            grpc.create_payment_intent(request)
+                .await
+                .map(|answer| answer.into_inner())
+        }
+    }))
+    .await;
+    let secrets: std::collections::BTreeSet<_> = attempts
+        .iter()
+        .map(|attempt| attempt.as_ref().unwrap().client_secret.clone())
+        .collect();
+    assert_eq!(secrets.len(), 1, "every attempt got the same intent");
+    let first = attempts[0].as_ref().unwrap();
+    assert_eq!(
+        (first.status.as_str(), first.gateway.as_str()),
+        ("requires_payment", "offline")
+    );
+    assert!(first.client_secret.starts_with("off_"));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&database.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    let mut grpc = grpc.clone();
+    let different = grpc
+        .create_payment_intent(authorized(create(order, "40.00", "offline")))
+        .await
+        .unwrap_err();
+    assert_eq!(different.code(), tonic::Code::FailedPrecondition);
+    let unconfigured = grpc
+        .create_payment_intent(authorized(create(Uuid::now_v7(), "1.00", "stripe")))
+        .await
+        .unwrap_err();
+    assert_eq!(unconfigured.code(), tonic::Code::FailedPrecondition);
+    assert!(unconfigured.message().contains("not configured"));
+    let negative = grpc
+        .create_payment_intent(authorized(create(Uuid::now_v7(), "-1", "offline")))
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), tonic::Code::InvalidArgument);
+    assert!(negative.message().contains("amount"));
+
+    let cancel = |order: Uuid| {
+        authorized_cancel(pb::CancelPaymentIntentRequest {
+            order_id: order.to_string(),
+        })
+    };
+    for _ in 0..2 {
+        let canceled = grpc
+            .cancel_payment_intent(cancel(order))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(canceled.status, "canceled");
+    }
+    let history: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM payment_status_history ORDER BY id")
+            .fetch_all(&database.pool)
+            .await
+            .unwrap();
+    assert_eq!(history, ["requires_payment", "canceled"], "cancelled once");
+    let never = grpc
+        .cancel_payment_intent(cancel(Uuid::now_v7()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        never.status, "",
+        "compensation for an order without a payment is a no-op"
+    );
+
+    // A paid intent is not cancelled: it must be refunded.
+    let paid = Uuid::now_v7();
+    grpc.create_payment_intent(authorized(create(paid, "5.00", "offline")))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE payments SET status = 'succeeded' WHERE order_id = $1")
+        .bind(paid)
+        .execute(&database.pool)
+        .await
+        .unwrap();
+    let refused = grpc.cancel_payment_intent(cancel(paid)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("refund"));
+
+    let anonymous = grpc
+        .cancel_payment_intent(tonic::Request::new(pb::CancelPaymentIntentRequest {
+            order_id: order.to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
