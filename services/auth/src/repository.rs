@@ -471,39 +471,20 @@ pub async fn clear_default(
     Ok(())
 }
 
-pub async fn insert_address(
-    connection: &mut PgConnection,
-    address: &Address,
-) -> Result<Address, sqlx::Error> {
-    let row: AddressRow = sqlx::query_as(&format!(
-        "INSERT INTO addresses ({ADDRESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         RETURNING {ADDRESS_COLUMNS}"
-    ))
-    .bind(address.id)
-    .bind(address.user_id)
-    .bind(&address.label)
-    .bind(&address.recipient)
-    .bind(&address.line1)
-    .bind(&address.line2)
-    .bind(&address.city)
-    .bind(&address.region)
-    .bind(&address.postal_code)
-    .bind(&address.country)
-    .bind(&address.phone)
-    .bind(address.is_default)
-    .fetch_one(connection)
-    .await?;
-    Ok(row.into())
-}
-
-pub async fn update_address(
+/// Creates or replaces one of the user's addresses; `None` when `address.id` belongs to
+/// another user (the row is left alone).
+pub async fn save_address(
     connection: &mut PgConnection,
     address: &Address,
 ) -> Result<Option<Address>, sqlx::Error> {
     let row: Option<AddressRow> = sqlx::query_as(&format!(
-        "UPDATE addresses SET label = $3, recipient = $4, line1 = $5, line2 = $6, city = $7, region = $8,
-         postal_code = $9, country = $10, phone = $11, is_default = $12, updated_at = now()
-         WHERE id = $1 AND user_id = $2 RETURNING {ADDRESS_COLUMNS}"
+        "INSERT INTO addresses ({ADDRESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, recipient = EXCLUDED.recipient,
+             line1 = EXCLUDED.line1, line2 = EXCLUDED.line2, city = EXCLUDED.city, region = EXCLUDED.region,
+             postal_code = EXCLUDED.postal_code, country = EXCLUDED.country, phone = EXCLUDED.phone,
+             is_default = EXCLUDED.is_default, updated_at = now()
+         WHERE addresses.user_id = EXCLUDED.user_id
+         RETURNING {ADDRESS_COLUMNS}"
     ))
     .bind(address.id)
     .bind(address.user_id)

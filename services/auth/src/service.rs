@@ -727,7 +727,9 @@ impl AuthService {
             repo::clear_default(&mut tx, address.user_id).await?;
         }
         address.id = Uuid::now_v7();
-        let created = repo::insert_address(&mut tx, &address).await?;
+        let created = repo::save_address(&mut tx, &address)
+            .await?
+            .ok_or(AuthError::NotFound("address"))?;
         tx.commit().await?;
         Ok(created)
     }
@@ -748,7 +750,7 @@ impl AuthService {
         if address.is_default && !current.is_default {
             repo::clear_default(&mut tx, address.user_id).await?;
         }
-        let updated = repo::update_address(&mut tx, &address)
+        let updated = repo::save_address(&mut tx, &address)
             .await?
             .ok_or(AuthError::NotFound("address"))?;
         tx.commit().await?;
