@@ -1,11 +1,13 @@
 //! Redis for every service: one client for standalone and cluster, a distributed lock, and
 //! delayed tasks.
 
+pub mod cache;
 mod client;
 mod lock;
 mod rate_limit;
 pub mod tasks;
 
+pub use cache::{CacheLookup, CacheWrite, VersionedCache};
 pub use client::{RedisClient, RedisConfig, RedisMode, hash_tagged};
 pub use lock::Lock;
 pub use rate_limit::{RateDecision, RateLimit};
