@@ -47,7 +47,10 @@ pub struct CartSettings {
     pub retention: Duration,
     #[serde(default = "default_cleanup_interval", with = "humantime_serde")]
     pub cleanup_interval: Duration,
-    /// Namespace of this service's Redis keys (the task queue).
+    /// How long cart state stays cached.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Namespace of this service's Redis keys (task queue, cart state).
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
 }
@@ -59,6 +62,9 @@ fn default_retention() -> Duration {
     Duration::from_secs(30 * 24 * 60 * 60)
 }
 fn default_cleanup_interval() -> Duration {
+    Duration::from_secs(60 * 60)
+}
+fn default_cache_ttl() -> Duration {
     Duration::from_secs(60 * 60)
 }
 fn default_redis_prefix() -> String {
@@ -104,7 +110,18 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         queue: queue.clone(),
         after: settings.abandon_after,
     };
-    let carts = CartService::new(pool.clone(), peers, settings.session_ttl, Some(abandonment));
+    let cache = commerce_redis::VersionedCache::new(
+        redis.clone(),
+        &format!("{}-state", settings.redis_prefix),
+        settings.cache_ttl,
+    );
+    let carts = CartService::new(
+        pool.clone(),
+        peers,
+        settings.session_ttl,
+        Some(abandonment),
+        Some(cache),
+    );
     let jwks = format!(
         "{}/.well-known/jwks.json",
         settings.peers.auth_http.trim_end_matches('/')

@@ -29,6 +29,7 @@ impl Owner {
 pub struct CartRow {
     pub id: Uuid,
     pub promo_code: Option<String>,
+    pub revision: i64,
 }
 
 pub async fn active_cart(
@@ -37,7 +38,7 @@ pub async fn active_cart(
 ) -> Result<Option<CartRow>, sqlx::Error> {
     let (user, guest) = owner.columns();
     sqlx::query_as(
-        "SELECT id, promo_code FROM carts WHERE status = 'active'
+        "SELECT id, promo_code, revision FROM carts WHERE status = 'active'
          AND (($1::uuid IS NOT NULL AND user_id = $1) OR ($2::uuid IS NOT NULL AND guest_id = $2))",
     )
     .bind(user)
@@ -59,7 +60,7 @@ pub async fn lock_or_create_cart(
         .execute(&mut *connection)
         .await?;
     sqlx::query_as(
-        "SELECT id, promo_code FROM carts WHERE status = 'active'
+        "SELECT id, promo_code, revision FROM carts WHERE status = 'active'
          AND (($1::uuid IS NOT NULL AND user_id = $1) OR ($2::uuid IS NOT NULL AND guest_id = $2)) FOR UPDATE",
     )
     .bind(user)
@@ -123,7 +124,7 @@ pub async fn clear(connection: &mut PgConnection, cart_id: Uuid) -> Result<(), s
 }
 
 async fn touch(connection: &mut PgConnection, cart_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE carts SET updated_at = now(), abandoned_at = NULL WHERE id = $1")
+    sqlx::query("UPDATE carts SET updated_at = now(), abandoned_at = NULL, revision = revision + 1 WHERE id = $1")
         .bind(cart_id)
         .execute(connection)
         .await?;
@@ -135,7 +136,7 @@ pub async fn set_promo(
     cart_id: Uuid,
     code: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE carts SET promo_code = $2, updated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE carts SET promo_code = $2, updated_at = now(), revision = revision + 1 WHERE id = $1")
         .bind(cart_id)
         .bind(code)
         .execute(connection)
@@ -148,11 +149,13 @@ pub async fn set_status(
     cart_id: Uuid,
     status: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE carts SET status = $2, updated_at = now() WHERE id = $1")
-        .bind(cart_id)
-        .bind(status)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "UPDATE carts SET status = $2, updated_at = now(), revision = revision + 1 WHERE id = $1",
+    )
+    .bind(cart_id)
+    .bind(status)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use commerce_redis::{CacheLookup, CacheWrite, VersionedCache};
+
 use crate::domain::{self, Invalid, PricedLine, PromoCode, Totals};
 use crate::peers::{PeerError, Peers};
 use crate::repository::{self as repo, CheckoutSession, Owner};
@@ -96,6 +98,22 @@ pub struct CartService {
     peers: Peers,
     session_ttl: Duration,
     abandonment: Option<Abandonment>,
+    cache: Option<VersionedCache>,
+}
+
+/// A cart as cached: lines and code, never prices (those are asked for live).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct CartState {
+    id: Uuid,
+    promo_code: Option<String>,
+    items: Vec<(Uuid, i64)>,
+}
+
+fn cache_tag(owner: Owner) -> String {
+    match owner {
+        Owner::User(id) => format!("user-{id}"),
+        Owner::Guest(id) => format!("guest-{id}"),
+    }
 }
 
 impl CartService {
@@ -104,13 +122,84 @@ impl CartService {
         peers: Peers,
         session_ttl: Duration,
         abandonment: Option<Abandonment>,
+        cache: Option<VersionedCache>,
     ) -> Self {
         Self {
             pool,
             peers,
             session_ttl,
             abandonment,
+            cache,
         }
+    }
+
+    /// Runs a write under the cache's writer protocol for each owner it touches, so no
+    /// reader caches what the write is replacing.
+    async fn invalidating<T>(
+        &self,
+        owners: &[Owner],
+        work: impl std::future::Future<Output = Result<T, CartError>>,
+    ) -> Result<T, CartError> {
+        if let Some(cache) = &self.cache {
+            for owner in owners {
+                cache
+                    .begin_write(&cache_tag(*owner))
+                    .await
+                    .map_err(|error| CartError::Unavailable(format!("cart cache: {error}")))?;
+            }
+        }
+        let outcome = work.await;
+        if let Some(cache) = &self.cache {
+            for owner in owners {
+                if let Err(error) = cache
+                    .end_write(&cache_tag(*owner), CacheWrite::Nothing)
+                    .await
+                {
+                    // The entry was dropped at begin_write; the count expires by itself.
+                    tracing::warn!(%error, "cart cache end_write failed");
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The owner's cart lines: from the cache, or the database (filling the cache).
+    async fn state(&self, owner: Owner) -> Result<Option<CartState>, CartError> {
+        let Some(cache) = &self.cache else {
+            return self.load_state(owner).await.map(|(state, _)| state);
+        };
+        let tag = cache_tag(owner);
+        match cache.read(&tag).await {
+            Ok(CacheLookup::Hit { body, .. }) => {
+                if let Ok(state) = serde_json::from_str(&body) {
+                    return Ok(state);
+                }
+            }
+            Ok(CacheLookup::Miss) if cache.try_fill_lock(&tag).await.unwrap_or(false) => {
+                let (state, revision) = self.load_state(owner).await?;
+                let body = serde_json::to_string(&state).unwrap_or_default();
+                if let Err(error) = cache.fill(&tag, revision, &body).await {
+                    tracing::warn!(%error, "cart cache fill failed");
+                }
+                return Ok(state);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cart cache unavailable; reading the database"),
+        }
+        self.load_state(owner).await.map(|(state, _)| state)
+    }
+
+    async fn load_state(&self, owner: Owner) -> Result<(Option<CartState>, i64), CartError> {
+        let Some(cart) = repo::active_cart(&self.pool, owner).await? else {
+            return Ok((None, 0));
+        };
+        let items = repo::items(&self.pool, cart.id).await?;
+        let state = CartState {
+            id: cart.id,
+            promo_code: cart.promo_code,
+            items,
+        };
+        Ok((Some(state), cart.revision))
     }
 
     /// Restarts the cart's idle clock. A failure here only delays an announcement.
@@ -171,7 +260,7 @@ impl CartService {
     /// The cart with every line priced now; lines of products gone from the catalogue are
     /// shown with nothing available.
     pub async fn view(&self, owner: Owner) -> Result<CartView, CartError> {
-        let Some(cart) = repo::active_cart(&self.pool, owner).await? else {
+        let Some(cart) = self.state(owner).await? else {
             return Ok(CartView {
                 id: Uuid::nil(),
                 items: Vec::new(),
@@ -179,7 +268,7 @@ impl CartService {
                 totals: domain::totals(&[], Decimal::ZERO)?,
             });
         };
-        let lines = self.price(&repo::items(&self.pool, cart.id).await?).await?;
+        let lines = self.price(&cart.items).await?;
         let (promo, discount) = match (&cart.promo_code, owner) {
             (Some(code), Owner::User(user)) => self.evaluate_promo(code, &lines, user).await?,
             _ => (None, Decimal::ZERO),
@@ -264,28 +353,31 @@ impl CartService {
         product_id: Uuid,
         quantity: i64,
     ) -> Result<CartView, CartError> {
-        domain::check_quantity(quantity)?;
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        let items = repo::items(&mut *tx, cart.id).await?;
-        let current = items
-            .iter()
-            .find(|(id, _)| *id == product_id)
-            .map_or(0, |(_, q)| *q);
-        if current == 0 && items.len() >= domain::MAX_LINES {
-            return Err(domain::invalid(
-                "productId",
-                format!("a cart holds at most {} products", domain::MAX_LINES),
-            )
-            .into());
-        }
-        let wanted = current + quantity;
-        domain::check_quantity(wanted)?;
-        self.check_available(product_id, wanted).await?;
-        repo::set_quantity(&mut tx, cart.id, product_id, wanted).await?;
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[owner], async {
+            domain::check_quantity(quantity)?;
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            let items = repo::items(&mut *tx, cart.id).await?;
+            let current = items
+                .iter()
+                .find(|(id, _)| *id == product_id)
+                .map_or(0, |(_, q)| *q);
+            if current == 0 && items.len() >= domain::MAX_LINES {
+                return Err(domain::invalid(
+                    "productId",
+                    format!("a cart holds at most {} products", domain::MAX_LINES),
+                )
+                .into());
+            }
+            let wanted = current + quantity;
+            domain::check_quantity(wanted)?;
+            self.check_available(product_id, wanted).await?;
+            repo::set_quantity(&mut tx, cart.id, product_id, wanted).await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     pub async fn set_quantity(
@@ -294,23 +386,26 @@ impl CartService {
         product_id: Uuid,
         quantity: i64,
     ) -> Result<CartView, CartError> {
-        domain::check_quantity(quantity)?;
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        if !repo::items(&mut *tx, cart.id)
-            .await?
-            .iter()
-            .any(|(id, _)| *id == product_id)
-        {
-            return Err(CartError::NotFound(format!(
-                "product {product_id} in the cart"
-            )));
-        }
-        self.check_available(product_id, quantity).await?;
-        repo::set_quantity(&mut tx, cart.id, product_id, quantity).await?;
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[owner], async {
+            domain::check_quantity(quantity)?;
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            if !repo::items(&mut *tx, cart.id)
+                .await?
+                .iter()
+                .any(|(id, _)| *id == product_id)
+            {
+                return Err(CartError::NotFound(format!(
+                    "product {product_id} in the cart"
+                )));
+            }
+            self.check_available(product_id, quantity).await?;
+            repo::set_quantity(&mut tx, cart.id, product_id, quantity).await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     async fn check_available(&self, product_id: Uuid, quantity: i64) -> Result<(), CartError> {
@@ -332,79 +427,94 @@ impl CartService {
     }
 
     pub async fn remove(&self, owner: Owner, product_id: Uuid) -> Result<CartView, CartError> {
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        if !repo::remove_item(&mut tx, cart.id, product_id).await? {
-            return Err(CartError::NotFound(format!(
-                "product {product_id} in the cart"
-            )));
-        }
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[owner], async {
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            if !repo::remove_item(&mut tx, cart.id, product_id).await? {
+                return Err(CartError::NotFound(format!(
+                    "product {product_id} in the cart"
+                )));
+            }
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     pub async fn clear(&self, owner: Owner) -> Result<CartView, CartError> {
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        repo::clear(&mut tx, cart.id).await?;
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[owner], async {
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            repo::clear(&mut tx, cart.id).await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     /// Attaches a code to the user's cart if it applies now, else says why not.
     pub async fn apply_promo(&self, user: Uuid, code: &str) -> Result<CartView, CartError> {
-        let code = PromoCode::normalize(code);
-        let promo = repo::promo(&self.pool, &code)
-            .await?
-            .ok_or_else(|| CartError::NotFound(format!("promo code {code}")))?;
-        let owner = Owner::User(user);
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        let lines = self.price(&repo::items(&mut *tx, cart.id).await?).await?;
-        let totals = domain::totals(&lines, Decimal::ZERO)?;
-        let uses = repo::user_redemptions(&mut *tx, &code, user).await?;
-        promo
-            .discount(totals.subtotal, &totals.currency, Utc::now(), uses)
-            .map_err(CartError::Conflict)?;
-        repo::set_promo(&mut tx, cart.id, Some(&code)).await?;
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[Owner::User(user)], async {
+            let code = PromoCode::normalize(code);
+            let promo = repo::promo(&self.pool, &code)
+                .await?
+                .ok_or_else(|| CartError::NotFound(format!("promo code {code}")))?;
+            let owner = Owner::User(user);
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            let lines = self.price(&repo::items(&mut *tx, cart.id).await?).await?;
+            let totals = domain::totals(&lines, Decimal::ZERO)?;
+            let uses = repo::user_redemptions(&mut *tx, &code, user).await?;
+            promo
+                .discount(totals.subtotal, &totals.currency, Utc::now(), uses)
+                .map_err(CartError::Conflict)?;
+            repo::set_promo(&mut tx, cart.id, Some(&code)).await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     pub async fn remove_promo(&self, user: Uuid) -> Result<CartView, CartError> {
-        let owner = Owner::User(user);
-        let mut tx = self.pool.begin().await?;
-        let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
-        repo::set_promo(&mut tx, cart.id, None).await?;
-        tx.commit().await?;
-        self.changed(cart.id).await;
-        self.view(owner).await
+        self.invalidating(&[Owner::User(user)], async {
+            let owner = Owner::User(user);
+            let mut tx = self.pool.begin().await?;
+            let cart = repo::lock_or_create_cart(&mut tx, owner).await?;
+            repo::set_promo(&mut tx, cart.id, None).await?;
+            tx.commit().await?;
+            self.changed(cart.id).await;
+            self.view(owner).await
+        })
+        .await
     }
 
     /// At login: the guest cart's lines join the user's cart (quantities add up, capped).
     pub async fn merge_guest(&self, user: Uuid, guest: Uuid) -> Result<CartView, CartError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(guest_cart) = repo::active_cart(&mut *tx, Owner::Guest(guest)).await? {
-            let cart = repo::lock_or_create_cart(&mut tx, Owner::User(user)).await?;
-            let mine = repo::items(&mut *tx, cart.id).await?;
-            for (product, quantity) in repo::items(&mut *tx, guest_cart.id).await? {
-                let current = mine
-                    .iter()
-                    .find(|(id, _)| *id == product)
-                    .map_or(0, |(_, q)| *q);
-                let merged = (current + quantity).min(domain::MAX_QUANTITY);
-                repo::set_quantity(&mut tx, cart.id, product, merged).await?;
+        self.invalidating(&[Owner::User(user), Owner::Guest(guest)], async {
+            let mut tx = self.pool.begin().await?;
+            if let Some(guest_cart) = repo::active_cart(&mut *tx, Owner::Guest(guest)).await? {
+                let cart = repo::lock_or_create_cart(&mut tx, Owner::User(user)).await?;
+                let mine = repo::items(&mut *tx, cart.id).await?;
+                for (product, quantity) in repo::items(&mut *tx, guest_cart.id).await? {
+                    let current = mine
+                        .iter()
+                        .find(|(id, _)| *id == product)
+                        .map_or(0, |(_, q)| *q);
+                    let merged = (current + quantity).min(domain::MAX_QUANTITY);
+                    repo::set_quantity(&mut tx, cart.id, product, merged).await?;
+                }
+                repo::set_status(&mut *tx, guest_cart.id, "merged").await?;
+                tx.commit().await?;
+                self.changed(cart.id).await;
+                return self.view(Owner::User(user)).await;
             }
-            repo::set_status(&mut *tx, guest_cart.id, "merged").await?;
             tx.commit().await?;
-            self.changed(cart.id).await;
-            return self.view(Owner::User(user)).await;
-        }
-        tx.commit().await?;
-        self.view(Owner::User(user)).await
+            self.view(Owner::User(user)).await
+        })
+        .await
     }
 
     /// Freezes the cart into a checkout session the order service can place.
@@ -521,6 +631,20 @@ impl CartService {
     /// row lock so usage limits hold however many orders complete at once.
     #[tracing::instrument(skip_all, fields(session = %id, order = %order_id))]
     pub async fn complete(&self, id: Uuid, order_id: Uuid) -> Result<CheckoutSession, CartError> {
+        // The cart is checked out: its owner's cached cart must go with it.
+        let owner = repo::session(&self.pool, id)
+            .await?
+            .ok_or_else(|| CartError::NotFound(format!("checkout session {id}")))?
+            .user_id;
+        self.invalidating(&[Owner::User(owner)], self.complete_locked(id, order_id))
+            .await
+    }
+
+    async fn complete_locked(
+        &self,
+        id: Uuid,
+        order_id: Uuid,
+    ) -> Result<CheckoutSession, CartError> {
         let mut tx = self.pool.begin().await?;
         let session = repo::lock_session(&mut tx, id)
             .await?

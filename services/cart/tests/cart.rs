@@ -629,3 +629,50 @@ async fn idle_carts_are_announced_once_and_stale_ones_cleaned_up() {
     assert_eq!(abandoned_events(&shop, &cart_id).await, 1);
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn cart_state_is_cached_and_writes_invalidate_it() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (shopper, _) = shop.user("customer").await;
+    let pen = shop
+        .product(&admin, &unique("PEN").to_uppercase(), "1.00", 100)
+        .await;
+    let mug = shop
+        .product(&admin, &unique("MUG").to_uppercase(), "2.00", 100)
+        .await;
+    shop.add(&shopper, &pen, 1).await;
+    let view = || {
+        shop.send(
+            shop.client
+                .get(format!("{}/v1/cart", shop.cart))
+                .bearer_auth(&shopper),
+        )
+    };
+    let (_, first) = view().await;
+    assert_eq!(first["items"][0]["quantity"], 1);
+
+    // Changed behind the service's back: the cached state is still served.
+    sqlx::query("UPDATE cart_items SET quantity = 7")
+        .execute(&shop.cart_pool)
+        .await
+        .unwrap();
+    let (_, cached) = view().await;
+    assert_eq!(
+        cached["items"][0]["quantity"], 1,
+        "the second view comes from the cache"
+    );
+
+    // Any write through the service drops it; the next view reads the database again.
+    let (status, _) = shop.add(&shopper, &mug, 1).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, fresh) = view().await;
+    let quantities: Vec<i64> = fresh["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(quantities, [7, 1]);
+    shop.stop().await;
+}
