@@ -33,7 +33,7 @@ async fn messaging_database(prefix: &str) -> PgPool {
         .run(&database.pool)
         .await
         .expect("outbox/inbox migration");
-    sqlx::query("CREATE TABLE effects (event_id UUID NOT NULL, body TEXT NOT NULL)")
+    sqlx::query("CREATE TABLE effects (seq BIGSERIAL, event_id UUID NOT NULL, body TEXT NOT NULL)")
         .execute(&database.pool)
         .await
         .expect("effects table");
