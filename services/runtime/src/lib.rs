@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod grpc_metrics;
 pub mod health;
 pub mod http;
 pub mod service;

@@ -422,6 +422,7 @@ async fn spawn_grpc(
         tracing::info!(service, %addr, "gRPC listening");
         tonic::transport::Server::builder()
             .layer(trace)
+            .layer(crate::grpc_metrics::GrpcMetricsLayer::new(service))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
