@@ -14,7 +14,10 @@ use axum::{Extension, Json, Router};
 use commerce_access::{
     Principal, RequireServiceToken, Role, ServiceTokenSource, TokenVerifier, VerifierSettings,
 };
-use commerce_messaging::{BrokerProbe, TopicSpec};
+use commerce_messaging::{
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
+    TopicSpec,
+};
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::api::json_rejection;
 use commerce_runtime::health::KafkaCheck;
@@ -53,7 +56,18 @@ pub struct CartSettings {
     /// Namespace of this service's Redis keys (task queue, cart state).
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
 }
+
+fn default_consumer_group() -> String {
+    "cart".to_owned()
+}
+
+/// The order stream this service consumes, and its dead-letter topic.
+pub const ORDER_TOPIC: &str = "commerce.order.events";
+pub const ORDER_CREATED: &str = "commerce.order.v1.OrderCreated";
+pub const DEAD_LETTER_TOPIC: &str = "commerce.cart.dlq";
 
 fn default_abandon_after() -> Duration {
     Duration::from_secs(24 * 60 * 60)
@@ -149,6 +163,32 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         settings.cleanup_interval,
         context.shutdown.clone(),
     ));
+    let kafka = context.config.app.kafka.clone();
+    let consumer_settings = ConsumerSettings {
+        group: settings.consumer_group.clone(),
+        topics: vec![ORDER_TOPIC.to_owned()],
+        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+        max_attempts: 5,
+        retry_backoff: Duration::from_millis(200),
+    };
+    let consumer_shutdown = context.shutdown.clone();
+    let consumer_pool = pool.clone();
+    let consume_task = Box::pin(async move {
+        let topics = [
+            TopicSpec::new(ORDER_TOPIC, 3),
+            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
+        ];
+        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
+        InboxConsumer::new(
+            &kafka,
+            consumer_pool,
+            consumer_settings,
+            Arc::new(OrderEvents),
+        )?
+        .run(consumer_shutdown)
+        .await
+        .map_err(BoxError::from)
+    });
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::cart_service_server::CartServiceServer::new(GrpcHandler {
             carts: carts.clone(),
@@ -157,12 +197,43 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(carts, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task, worker_task, cleanup_task],
+        background: vec![relay_task, worker_task, cleanup_task, consume_task],
         readiness: vec![
             Arc::new(commerce_runtime::health::RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
         ],
     })
+}
+
+/// Order events: an order made from a checkout session closes the cart it came from.
+struct OrderEvents;
+
+#[async_trait::async_trait]
+impl EventHandler for OrderEvents {
+    async fn handle(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != ORDER_CREATED {
+            return Ok(());
+        }
+        let created: commerce_proto::order::v1::OrderCreated = event.decode()?;
+        let order = created
+            .order
+            .ok_or_else(|| HandlerError::Permanent("OrderCreated without an order".into()))?;
+        let parse = |field: &str, raw: &str| {
+            Uuid::parse_str(raw).map_err(|_| {
+                HandlerError::Permanent(format!("OrderCreated.{field} `{raw}` is not a UUID"))
+            })
+        };
+        let session = parse("order.checkout_session_id", &order.checkout_session_id)?;
+        let order_id = parse("order.id", &order.id)?;
+        if crate::repository::close_for_order(connection, session, order_id).await? {
+            tracing::info!(%order_id, checkout_session_id = %session, "cart closed by its order");
+        }
+        Ok(())
+    }
 }
 
 /// The delayed task that announces an idle cart.

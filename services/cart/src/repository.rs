@@ -484,3 +484,21 @@ pub async fn complete_session(
         .await?;
     Ok(())
 }
+
+/// Closes the cart a checkout session came from once its order exists. `false` when the
+/// cart was already closed (or the session is unknown).
+pub async fn close_for_order(
+    connection: &mut PgConnection,
+    session_id: Uuid,
+    order_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let closed = sqlx::query(
+        "UPDATE carts SET status = 'ordered', order_id = $2, updated_at = now(), revision = revision + 1
+         WHERE id = (SELECT cart_id FROM checkout_sessions WHERE id = $1) AND status = 'checked_out'",
+    )
+    .bind(session_id)
+    .bind(order_id)
+    .execute(connection)
+    .await?;
+    Ok(closed.rows_affected() == 1)
+}

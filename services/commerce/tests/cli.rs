@@ -69,12 +69,12 @@ fn configuration_errors_name_the_key() {
     );
 
     let output = commerce()
-        .args(["serve", "--target", "order"])
+        .args(["serve", "--target", "chat"])
         .output()
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("`order`") && stderr.contains("not in this build"),
+        stderr.contains("`chat`") && stderr.contains("not in this build"),
         "{stderr}"
     );
 }
@@ -88,6 +88,8 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let cart_database = fresh_database("clicart").await;
     let fulfillment_database = fresh_database("clifulfillment").await;
     let payment_database = fresh_database("clipayment").await;
+    let order_database = fresh_database("cliorder").await;
+    let (order_http_port, order_grpc_port) = (free_port(), free_port());
     let (payment_http_port, payment_grpc_port) = (free_port(), free_port());
     let (fulfillment_http_port, fulfillment_grpc_port) = (free_port(), free_port());
     let (cart_http_port, cart_grpc_port) = (free_port(), free_port());
@@ -136,6 +138,50 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         (
             "COMMERCE_SERVICES__CART__REDIS_PREFIX",
             commerce_testkit::unique("clicart"),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__ORDER",
+            "cli-test-order-secret-0001".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__HTTP_ADDR",
+            format!("127.0.0.1:{order_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__GRPC_ADDR",
+            format!("127.0.0.1:{order_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__DATABASE__URL",
+            order_database.url.clone(),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__CLIENT_SECRET",
+            "cli-test-order-secret-0001".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__REDIS_PREFIX",
+            commerce_testkit::unique("cliorder"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__PEERS__AUTH_HTTP",
+            format!("http://127.0.0.1:{auth_http_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__PEERS__CART_GRPC",
+            format!("http://127.0.0.1:{cart_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__PEERS__PRODUCT_GRPC",
+            format!("http://127.0.0.1:{grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__PEERS__FULFILLMENT_GRPC",
+            format!("http://127.0.0.1:{fulfillment_grpc_port}"),
+        ),
+        (
+            "COMMERCE_SERVICES__ORDER__PEERS__PAYMENT_GRPC",
+            format!("http://127.0.0.1:{payment_grpc_port}"),
         ),
         (
             "COMMERCE_SERVICES__PAYMENT__HTTP_ADDR",

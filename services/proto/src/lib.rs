@@ -24,6 +24,12 @@ pub mod fulfillment {
     }
 }
 
+pub mod order {
+    pub mod v1 {
+        tonic::include_proto!("commerce.order.v1");
+    }
+}
+
 pub mod payment {
     pub mod v1 {
         tonic::include_proto!("commerce.payment.v1");

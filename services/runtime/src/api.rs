@@ -78,14 +78,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body this error answers with (stored by endpoints that replay answers).
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(field) = &self.field {
+            body["field"] = field.clone().into();
+        }
+        serde_json::json!({ "error": body })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            body["field"] = field.into();
-        }
-        let mut response =
-            (self.status, Json(serde_json::json!({ "error": body }))).into_response();
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

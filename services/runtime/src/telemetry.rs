@@ -141,6 +141,23 @@ pub fn inject_current_into_headers(headers: &mut http::HeaderMap) {
     });
 }
 
+/// A gRPC request for `message` that carries the caller's trace, for clients that add
+/// their own metadata (service tokens) and so cannot use the interceptor.
+pub fn traced_request<T>(message: T) -> tonic::Request<T> {
+    let mut headers = http::HeaderMap::new();
+    inject_current_into_headers(&mut headers);
+    let mut request = tonic::Request::new(message);
+    for (name, value) in &headers {
+        if let Ok(value) = value.to_str()
+            && let Ok(value) = value.parse()
+            && let Ok(key) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes())
+        {
+            request.metadata_mut().insert(key, value);
+        }
+    }
+    request
+}
+
 /// A tonic interceptor for clients: every outgoing gRPC call carries the caller's trace.
 pub fn grpc_client_trace_interceptor(
     mut request: tonic::Request<()>,

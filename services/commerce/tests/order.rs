@@ -1,0 +1,1113 @@
+//! Order placement across the real services: auth, product, cart, fulfillment and payment
+//! run in this process; the order service runs as the real `commerce` binary, so a test can
+//! kill it at any saga step (a failpoint aborts the process) and start it again.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_proto::auth::v1 as auth_pb;
+use commerce_proto::order::v1 as order_pb;
+use commerce_runtime::Config;
+use commerce_runtime::service::{self, Running};
+use commerce_testkit::{eventually, free_port, fresh_database, required_env, unique};
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery 9";
+const CART_SECRET: &str = "cart-secret-for-tests-00001";
+const ORDER_SECRET: &str = "order-secret-for-tests-0001";
+const STEPS: &[&str] = &[
+    "get_checkout_session",
+    "reserve_stock",
+    "quote_shipping",
+    "price_order",
+    "create_payment_intent",
+    "complete_checkout_session",
+    "await_payment",
+    "schedule_payment_reminders",
+];
+
+struct Shop {
+    auth: String,
+    product: String,
+    cart: String,
+    order: String,
+    order_grpc: String,
+    auth_pool: sqlx::PgPool,
+    product_pool: sqlx::PgPool,
+    cart_pool: sqlx::PgPool,
+    fulfillment_pool: sqlx::PgPool,
+    payment_pool: sqlx::PgPool,
+    order_pool: sqlx::PgPool,
+    config_file: tempfile::NamedTempFile,
+    order_process: Option<Child>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    running: Option<Running>,
+    _keys: tempfile::TempDir,
+}
+
+/// Saga timings short enough for tests; `saga_extra` is TOML for `[services.order.saga]`.
+const FAST_SAGA: &str = r#"
+    lease = "3s"
+    recovery_interval = "200ms"
+    step = { timeout = "2s", attempts = 3, backoff = "50ms", max_backoff = "200ms" }
+"#;
+
+impl Drop for Shop {
+    // A failing test must not leave the order service running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.order_process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Shop {
+    async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    async fn start_with(saga_extra: &str) -> Self {
+        let auth_db = fresh_database("ordauth").await;
+        let product_db = fresh_database("ordproduct").await;
+        let cart_db = fresh_database("ordcart").await;
+        let fulfillment_db = fresh_database("ordfulfil").await;
+        let payment_db = fresh_database("ordpayment").await;
+        let order_db = fresh_database("ordorder").await;
+        let keys = tempfile::tempdir().unwrap();
+        let p: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        let jwks = format!("http://127.0.0.1:{}/.well-known/jwks.json", p[0]);
+        let toml = format!(
+            r#"
+            shutdown_grace = "3s"
+            [telemetry]
+            log_format = "pretty"
+            log_level = "warn,commerce_order=info"
+            [kafka]
+            brokers = "{kafka}"
+            topic_prefix = "{topic_prefix}."
+            [redis]
+            urls = ["{redis}"]
+            [services.auth]
+            http_addr = "127.0.0.1:{p0}"
+            grpc_addr = "127.0.0.1:{p1}"
+            database = {{ url = "{auth_db}" }}
+            keys = {{ dir = "{keys}", generate = true }}
+            redis_prefix = "{auth_prefix}"
+            service_clients = {{ cart = "{CART_SECRET}", order = "{ORDER_SECRET}" }}
+            [services.product]
+            http_addr = "127.0.0.1:{p2}"
+            grpc_addr = "127.0.0.1:{p3}"
+            database = {{ url = "{product_db}" }}
+            redis_prefix = "{product_prefix}"
+            auth = {{ jwks_url = "{jwks}" }}
+            [services.cart]
+            http_addr = "127.0.0.1:{p4}"
+            grpc_addr = "127.0.0.1:{p5}"
+            database = {{ url = "{cart_db}" }}
+            client_secret = "{CART_SECRET}"
+            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}" }}
+            redis_prefix = "{cart_prefix}"
+            [services.fulfillment]
+            http_addr = "127.0.0.1:{p6}"
+            grpc_addr = "127.0.0.1:{p7}"
+            database = {{ url = "{fulfillment_db}" }}
+            jwks_url = "{jwks}"
+            [services.payment]
+            http_addr = "127.0.0.1:{p8}"
+            grpc_addr = "127.0.0.1:{p9}"
+            database = {{ url = "{payment_db}" }}
+            jwks_url = "{jwks}"
+            [services.order]
+            http_addr = "127.0.0.1:{p10}"
+            grpc_addr = "127.0.0.1:{p11}"
+            database = {{ url = "{order_db}" }}
+            client_secret = "{ORDER_SECRET}"
+            redis_prefix = "{order_prefix}"
+            request_wait = "20s"
+            peers = {{ auth_http = "http://127.0.0.1:{p0}", cart_grpc = "http://127.0.0.1:{p5}", product_grpc = "http://127.0.0.1:{p3}", fulfillment_grpc = "http://127.0.0.1:{p7}", payment_grpc = "http://127.0.0.1:{p9}" }}
+            [services.order.saga]
+            {FAST_SAGA}
+            {saga_extra}
+            "#,
+            kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+            redis = required_env("COMMERCE_TEST_REDIS_URL"),
+            topic_prefix = unique("order"),
+            auth_db = auth_db.url,
+            product_db = product_db.url,
+            cart_db = cart_db.url,
+            fulfillment_db = fulfillment_db.url,
+            payment_db = payment_db.url,
+            order_db = order_db.url,
+            keys = keys.path().display(),
+            auth_prefix = unique("auth"),
+            product_prefix = unique("product"),
+            cart_prefix = unique("cart"),
+            order_prefix = unique("order"),
+            p0 = p[0],
+            p1 = p[1],
+            p2 = p[2],
+            p3 = p[3],
+            p4 = p[4],
+            p5 = p[5],
+            p6 = p[6],
+            p7 = p[7],
+            p8 = p[8],
+            p9 = p[9],
+            p10 = p[10],
+            p11 = p[11],
+        );
+        let config_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(config_file.path(), &toml).unwrap();
+        let config = Arc::new(Config::from_toml_str(&toml).unwrap());
+        let shutdown = CancellationToken::new();
+        let running = service::start(
+            config,
+            &[
+                &commerce_auth::DEFINITION,
+                &commerce_product::DEFINITION,
+                &commerce_cart::DEFINITION,
+                &commerce_fulfillment::DEFINITION,
+                &commerce_payment::DEFINITION,
+            ],
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let mut shop = Self {
+            auth: format!("http://127.0.0.1:{}", p[0]),
+            product: format!("http://127.0.0.1:{}", p[2]),
+            cart: format!("http://127.0.0.1:{}", p[4]),
+            order: format!("http://127.0.0.1:{}", p[10]),
+            order_grpc: format!("http://127.0.0.1:{}", p[11]),
+            auth_pool: auth_db.pool,
+            product_pool: product_db.pool,
+            cart_pool: cart_db.pool,
+            fulfillment_pool: fulfillment_db.pool,
+            payment_pool: payment_db.pool,
+            order_pool: order_db.pool,
+            config_file,
+            order_process: None,
+            client: reqwest::Client::new(),
+            shutdown,
+            running: Some(running),
+            _keys: keys,
+        };
+        shop.start_order(&[]).await;
+        shop
+    }
+
+    /// Starts the order service binary; it aborts at any of `failpoints`.
+    async fn start_order(&mut self, failpoints: &[&str]) {
+        let failpoints = serde_json::to_string(failpoints).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_commerce"))
+            .arg("--config")
+            .arg(self.config_file.path())
+            .args(["serve", "--target", "order"])
+            .env("COMMERCE_SERVICES__ORDER__FAILPOINTS", failpoints)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.order_process = Some(child);
+        let ready = format!("{}/readyz", self.order);
+        let client = self.client.clone();
+        eventually(
+            Duration::from_secs(30),
+            "the order service to be ready",
+            || {
+                let (client, ready) = (client.clone(), ready.clone());
+                async move {
+                    client
+                        .get(ready)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|response| response.status() == 200)
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits for the order process to die at its failpoint.
+    async fn await_order_crash(&mut self) {
+        let mut child = self.order_process.take().expect("order service running");
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(!status.success(), "the order service should have aborted");
+    }
+
+    async fn stop(mut self) {
+        if let Some(mut child) = self.order_process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await.unwrap();
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A verified user with this role, through the real auth flow: (token, id).
+    async fn user(&self, role: &str) -> (String, String) {
+        let email = format!("{}@example.com", unique("buyer"));
+        let (status, user) = self
+            .send(self.client.post(format!("{}/v1/auth/register", self.auth)).json(&json!({
+                "email": email, "password": PASSWORD, "firstName": "Olly", "lastName": "Order"
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        let id = user["id"].as_str().unwrap().to_owned();
+        let payload: Vec<u8> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'commerce.auth.v1.UserRegistered'",
+        )
+        .bind(&id)
+        .fetch_one(&self.auth_pool)
+        .await
+        .unwrap();
+        let token = auth_pb::UserRegistered::decode(payload.as_slice())
+            .unwrap()
+            .verification_token;
+        let (status, _) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/auth/verify-email", self.auth))
+                    .json(&json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1::uuid")
+            .bind(&id)
+            .bind(role)
+            .execute(&self.auth_pool)
+            .await
+            .unwrap();
+        let (status, login) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/auth/login", self.auth))
+                    .json(&json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        (login["accessToken"].as_str().unwrap().to_owned(), id)
+    }
+
+    async fn product(&self, admin: &str, price: &str, stock: i64) -> String {
+        let (status, product) = self
+            .send(self.client.post(format!("{}/v1/products", self.product)).bearer_auth(admin).json(&json!({
+                "sku": unique("SKU"), "name": "Thing", "category": "test", "price": {"amount": price, "currency": "USD"}, "stock": stock
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{product}");
+        product["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Fills the user's (emptied) cart and checks it out; returns the checkout session id.
+    async fn checkout(&self, token: &str, items: &[(&str, i64)], promo: Option<&str>) -> String {
+        let (status, cart) = self
+            .send(
+                self.client
+                    .delete(format!("{}/v1/cart", self.cart))
+                    .bearer_auth(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{cart}");
+        for (product, quantity) in items {
+            let (status, cart) = self
+                .send(
+                    self.client
+                        .post(format!("{}/v1/cart/items", self.cart))
+                        .bearer_auth(token)
+                        .json(&json!({"productId": product, "quantity": quantity})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{cart}");
+        }
+        if let Some(code) = promo {
+            let (status, cart) = self
+                .send(
+                    self.client
+                        .post(format!("{}/v1/cart/promo", self.cart))
+                        .bearer_auth(token)
+                        .json(&json!({"code": code})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{cart}");
+        }
+        let (status, address) = self
+            .send(self.client.post(format!("{}/v1/users/me/addresses", self.auth)).bearer_auth(token).json(&json!({
+                "recipient": "Olly Order", "line1": "1 Market St", "city": "Springfield", "postalCode": "12345", "country": "US"
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{address}");
+        let (status, session) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/checkout", self.cart))
+                    .bearer_auth(token)
+                    .json(&json!({
+                        "addressId": address["id"], "courier": "standard", "paymentGateway": "offline"
+                    })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        session["id"].as_str().unwrap().to_owned()
+    }
+
+    fn place_request(
+        &self,
+        token: &str,
+        key: Option<&str>,
+        session: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .post(format!("{}/v1/orders", self.order))
+            .bearer_auth(token)
+            .json(&json!({"checkoutSessionId": session}));
+        match key {
+            Some(key) => request.header("Idempotency-Key", key),
+            None => request,
+        }
+    }
+
+    async fn place(&self, token: &str, key: &str, session: &str) -> (StatusCode, Value) {
+        self.send(self.place_request(token, Some(key), session))
+            .await
+    }
+
+    /// (stock, reserved) of a product.
+    async fn stock(&self, product: &str) -> (i64, i64) {
+        sqlx::query_as("SELECT stock, reserved FROM products WHERE id = $1::uuid")
+            .bind(product)
+            .fetch_one(&self.product_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn order_status(&self, order: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
+            .bind(order)
+            .fetch_one(&self.order_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn payment_statuses(&self) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT order_id::text, status FROM payments ORDER BY created_at")
+            .fetch_all(&self.payment_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn events(&self, event_type: &str, order: &str) -> Vec<Vec<u8>> {
+        sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE event_type = $1 AND aggregate_id = $2 ORDER BY id",
+        )
+        .bind(event_type)
+        .bind(order)
+        .fetch_all(&self.order_pool)
+        .await
+        .unwrap()
+    }
+
+    async fn compensations(&self, order: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+             WHERE st.order_id = $1::uuid AND s.phase = 'compensate' AND s.outcome = 'succeeded'
+             ORDER BY s.id",
+        )
+        .bind(order)
+        .fetch_all(&self.order_pool)
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_placed_across_the_real_services() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, alice_id) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "12.50", 10).await;
+    let lamp = shop.product(&admin, "30.00", 5).await;
+    let session = shop.checkout(&alice, &[(&mug, 2), (&lamp, 1)], None).await;
+
+    // The key is required, and the body is checked, before anything happens.
+    let (status, error) = shop.send(shop.place_request(&alice, None, &session)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["field"], "Idempotency-Key");
+    let (status, error) = shop.place(&alice, "k-1", "not-a-uuid").await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("checkoutSessionId"))
+    );
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/orders", shop.order))
+                .header("Idempotency-Key", "k-anon")
+                .json(&json!({"checkoutSessionId": session})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Bob cannot order from Alice's checkout session.
+    let (status, error) = shop.place(&bob, "bob-1", &session).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+
+    let (status, placed) = shop.place(&alice, "alice-1", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_id = placed["orderId"].as_str().unwrap().to_owned();
+    assert!(!placed["clientSecret"].as_str().unwrap().is_empty());
+    let order = &placed["order"];
+    assert_eq!(order["status"], "PENDING_PAYMENT");
+    assert_eq!(order["items"].as_array().unwrap().len(), 2);
+    assert_eq!(order["totals"]["subtotal"], "55.00");
+    let shipping: f64 = order["totals"]["shipping"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(shipping > 0.0, "{order}");
+    let total: f64 = order["totals"]["total"].as_str().unwrap().parse().unwrap();
+    assert!((total - (55.0 + shipping)).abs() < 1e-9, "{order}");
+    assert!(order["paymentDueAt"].is_string());
+
+    // Stock is held, the intent exists for the total, the session is used.
+    assert_eq!(shop.stock(&mug).await, (10, 2));
+    assert_eq!(shop.stock(&lamp).await, (5, 1));
+    let (amount, payment_status): (rust_decimal::Decimal, String) =
+        sqlx::query_as("SELECT amount, status FROM payments WHERE order_id = $1::uuid")
+            .bind(&order_id)
+            .fetch_one(&shop.payment_pool)
+            .await
+            .unwrap();
+    assert_eq!(amount.to_string().parse::<f64>().unwrap(), total);
+    assert_eq!(payment_status, "requires_payment");
+    let session_status: String =
+        sqlx::query_scalar("SELECT status FROM checkout_sessions WHERE id = $1::uuid")
+            .bind(&session)
+            .fetch_one(&shop.cart_pool)
+            .await
+            .unwrap();
+    assert_eq!(session_status, "completed");
+
+    // OrderCreated goes out once, through Kafka to the cart, which closes the cart.
+    let created = shop
+        .events("commerce.order.v1.OrderCreated", &order_id)
+        .await;
+    assert_eq!(created.len(), 1);
+    let event = order_pb::OrderCreated::decode(created[0].as_slice()).unwrap();
+    assert_eq!(event.order.as_ref().unwrap().user_id, alice_id);
+    assert_eq!(event.order.unwrap().checkout_session_id, session);
+    let cart_pool = shop.cart_pool.clone();
+    let session_for_cart = session.clone();
+    let order_for_cart = order_id.clone();
+    eventually(Duration::from_secs(20), "the cart to be closed by OrderCreated", || {
+        let (pool, session, order) = (
+            cart_pool.clone(),
+            session_for_cart.clone(),
+            order_for_cart.clone(),
+        );
+        async move {
+            let row: (String, Option<uuid::Uuid>) = sqlx::query_as(
+                "SELECT c.status, c.order_id FROM carts c JOIN checkout_sessions s ON s.cart_id = c.id WHERE s.id = $1::uuid",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (row.0 == "ordered" && row.1.map(|id| id.to_string()) == Some(order)).then_some(())
+        }
+    })
+    .await;
+
+    // Every step ran once, in order, and nothing was compensated.
+    let log: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.step_name, s.outcome FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+         WHERE st.order_id = $1::uuid AND s.phase = 'forward' ORDER BY s.id",
+    )
+    .bind(&order_id)
+    .fetch_all(&shop.order_pool)
+    .await
+    .unwrap();
+    let names: Vec<&str> = log.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, STEPS);
+    assert!(log.iter().all(|(_, outcome)| outcome == "succeeded"));
+
+    // Reading orders: the owner (with the client secret), staff, nobody else.
+    let (status, mine) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order_id}", shop.order))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["clientSecret"], placed["clientSecret"]);
+    let (status, _) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order_id}", shop.order))
+                .bearer_auth(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, seen) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order_id}", shop.order))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(seen.get("clientSecret").is_none(), "{seen}");
+    let list = |token: &str, query: &str| {
+        shop.client
+            .get(format!("{}/v1/orders{query}", shop.order))
+            .bearer_auth(token.to_owned())
+    };
+    let (_, alices) = shop.send(list(&alice, "")).await;
+    assert_eq!(alices["items"].as_array().unwrap().len(), 1);
+    // Bob sees only his own (failed) attempt.
+    let (_, bobs) = shop.send(list(&bob, "")).await;
+    let bobs = bobs["items"].as_array().unwrap();
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(bobs[0]["status"], "FAILED");
+    assert_ne!(bobs[0]["id"], order_id.as_str());
+    let (status, _) = shop.send(list(&bob, &format!("?userId={alice_id}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, by_admin) = shop
+        .send(list(&admin, &format!("?userId={alice_id}")))
+        .await;
+    assert_eq!(by_admin["items"][0]["id"], order_id.as_str());
+    let (status, _) = shop.send(list(&alice, "?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Other services read orders over gRPC with a service token, and only with one.
+    let channel = tonic::transport::Endpoint::from_shared(shop.order_grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = order_pb::order_service_client::OrderServiceClient::new(channel);
+    let denied = grpc
+        .get_order(order_pb::GetOrderRequest {
+            order_id: order_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    let tokens = commerce_access::ServiceTokenSource::new(&shop.auth, "cart", CART_SECRET, "order");
+    let request = tokens
+        .authorize(tonic::Request::new(order_pb::GetOrderRequest {
+            order_id: order_id.clone(),
+        }))
+        .await
+        .unwrap();
+    let answer = grpc.get_order(request).await.unwrap().into_inner();
+    let grpc_order = answer.order.unwrap();
+    assert_eq!(grpc_order.status, "PENDING_PAYMENT");
+    assert_eq!(
+        grpc_order.total.unwrap().amount,
+        order["totals"]["total"].as_str().unwrap()
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_gets_the_same_answer() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "9.99", 20).await;
+
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (first_status, first) = shop.place(&alice, "same-key", &session).await;
+    assert_eq!(first_status, StatusCode::CREATED, "{first}");
+    let replay = shop
+        .place_request(&alice, Some("same-key"), &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    // The key belongs to that session; the session to that order.
+    let other_session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    let (status, error) = shop.place(&alice, "same-key", &other_session).await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Idempotency-Key")),
+        "{error}"
+    );
+    let (status, error) = shop.place(&alice, "another-key", &session).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+
+    // Twice at once: one order, both requests get its answer.
+    let (a, b) = tokio::join!(
+        shop.place(&alice, "at-once", &other_session),
+        shop.place(&alice, "at-once", &other_session)
+    );
+    assert_eq!(a.0, StatusCode::CREATED, "{}", a.1);
+    assert_eq!(b.0, StatusCode::CREATED, "{}", b.1);
+    assert_eq!(a.1["orderId"], b.1["orderId"]);
+    // Two different keys at once for one session: still one order.
+    let third_session = shop.checkout(&alice, &[(&mug, 3)], None).await;
+    let (c, d) = tokio::join!(
+        shop.place(&alice, "race-1", &third_session),
+        shop.place(&alice, "race-2", &third_session)
+    );
+    let statuses: HashSet<StatusCode> = [c.0, d.0].into_iter().collect();
+    assert!(statuses.contains(&StatusCode::CREATED), "{} {}", c.1, d.1);
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE checkout_session_id = $1::uuid AND status <> 'FAILED'",
+    )
+    .bind(&third_session)
+    .fetch_one(&shop.order_pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 1);
+
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'PENDING_PAYMENT'")
+            .fetch_one(&shop.order_pool)
+            .await
+            .unwrap();
+    assert_eq!(orders, 3);
+    assert_eq!(shop.stock(&mug).await, (20, 6), "each order reserved once");
+    assert_eq!(shop.payment_statuses().await.len(), 3);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn each_failing_step_compensates_and_leaves_stock_as_it_was() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "10.00", 10).await;
+
+    async fn failed_order(shop: &Shop, body: &Value) -> String {
+        let order = body["error"]["orderId"]
+            .as_str()
+            .expect("failed order id")
+            .to_owned();
+        assert_eq!(shop.order_status(&order).await, "FAILED");
+        order
+    }
+
+    // get_checkout_session: unknown, somebody else's, expired.
+    let (status, body) = shop
+        .place(&alice, "unknown", &uuid::Uuid::now_v7().to_string())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    failed_order(&shop, &body).await;
+    let bobs = shop.checkout(&bob, &[(&mug, 1)], None).await;
+    let (status, body) = shop.place(&alice, "not-mine", &bobs).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let expired = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    sqlx::query(
+        "UPDATE checkout_sessions SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid",
+    )
+    .bind(&expired)
+    .execute(&shop.cart_pool)
+    .await
+    .unwrap();
+    let (status, body) = shop.place(&alice, "expired", &expired).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    assert_eq!(shop.stock(&mug).await, (10, 0));
+
+    // reserve_stock: the stock ran out between checkout and order.
+    let greedy = shop.checkout(&alice, &[(&mug, 8)], None).await;
+    sqlx::query("UPDATE products SET stock = 5 WHERE id = $1::uuid")
+        .bind(&mug)
+        .execute(&shop.product_pool)
+        .await
+        .unwrap();
+    let (status, body) = shop.place(&alice, "greedy", &greedy).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(shop.stock(&mug).await, (5, 0));
+    sqlx::query("UPDATE products SET stock = 10 WHERE id = $1::uuid")
+        .bind(&mug)
+        .execute(&shop.product_pool)
+        .await
+        .unwrap();
+
+    // quote_shipping: the courier stopped serving the destination → the reservation goes back.
+    let session = shop.checkout(&alice, &[(&mug, 3)], None).await;
+    let rates: Vec<(String, String, i64, rust_decimal::Decimal, String, i32)> = sqlx::query_as(
+        "DELETE FROM shipping_rates WHERE courier = 'standard'
+         RETURNING courier, zone, max_weight_g, price, currency, estimated_days",
+    )
+    .fetch_all(&shop.fulfillment_pool)
+    .await
+    .unwrap();
+    let (status, body) = shop.place(&alice, "no-courier", &session).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let order = failed_order(&shop, &body).await;
+    assert_eq!(
+        shop.compensations(&order).await,
+        vec!["reserve_stock", "compensated"]
+    );
+    assert_eq!(shop.stock(&mug).await, (10, 0));
+    for (courier, zone, weight, price, currency, days) in rates {
+        sqlx::query("INSERT INTO shipping_rates VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(courier)
+            .bind(zone)
+            .bind(weight)
+            .bind(price)
+            .bind(currency)
+            .bind(days)
+            .execute(&shop.fulfillment_pool)
+            .await
+            .unwrap();
+    }
+    // A failed attempt frees the session: with the courier back, a new attempt succeeds.
+    let (status, body) = shop.place(&alice, "no-courier-retry", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(shop.stock(&mug).await, (10, 3));
+
+    // create_payment_intent: the payment service keeps failing → 503 after the policy's
+    // attempts, stock released, the (maybe half-made) intent canceled.
+    let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    sqlx::query("ALTER TABLE payments ADD CONSTRAINT refuse_all CHECK (amount < 0) NOT VALID")
+        .execute(&shop.payment_pool)
+        .await
+        .unwrap();
+    let (status, body) = shop.place(&alice, "no-payment", &session).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let order = failed_order(&shop, &body).await;
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+         WHERE st.order_id = $1::uuid AND s.step_name = 'create_payment_intent' AND s.phase = 'forward'",
+    )
+    .bind(&order)
+    .fetch_one(&shop.order_pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3, "the policy's attempts");
+    assert_eq!(
+        shop.compensations(&order).await,
+        vec!["create_payment_intent", "reserve_stock", "compensated"]
+    );
+    assert_eq!(shop.stock(&mug).await, (10, 3));
+    sqlx::query("ALTER TABLE payments DROP CONSTRAINT refuse_all")
+        .execute(&shop.payment_pool)
+        .await
+        .unwrap();
+
+    // The same key replays the failure; it never retries on its own.
+    let (status, replay) = shop.place(&alice, "no-payment", &session).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(replay, body);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn promo_code_limits_hold_when_orders_race() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let mug = shop.product(&admin, "20.00", 50).await;
+    let (status, promo) = shop
+        .send(shop.client.post(format!("{}/v1/admin/promo-codes", shop.cart)).bearer_auth(&admin).json(&json!({
+            "code": "ONLYONE", "kind": "fixed", "value": "5", "currency": "USD", "maxUses": 1
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{promo}");
+    let mut buyers = Vec::new();
+    for _ in 0..3 {
+        let (token, _) = shop.user("customer").await;
+        let session = shop.checkout(&token, &[(&mug, 2)], Some("ONLYONE")).await;
+        buyers.push((token, session));
+    }
+    let answers = futures::future::join_all(
+        buyers
+            .iter()
+            .map(|(token, session)| shop.place(token, "promo", session)),
+    )
+    .await;
+    let placed: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(placed.len(), 1, "{answers:?}");
+    assert_eq!(placed[0]["order"]["totals"]["discount"], "5.00");
+    for (status, body) in answers
+        .iter()
+        .filter(|(status, _)| *status != StatusCode::CREATED)
+    {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+        let order = body["error"]["orderId"].as_str().unwrap();
+        assert_eq!(shop.order_status(order).await, "FAILED");
+        assert_eq!(
+            shop.compensations(order).await,
+            vec!["create_payment_intent", "reserve_stock", "compensated"]
+        );
+    }
+    assert_eq!(
+        shop.stock(&mug).await,
+        (50, 2),
+        "only the placed order holds stock"
+    );
+    let mut statuses: Vec<String> = shop
+        .payment_statuses()
+        .await
+        .into_iter()
+        .map(|(_, status)| status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["canceled", "canceled", "requires_payment"]);
+    let uses: i32 = sqlx::query_scalar("SELECT uses FROM promo_codes WHERE code = 'ONLYONE'")
+        .fetch_one(&shop.cart_pool)
+        .await
+        .unwrap();
+    assert_eq!(uses, 1);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_resumes_after_restart() {
+    let mut shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 100).await;
+    let mut reserved = 0;
+    for step in STEPS {
+        let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+        shop.order_process.take().map(|mut child| {
+            let _ = child.kill();
+            child.wait()
+        });
+        shop.start_order(&[&format!("after:{step}")]).await;
+        let key = format!("crash-{step}");
+        // The process dies with the step's effect made but not recorded.
+        let cut_off = shop
+            .place_request(&alice, Some(&key), &session)
+            .send()
+            .await;
+        assert!(
+            cut_off.is_err(),
+            "{step}: the request should have been cut off"
+        );
+        shop.await_order_crash().await;
+        shop.start_order(&[]).await;
+        // The client retries with its key: the resumed saga's answer.
+        let (status, body) = shop.place(&alice, &key, &session).await;
+        assert_eq!(status, StatusCode::CREATED, "{step}: {body}");
+        let order = body["orderId"].as_str().unwrap().to_owned();
+        assert_eq!(shop.order_status(&order).await, "PENDING_PAYMENT", "{step}");
+        reserved += 2;
+        assert_eq!(
+            shop.stock(&mug).await,
+            (100, reserved),
+            "{step}: reserved once"
+        );
+        let payments: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payments WHERE order_id = $1::uuid")
+                .bind(&order)
+                .fetch_one(&shop.payment_pool)
+                .await
+                .unwrap();
+        assert_eq!(payments, 1, "{step}");
+        assert_eq!(
+            shop.events("commerce.order.v1.OrderCreated", &order)
+                .await
+                .len(),
+            1,
+            "{step}: OrderCreated once"
+        );
+        let runs: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+             WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.outcome = 'succeeded'",
+        )
+        .bind(&order)
+        .bind(step)
+        .fetch_one(&shop.order_pool)
+        .await
+        .unwrap();
+        assert_eq!(runs, 2, "{step}: ran before the crash and again after it");
+    }
+
+    // A crash in the middle of compensating: the restarted process finishes undoing.
+    let (status, promo) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/admin/promo-codes", shop.cart))
+                .bearer_auth(&admin)
+                .json(&json!({
+                    "code": "GONE", "kind": "fixed", "value": "1", "currency": "USD", "maxUses": 5
+                })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{promo}");
+    let session = shop.checkout(&alice, &[(&mug, 2)], Some("GONE")).await;
+    sqlx::query("UPDATE promo_codes SET uses = max_uses WHERE code = 'GONE'")
+        .execute(&shop.cart_pool)
+        .await
+        .unwrap();
+    shop.order_process.take().map(|mut child| {
+        let _ = child.kill();
+        child.wait()
+    });
+    shop.start_order(&["compensated:create_payment_intent"])
+        .await;
+    let cut_off = shop
+        .place_request(&alice, Some("crash-compensating"), &session)
+        .send()
+        .await;
+    assert!(cut_off.is_err());
+    shop.await_order_crash().await;
+    shop.start_order(&[]).await;
+    let (status, body) = shop.place(&alice, "crash-compensating", &session).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let order = body["error"]["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(shop.order_status(&order).await, "FAILED");
+    assert_eq!(
+        shop.stock(&mug).await,
+        (100, reserved),
+        "the reservation went back"
+    );
+    let payment: String =
+        sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1::uuid")
+            .bind(&order)
+            .fetch_one(&shop.payment_pool)
+            .await
+            .unwrap();
+    assert_eq!(payment, "canceled");
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn reminders_go_out_while_unpaid_and_the_order_expires() {
+    let shop = Shop::start_with(
+        r#"reminders = ["1s", "2s"]
+        payment_window = "4s""#,
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 10).await;
+    let unpaid_session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (status, unpaid) = shop.place(&alice, "unpaid", &unpaid_session).await;
+    assert_eq!(status, StatusCode::CREATED, "{unpaid}");
+    let paid_session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    let (status, paid) = shop.place(&alice, "paid", &paid_session).await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    let unpaid = unpaid["orderId"].as_str().unwrap().to_owned();
+    let paid = paid["orderId"].as_str().unwrap().to_owned();
+    // Payment is the next issue's; here the order is simply no longer waiting for it.
+    sqlx::query("UPDATE orders SET status = 'PAID' WHERE id = $1::uuid")
+        .bind(&paid)
+        .execute(&shop.order_pool)
+        .await
+        .unwrap();
+
+    let pool = shop.order_pool.clone();
+    let expired_id = unpaid.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the unpaid order to expire",
+        || {
+            let (pool, id) = (pool.clone(), expired_id.clone());
+            async move {
+                let status: String =
+                    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (status == "EXPIRED").then_some(())
+            }
+        },
+    )
+    .await;
+    let reminders: Vec<i32> = shop
+        .events("commerce.order.v1.PaymentReminderDue", &unpaid)
+        .await
+        .iter()
+        .map(|payload| {
+            order_pb::PaymentReminderDue::decode(payload.as_slice())
+                .unwrap()
+                .reminder
+        })
+        .collect();
+    assert_eq!(reminders, vec![1, 2]);
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderExpired", &unpaid)
+            .await
+            .len(),
+        1
+    );
+    // The unpaid order's stock is back and its intent canceled; the paid one is untouched.
+    assert_eq!(shop.stock(&mug).await, (10, 2));
+    let payments: std::collections::HashMap<String, String> =
+        shop.payment_statuses().await.into_iter().collect();
+    assert_eq!(payments[&unpaid], "canceled");
+    assert_eq!(payments[&paid], "requires_payment");
+    assert!(
+        shop.events("commerce.order.v1.PaymentReminderDue", &paid)
+            .await
+            .is_empty()
+    );
+    assert!(
+        shop.events("commerce.order.v1.OrderExpired", &paid)
+            .await
+            .is_empty()
+    );
+    assert_eq!(shop.order_status(&paid).await, "PAID");
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_saga_policy_stops_the_service_naming_the_key() {
+    let shop = Shop::start().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_commerce"))
+        .arg("--config")
+        .arg(shop.config_file.path())
+        .args(["serve", "--target", "order"])
+        .env(
+            "COMMERCE_SERVICES__ORDER__HTTP_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "COMMERCE_SERVICES__ORDER__GRPC_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("COMMERCE_SERVICES__ORDER__SAGA__REMINDERS", r#"["30h"]"#)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("services.order.saga.reminders"), "{stderr}");
+    shop.stop().await;
+}

@@ -1,0 +1,434 @@
+//! The order service's edges: REST under `/v1/orders`, gRPC `OrderService` (service tokens
+//! only), the outbox relay, the saga recovery loop and the reminder / expiry tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
+use commerce_messaging::{BrokerProbe, TopicSpec};
+use commerce_proto::order::v1 as pb;
+use commerce_runtime::api::json_rejection;
+use commerce_runtime::health::{KafkaCheck, RedisCheck};
+use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tower::Layer;
+use uuid::Uuid;
+
+use crate::domain::Order;
+use crate::peers::{PeerAddresses, Peers};
+use crate::placement::{self, PlacementContext, PlacementSaga, STEP_NAMES};
+use crate::saga::policy::Engine;
+use crate::saga::postgres::Orchestrator;
+use crate::saga::{Failpoints, FailureKind, SagaPolicy};
+use crate::service::{OrderError, OrderService, PlaceAnswer, Viewer};
+
+/// `services.order` beyond what the runtime reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderSettings {
+    pub peers: PeerSettings,
+    /// This service's client secret for service tokens (client id `order`).
+    pub client_secret: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default)]
+    pub saga: SagaPolicy,
+    /// How long a request waits for a saga that another request or process drives.
+    #[serde(default = "default_request_wait", with = "humantime_serde")]
+    pub request_wait: Duration,
+    /// Namespace of this service's Redis keys (idempotency locks, the task queue).
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// Test hooks only: abort the process at these saga points (see `saga::Failpoints`).
+    #[serde(default)]
+    pub failpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerSettings {
+    /// The auth service's HTTP base URL (JWKS, service tokens).
+    pub auth_http: String,
+    pub cart_grpc: String,
+    pub product_grpc: String,
+    pub fulfillment_grpc: String,
+    pub payment_grpc: String,
+}
+
+fn default_issuer() -> String {
+    "commerce-auth".to_owned()
+}
+fn default_request_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_redis_prefix() -> String {
+    "order".to_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("services.order.{key}: {message}")]
+struct SettingError {
+    key: String,
+    message: String,
+}
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let settings: OrderSettings = context.settings()?;
+    settings
+        .saga
+        .validate(STEP_NAMES)
+        .map_err(|(key, message)| SettingError {
+            key: format!("saga.{key}"),
+            message,
+        })?;
+    if settings.saga.engine == Engine::Temporal {
+        return Err(SettingError {
+            key: "saga.engine".to_owned(),
+            message: "the Temporal engine is not in this build yet; use `postgres`".to_owned(),
+        }
+        .into());
+    }
+    if !settings.failpoints.is_empty() {
+        tracing::warn!(failpoints = ?settings.failpoints, "saga failpoints are set: this process aborts at them");
+    }
+    let pool = context.database()?;
+    let peers = Peers::new(
+        &PeerAddresses {
+            auth_http: &settings.peers.auth_http,
+            cart_grpc: &settings.peers.cart_grpc,
+            product_grpc: &settings.peers.product_grpc,
+            fulfillment_grpc: &settings.peers.fulfillment_grpc,
+            payment_grpc: &settings.peers.payment_grpc,
+        },
+        &settings.client_secret,
+    )?;
+    let redis = context.redis().await?;
+    let queue =
+        commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
+    let policy = Arc::new(settings.saga.clone());
+    let saga = Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
+        pool: pool.clone(),
+        peers: peers.clone(),
+        queue: queue.clone(),
+        policy: policy.clone(),
+    })));
+    let engine = Arc::new(Orchestrator::new(
+        pool.clone(),
+        saga,
+        policy,
+        Failpoints::new(settings.failpoints.clone()),
+    ));
+    let orders = OrderService::new(
+        pool,
+        peers,
+        redis.clone(),
+        settings.redis_prefix.clone(),
+        engine.clone(),
+        settings.request_wait,
+    );
+
+    let jwks = format!(
+        "{}/.well-known/jwks.json",
+        settings.peers.auth_http.trim_end_matches('/')
+    );
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &jwks,
+        VerifierSettings::new(&settings.issuer, &["commerce"]),
+    );
+    let service_tokens =
+        TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["order"]));
+
+    let relay_task = context.outbox_relay(&[TopicSpec::new(placement::TOPIC, 3)])?;
+    let recovery_shutdown = context.shutdown.clone();
+    let recovery_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        engine
+            .run_recovery(recovery_shutdown)
+            .await
+            .map_err(BoxError::from)
+    });
+    let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
+        .handle(
+            placement::REMINDER_TASK,
+            Arc::new(ReminderTask {
+                orders: orders.clone(),
+            }),
+        )
+        .handle(
+            placement::EXPIRY_TASK,
+            Arc::new(ExpiryTask {
+                orders: orders.clone(),
+            }),
+        );
+    let shutdown = context.shutdown.clone();
+    let worker_task = Box::pin(async move { worker.run(shutdown).await.map_err(BoxError::from) });
+    let grpc = RequireServiceToken::new(service_tokens).layer(
+        pb::order_service_server::OrderServiceServer::new(GrpcHandler {
+            orders: orders.clone(),
+        }),
+    );
+    Ok(ServiceParts {
+        http: routes(orders, user_tokens),
+        grpc: Some(tonic::service::Routes::new(grpc)),
+        background: vec![relay_task, recovery_task, worker_task],
+        readiness: vec![
+            Arc::new(RedisCheck(redis)),
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+        ],
+    })
+}
+
+fn order_id_of(task: &commerce_redis::Task) -> Result<Uuid, commerce_redis::TaskError> {
+    task.payload
+        .get("orderId")
+        .and_then(|value| value.as_str())
+        .and_then(|value| Uuid::parse_str(value).ok())
+        .ok_or_else(|| commerce_redis::TaskError("task has no orderId".to_owned()))
+}
+
+struct ReminderTask {
+    orders: OrderService,
+}
+
+impl commerce_redis::TaskHandler for ReminderTask {
+    fn handle<'a>(
+        &'a self,
+        task: &'a commerce_redis::Task,
+    ) -> BoxFuture<'a, Result<(), commerce_redis::TaskError>> {
+        Box::pin(async move {
+            let order_id = order_id_of(task)?;
+            let reminder = task
+                .payload
+                .get("reminder")
+                .and_then(|value| value.as_i64())
+                .ok_or_else(|| commerce_redis::TaskError("task has no reminder".to_owned()))?;
+            self.orders
+                .remind(order_id, reminder as i32)
+                .await
+                .map(|_| ())
+                .map_err(|error| commerce_redis::TaskError(error.to_string()))
+        })
+    }
+}
+
+struct ExpiryTask {
+    orders: OrderService,
+}
+
+impl commerce_redis::TaskHandler for ExpiryTask {
+    fn handle<'a>(
+        &'a self,
+        task: &'a commerce_redis::Task,
+    ) -> BoxFuture<'a, Result<(), commerce_redis::TaskError>> {
+        Box::pin(async move {
+            self.orders
+                .expire(order_id_of(task)?)
+                .await
+                .map(|_| ())
+                .map_err(|error| commerce_redis::TaskError(error.to_string()))
+        })
+    }
+}
+
+pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
+    Router::new()
+        .route("/v1/orders", get(list).post(place))
+        .route("/v1/orders/{id}", get(show))
+        .layer(Extension(verifier))
+        .with_state(orders)
+}
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::Invalid { field, message } => ApiError::invalid(field, message),
+            OrderError::NotFound(_) => ApiError::not_found(error.to_string()),
+            OrderError::Conflict(_) => ApiError::conflict(error.to_string()),
+            OrderError::Busy(_) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::conflict(error.to_string())
+            },
+            OrderError::Unavailable(_) => unavailable(error.to_string()),
+            OrderError::Storage(_) | OrderError::Engine(_) | OrderError::Redis(_) => {
+                ApiError::internal(error)
+            }
+        }
+    }
+}
+
+fn unavailable(message: String) -> ApiError {
+    ApiError {
+        retry_after: Some(2),
+        ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+fn viewer(principal: &Principal) -> Result<Viewer, ApiError> {
+    Ok(Viewer {
+        user_id: principal.user_id()?,
+        staff: [Role::Admin, Role::Support].contains(&principal.role()),
+    })
+}
+
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PlaceOrder {
+    checkout_session_id: String,
+}
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+async fn place(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: JsonBody<PlaceOrder>,
+) -> Result<Response, ApiError> {
+    let user_id = principal.user_id()?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "is required: a unique value per order attempt, reused when retrying it",
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
+        .to_owned();
+    let Json(body) = body.map_err(json_rejection)?;
+    let session = parse_id("checkoutSessionId", &body.checkout_session_id)?;
+    let (status, body, replayed) = match orders.place(user_id, &key, session).await? {
+        PlaceAnswer::Replay { status, body } => (status, body, true),
+        PlaceAnswer::Placed(placed) => {
+            let body = serde_json::json!({
+                "orderId": placed.order.id,
+                "clientSecret": placed.client_secret,
+                "order": placed.order,
+            });
+            (StatusCode::CREATED.as_u16(), body, false)
+        }
+        PlaceAnswer::Failed { order_id, failure } => {
+            let error = match failure.kind {
+                FailureKind::NotFound => ApiError::not_found(failure.message),
+                FailureKind::Conflict => ApiError::conflict(failure.message),
+                FailureKind::Invalid => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "failed_precondition",
+                    failure.message,
+                ),
+                FailureKind::Unavailable => unavailable(failure.message),
+            };
+            let mut body = error.body();
+            body["error"]["orderId"] = order_id.to_string().into();
+            (error.status.as_u16(), body, false)
+        }
+    };
+    if !replayed {
+        orders.remember(user_id, &key, status, &body).await?;
+    }
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    before: Option<String>,
+    user_id: Option<String>,
+}
+
+async fn list(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let before = query
+        .before
+        .as_deref()
+        .map(|raw| parse_id("before", raw))
+        .transpose()?;
+    let user = query
+        .user_id
+        .as_deref()
+        .map(|raw| parse_id("userId", raw))
+        .transpose()?;
+    let limit = query.limit.unwrap_or(20);
+    let items: Vec<Order> = orders
+        .orders(viewer(&principal)?, user, before, limit)
+        .await?;
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|order| order.id))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "items": items, "nextBefore": next }),
+    ))
+}
+
+async fn show(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let viewer = viewer(&principal)?;
+    let order = orders.order(viewer, parse_id("id", &id)?).await?;
+    let mut body = serde_json::to_value(&order).map_err(ApiError::internal)?;
+    // The owner may need the client secret again to finish paying.
+    if order.user_id == viewer.user_id && order.status == crate::domain::OrderStatus::PendingPayment
+    {
+        body["clientSecret"] = order.payment_client_secret.clone().into();
+    }
+    Ok(Json(body))
+}
+
+struct GrpcHandler {
+    orders: OrderService,
+}
+
+#[tonic::async_trait]
+impl pb::order_service_server::OrderService for GrpcHandler {
+    async fn get_order(
+        &self,
+        request: tonic::Request<pb::GetOrderRequest>,
+    ) -> Result<tonic::Response<pb::GetOrderResponse>, tonic::Status> {
+        let raw = request.into_inner().order_id;
+        let id = Uuid::parse_str(&raw).map_err(|_| {
+            tonic::Status::invalid_argument(format!("order_id: `{raw}` is not a UUID"))
+        })?;
+        let order = self
+            .orders
+            .order_by_id(id)
+            .await
+            .map_err(|error| match error {
+                OrderError::NotFound(_) => tonic::Status::not_found(error.to_string()),
+                other => {
+                    tracing::error!(error = %other, "GetOrder failed");
+                    tonic::Status::internal("internal error")
+                }
+            })?;
+        Ok(tonic::Response::new(pb::GetOrderResponse {
+            order: Some(crate::service::order_to_proto(&order)),
+        }))
+    }
+}

@@ -1,0 +1,410 @@
+//! Orders, their items and status history, and the idempotency keys of `POST /v1/orders`.
+
+use chrono::{DateTime, Utc};
+use commerce_runtime::api::money_scale;
+use rust_decimal::Decimal;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::{Address, CheckoutSnapshot, LineItem, Order, OrderStatus, Totals};
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    user_id: Uuid,
+    status: String,
+    checkout_session_id: Uuid,
+    currency: Option<String>,
+    subtotal: Option<Decimal>,
+    discount: Option<Decimal>,
+    shipping: Option<Decimal>,
+    total: Option<Decimal>,
+    promo_code: Option<String>,
+    shipping_address: Option<Json<Address>>,
+    courier: Option<String>,
+    payment_gateway: Option<String>,
+    payment_id: Option<Uuid>,
+    payment_client_secret: Option<String>,
+    payment_due_at: Option<DateTime<Utc>>,
+    reminders_sent: i32,
+    failure_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const ORDER_COLUMNS: &str =
+    "id, user_id, status, checkout_session_id, currency, subtotal, discount, shipping, total,
+    promo_code, shipping_address, courier, payment_gateway, payment_id, payment_client_secret,
+    payment_due_at, reminders_sent, failure_reason, created_at, updated_at";
+
+impl OrderRow {
+    fn into_order(self, items: Vec<LineItem>) -> Order {
+        let totals = match (self.subtotal, self.discount, self.shipping, self.total) {
+            (Some(subtotal), Some(discount), Some(shipping), Some(total)) => Some(Totals {
+                subtotal: money_scale(subtotal),
+                discount: money_scale(discount),
+                shipping: money_scale(shipping),
+                total: money_scale(total),
+            }),
+            _ => None,
+        };
+        Order {
+            id: self.id,
+            user_id: self.user_id,
+            status: OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Failed),
+            checkout_session_id: self.checkout_session_id,
+            items,
+            currency: self.currency.map(|currency| currency.trim().to_owned()),
+            totals,
+            promo_code: self.promo_code,
+            shipping_address: self.shipping_address.map(|address| address.0),
+            courier: self.courier,
+            payment_gateway: self.payment_gateway,
+            payment_id: self.payment_id,
+            payment_client_secret: self.payment_client_secret,
+            payment_due_at: self.payment_due_at,
+            reminders_sent: self.reminders_sent,
+            failure_reason: self.failure_reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    order_id: Uuid,
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    quantity: i64,
+    unit_price: Decimal,
+}
+
+async fn items_of(
+    executor: impl PgExecutor<'_>,
+    order_ids: &[Uuid],
+) -> Result<Vec<ItemRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, product_id, sku, name, quantity, unit_price FROM order_items
+         WHERE order_id = ANY($1) ORDER BY order_id, sku",
+    )
+    .bind(order_ids)
+    .fetch_all(executor)
+    .await
+}
+
+fn line(item: ItemRow) -> LineItem {
+    LineItem {
+        product_id: item.product_id,
+        sku: item.sku,
+        name: item.name,
+        quantity: item.quantity,
+        unit_price: money_scale(item.unit_price),
+    }
+}
+
+async fn record_status(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    status: OrderStatus,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO order_status_history (order_id, status, reason) VALUES ($1, $2, $3)")
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(reason)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// A new order in PLACING. `false` when the checkout session already has a live order.
+pub async fn insert_order(
+    connection: &mut PgConnection,
+    id: Uuid,
+    user_id: Uuid,
+    checkout_session_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, user_id, status, checkout_session_id) VALUES ($1, $2, 'PLACING', $3)
+         ON CONFLICT (checkout_session_id) WHERE status <> 'FAILED' DO NOTHING",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(checkout_session_id)
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    record_status(connection, id, OrderStatus::Placing, "").await?;
+    Ok(true)
+}
+
+/// The live (not failed) order placed from a checkout session.
+pub async fn live_order_for_session(
+    executor: impl PgExecutor<'_>,
+    checkout_session_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE checkout_session_id = $1 AND status <> 'FAILED'",
+    )
+    .bind(checkout_session_id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Writes the final prices and what the order ships. Safe to repeat.
+pub async fn save_priced(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    checkout: &CheckoutSnapshot,
+    items: &[LineItem],
+    totals: &Totals,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET currency = $2, subtotal = $3, discount = $4, shipping = $5, total = $6,
+                promo_code = $7, shipping_address = $8, courier = $9, payment_gateway = $10,
+                updated_at = now()
+         WHERE id = $1 AND status = 'PLACING'",
+    )
+    .bind(order_id)
+    .bind(&checkout.currency)
+    .bind(totals.subtotal)
+    .bind(totals.discount)
+    .bind(totals.shipping)
+    .bind(totals.total)
+    .bind(&checkout.promo_code)
+    .bind(Json(&checkout.address))
+    .bind(&checkout.courier)
+    .bind(&checkout.payment_gateway)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("DELETE FROM order_items WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&mut *connection)
+        .await?;
+    for item in items {
+        sqlx::query(
+            "INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(order_id)
+        .bind(item.product_id)
+        .bind(&item.sku)
+        .bind(&item.name)
+        .bind(item.quantity)
+        .bind(item.unit_price)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+/// PLACING → PENDING_PAYMENT. `false` when the order had already moved on.
+pub async fn mark_pending_payment(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    payment_id: Uuid,
+    client_secret: &str,
+    due_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET status = 'PENDING_PAYMENT', payment_id = $2, payment_client_secret = $3,
+                payment_due_at = $4, updated_at = now()
+         WHERE id = $1 AND status = 'PLACING'",
+    )
+    .bind(order_id)
+    .bind(payment_id)
+    .bind(client_secret)
+    .bind(due_at)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    record_status(connection, order_id, OrderStatus::PendingPayment, "").await?;
+    Ok(true)
+}
+
+/// PLACING → FAILED after the placement saga compensated.
+pub async fn mark_failed(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET status = 'FAILED', failure_reason = $2, updated_at = now()
+         WHERE id = $1 AND status = 'PLACING'",
+    )
+    .bind(order_id)
+    .bind(reason)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    record_status(connection, order_id, OrderStatus::Failed, reason).await?;
+    Ok(true)
+}
+
+/// PENDING_PAYMENT → EXPIRED. `false` when it was paid, canceled or expired already.
+pub async fn mark_expired(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET status = 'EXPIRED', updated_at = now()
+         WHERE id = $1 AND status = 'PENDING_PAYMENT'",
+    )
+    .bind(order_id)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    record_status(
+        connection,
+        order_id,
+        OrderStatus::Expired,
+        "payment window closed",
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Counts reminder number `reminder` as sent if the order still waits for payment and
+/// has not had it yet; `false` otherwise.
+pub async fn claim_reminder(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    reminder: i32,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET reminders_sent = $2, updated_at = now()
+         WHERE id = $1 AND status = 'PENDING_PAYMENT' AND reminders_sent < $2",
+    )
+    .bind(order_id)
+    .bind(reminder)
+    .execute(connection)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn order(connection: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let row: Option<OrderRow> =
+        sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let items = items_of(connection, &[id])
+        .await?
+        .into_iter()
+        .map(line)
+        .collect();
+    Ok(Some(row.into_order(items)))
+}
+
+/// A page of orders, newest first (ids are UUIDv7); `user` limits it to one customer's,
+/// `before` is the last order of the previous page.
+pub async fn orders(
+    executor: impl PgExecutor<'_> + Copy,
+    user: Option<Uuid>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders
+         WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3"
+    ))
+    .bind(user)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let mut items = items_of(executor, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (mine, rest): (Vec<ItemRow>, Vec<ItemRow>) =
+                items.drain(..).partition(|item| item.order_id == row.id);
+            items = rest;
+            row.into_order(mine.into_iter().map(line).collect())
+        })
+        .collect())
+}
+
+pub struct IdempotencyRecord {
+    pub checkout_session_id: Uuid,
+    pub order_id: Uuid,
+    pub response: Option<(u16, serde_json::Value)>,
+}
+
+pub async fn idempotency_record(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, Option<i32>, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT checkout_session_id, order_id, status_code, response FROM idempotency_keys
+         WHERE user_id = $1 AND key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(
+        |(checkout_session_id, order_id, status, response)| IdempotencyRecord {
+            checkout_session_id,
+            order_id,
+            response: status
+                .zip(response)
+                .map(|(status, body)| (status as u16, body)),
+        },
+    ))
+}
+
+pub async fn insert_idempotency_key(
+    connection: &mut PgConnection,
+    user_id: Uuid,
+    key: &str,
+    checkout_session_id: Uuid,
+    order_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, checkout_session_id, order_id)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(checkout_session_id)
+    .bind(order_id)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+pub async fn store_response(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    key: &str,
+    status: u16,
+    body: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET status_code = $3, response = $4
+         WHERE user_id = $1 AND key = $2 AND status_code IS NULL",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(status as i32)
+    .bind(body)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

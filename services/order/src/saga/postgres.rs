@@ -1,0 +1,558 @@
+//! The built-in saga engine: saga state and a step log in PostgreSQL.
+//!
+//! A saga row says which step runs next (or how many are left to compensate) and carries
+//! the saga's data. A process drives a saga while it holds the row's lease; every write of
+//! progress is fenced on that lease, so a process that lost it (it stalled, another took
+//! over) stops instead of writing over the new owner. A process that dies mid-step leaves
+//! the lease to expire; the recovery loop (in any process, including the restarted one)
+//! then takes the saga over and re-runs the step it was in, which is why steps are
+//! idempotent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("saga storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("saga data: {0}")]
+    Data(#[from] serde_json::Error),
+    #[error("saga {0} not found")]
+    NotFound(Uuid),
+}
+
+/// Where a saga stands.
+#[derive(Debug, Clone)]
+pub enum Outcome<D> {
+    /// Every step ran.
+    Completed(D),
+    /// A step failed and every completed step was compensated.
+    Compensated(D, Failure),
+    /// Still running: in another process, or waiting for its next attempt.
+    InProgress,
+}
+
+struct Record {
+    id: Uuid,
+    status: String,
+    step: i32,
+    data: Value,
+    failure: Option<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Run(usize),
+    Compensate(usize),
+    Finalize,
+}
+
+impl Action {
+    fn phase(self) -> &'static str {
+        match self {
+            Self::Run(_) => "forward",
+            Self::Compensate(_) | Self::Finalize => "compensate",
+        }
+    }
+}
+
+/// The lease was taken from us: stop driving.
+struct LeaseLost;
+
+pub struct Orchestrator<S: SagaDefinition> {
+    pool: PgPool,
+    definition: Arc<S>,
+    policy: Arc<SagaPolicy>,
+    failpoints: Failpoints,
+    /// This process, as the holder of saga leases.
+    owner: Uuid,
+}
+
+impl<S: SagaDefinition> Orchestrator<S> {
+    pub fn new(
+        pool: PgPool,
+        definition: Arc<S>,
+        policy: Arc<SagaPolicy>,
+        failpoints: Failpoints,
+    ) -> Self {
+        Self {
+            pool,
+            definition,
+            policy,
+            failpoints,
+            owner: Uuid::new_v4(),
+        }
+    }
+
+    pub fn policy(&self) -> &SagaPolicy {
+        &self.policy
+    }
+
+    /// Records a new saga inside the caller's transaction, leased to this process so the
+    /// caller can drive it at once.
+    pub async fn create(
+        &self,
+        connection: &mut PgConnection,
+        saga_id: Uuid,
+        order_id: Uuid,
+        data: &S::Data,
+    ) -> Result<(), EngineError> {
+        sqlx::query(
+            "INSERT INTO saga_states (id, saga_type, order_id, status, step, data, lease_owner, lease_until)
+             VALUES ($1, $2, $3, 'running', 0, $4, $5, now() + make_interval(secs => $6))",
+        )
+        .bind(saga_id)
+        .bind(self.definition.saga_type())
+        .bind(order_id)
+        .bind(serde_json::to_value(data)?)
+        .bind(self.owner)
+        .bind(self.policy.lease.as_secs_f64())
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// The saga of this definition's type for an order.
+    pub async fn saga_of(&self, order_id: Uuid) -> Result<Uuid, EngineError> {
+        sqlx::query_scalar("SELECT id FROM saga_states WHERE saga_type = $1 AND order_id = $2")
+            .bind(self.definition.saga_type())
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(EngineError::NotFound(order_id))
+    }
+
+    /// The saga's state, without driving it.
+    pub async fn outcome(&self, saga_id: Uuid) -> Result<Outcome<S::Data>, EngineError> {
+        let record = sqlx::query_as::<_, (Uuid, String, i32, Value, Option<Value>)>(
+            "SELECT id, status, step, data, failure FROM saga_states WHERE id = $1",
+        )
+        .bind(saga_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(EngineError::NotFound(saga_id))?;
+        let record = Record {
+            id: record.0,
+            status: record.1,
+            step: record.2,
+            data: record.3,
+            failure: record.4,
+        };
+        Self::outcome_of(&record)
+    }
+
+    fn outcome_of(record: &Record) -> Result<Outcome<S::Data>, EngineError> {
+        Ok(match record.status.as_str() {
+            "completed" => Outcome::Completed(serde_json::from_value(record.data.clone())?),
+            "compensated" => Outcome::Compensated(
+                serde_json::from_value(record.data.clone())?,
+                serde_json::from_value(record.failure.clone().unwrap_or_default())?,
+            ),
+            _ => Outcome::InProgress,
+        })
+    }
+
+    /// Drives the saga as far as it goes now: to its end, to the end of its compensation,
+    /// or until a step must wait for a later attempt. A saga another live process is
+    /// driving is left to it (`InProgress`).
+    pub async fn drive(&self, saga_id: Uuid) -> Result<Outcome<S::Data>, EngineError> {
+        let Some(mut record) = self.claim(saga_id).await? else {
+            return self.outcome(saga_id).await;
+        };
+        let mut data: S::Data = serde_json::from_value(record.data.clone())?;
+        let steps = self.definition.steps();
+        loop {
+            match record.status.as_str() {
+                "running" => {
+                    let index = record.step as usize;
+                    if index >= steps.len() {
+                        if self.finish(&record, "completed").await?.is_err() {
+                            return self.outcome(saga_id).await;
+                        }
+                        record.status = "completed".to_owned();
+                        continue;
+                    }
+                    let name = steps[index].name();
+                    self.failpoints.hit(&format!("before:{name}"));
+                    match self
+                        .attempts(&record, Action::Run(index), &mut data)
+                        .await?
+                    {
+                        Err(LeaseLost) => return self.outcome(saga_id).await,
+                        Ok(Ok(())) => {
+                            self.failpoints.hit(&format!("after:{name}"));
+                            let value = serde_json::to_value(&data)?;
+                            if self
+                                .write(&record, "running", index as i32 + 1, &value, None)
+                                .await?
+                                .is_err()
+                            {
+                                return self.outcome(saga_id).await;
+                            }
+                            record.step += 1;
+                            record.data = value;
+                        }
+                        Ok(Err(failure)) if index >= self.definition.pivot() => {
+                            // Past the point of no return the saga only goes forward.
+                            tracing::error!(saga_id = %record.id, step = name, error = %failure.message,
+                                "step past the point of no return failed; retrying later");
+                            self.defer(&record).await?;
+                            return Ok(Outcome::InProgress);
+                        }
+                        Ok(Err(failure)) => {
+                            tracing::warn!(saga_id = %record.id, step = name, error = %failure.message,
+                                "saga step failed; compensating");
+                            // The failed step is compensated too: an attempt that timed out may
+                            // have acted at the peer.
+                            let failure_value = serde_json::to_value(&failure)?;
+                            let value = serde_json::to_value(&data)?;
+                            if self
+                                .write(
+                                    &record,
+                                    "compensating",
+                                    index as i32 + 1,
+                                    &value,
+                                    Some(&failure_value),
+                                )
+                                .await?
+                                .is_err()
+                            {
+                                return self.outcome(saga_id).await;
+                            }
+                            record.status = "compensating".to_owned();
+                            record.step = index as i32 + 1;
+                            record.failure = Some(failure_value);
+                        }
+                    }
+                }
+                "compensating" => {
+                    let action = match record.step {
+                        0 => Action::Finalize,
+                        left => Action::Compensate(left as usize - 1),
+                    };
+                    let outcome = match action {
+                        // Nothing to undo: move past the step without trying anything.
+                        Action::Compensate(index) if !steps[index].compensable() => Ok(Ok(())),
+                        _ => self.attempts(&record, action, &mut data).await?,
+                    };
+                    match outcome {
+                        Err(LeaseLost) => return self.outcome(saga_id).await,
+                        Ok(Err(failure)) => {
+                            tracing::error!(saga_id = %record.id, step = %failure.step, error = %failure.message,
+                                "compensation failed; retrying later");
+                            self.defer(&record).await?;
+                            return Ok(Outcome::InProgress);
+                        }
+                        Ok(Ok(())) => {
+                            if let Action::Compensate(index) = action
+                                && steps[index].compensable()
+                            {
+                                self.failpoints
+                                    .hit(&format!("compensated:{}", steps[index].name()));
+                            }
+                            let written = match action {
+                                Action::Finalize => self.finish(&record, "compensated").await?,
+                                _ => {
+                                    self.write(
+                                        &record,
+                                        "compensating",
+                                        record.step - 1,
+                                        &record.data,
+                                        record.failure.as_ref(),
+                                    )
+                                    .await?
+                                }
+                            };
+                            if written.is_err() {
+                                return self.outcome(saga_id).await;
+                            }
+                            match action {
+                                Action::Finalize => record.status = "compensated".to_owned(),
+                                _ => record.step -= 1,
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let outcome = Self::outcome_of(&record)?;
+                    let label = match &outcome {
+                        Outcome::Completed(_) => "completed",
+                        Outcome::Compensated(..) => "compensated",
+                        Outcome::InProgress => "in_progress",
+                    };
+                    metrics::counter!("saga_finished_total",
+                        "saga" => self.definition.saga_type(), "outcome" => label)
+                    .increment(1);
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    /// Runs one step, compensation or the final hook under the step's policy: each attempt
+    /// limited by the timeout, retryable errors tried again after a growing pause.
+    async fn attempts(
+        &self,
+        record: &Record,
+        action: Action,
+        data: &mut S::Data,
+    ) -> Result<Result<Result<(), Failure>, LeaseLost>, EngineError> {
+        let steps = self.definition.steps();
+        let (index, name) = match action {
+            Action::Run(index) | Action::Compensate(index) => (index as i32, steps[index].name()),
+            Action::Finalize => (steps.len() as i32, "compensated"),
+        };
+        let policy = self.policy.for_step(name);
+        let failure: Option<Failure> = record
+            .failure
+            .clone()
+            .and_then(|value| serde_json::from_value(value).ok());
+        let mut last_error = String::new();
+        for attempt in 1..=policy.attempts {
+            if !self.renew(record.id).await? {
+                return Ok(Err(LeaseLost));
+            }
+            let started_at = Utc::now();
+            let clock = Instant::now();
+            let mut working = data.clone();
+            let span = tracing::info_span!("saga.step", saga.id = %record.id,
+                saga.r#type = self.definition.saga_type(), step = name, phase = action.phase(), attempt);
+            let run = async {
+                match action {
+                    Action::Run(index) => steps[index].run(&mut working).await,
+                    Action::Compensate(index) => steps[index].compensate(&working).await,
+                    Action::Finalize => {
+                        let failure = failure.clone().unwrap_or(Failure {
+                            step: String::new(),
+                            kind: FailureKind::Unavailable,
+                            message: String::new(),
+                        });
+                        self.definition.compensated(&working, &failure).await
+                    }
+                }
+            };
+            let result = match tokio::time::timeout(policy.timeout, run.instrument(span)).await {
+                Ok(result) => result,
+                Err(_) => Err(StepError::Retryable(format!(
+                    "timed out after {:?}",
+                    policy.timeout
+                ))),
+            };
+            let (outcome, error) = match &result {
+                Ok(()) => ("succeeded", None),
+                Err(StepError::Rejected { message, .. }) => ("failed", Some(message.clone())),
+                Err(StepError::Retryable(message)) if attempt < policy.attempts => {
+                    ("retrying", Some(message.clone()))
+                }
+                Err(StepError::Retryable(message)) => ("failed", Some(message.clone())),
+            };
+            metrics::counter!("saga_step_attempts_total",
+                "saga" => self.definition.saga_type(), "step" => name,
+                "phase" => action.phase(), "outcome" => outcome)
+            .increment(1);
+            metrics::histogram!("saga_step_duration_seconds",
+                "saga" => self.definition.saga_type(), "step" => name, "phase" => action.phase())
+            .record(clock.elapsed().as_secs_f64());
+            sqlx::query(
+                "INSERT INTO saga_steps (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(record.id)
+            .bind(index)
+            .bind(name)
+            .bind(action.phase())
+            .bind(attempt as i32)
+            .bind(outcome)
+            .bind(&error)
+            .bind(started_at)
+            .execute(&self.pool)
+            .await?;
+            match result {
+                Ok(()) => {
+                    *data = working;
+                    return Ok(Ok(Ok(())));
+                }
+                Err(StepError::Rejected { kind, message }) => {
+                    return Ok(Ok(Err(Failure {
+                        step: name.to_owned(),
+                        kind,
+                        message,
+                    })));
+                }
+                Err(StepError::Retryable(message)) => {
+                    tracing::warn!(saga_id = %record.id, step = name, attempt, error = %message, "saga step attempt failed");
+                    last_error = message;
+                    if attempt < policy.attempts {
+                        tokio::time::sleep(policy.delay_after(attempt)).await;
+                    }
+                }
+            }
+        }
+        Ok(Ok(Err(Failure {
+            step: name.to_owned(),
+            kind: FailureKind::Unavailable,
+            message: format!(
+                "{name} failed after {} attempts: {last_error}",
+                policy.attempts
+            ),
+        })))
+    }
+
+    /// Takes the saga's lease if it is free, expired or already ours.
+    async fn claim(&self, saga_id: Uuid) -> Result<Option<Record>, EngineError> {
+        let row = sqlx::query_as::<_, (Uuid, String, i32, Value, Option<Value>)>(
+            "UPDATE saga_states
+             SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
+             WHERE id = $1 AND status IN ('running', 'compensating')
+               AND (lease_owner = $2 OR lease_until IS NULL OR lease_until < now())
+             RETURNING id, status, step, data, failure",
+        )
+        .bind(saga_id)
+        .bind(self.owner)
+        .bind(self.policy.lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, status, step, data, failure)| Record {
+            id,
+            status,
+            step,
+            data,
+            failure,
+        }))
+    }
+
+    async fn renew(&self, saga_id: Uuid) -> Result<bool, EngineError> {
+        let renewed = sqlx::query(
+            "UPDATE saga_states SET lease_until = now() + make_interval(secs => $3)
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'compensating')",
+        )
+        .bind(saga_id)
+        .bind(self.owner)
+        .bind(self.policy.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn write(
+        &self,
+        record: &Record,
+        status: &str,
+        step: i32,
+        data: &Value,
+        failure: Option<&Value>,
+    ) -> Result<Result<(), LeaseLost>, EngineError> {
+        let written = sqlx::query(
+            "UPDATE saga_states SET status = $3, step = $4, data = $5, failure = $6, updated_at = now()
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(record.id)
+        .bind(self.owner)
+        .bind(status)
+        .bind(step)
+        .bind(data)
+        .bind(failure)
+        .execute(&self.pool)
+        .await?;
+        Ok(if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(LeaseLost)
+        })
+    }
+
+    async fn finish(
+        &self,
+        record: &Record,
+        status: &str,
+    ) -> Result<Result<(), LeaseLost>, EngineError> {
+        let written = sqlx::query(
+            "UPDATE saga_states SET status = $3, finished_at = now(), updated_at = now(),
+                    lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(record.id)
+        .bind(self.owner)
+        .bind(status)
+        .execute(&self.pool)
+        .await?;
+        Ok(if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(LeaseLost)
+        })
+    }
+
+    /// Gives the saga back until its next attempt is due.
+    async fn defer(&self, record: &Record) -> Result<(), EngineError> {
+        let pause = self
+            .policy
+            .step
+            .max_backoff
+            .max(self.policy.recovery_interval);
+        sqlx::query(
+            "UPDATE saga_states
+             SET next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL,
+                 lease_until = NULL, updated_at = now()
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(record.id)
+        .bind(self.owner)
+        .bind(pause.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Drives the unfinished sagas nobody holds; returns how many it looked at.
+    pub async fn recover_once(&self) -> Result<usize, EngineError> {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM saga_states
+             WHERE saga_type = $1 AND status IN ('running', 'compensating')
+               AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
+             ORDER BY next_attempt_at LIMIT 32",
+        )
+        .bind(self.definition.saga_type())
+        .fetch_all(&self.pool)
+        .await?;
+        let count = due.len();
+        let results = futures::future::join_all(due.into_iter().map(|id| async move {
+            tracing::info!(saga_id = %id, saga = self.definition.saga_type(), "resuming saga");
+            (id, self.drive(id).await)
+        }))
+        .await;
+        for (id, result) in results {
+            if let Err(error) = result {
+                tracing::warn!(saga_id = %id, %error, "resuming saga failed");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Resumes abandoned sagas until `shutdown`: at once (a restarted process picks up
+    /// what it was doing when it died, once the lease runs out), then every interval.
+    pub async fn run_recovery(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), EngineError> {
+        let interval: Duration = self.policy.recovery_interval;
+        loop {
+            if let Err(error) = self.recover_once().await {
+                tracing::warn!(%error, saga = self.definition.saga_type(), "saga recovery pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}

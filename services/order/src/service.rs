@@ -1,0 +1,430 @@
+//! Placing orders (idempotently, through the placement saga), reading them, and what the
+//! delayed tasks do: payment reminders and expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_messaging::outbox::{self, NewEvent};
+use commerce_proto::common::v1::Money;
+use commerce_proto::order::v1 as pb;
+use commerce_redis::RedisClient;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderStatus};
+use crate::peers::Peers;
+use crate::placement::{
+    self, ORDER_EXPIRED, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC,
+};
+use crate::repository as repo;
+use crate::saga::postgres::{EngineError, Orchestrator, Outcome};
+use crate::saga::{Failure, FailureKind, StepError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Retry later (with the same Idempotency-Key, for placement).
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("saga engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("redis: {0}")]
+    Redis(#[from] commerce_redis::RedisError),
+}
+
+impl From<commerce_messaging::MessagingError> for OrderError {
+    fn from(error: commerce_messaging::MessagingError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+impl From<StepError> for OrderError {
+    fn from(error: StepError) -> Self {
+        match error {
+            StepError::Retryable(message) => Self::Unavailable(message),
+            StepError::Rejected { kind, message } => match kind {
+                FailureKind::NotFound => Self::NotFound(message),
+                FailureKind::Conflict | FailureKind::Invalid => Self::Conflict(message),
+                FailureKind::Unavailable => Self::Unavailable(message),
+            },
+        }
+    }
+}
+
+/// What `POST /v1/orders` answers.
+#[derive(Debug)]
+pub enum PlaceAnswer {
+    /// The answer an earlier request with the same key got.
+    Replay {
+        status: u16,
+        body: serde_json::Value,
+    },
+    Placed(Box<Placed>),
+    /// The saga compensated: nothing of the order is left but its FAILED record.
+    Failed {
+        order_id: Uuid,
+        failure: Failure,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: Order,
+    pub client_secret: String,
+}
+
+/// Who is asking: a customer sees their own orders, staff see all.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub user_id: Uuid,
+    pub staff: bool,
+}
+
+#[derive(Clone)]
+pub struct OrderService {
+    pool: PgPool,
+    peers: Peers,
+    redis: RedisClient,
+    redis_prefix: String,
+    engine: Arc<Orchestrator<PlacementSaga>>,
+    /// How long a request waits for a saga another process is driving, or for a
+    /// concurrent request with the same key.
+    wait: Duration,
+}
+
+const MAX_KEY_LENGTH: usize = 255;
+
+impl OrderService {
+    pub fn new(
+        pool: PgPool,
+        peers: Peers,
+        redis: RedisClient,
+        redis_prefix: String,
+        engine: Arc<Orchestrator<PlacementSaga>>,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            peers,
+            redis,
+            redis_prefix,
+            engine,
+            wait,
+        }
+    }
+
+    /// Places an order from a checkout session. The same user and key always get the
+    /// same answer; a concurrent request with the key waits for the first.
+    pub async fn place(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        checkout_session_id: Uuid,
+    ) -> Result<PlaceAnswer, OrderError> {
+        if key.is_empty()
+            || key.len() > MAX_KEY_LENGTH
+            || !key.bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(OrderError::Invalid {
+                field: "Idempotency-Key",
+                message: format!("must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"),
+            });
+        }
+        let lock_key =
+            commerce_redis::hash_tagged(&self.redis_prefix, &format!("{user_id}:{key}"), "placing");
+        let lease = self.engine.policy().lease;
+        let Some(lock) = self.redis.lock(&lock_key, lease, self.wait).await? else {
+            return Err(OrderError::Busy(
+                "a request with this Idempotency-Key is still being processed".to_owned(),
+            ));
+        };
+        let answer = self.place_locked(user_id, key, checkout_session_id).await;
+        if let Err(error) = lock.release().await {
+            tracing::warn!(%error, "releasing the idempotency lock failed; it expires by itself");
+        }
+        answer
+    }
+
+    async fn place_locked(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        checkout_session_id: Uuid,
+    ) -> Result<PlaceAnswer, OrderError> {
+        if let Some(record) = repo::idempotency_record(&self.pool, user_id, key).await? {
+            if record.checkout_session_id != checkout_session_id {
+                return Err(OrderError::Invalid {
+                    field: "Idempotency-Key",
+                    message: "was already used for another checkout session".to_owned(),
+                });
+            }
+            if let Some((status, body)) = record.response {
+                return Ok(PlaceAnswer::Replay { status, body });
+            }
+            // The first request did not live to answer (its process died): the saga is
+            // resumed, here or by the recovery loop, and its outcome is the answer.
+            return self.outcome(record.order_id).await;
+        }
+        if let Some(existing) =
+            repo::live_order_for_session(&self.pool, checkout_session_id).await?
+        {
+            return Err(OrderError::Conflict(format!(
+                "checkout session {checkout_session_id} is already used by order {existing}"
+            )));
+        }
+        let order_id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        if !repo::insert_order(&mut tx, order_id, user_id, checkout_session_id).await? {
+            return Err(OrderError::Conflict(format!(
+                "checkout session {checkout_session_id} is already used by another order"
+            )));
+        }
+        repo::insert_idempotency_key(&mut tx, user_id, key, checkout_session_id, order_id).await?;
+        self.engine
+            .create(
+                &mut tx,
+                Uuid::now_v7(),
+                order_id,
+                &Placement::new(order_id, user_id, checkout_session_id),
+            )
+            .await?;
+        tx.commit().await?;
+        tracing::info!(%order_id, %checkout_session_id, "placing order");
+        self.outcome(order_id).await
+    }
+
+    /// Drives the order's placement saga (or waits for whoever drives it) to its end.
+    async fn outcome(&self, order_id: Uuid) -> Result<PlaceAnswer, OrderError> {
+        let saga_id = self.engine.saga_of(order_id).await?;
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            match self.engine.drive(saga_id).await? {
+                Outcome::Completed(placement) => {
+                    let order = repo::order(&mut *self.pool.acquire().await?, order_id)
+                        .await?
+                        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+                    let client_secret = placement
+                        .payment
+                        .map(|payment| payment.client_secret)
+                        .unwrap_or_default();
+                    return Ok(PlaceAnswer::Placed(Box::new(Placed {
+                        order,
+                        client_secret,
+                    })));
+                }
+                Outcome::Compensated(_, failure) => {
+                    return Ok(PlaceAnswer::Failed { order_id, failure });
+                }
+                Outcome::InProgress if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Outcome::InProgress => {
+                    return Err(OrderError::Busy(format!(
+                        "order {order_id} is still being placed; retry with the same Idempotency-Key"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Keeps the answer for replays of the same key.
+    pub async fn remember(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        status: u16,
+        body: &serde_json::Value,
+    ) -> Result<(), OrderError> {
+        repo::store_response(&self.pool, user_id, key, status, body).await?;
+        Ok(())
+    }
+
+    pub async fn order(&self, viewer: Viewer, id: Uuid) -> Result<Order, OrderError> {
+        match repo::order(&mut *self.pool.acquire().await?, id).await? {
+            // Somebody else's order is reported exactly like a missing one.
+            Some(order) if viewer.staff || order.user_id == viewer.user_id => Ok(order),
+            _ => Err(OrderError::NotFound(format!("order {id}"))),
+        }
+    }
+
+    /// For other services: any order.
+    pub async fn order_by_id(&self, id: Uuid) -> Result<Order, OrderError> {
+        repo::order(&mut *self.pool.acquire().await?, id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound(format!("order {id}")))
+    }
+
+    /// Newest first. Staff may ask for one customer's (`user`) or everybody's orders.
+    pub async fn orders(
+        &self,
+        viewer: Viewer,
+        user: Option<Uuid>,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Order>, OrderError> {
+        if !(1..=100).contains(&limit) {
+            return Err(OrderError::Invalid {
+                field: "limit",
+                message: "must be between 1 and 100".to_owned(),
+            });
+        }
+        let scope = match (viewer.staff, user) {
+            (true, user) => user,
+            (false, Some(user)) if user != viewer.user_id => {
+                return Err(OrderError::Invalid {
+                    field: "userId",
+                    message: "only staff may list another customer's orders".to_owned(),
+                });
+            }
+            (false, _) => Some(viewer.user_id),
+        };
+        Ok(repo::orders(&self.pool, scope, before, limit).await?)
+    }
+
+    /// Payment reminder number `reminder`: published once, and only while the order
+    /// still waits for payment. `true` when it was published now.
+    pub async fn remind(&self, order_id: Uuid, reminder: i32) -> Result<bool, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        if !repo::claim_reminder(&mut tx, order_id, reminder).await? {
+            return Ok(false);
+        }
+        let order = repo::order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+        let event = pb::PaymentReminderDue {
+            order_id: order_id.to_string(),
+            user_id: order.user_id.to_string(),
+            reminder,
+            total: total_money(&order),
+            payment_due_at: order.payment_due_at.map(timestamp),
+        };
+        outbox::enqueue(
+            &mut tx,
+            NewEvent::protobuf(TOPIC, order_id.to_string(), PAYMENT_REMINDER_DUE, &event),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(%order_id, reminder, "payment reminder due");
+        Ok(true)
+    }
+
+    /// The payment window closed: an order still unpaid gets its intent canceled and its
+    /// stock back, and becomes EXPIRED. A paid one is left alone. `true` when it expired now.
+    pub async fn expire(&self, order_id: Uuid) -> Result<bool, OrderError> {
+        let Some(order) = repo::order(&mut *self.pool.acquire().await?, order_id).await? else {
+            return Ok(false);
+        };
+        if order.status != OrderStatus::PendingPayment {
+            return Ok(false);
+        }
+        match self.peers.cancel_payment_intent(order_id).await {
+            Ok(()) => {}
+            // Paid meanwhile: PaymentSucceeded takes it from here.
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                message,
+            }) => {
+                tracing::info!(%order_id, %message, "order was paid before it expired");
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.peers.release(order_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let expired = repo::mark_expired(&mut tx, order_id).await?;
+        if expired {
+            let event = pb::OrderExpired {
+                order_id: order_id.to_string(),
+                user_id: order.user_id.to_string(),
+            };
+            outbox::enqueue(
+                &mut tx,
+                NewEvent::protobuf(TOPIC, order_id.to_string(), ORDER_EXPIRED, &event),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if expired {
+            tracing::info!(%order_id, "unpaid order expired");
+        }
+        Ok(expired)
+    }
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn money(amount: rust_decimal::Decimal, currency: &str) -> Money {
+    Money {
+        amount: commerce_runtime::api::money_scale(amount).to_string(),
+        currency: currency.to_owned(),
+    }
+}
+
+fn total_money(order: &Order) -> Option<Money> {
+    let currency = order.currency.as_deref().unwrap_or_default();
+    order.totals.map(|totals| money(totals.total, currency))
+}
+
+pub fn order_to_proto(order: &Order) -> pb::Order {
+    let currency = order.currency.as_deref().unwrap_or_default();
+    let address = order.shipping_address.clone().unwrap_or_default();
+    pb::Order {
+        id: order.id.to_string(),
+        user_id: order.user_id.to_string(),
+        status: order.status.as_str().to_owned(),
+        items: order
+            .items
+            .iter()
+            .map(|item| pb::OrderItem {
+                product_id: item.product_id.to_string(),
+                sku: item.sku.clone(),
+                name: item.name.clone(),
+                quantity: item.quantity,
+                unit_price: Some(money(item.unit_price, currency)),
+            })
+            .collect(),
+        subtotal: order.totals.map(|totals| money(totals.subtotal, currency)),
+        discount: order.totals.map(|totals| money(totals.discount, currency)),
+        shipping: order.totals.map(|totals| money(totals.shipping, currency)),
+        total: total_money(order),
+        promo_code: order.promo_code.clone().unwrap_or_default(),
+        shipping_address: Some(pb::ShippingAddress {
+            recipient: address.recipient,
+            line1: address.line1,
+            line2: address.line2,
+            city: address.city,
+            region: address.region,
+            postal_code: address.postal_code,
+            country: address.country,
+            phone: address.phone,
+        }),
+        courier: order.courier.clone().unwrap_or_default(),
+        payment_gateway: order.payment_gateway.clone().unwrap_or_default(),
+        checkout_session_id: order.checkout_session_id.to_string(),
+        payment_id: order
+            .payment_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        created_at: Some(timestamp(order.created_at)),
+        payment_due_at: order.payment_due_at.map(timestamp),
+    }
+}
+
+pub use placement::{EXPIRY_TASK, REMINDER_TASK};
