@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 const PASSWORD: &str = "correct horse battery 9";
 const CART_SECRET: &str = "cart-secret-for-tests-00001";
 const ORDER_SECRET: &str = "order-secret-for-tests-0001";
+const OFFLINE_SECRET: &str = "offline-webhook-secret-for-tests";
 const STEPS: &[&str] = &[
     "get_checkout_session",
     "reserve_stock",
@@ -37,6 +38,7 @@ struct Shop {
     cart: String,
     order: String,
     order_grpc: String,
+    payment: String,
     auth_pool: sqlx::PgPool,
     product_pool: sqlx::PgPool,
     cart_pool: sqlx::PgPool,
@@ -124,6 +126,7 @@ impl Shop {
             grpc_addr = "127.0.0.1:{p9}"
             database = {{ url = "{payment_db}" }}
             jwks_url = "{jwks}"
+            offline = {{ webhook_secret = "{OFFLINE_SECRET}" }}
             [services.order]
             http_addr = "127.0.0.1:{p10}"
             grpc_addr = "127.0.0.1:{p11}"
@@ -186,6 +189,7 @@ impl Shop {
             cart: format!("http://127.0.0.1:{}", p[4]),
             order: format!("http://127.0.0.1:{}", p[10]),
             order_grpc: format!("http://127.0.0.1:{}", p[11]),
+            payment: format!("http://127.0.0.1:{}", p[8]),
             auth_pool: auth_db.pool,
             product_pool: product_db.pool,
             cart_pool: cart_db.pool,
@@ -211,7 +215,12 @@ impl Shop {
             .arg(self.config_file.path())
             .args(["serve", "--target", "order"])
             .env("COMMERCE_SERVICES__ORDER__FAILPOINTS", failpoints)
-            .stdout(Stdio::null())
+            // A fresh consumer group per start: a process that died at a failpoint stays in
+            // its group until the broker times it out, and tansu's rebalances after such
+            // deaths have stalled for over a minute. The inbox makes re-reading harmless.
+            .env("COMMERCE_SERVICES__ORDER__CONSUMER_GROUP", unique("order"))
+            // Its logs land in the test's output, shown when the test fails.
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
@@ -237,12 +246,31 @@ impl Shop {
         .await;
     }
 
+    /// Stops the order service as an operator would (SIGTERM), so its consumer leaves the
+    /// group at once instead of being waited out.
+    fn stop_order(&mut self) {
+        if let Some(mut child) = self.order_process.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for the order process to die at its failpoint.
     async fn await_order_crash(&mut self) {
         let mut child = self.order_process.take().expect("order service running");
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the order service did not reach its failpoint within 60s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert!(!status.success(), "the order service should have aborted");
     }
 
@@ -394,6 +422,89 @@ impl Shop {
     async fn place(&self, token: &str, key: &str, session: &str) -> (StatusCode, Value) {
         self.send(self.place_request(token, Some(key), session))
             .await
+    }
+
+    /// The customer pays (or fails to) through the offline gateway.
+    async fn pay(&self, token: &str, order: &str, outcome: &str) -> (StatusCode, Value) {
+        let payment: uuid::Uuid =
+            sqlx::query_scalar("SELECT id FROM payments WHERE order_id = $1::uuid")
+                .bind(order)
+                .fetch_one(&self.payment_pool)
+                .await
+                .unwrap();
+        self.send(
+            self.client
+                .post(format!(
+                    "{}/v1/payments/{payment}/offline/pay",
+                    self.payment
+                ))
+                .bearer_auth(token)
+                .json(&json!({"outcome": outcome})),
+        )
+        .await
+    }
+
+    /// Delivers a webhook as the offline provider would, signed with `secret` at `at`.
+    async fn webhook(&self, body: &Value, secret: &str, at: i64) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        let signature = commerce_payment::signature::sign(secret, at, &body);
+        self.send(
+            self.client
+                .post(format!("{}/v1/payments/webhooks/offline", self.payment))
+                .header("offline-signature", signature)
+                .body(body),
+        )
+        .await
+    }
+
+    async fn reference(&self, order: &str) -> String {
+        sqlx::query_scalar("SELECT provider_reference FROM payments WHERE order_id = $1::uuid")
+            .bind(order)
+            .fetch_one(&self.payment_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn await_status(&self, order: &str, status: &str) {
+        let pool = self.order_pool.clone();
+        let (order, status) = (order.to_owned(), status.to_owned());
+        eventually(
+            Duration::from_secs(30),
+            &format!("order {order} to be {status}"),
+            || {
+                let (pool, order, status) = (pool.clone(), order.clone(), status.clone());
+                async move {
+                    let now: String =
+                        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
+                            .bind(order)
+                            .fetch_one(&pool)
+                            .await
+                            .ok()?;
+                    (now == status).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    async fn payment_status(&self, order: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1::uuid")
+            .bind(order)
+            .fetch_one(&self.payment_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn payment_events(&self, event_type: &str, order: &str) -> usize {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox_events WHERE event_type = $1 AND aggregate_id = $2",
+        )
+        .bind(event_type)
+        .bind(order)
+        .fetch_one(&self.payment_pool)
+        .await
+        .unwrap();
+        count as usize
     }
 
     /// (stock, reserved) of a product.
@@ -904,10 +1015,7 @@ async fn a_crash_at_every_step_resumes_after_restart() {
     let mut reserved = 0;
     for step in STEPS {
         let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
-        shop.order_process.take().map(|mut child| {
-            let _ = child.kill();
-            child.wait()
-        });
+        shop.stop_order();
         shop.start_order(&[&format!("after:{step}")]).await;
         let key = format!("crash-{step}");
         // The process dies with the step's effect made but not recorded.
@@ -975,10 +1083,7 @@ async fn a_crash_at_every_step_resumes_after_restart() {
         .execute(&shop.cart_pool)
         .await
         .unwrap();
-    shop.order_process.take().map(|mut child| {
-        let _ = child.kill();
-        child.wait()
-    });
+    shop.stop_order();
     shop.start_order(&["compensated:create_payment_intent"])
         .await;
     let cut_off = shop
@@ -1109,5 +1214,582 @@ async fn a_bad_saga_policy_stops_the_service_naming_the_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("services.order.saga.reminders"), "{stderr}");
+    shop.stop().await;
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn paying_confirms_the_order_deducts_stock_and_stops_reminders() {
+    let shop = Shop::start_with(
+        r#"reminders = ["3s"]
+        payment_window = "5s""#,
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "12.00", 10).await;
+    let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    let (_, placed) = shop.place(&alice, "pay-1", &session).await;
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+
+    // Only the payer (or staff) may drive the offline gateway.
+    let (status, _) = shop.pay(&bob, &order, "succeeded").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A declined attempt: noted, the order keeps waiting.
+    let (status, body) = shop.pay(&alice, &order, "failed").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "applied");
+    assert_eq!(
+        shop.payment_events("commerce.payment.v1.PaymentFailed", &order)
+            .await,
+        1
+    );
+    let pool = shop.order_pool.clone();
+    let noted_order = order.clone();
+    eventually(Duration::from_secs(20), "the failed attempt to be noted", || {
+        let (pool, order) = (pool.clone(), noted_order.clone());
+        async move {
+            let notes: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM order_status_history WHERE order_id = $1::uuid AND reason LIKE 'payment attempt failed%'",
+            )
+            .bind(order)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (notes == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(shop.order_status(&order).await, "PENDING_PAYMENT");
+
+    let (status, body) = shop.pay(&alice, &order, "succeeded").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    shop.await_status(&order, "CONFIRMED").await;
+    assert_eq!(
+        shop.stock(&mug).await,
+        (8, 0),
+        "the reservation became a sale"
+    );
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderConfirmed", &order)
+            .await
+            .len(),
+        1
+    );
+    let (status, _) = shop.pay(&alice, &order, "succeeded").await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing left to pay");
+
+    // The payment, as its owner sees it.
+    let payment: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM payments WHERE order_id = $1::uuid")
+            .bind(&order)
+            .fetch_one(&shop.payment_pool)
+            .await
+            .unwrap();
+    let (status, view) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/payments/{payment}", shop.payment))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "succeeded");
+    let history: Vec<&str> = view["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["requires_payment", "failed", "succeeded"]);
+    let (status, _) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/payments/{payment}", shop.payment))
+                .bearer_auth(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Past the reminder and the window: no reminder, no expiry for a paid order.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        shop.events("commerce.order.v1.PaymentReminderDue", &order)
+            .await
+            .is_empty()
+    );
+    assert_eq!(shop.order_status(&order).await, "CONFIRMED");
+
+    // Admin analytics count it.
+    let (status, stats) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/admin/payments/stats", shop.payment))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["byStatus"]["succeeded"]["USD"]["count"], 1, "{stats}");
+    assert_eq!(stats["byGateway"]["offline"]["USD"]["count"], 1, "{stats}");
+    let (status, _) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/admin/payments/stats", shop.payment))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_are_authenticated_and_take_effect_once() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "12.00", 10).await;
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (status, placed) = shop.place(&alice, "hook-1", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+    let paid = json!({"id": "evt_hook_1", "type": "payment.succeeded", "reference": shop.reference(&order).await});
+
+    // Forged, stale, tampered and unsigned deliveries change nothing.
+    let (status, body) = shop.webhook(&paid, "not-the-secret", now()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_signature");
+    let (status, body) = shop.webhook(&paid, OFFLINE_SECRET, now() - 600).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("old"),
+        "{body}"
+    );
+    let signature = commerce_payment::signature::sign(OFFLINE_SECRET, now(), b"{}");
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/payments/webhooks/offline", shop.payment))
+                .header("offline-signature", signature)
+                .body(serde_json::to_vec(&paid).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "signed for another body");
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/payments/webhooks/offline", shop.payment))
+                .json(&paid),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/payments/webhooks/paypal", shop.payment))
+                .json(&paid),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(shop.payment_status(&order).await, "requires_payment");
+
+    // The genuine delivery, three times: one effect.
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = shop.webhook(&paid, OFFLINE_SECRET, now()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        outcomes.push(body["outcome"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(outcomes, vec!["applied", "duplicate", "duplicate"]);
+    // Another event id for the same payment: authentic, but nothing left to do.
+    let again =
+        json!({"id": "evt_hook_2", "type": "payment.succeeded", "reference": paid["reference"]});
+    let (_, body) = shop.webhook(&again, OFFLINE_SECRET, now()).await;
+    assert_eq!(body["outcome"], "ignored");
+    // An event about a payment nobody knows is accepted and ignored.
+    let stray =
+        json!({"id": "evt_hook_3", "type": "payment.succeeded", "reference": "off_unknown"});
+    let (status, body) = shop.webhook(&stray, OFFLINE_SECRET, now()).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("ignored"))
+    );
+
+    shop.await_status(&order, "CONFIRMED").await;
+    assert_eq!(
+        shop.payment_events("commerce.payment.v1.PaymentSucceeded", &order)
+            .await,
+        1
+    );
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderConfirmed", &order)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(shop.stock(&mug).await, (9, 0));
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_after_expiry_is_refunded_not_confirmed() {
+    let shop = Shop::start_with(
+        r#"reminders = []
+        payment_window = "2s""#,
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "12.00", 10).await;
+    let session = shop.checkout(&alice, &[(&mug, 3)], None).await;
+    let (_, placed) = shop.place(&alice, "late", &session).await;
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+    shop.await_status(&order, "EXPIRED").await;
+    let pool = shop.product_pool.clone();
+    let product = mug.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the expired order's stock to come back",
+        || {
+            let (pool, product) = (pool.clone(), product.clone());
+            async move {
+                let reserved: i64 =
+                    sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
+                        .bind(product)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (reserved == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(shop.payment_status(&order).await, "canceled");
+    // The offline gateway will not take money for it any more...
+    let (status, _) = shop.pay(&alice, &order, "succeeded").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // ...but a provider that took it anyway is believed, and the money goes back.
+    let late = json!({"id": "evt_late", "type": "payment.succeeded", "reference": shop.reference(&order).await});
+    let (status, body) = shop.webhook(&late, OFFLINE_SECRET, now()).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    let payment_pool = shop.payment_pool.clone();
+    let refunded_order = order.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the late payment to be refunded",
+        || {
+            let (pool, order) = (payment_pool.clone(), refunded_order.clone());
+            async move {
+                let status: String =
+                    sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1::uuid")
+                        .bind(order)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (status == "refunded").then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        shop.payment_events("commerce.payment.v1.PaymentRefunded", &order)
+            .await,
+        1
+    );
+    assert_eq!(shop.order_status(&order).await, "EXPIRED");
+    assert!(
+        shop.events("commerce.order.v1.OrderConfirmed", &order)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderExpired", &order)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(shop.stock(&mug).await, (10, 0));
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn orders_are_canceled_before_shipping_with_stock_and_money_returned() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "12.00", 20).await;
+    let cancel = |token: &str, order: &str| {
+        shop.client
+            .post(format!("{}/v1/orders/{order}/cancel", shop.order))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"reason": "changed my mind"}))
+    };
+
+    // Unpaid: the intent is canceled and the reservation released.
+    let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    let (_, placed) = shop.place(&alice, "c-1", &session).await;
+    let unpaid = placed["orderId"].as_str().unwrap().to_owned();
+    let (status, _) = shop.send(cancel(&bob, &unpaid)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not Bob's order");
+    let (status, canceled) = shop.send(cancel(&alice, &unpaid)).await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert_eq!(canceled["status"], "CANCELED");
+    assert_eq!(shop.payment_status(&unpaid).await, "canceled");
+    assert_eq!(shop.stock(&mug).await, (20, 0));
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderCanceled", &unpaid)
+            .await
+            .len(),
+        1
+    );
+    // Canceling again answers the same, and does nothing more.
+    let (status, again) = shop.send(cancel(&alice, &unpaid)).await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (StatusCode::OK, Some("CANCELED"))
+    );
+    assert_eq!(
+        shop.events("commerce.order.v1.OrderCanceled", &unpaid)
+            .await
+            .len(),
+        1
+    );
+
+    // Paid and confirmed: refunded in full, the sold units back in stock.
+    let session = shop.checkout(&alice, &[(&mug, 3)], None).await;
+    let (_, placed) = shop.place(&alice, "c-2", &session).await;
+    let paid = placed["orderId"].as_str().unwrap().to_owned();
+    shop.pay(&alice, &paid, "succeeded").await;
+    shop.await_status(&paid, "CONFIRMED").await;
+    assert_eq!(shop.stock(&mug).await, (17, 0));
+    let (status, canceled) = shop.send(cancel(&alice, &paid)).await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert_eq!(shop.payment_status(&paid).await, "refunded");
+    assert_eq!(
+        shop.payment_events("commerce.payment.v1.PaymentRefunded", &paid)
+            .await,
+        1
+    );
+    assert_eq!(shop.stock(&mug).await, (20, 0), "restocked");
+
+    // Shipped: too late.
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (_, placed) = shop.place(&alice, "c-3", &session).await;
+    let shipped = placed["orderId"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE orders SET status = 'SHIPPED' WHERE id = $1::uuid")
+        .bind(&shipped)
+        .execute(&shop.order_pool)
+        .await
+        .unwrap();
+    let (status, body) = shop.send(cancel(&alice, &shipped)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SHIPPED")
+    );
+    assert_eq!(shop.order_status(&shipped).await, "SHIPPED");
+    shop.stop().await;
+}
+
+/// Kills the order service after each step of the payment saga (effect made, not
+/// recorded) and checks the restarted one finishes it with every effect exactly once.
+#[tokio::test]
+async fn a_crash_at_every_payment_step_resumes_after_restart() {
+    let mut shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 100).await;
+    let mut sold = 0;
+    for step in [
+        "record_payment",
+        "refund_unwanted_payment",
+        "deduct_stock",
+        "confirm_order",
+        "cancel_payment_reminders",
+    ] {
+        shop.stop_order();
+        shop.start_order(&[&format!("after:{step}")]).await;
+        let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+        let (status, placed) = shop
+            .place(&alice, &format!("paycrash-{step}"), &session)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let order = placed["orderId"].as_str().unwrap().to_owned();
+        shop.pay(&alice, &order, "succeeded").await;
+        shop.await_order_crash().await;
+        shop.start_order(&[]).await;
+        shop.await_status(&order, "CONFIRMED").await;
+        sold += 2;
+        assert_eq!(
+            shop.stock(&mug).await,
+            (100 - sold, 0),
+            "{step}: deducted once"
+        );
+        assert_eq!(
+            shop.events("commerce.order.v1.OrderConfirmed", &order)
+                .await
+                .len(),
+            1,
+            "{step}"
+        );
+        assert_eq!(
+            shop.payment_status(&order).await,
+            "succeeded",
+            "{step}: not refunded"
+        );
+    }
+    shop.stop().await;
+}
+
+/// The same for the cancel saga, on paid and confirmed orders.
+#[tokio::test]
+async fn a_crash_at_every_cancel_step_resumes_after_restart() {
+    let mut shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 100).await;
+    let steps = [
+        "claim_cancel",
+        "cancel_unpaid_intent",
+        "refund_canceled_payment",
+        "return_stock",
+        "drop_reminders",
+    ];
+    let mut confirmed = Vec::new();
+    for step in steps {
+        let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+        let (_, placed) = shop
+            .place(&alice, &format!("cancelcrash-{step}"), &session)
+            .await;
+        let order = placed["orderId"].as_str().unwrap().to_owned();
+        shop.pay(&alice, &order, "succeeded").await;
+        shop.await_status(&order, "CONFIRMED").await;
+        confirmed.push(order);
+    }
+    let mut sold = 2 * steps.len() as i64;
+    assert_eq!(shop.stock(&mug).await, (100 - sold, 0));
+    for (step, order) in steps.into_iter().zip(confirmed) {
+        shop.stop_order();
+        shop.start_order(&[&format!("after:{step}")]).await;
+        let cut_off = shop
+            .client
+            .post(format!("{}/v1/orders/{order}/cancel", shop.order))
+            .bearer_auth(&alice)
+            .send()
+            .await;
+        assert!(
+            cut_off.is_err(),
+            "{step}: the request should have been cut off"
+        );
+        shop.await_order_crash().await;
+        shop.start_order(&[]).await;
+        // The customer asks again: the resumed saga's answer.
+        let (status, body) = shop
+            .send(
+                shop.client
+                    .post(format!("{}/v1/orders/{order}/cancel", shop.order))
+                    .bearer_auth(&alice),
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("CANCELED")),
+            "{step}: {body}"
+        );
+        sold -= 2;
+        assert_eq!(
+            shop.stock(&mug).await,
+            (100 - sold, 0),
+            "{step}: restocked once"
+        );
+        assert_eq!(shop.payment_status(&order).await, "refunded", "{step}");
+        let refunds: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE p.order_id = $1::uuid",
+        )
+        .bind(&order)
+        .fetch_one(&shop.payment_pool)
+        .await
+        .unwrap();
+        assert_eq!(refunds, 1, "{step}: refunded once");
+        assert_eq!(
+            shop.events("commerce.order.v1.OrderCanceled", &order)
+                .await
+                .len(),
+            1,
+            "{step}"
+        );
+    }
+    assert_eq!(shop.stock(&mug).await, (100, 0));
+    shop.stop().await;
+}
+
+/// The same for the expiry saga.
+#[tokio::test]
+async fn a_crash_at_every_expiry_step_resumes_after_restart() {
+    let mut shop = Shop::start_with(
+        r#"reminders = []
+        payment_window = "2s""#,
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 100).await;
+    for step in [
+        "claim_expiry",
+        "cancel_expired_intent",
+        "release_expired_stock",
+    ] {
+        shop.stop_order();
+        shop.start_order(&[&format!("after:{step}")]).await;
+        let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+        let (status, placed) = shop
+            .place(&alice, &format!("expirycrash-{step}"), &session)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let order = placed["orderId"].as_str().unwrap().to_owned();
+        shop.await_order_crash().await;
+        shop.start_order(&[]).await;
+        shop.await_status(&order, "EXPIRED").await;
+        let product_pool = shop.product_pool.clone();
+        let product = mug.clone();
+        eventually(
+            Duration::from_secs(30),
+            "the reservation to be released",
+            || {
+                let (pool, product) = (product_pool.clone(), product.clone());
+                async move {
+                    let reserved: i64 =
+                        sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
+                            .bind(product)
+                            .fetch_one(&pool)
+                            .await
+                            .ok()?;
+                    (reserved == 0).then_some(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(shop.stock(&mug).await, (100, 0), "{step}");
+        assert_eq!(shop.payment_status(&order).await, "canceled", "{step}");
+        assert_eq!(
+            shop.events("commerce.order.v1.OrderExpired", &order)
+                .await
+                .len(),
+            1,
+            "{step}"
+        );
+    }
     shop.stop().await;
 }

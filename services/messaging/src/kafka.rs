@@ -122,11 +122,12 @@ impl KafkaConfig {
         Ok(self.finish(config).create()?)
     }
 
-    /// A consumer in `group` that commits offsets only when told to.
+    /// A consumer in `group` that commits offsets only when told to. The group is
+    /// namespaced like topics: shops sharing a cluster never share a consumer group.
     pub fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = self.base();
         config
-            .set("group.id", group)
+            .set("group.id", self.topic(group))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")

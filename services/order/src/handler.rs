@@ -10,8 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
-use commerce_messaging::{BrokerProbe, TopicSpec};
+use commerce_messaging::{
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
+    TopicSpec,
+};
 use commerce_proto::order::v1 as pb;
+use commerce_proto::payment::v1 as payment_pb;
 use commerce_runtime::api::json_rejection;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
@@ -21,12 +25,13 @@ use tower::Layer;
 use uuid::Uuid;
 
 use crate::domain::Order;
+use crate::lifecycle::{self, LifecycleContext};
 use crate::peers::{PeerAddresses, Peers};
 use crate::placement::{self, PlacementContext, PlacementSaga, STEP_NAMES};
 use crate::saga::policy::Engine;
 use crate::saga::postgres::Orchestrator;
 use crate::saga::{Failpoints, FailureKind, SagaPolicy};
-use crate::service::{OrderError, OrderService, PlaceAnswer, Viewer};
+use crate::service::{Engines, OrderError, OrderService, PlaceAnswer, Viewer};
 
 /// `services.order` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +52,66 @@ pub struct OrderSettings {
     /// Test hooks only: abort the process at these saga points (see `saga::Failpoints`).
     #[serde(default)]
     pub failpoints: Vec<String>,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+}
+
+fn default_consumer_group() -> String {
+    "order".to_owned()
+}
+
+/// The payment stream this service consumes, and its dead-letter topic.
+pub const PAYMENT_TOPIC: &str = "commerce.payment.events";
+pub const PAYMENT_SUCCEEDED: &str = "commerce.payment.v1.PaymentSucceeded";
+pub const PAYMENT_FAILED: &str = "commerce.payment.v1.PaymentFailed";
+pub const DEAD_LETTER_TOPIC: &str = "commerce.order.dlq";
+
+/// Payment events: a payment starts the order's payment saga; a failed attempt is noted.
+struct PaymentEvents {
+    orders: OrderService,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for PaymentEvents {
+    async fn handle(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError> {
+        let order_of = |raw: &str| {
+            Uuid::parse_str(raw).map_err(|_| {
+                HandlerError::Permanent(format!(
+                    "{}: order id `{raw}` is not a UUID",
+                    event.event_type
+                ))
+            })
+        };
+        match event.event_type.as_str() {
+            PAYMENT_SUCCEEDED => {
+                let paid: payment_pb::PaymentSucceeded = event.decode()?;
+                let order_id = order_of(&paid.order_id)?;
+                let saga = self
+                    .orders
+                    .payment_received(connection, order_id, paid.payment_id)
+                    .await
+                    .map_err(|error| HandlerError::Retryable(error.to_string()))?;
+                // Driven once the inbox transaction commits; recovery if this gives up.
+                tokio::spawn(self.orders.engines().payment.clone().kick(saga));
+            }
+            PAYMENT_FAILED => {
+                let failed: payment_pb::PaymentFailed = event.decode()?;
+                let order_id = order_of(&failed.order_id)?;
+                crate::repository::note(
+                    connection,
+                    order_id,
+                    &format!("payment attempt failed: {}", failed.reason),
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,9 +143,16 @@ struct SettingError {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: OrderSettings = context.settings()?;
+    let step_names: Vec<&str> = [
+        STEP_NAMES,
+        lifecycle::PAYMENT_STEPS,
+        lifecycle::EXPIRY_STEPS,
+        lifecycle::CANCEL_STEPS,
+    ]
+    .concat();
     settings
         .saga
-        .validate(STEP_NAMES)
+        .validate(&step_names)
         .map_err(|(key, message)| SettingError {
             key: format!("saga.{key}"),
             message,
@@ -116,18 +188,47 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         queue: queue.clone(),
         policy: policy.clone(),
     })));
-    let engine = Arc::new(Orchestrator::new(
-        pool.clone(),
-        saga,
-        policy,
-        Failpoints::new(settings.failpoints.clone()),
-    ));
+    let failpoints = Failpoints::new(settings.failpoints.clone());
+    let lifecycle = Arc::new(LifecycleContext {
+        pool: pool.clone(),
+        peers: peers.clone(),
+        queue: queue.clone(),
+        policy: policy.clone(),
+    });
+    let engine = |definition| {
+        Arc::new(Orchestrator::new(
+            pool.clone(),
+            definition,
+            policy.clone(),
+            failpoints.clone(),
+        ))
+    };
+    let engines = Engines {
+        placement: Arc::new(Orchestrator::new(
+            pool.clone(),
+            saga,
+            policy.clone(),
+            failpoints.clone(),
+        )),
+        payment: engine(Arc::new(lifecycle::payment_saga(lifecycle.clone()))),
+        expiry: Arc::new(Orchestrator::new(
+            pool.clone(),
+            Arc::new(lifecycle::expiry_saga(lifecycle.clone())),
+            policy.clone(),
+            failpoints.clone(),
+        )),
+        cancel: Arc::new(Orchestrator::new(
+            pool.clone(),
+            Arc::new(lifecycle::cancel_saga(lifecycle.clone())),
+            policy.clone(),
+            failpoints.clone(),
+        )),
+    };
     let orders = OrderService::new(
-        pool,
-        peers,
+        pool.clone(),
         redis.clone(),
         settings.redis_prefix.clone(),
-        engine.clone(),
+        engines.clone(),
         settings.request_wait,
     );
 
@@ -143,10 +244,40 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["order"]));
 
     let relay_task = context.outbox_relay(&[TopicSpec::new(placement::TOPIC, 3)])?;
-    let recovery_shutdown = context.shutdown.clone();
+    let shutdown = context.shutdown.clone();
     let recovery_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
-        engine
-            .run_recovery(recovery_shutdown)
+        let (placement, payment, expiry, cancel) = tokio::join!(
+            engines.placement.clone().run_recovery(shutdown.clone()),
+            engines.payment.clone().run_recovery(shutdown.clone()),
+            engines.expiry.clone().run_recovery(shutdown.clone()),
+            engines.cancel.clone().run_recovery(shutdown.clone()),
+        );
+        placement
+            .and(payment)
+            .and(expiry)
+            .and(cancel)
+            .map_err(BoxError::from)
+    });
+    let kafka = context.config.app.kafka.clone();
+    let consumer_settings = ConsumerSettings {
+        group: settings.consumer_group.clone(),
+        topics: vec![PAYMENT_TOPIC.to_owned()],
+        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+        max_attempts: 5,
+        retry_backoff: Duration::from_millis(200),
+    };
+    let consumer_shutdown = context.shutdown.clone();
+    let payment_events = Arc::new(PaymentEvents {
+        orders: orders.clone(),
+    });
+    let consume_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        let topics = [
+            TopicSpec::new(PAYMENT_TOPIC, 3),
+            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
+        ];
+        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
+        InboxConsumer::new(&kafka, pool, consumer_settings, payment_events)?
+            .run(consumer_shutdown)
             .await
             .map_err(BoxError::from)
     });
@@ -173,7 +304,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(orders, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task, recovery_task, worker_task],
+        background: vec![relay_task, recovery_task, worker_task, consume_task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
@@ -237,6 +368,7 @@ pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
     Router::new()
         .route("/v1/orders", get(list).post(place))
         .route("/v1/orders/{id}", get(show))
+        .route("/v1/orders/{id}/cancel", axum::routing::post(cancel))
         .layer(Extension(verifier))
         .with_state(orders)
 }
@@ -400,6 +532,34 @@ async fn show(
         body["clientSecret"] = order.payment_client_secret.clone().into();
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelOrder {
+    reason: Option<String>,
+}
+
+async fn cancel(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Option<Json<CancelOrder>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let viewer = viewer(&principal)?;
+    let reason = body
+        .and_then(|Json(body)| body.reason)
+        .map(|reason| reason.trim().to_owned())
+        .filter(|reason| !reason.is_empty())
+        .unwrap_or_else(|| "canceled by the customer".to_owned());
+    if reason.len() > 500 {
+        return Err(ApiError::invalid(
+            "reason",
+            "must be at most 500 characters",
+        ));
+    }
+    let order = orders.cancel(viewer, parse_id("id", &id)?, &reason).await?;
+    Ok(Json(order))
 }
 
 struct GrpcHandler {

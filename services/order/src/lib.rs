@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod handler;
+pub mod lifecycle;
 pub mod peers;
 pub mod placement;
 pub mod repository;

@@ -248,6 +248,42 @@ impl Peers {
         Ok(())
     }
 
+    /// Turns the order's reservation into a sale.
+    pub async fn deduct(&self, order_id: Uuid) -> Result<(), StepError> {
+        let request = Self::request(
+            &self.tokens.product,
+            "product",
+            product_pb::DeductStockRequest {
+                order_id: order_id.to_string(),
+            },
+        )
+        .await?;
+        self.product
+            .clone()
+            .deduct_stock(request)
+            .await
+            .map_err(|status| status_error("product", status))?;
+        Ok(())
+    }
+
+    /// Gives a paid order's deducted stock back.
+    pub async fn restock(&self, order_id: Uuid) -> Result<(), StepError> {
+        let request = Self::request(
+            &self.tokens.product,
+            "product",
+            product_pb::RestockOrderRequest {
+                order_id: order_id.to_string(),
+            },
+        )
+        .await?;
+        self.product
+            .clone()
+            .restock_order(request)
+            .await
+            .map_err(|status| status_error("product", status))?;
+        Ok(())
+    }
+
     pub async fn shipping_cost(
         &self,
         courier: &str,
@@ -318,6 +354,27 @@ impl Peers {
                 .map_err(|_| bad_answer("payment", "payment id"))?,
             client_secret: answer.client_secret,
         })
+    }
+
+    /// Refunds everything not yet refunded of the order's payment; `key` makes retries safe.
+    pub async fn refund(&self, order_id: Uuid, reason: &str, key: &str) -> Result<(), StepError> {
+        let request = Self::request(
+            &self.tokens.payment,
+            "payment",
+            payment_pb::RefundPaymentRequest {
+                order_id: order_id.to_string(),
+                amount: None,
+                reason: reason.to_owned(),
+                idempotency_key: key.to_owned(),
+            },
+        )
+        .await?;
+        self.payment
+            .clone()
+            .refund_payment(request)
+            .await
+            .map_err(|status| status_error("payment", status))?;
+        Ok(())
     }
 
     pub async fn cancel_payment_intent(&self, order_id: Uuid) -> Result<(), StepError> {

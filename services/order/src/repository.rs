@@ -250,31 +250,6 @@ pub async fn mark_failed(
     Ok(true)
 }
 
-/// PENDING_PAYMENT → EXPIRED. `false` when it was paid, canceled or expired already.
-pub async fn mark_expired(
-    connection: &mut PgConnection,
-    order_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE orders SET status = 'EXPIRED', updated_at = now()
-         WHERE id = $1 AND status = 'PENDING_PAYMENT'",
-    )
-    .bind(order_id)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Ok(false);
-    }
-    record_status(
-        connection,
-        order_id,
-        OrderStatus::Expired,
-        "payment window closed",
-    )
-    .await?;
-    Ok(true)
-}
-
 /// Counts reminder number `reminder` as sent if the order still waits for payment and
 /// has not had it yet; `false` otherwise.
 pub async fn claim_reminder(
@@ -406,5 +381,78 @@ pub async fn store_response(
     .bind(body)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// The order's status and owner, locked for the rest of the transaction.
+pub async fn lock_status(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<(OrderStatus, Uuid)>, sqlx::Error> {
+    let row: Option<(String, Uuid)> =
+        sqlx::query_as("SELECT status, user_id FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(order_id)
+            .fetch_optional(connection)
+            .await?;
+    Ok(row.map(|(status, user)| {
+        (
+            OrderStatus::parse(&status).unwrap_or(OrderStatus::Failed),
+            user,
+        )
+    }))
+}
+
+/// Moves the order to `to` if it is in one of `from`; `false` otherwise.
+pub async fn transition(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    from: &[OrderStatus],
+    to: OrderStatus,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let from: Vec<&str> = from.iter().map(|status| status.as_str()).collect();
+    let updated = sqlx::query(
+        "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1 AND status = ANY($3)",
+    )
+    .bind(order_id)
+    .bind(to.as_str())
+    .bind(&from)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    record_status(connection, order_id, to, reason).await?;
+    Ok(true)
+}
+
+/// The status the order had before it last became `status`.
+pub async fn status_before(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    status: OrderStatus,
+) -> Result<Option<OrderStatus>, sqlx::Error> {
+    let previous: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM order_status_history
+         WHERE order_id = $1 AND status <> $2
+           AND id < (SELECT max(id) FROM order_status_history WHERE order_id = $1 AND status = $2)
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .bind(status.as_str())
+    .fetch_optional(connection)
+    .await?;
+    Ok(previous.as_deref().and_then(OrderStatus::parse))
+}
+
+/// A line in the order's history without a change of status (a failed payment attempt).
+pub async fn note(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    if let Some((status, _)) = lock_status(connection, order_id).await? {
+        record_status(connection, order_id, status, reason).await?;
+    }
     Ok(())
 }

@@ -11,14 +11,14 @@ use commerce_redis::RedisClient;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Order, OrderStatus};
-use crate::peers::Peers;
-use crate::placement::{
-    self, ORDER_EXPIRED, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC,
-};
+use crate::domain::Order;
+use crate::lifecycle::{Cancellation, Expiry, Lifecycle, PaymentReceived};
+use crate::placement::{self, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC};
 use crate::repository as repo;
 use crate::saga::postgres::{EngineError, Orchestrator, Outcome};
 use crate::saga::{Failure, FailureKind, StepError};
+
+pub use crate::lifecycle::CANCELABLE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -92,13 +92,22 @@ pub struct Viewer {
     pub staff: bool,
 }
 
+/// One engine per saga definition, sharing the tables.
+#[derive(Clone)]
+pub struct Engines {
+    pub placement: Arc<Orchestrator<PlacementSaga>>,
+    pub payment: Arc<Orchestrator<Lifecycle<PaymentReceived>>>,
+    pub expiry: Arc<Orchestrator<Lifecycle<Expiry>>>,
+    pub cancel: Arc<Orchestrator<Lifecycle<Cancellation>>>,
+}
+
 #[derive(Clone)]
 pub struct OrderService {
     pool: PgPool,
-    peers: Peers,
     redis: RedisClient,
     redis_prefix: String,
     engine: Arc<Orchestrator<PlacementSaga>>,
+    engines: Engines,
     /// How long a request waits for a saga another process is driving, or for a
     /// concurrent request with the same key.
     wait: Duration,
@@ -109,18 +118,17 @@ const MAX_KEY_LENGTH: usize = 255;
 impl OrderService {
     pub fn new(
         pool: PgPool,
-        peers: Peers,
         redis: RedisClient,
         redis_prefix: String,
-        engine: Arc<Orchestrator<PlacementSaga>>,
+        engines: Engines,
         wait: Duration,
     ) -> Self {
         Self {
             pool,
-            peers,
             redis,
             redis_prefix,
-            engine,
+            engine: engines.placement.clone(),
+            engines,
             wait,
         }
     }
@@ -320,46 +328,103 @@ impl OrderService {
         Ok(true)
     }
 
-    /// The payment window closed: an order still unpaid gets its intent canceled and its
-    /// stock back, and becomes EXPIRED. A paid one is left alone. `true` when it expired now.
+    /// The payment window closed: the expiry saga expires the order if it is still unpaid
+    /// (stock released, intent canceled, `OrderExpired`). `true` when it expired it.
     pub async fn expire(&self, order_id: Uuid) -> Result<bool, OrderError> {
-        let Some(order) = repo::order(&mut *self.pool.acquire().await?, order_id).await? else {
-            return Ok(false);
-        };
-        if order.status != OrderStatus::PendingPayment {
-            return Ok(false);
-        }
-        match self.peers.cancel_payment_intent(order_id).await {
-            Ok(()) => {}
-            // Paid meanwhile: PaymentSucceeded takes it from here.
-            Err(StepError::Rejected {
-                kind: FailureKind::Conflict,
-                message,
-            }) => {
-                tracing::info!(%order_id, %message, "order was paid before it expired");
-                return Ok(false);
-            }
-            Err(error) => return Err(error.into()),
-        }
-        self.peers.release(order_id).await?;
         let mut tx = self.pool.begin().await?;
-        let expired = repo::mark_expired(&mut tx, order_id).await?;
-        if expired {
-            let event = pb::OrderExpired {
-                order_id: order_id.to_string(),
-                user_id: order.user_id.to_string(),
-            };
-            outbox::enqueue(
+        let saga = self
+            .engines
+            .expiry
+            .create_or_get(
                 &mut tx,
-                NewEvent::protobuf(TOPIC, order_id.to_string(), ORDER_EXPIRED, &event),
+                order_id,
+                &Expiry {
+                    order_id,
+                    expired: None,
+                },
             )
             .await?;
-        }
         tx.commit().await?;
-        if expired {
-            tracing::info!(%order_id, "unpaid order expired");
+        match self.engines.expiry.drive(saga).await? {
+            Outcome::Completed(expiry) => Ok(expiry.expired.unwrap_or(false)),
+            Outcome::Compensated(_, failure) => Err(OrderError::Conflict(failure.message)),
+            Outcome::InProgress => Err(OrderError::Busy(format!(
+                "the expiry of order {order_id} is still running"
+            ))),
         }
-        Ok(expired)
+    }
+
+    /// Cancels an order that has not shipped: the cancel saga returns its stock, cancels
+    /// or refunds its payment and publishes `OrderCanceled`.
+    pub async fn cancel(
+        &self,
+        viewer: Viewer,
+        order_id: Uuid,
+        reason: &str,
+    ) -> Result<Order, OrderError> {
+        self.order(viewer, order_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let saga = self
+            .engines
+            .cancel
+            .create_or_get(
+                &mut tx,
+                order_id,
+                &Cancellation {
+                    order_id,
+                    reason: reason.to_owned(),
+                    previous: None,
+                    paid: None,
+                },
+            )
+            .await?;
+        tx.commit().await?;
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            match self.engines.cancel.drive(saga).await? {
+                Outcome::Completed(_) => return self.order(viewer, order_id).await,
+                Outcome::Compensated(_, failure) => {
+                    // A refusal is not kept: an order refused while still being placed
+                    // can be canceled once it waits for payment.
+                    self.engines.cancel.forget(saga).await?;
+                    return Err(match failure.kind {
+                        FailureKind::NotFound => OrderError::NotFound(failure.message),
+                        _ => OrderError::Conflict(failure.message),
+                    });
+                }
+                Outcome::InProgress if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Outcome::InProgress => {
+                    return Err(OrderError::Busy(format!(
+                        "order {order_id} is still being canceled"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Starts the payment saga for an order inside the caller's (inbox) transaction; the
+    /// returned saga id is driven once that commits.
+    pub async fn payment_received(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        order_id: Uuid,
+        payment_id: String,
+    ) -> Result<Uuid, OrderError> {
+        Ok(self
+            .engines
+            .payment
+            .create_or_get(
+                connection,
+                order_id,
+                &PaymentReceived::new(order_id, payment_id),
+            )
+            .await?)
+    }
+
+    pub fn engines(&self) -> &Engines {
+        &self.engines
     }
 }
 

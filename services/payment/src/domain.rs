@@ -83,9 +83,137 @@ impl PaymentStatus {
     }
 }
 
+/// How much a refund returns: `requested`, or everything left when `None`. Refused when
+/// nothing is left or more is asked than is left.
+pub fn refund_amount(
+    paid: Decimal,
+    refunded: Decimal,
+    requested: Option<Decimal>,
+) -> Result<Decimal, Invalid> {
+    let left = paid - refunded;
+    if left <= Decimal::ZERO {
+        return Err(Invalid {
+            field: "amount",
+            message: "the payment is already fully refunded".to_owned(),
+        });
+    }
+    match requested {
+        None => Ok(left),
+        Some(amount) if amount <= Decimal::ZERO => Err(Invalid {
+            field: "amount",
+            message: "must be positive".to_owned(),
+        }),
+        Some(amount) if amount > left => Err(Invalid {
+            field: "amount",
+            message: format!("{amount} is more than the {left} left to refund"),
+        }),
+        Some(amount) => Ok(amount),
+    }
+}
+
+/// What a verified webhook says happened, in the platform's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookKind {
+    PaymentSucceeded {
+        reference: String,
+    },
+    PaymentFailed {
+        reference: String,
+        reason: String,
+    },
+    RefundSucceeded {
+        payment_reference: String,
+        refund_reference: String,
+    },
+    RefundFailed {
+        payment_reference: String,
+        refund_reference: String,
+    },
+    Dispute {
+        payment_reference: String,
+        dispute_reference: String,
+        reason: String,
+        amount: Option<Decimal>,
+        status: String,
+    },
+    /// A kind of event the platform does not act on.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    /// The provider's event id: replays carry the same one.
+    pub id: String,
+    pub event_type: String,
+    pub kind: WebhookKind,
+}
+
+/// Counts and amounts of analytics rows grouped by `key`, per currency:
+/// `{key: {currency: {"count": n, "amount": "…", "refunded": "…"}}}`.
+pub fn totals_by(
+    rows: &[crate::repository::StatsRow],
+    key: impl Fn(&crate::repository::StatsRow) -> String,
+) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let mut totals: BTreeMap<String, BTreeMap<String, (i64, Decimal, Decimal)>> = BTreeMap::new();
+    for row in rows {
+        let entry = totals
+            .entry(key(row))
+            .or_default()
+            .entry(row.currency.clone())
+            .or_default();
+        entry.0 += row.count;
+        entry.1 += row.amount;
+        entry.2 += row.refunded;
+    }
+    serde_json::to_value(
+        totals
+            .into_iter()
+            .map(|(group, currencies)| {
+                let currencies: BTreeMap<String, serde_json::Value> = currencies
+                    .into_iter()
+                    .map(|(currency, (count, amount, refunded))| {
+                        (
+                            currency,
+                            serde_json::json!({
+                                "count": count,
+                                "amount": commerce_runtime::api::money_scale(amount).to_string(),
+                                "refunded": commerce_runtime::api::money_scale(refunded).to_string(),
+                            }),
+                        )
+                    })
+                    .collect();
+                (group, currencies)
+            })
+            .collect::<BTreeMap<_, _>>(),
+    )
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refunds_never_exceed_what_was_paid() {
+        let dec = |raw: &str| Decimal::from_str(raw).unwrap();
+        assert_eq!(refund_amount(dec("30"), dec("0"), None).unwrap(), dec("30"));
+        assert_eq!(
+            refund_amount(dec("30"), dec("10"), Some(dec("5"))).unwrap(),
+            dec("5")
+        );
+        assert!(
+            refund_amount(dec("30"), dec("10"), Some(dec("25")))
+                .unwrap_err()
+                .message
+                .contains("more than the 20 left")
+        );
+        assert_eq!(
+            refund_amount(dec("30"), dec("30"), None).unwrap_err().field,
+            "amount"
+        );
+        assert!(refund_amount(dec("30"), dec("0"), Some(dec("-1"))).is_err());
+    }
 
     #[test]
     fn charges_are_validated() {

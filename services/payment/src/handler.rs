@@ -1,15 +1,29 @@
-//! The payment service's edges: gRPC `PaymentService` (service tokens only).
+//! The payment service's edges: provider webhooks, payments for their owners, the offline
+//! gateway's "customer pays", admin analytics, gRPC `PaymentService` (service tokens
+//! only) and the outbox relay.
 
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
+use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::payment::v1 as pb;
-use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
+use commerce_runtime::health::KafkaCheck;
+use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
 use tower::Layer;
 use uuid::Uuid;
 
 use crate::domain::Charge;
-use crate::gateway::{Gateways, OfflineGateway};
-use crate::service::{PaymentError, PaymentService};
+use crate::gateway::{GatewayError, Gateways, OfflineGateway, WebhookError};
+use crate::service::{self, PaymentError, PaymentService, Viewer};
 
 /// `services.payment` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -18,30 +32,198 @@ pub struct PaymentSettings {
     pub jwks_url: String,
     #[serde(default = "default_issuer")]
     pub issuer: String,
+    #[serde(default)]
+    pub offline: OfflineSettings,
+    /// How old a signed webhook delivery may be.
+    #[serde(default = "default_tolerance", with = "humantime_serde")]
+    pub webhook_tolerance: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OfflineSettings {
+    /// Signs the offline gateway's webhook deliveries; random per process when unset.
+    pub webhook_secret: Option<String>,
 }
 
 fn default_issuer() -> String {
     "commerce-auth".to_owned()
 }
 
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: PaymentSettings = context.settings()?;
-    // Stripe and Xendit clients join here when their credentials are configured (issue 6).
-    let payments = PaymentService::new(
-        context.database()?,
-        Gateways::new(vec![Box::new(OfflineGateway)]),
-    );
-    let verifier = TokenVerifier::with_jwks_url(
+    // Stripe and Xendit clients join here when their credentials are configured.
+    let gateways = Gateways::new(Vec::new()).with_offline(OfflineGateway::new(
+        settings.offline.webhook_secret.clone(),
+        settings.webhook_tolerance,
+    ));
+    let payments = PaymentService::new(context.database()?, gateways);
+    let service_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["payment"]),
     );
-    let grpc = RequireServiceToken::new(verifier).layer(
-        pb::payment_service_server::PaymentServiceServer::new(GrpcHandler { payments }),
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &settings.jwks_url,
+        VerifierSettings::new(&settings.issuer, &["commerce"]),
+    );
+    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
+    let grpc = RequireServiceToken::new(service_tokens).layer(
+        pb::payment_service_server::PaymentServiceServer::new(GrpcHandler {
+            payments: payments.clone(),
+        }),
     );
     Ok(ServiceParts {
+        http: routes(payments, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        ..ServiceParts::default()
+        background: vec![relay_task],
+        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
+            &context.config.app.kafka,
+        )?))],
     })
+}
+
+pub fn routes(payments: PaymentService, verifier: TokenVerifier) -> Router {
+    Router::new()
+        .route("/v1/payments/webhooks/{gateway}", post(webhook))
+        .route("/v1/payments/{id}", get(show))
+        .route("/v1/payments/{id}/offline/pay", post(pay_offline))
+        .route("/v1/admin/payments/stats", get(stats))
+        .layer(Extension(verifier))
+        .with_state(payments)
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            PaymentError::NotFound(_) => ApiError::not_found(error.to_string()),
+            PaymentError::Conflict(_) => ApiError::conflict(error.to_string()),
+            PaymentError::Gateway(GatewayError::NotConfigured(_)) => {
+                ApiError::not_found(error.to_string())
+            }
+            PaymentError::Webhook(WebhookError::Payload(_)) => {
+                ApiError::invalid("body", error.to_string())
+            }
+            PaymentError::Webhook(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                error.to_string(),
+            ),
+            PaymentError::Gateway(_) => ApiError {
+                retry_after: Some(2),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    error.to_string(),
+                )
+            },
+            PaymentError::Storage(_) | PaymentError::Outbox(_) => ApiError::internal(error),
+        }
+    }
+}
+
+fn viewer(principal: &Principal) -> Result<Viewer, ApiError> {
+    Ok(Viewer {
+        user_id: principal.user_id()?,
+        staff: [Role::Admin, Role::Support].contains(&principal.role()),
+    })
+}
+
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// Providers call this; it is authenticated by the delivery's signature, not a token.
+async fn webhook(
+    State(payments): State<PaymentService>,
+    Path(gateway): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let outcome = payments.webhook(&gateway, &headers, &body).await?;
+    Ok(Json(
+        serde_json::json!({ "received": true, "outcome": outcome }),
+    ))
+}
+
+async fn show(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        payments
+            .view(viewer(&principal)?, parse_id("id", &id)?)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OfflinePay {
+    /// `succeeded` (default) or `failed`.
+    outcome: Option<String>,
+}
+
+async fn pay_offline(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Option<Json<OfflinePay>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map(|Json(body)| body).unwrap_or_default();
+    let succeed = match body.outcome.as_deref() {
+        None | Some("succeeded") => true,
+        Some("failed") => false,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "outcome",
+                "must be `succeeded` or `failed`",
+            ));
+        }
+    };
+    let outcome = payments
+        .pay_offline(viewer(&principal)?, parse_id("id", &id)?, succeed)
+        .await?;
+    Ok(Json(serde_json::json!({ "outcome": outcome })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// First day, inclusive (YYYY-MM-DD); 30 days ago by default.
+    from: Option<chrono::NaiveDate>,
+    /// Last day, inclusive; today by default.
+    to: Option<chrono::NaiveDate>,
+}
+
+async fn stats(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let today = Utc::now().date_naive();
+    let to = query.to.unwrap_or(today);
+    let from = query.from.unwrap_or(to - chrono::Days::new(29));
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let end = (to + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let rows = payments.stats(start, end).await?;
+    Ok(Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "rows": rows,
+        "byStatus": crate::domain::totals_by(&rows, |row| row.status.clone()),
+        "byGateway": crate::domain::totals_by(&rows, |row| row.gateway.clone()),
+    })))
 }
 
 struct GrpcHandler {
@@ -51,12 +233,13 @@ struct GrpcHandler {
 fn grpc_status(error: PaymentError) -> tonic::Status {
     match error {
         PaymentError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
+        PaymentError::NotFound(_) => tonic::Status::not_found(error.to_string()),
         PaymentError::Conflict(_)
-        | PaymentError::Gateway(crate::gateway::GatewayError::NotConfigured(_)) => {
+        | PaymentError::Gateway(GatewayError::NotConfigured(_) | GatewayError::Refused(_)) => {
             tonic::Status::failed_precondition(error.to_string())
         }
         PaymentError::Gateway(_) => tonic::Status::unavailable(error.to_string()),
-        PaymentError::Storage(_) => {
+        PaymentError::Webhook(_) | PaymentError::Storage(_) | PaymentError::Outbox(_) => {
             tracing::error!(%error, "payment call failed");
             tonic::Status::internal("internal error")
         }
@@ -107,6 +290,35 @@ impl pb::payment_service_server::PaymentService for GrpcHandler {
             status: status
                 .map(|status| status.as_str().to_owned())
                 .unwrap_or_default(),
+        }))
+    }
+
+    async fn refund_payment(
+        &self,
+        request: tonic::Request<pb::RefundPaymentRequest>,
+    ) -> Result<tonic::Response<pb::RefundPaymentResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let order = grpc_uuid("order_id", &request.order_id)?;
+        let requested = match request.amount {
+            Some(amount) if !amount.amount.is_empty() => Some(
+                Charge::parse(&amount.amount, &amount.currency)
+                    .map_err(|invalid| tonic::Status::invalid_argument(invalid.to_string()))?,
+            ),
+            _ => None,
+        };
+        let answer = self
+            .payments
+            .refund(order, requested, &request.reason, &request.idempotency_key)
+            .await
+            .map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::RefundPaymentResponse {
+            refund_id: answer.refund_id.to_string(),
+            amount: Some(commerce_proto::common::v1::Money {
+                amount: commerce_runtime::api::money_scale(answer.amount).to_string(),
+                currency: answer.currency,
+            }),
+            status: answer.status,
+            payment_status: answer.payment_status,
         }))
     }
 }

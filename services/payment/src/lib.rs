@@ -1,11 +1,12 @@
-//! The payment service: payment intents through a gateway interface. Webhooks, refunds,
-//! Stripe and Xendit come with the order lifecycle (issue 6).
+//! The payment service: payment intents, refunds and provider webhooks through a gateway
+//! interface; the offline gateway for local runs. Stripe and Xendit clients: next.
 
 pub mod domain;
 pub mod gateway;
 pub mod handler;
 pub mod repository;
 pub mod service;
+pub mod signature;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -15,6 +16,6 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     name: "payment",
     summary: "payment intents, webhooks, refunds",
     migrator: Some(&MIGRATOR),
-    messaging: false,
+    messaging: true,
     start: |context| Box::pin(handler::start(context)),
 };

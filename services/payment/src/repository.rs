@@ -1,7 +1,9 @@
-//! PostgreSQL access for payments and their status history.
+//! PostgreSQL access for payments, their status history, refunds, disputes, webhook
+//! deliveries and idempotency keys.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::domain::PaymentStatus;
@@ -10,29 +12,50 @@ use crate::domain::PaymentStatus;
 pub struct Payment {
     pub id: Uuid,
     pub order_id: Uuid,
+    pub user_id: Uuid,
     pub gateway: String,
     pub amount: Decimal,
     pub currency: String,
     pub status: PaymentStatus,
     pub provider_reference: String,
     pub client_secret: String,
+    pub refunded_amount: Decimal,
+    pub created_at: DateTime<Utc>,
 }
 
-type PaymentRow = (Uuid, Uuid, String, Decimal, String, String, String, String);
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: Uuid,
+    order_id: Uuid,
+    user_id: Uuid,
+    gateway: String,
+    amount: Decimal,
+    currency: String,
+    status: String,
+    provider_reference: String,
+    client_secret: String,
+    refunded_amount: Decimal,
+    created_at: DateTime<Utc>,
+}
 
-fn from_row(
-    (id, order_id, gateway, amount, currency, status, provider_reference, client_secret): PaymentRow,
-) -> Result<Payment, sqlx::Error> {
+const COLUMNS: &str =
+    "id, order_id, user_id, gateway, amount, currency, status, provider_reference,
+    client_secret, refunded_amount, created_at";
+
+fn from_row(row: PaymentRow) -> Result<Payment, sqlx::Error> {
     Ok(Payment {
-        id,
-        order_id,
-        gateway,
-        amount: amount.normalize(),
-        currency,
-        status: PaymentStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("status `{status}`").into()))?,
-        provider_reference,
-        client_secret,
+        id: row.id,
+        order_id: row.order_id,
+        user_id: row.user_id,
+        gateway: row.gateway,
+        amount: row.amount.normalize(),
+        currency: row.currency.trim().to_owned(),
+        status: PaymentStatus::parse(&row.status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("status `{}`", row.status).into()))?,
+        provider_reference: row.provider_reference,
+        client_secret: row.client_secret,
+        refunded_amount: row.refunded_amount.normalize(),
+        created_at: row.created_at,
     })
 }
 
@@ -45,28 +68,50 @@ pub async fn lock_order(
         .bind(order_id)
         .execute(&mut *connection)
         .await?;
-    let row: Option<PaymentRow> = sqlx::query_as(
-        "SELECT id, order_id, gateway, amount, currency, status, provider_reference, client_secret
-         FROM payments WHERE order_id = $1 FOR UPDATE",
-    )
+    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"
+    ))
     .bind(order_id)
     .fetch_optional(connection)
     .await?;
     row.map(from_row).transpose()
 }
 
-pub async fn insert(
-    connection: &mut PgConnection,
-    payment: &Payment,
-    user_id: Uuid,
-) -> Result<(), sqlx::Error> {
+/// The order id of the payment a provider knows by `reference`.
+pub async fn order_of_reference(
+    executor: impl PgExecutor<'_>,
+    gateway: &str,
+    reference: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM payments WHERE gateway = $1 AND provider_reference = $2",
+    )
+    .bind(gateway)
+    .bind(reference)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn payment(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let row: Option<PaymentRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(executor)
+            .await?;
+    row.map(from_row).transpose()
+}
+
+pub async fn insert(connection: &mut PgConnection, payment: &Payment) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO payments (id, order_id, user_id, gateway, amount, currency, status, provider_reference, client_secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(payment.id)
     .bind(payment.order_id)
-    .bind(user_id)
+    .bind(payment.user_id)
     .bind(&payment.gateway)
     .bind(payment.amount)
     .bind(&payment.currency)
@@ -107,4 +152,235 @@ async fn record_status(
     .execute(connection)
     .await?;
     Ok(())
+}
+
+pub async fn status_history(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Vec<(String, String, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, reason, changed_at FROM payment_status_history WHERE payment_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(executor)
+    .await
+}
+
+/// Records a webhook delivery; `false` when this event was seen before.
+pub async fn record_webhook(
+    connection: &mut PgConnection,
+    gateway: &str,
+    event_id: &str,
+    event_type: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_events (gateway, event_id, event_type) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(gateway)
+    .bind(event_id)
+    .bind(event_type)
+    .execute(connection)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn link_webhook(
+    connection: &mut PgConnection,
+    gateway: &str,
+    event_id: &str,
+    payment_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE webhook_events SET payment_id = $3 WHERE gateway = $1 AND event_id = $2")
+        .bind(gateway)
+        .bind(event_id)
+        .bind(payment_id)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    pub id: Uuid,
+    pub payment_id: Uuid,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub reason: String,
+    pub provider_reference: String,
+}
+
+pub async fn insert_refund(
+    connection: &mut PgConnection,
+    refund: &Refund,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, amount, currency, status, reason, provider_reference)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(refund.id)
+    .bind(refund.payment_id)
+    .bind(refund.amount)
+    .bind(&refund.currency)
+    .bind(&refund.status)
+    .bind(&refund.reason)
+    .bind(&refund.provider_reference)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Sets a refund's status by its provider reference; the refund as it was before, if the
+/// status changed.
+pub async fn settle_refund(
+    connection: &mut PgConnection,
+    provider_reference: &str,
+    status: &str,
+) -> Result<Option<Refund>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, Decimal, String, String, String)> = sqlx::query_as(
+        "UPDATE refunds SET status = $2, updated_at = now()
+         WHERE provider_reference = $1 AND status = 'pending'
+         RETURNING id, payment_id, amount, currency, reason, provider_reference",
+    )
+    .bind(provider_reference)
+    .bind(status)
+    .fetch_optional(connection)
+    .await?;
+    Ok(row.map(
+        |(id, payment_id, amount, currency, reason, provider_reference)| Refund {
+            id,
+            payment_id,
+            amount: amount.normalize(),
+            currency: currency.trim().to_owned(),
+            status: status.to_owned(),
+            reason,
+            provider_reference,
+        },
+    ))
+}
+
+pub async fn refunds(
+    executor: impl PgExecutor<'_>,
+    payment_id: Uuid,
+) -> Result<Vec<Refund>, sqlx::Error> {
+    let rows: Vec<(Uuid, Uuid, Decimal, String, String, String, String)> = sqlx::query_as(
+        "SELECT id, payment_id, amount, currency, status, reason, provider_reference
+         FROM refunds WHERE payment_id = $1 ORDER BY created_at",
+    )
+    .bind(payment_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, payment_id, amount, currency, status, reason, provider_reference)| Refund {
+                id,
+                payment_id,
+                amount: amount.normalize(),
+                currency: currency.trim().to_owned(),
+                status,
+                reason,
+                provider_reference,
+            },
+        )
+        .collect())
+}
+
+/// Adds `amount` to what was refunded of the payment (pending refunds count: the money
+/// is promised).
+pub async fn add_refunded(
+    connection: &mut PgConnection,
+    payment_id: Uuid,
+    amount: Decimal,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments SET refunded_amount = refunded_amount + $2, updated_at = now() WHERE id = $1")
+        .bind(payment_id)
+        .bind(amount)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn record_dispute(
+    connection: &mut PgConnection,
+    payment_id: Uuid,
+    provider_reference: &str,
+    reason: &str,
+    amount: Option<Decimal>,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO disputes (id, payment_id, provider_reference, reason, amount, status)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (payment_id, provider_reference) DO UPDATE SET status = EXCLUDED.status",
+    )
+    .bind(Uuid::now_v7())
+    .bind(payment_id)
+    .bind(provider_reference)
+    .bind(reason)
+    .bind(amount)
+    .bind(status)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+pub async fn idempotent_response(
+    executor: impl PgExecutor<'_>,
+    key: &str,
+) -> Result<Option<(String, serde_json::Value)>, sqlx::Error> {
+    sqlx::query_as("SELECT operation, response FROM idempotency_keys WHERE key = $1")
+        .bind(key)
+        .fetch_optional(executor)
+        .await
+}
+
+pub async fn remember_response(
+    connection: &mut PgConnection,
+    key: &str,
+    operation: &str,
+    response: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO idempotency_keys (key, operation, response) VALUES ($1, $2, $3)")
+        .bind(key)
+        .bind(operation)
+        .bind(response)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// One row of the admin analytics: a day, a gateway and a status.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsRow {
+    pub day: NaiveDate,
+    pub gateway: String,
+    pub status: String,
+    pub currency: String,
+    pub count: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded: Decimal,
+}
+
+pub async fn stats(
+    executor: impl PgExecutor<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<StatsRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, gateway, status, trim(currency) AS currency,
+                count(*) AS count, sum(amount) AS amount, sum(refunded_amount) AS refunded
+         FROM payments WHERE created_at >= $1 AND created_at < $2
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(executor)
+    .await
 }

@@ -1,30 +1,124 @@
-//! Payment-intent use cases.
+//! Payment use cases: intents, refunds, webhooks, and what the admin analytics read.
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use commerce_messaging::outbox::{self, NewEvent};
+use commerce_proto::common::v1::Money;
+use commerce_proto::payment::v1 as pb;
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{Charge, Invalid, PaymentStatus};
-use crate::gateway::{GatewayError, Gateways};
-use crate::repository::{self as repo, Payment};
+use crate::domain::{self, Charge, Invalid, PaymentStatus, WebhookKind};
+use crate::gateway::{
+    GatewayError, Gateways, OFFLINE_SIGNATURE_HEADER, OfflineEvent, WebhookError,
+};
+use crate::repository::{self as repo, Payment, Refund, StatsRow};
+
+pub const TOPIC: &str = "commerce.payment.events";
+pub const PAYMENT_SUCCEEDED: &str = "commerce.payment.v1.PaymentSucceeded";
+pub const PAYMENT_FAILED: &str = "commerce.payment.v1.PaymentFailed";
+pub const PAYMENT_REFUNDED: &str = "commerce.payment.v1.PaymentRefunded";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] commerce_messaging::MessagingError),
+}
+
+/// What a webhook delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOutcome {
+    Applied,
+    /// Seen before: nothing changed.
+    Duplicate,
+    /// Authentic, but about nothing we act on (an unknown payment, an event type we ignore,
+    /// a transition that already happened).
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub user_id: Uuid,
+    pub staff: bool,
+}
+
+/// A payment with what happened to it, for its owner and staff.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub gateway: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: &'static str,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded_amount: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub history: Vec<HistoryEntry>,
+    pub refunds: Vec<Refund>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub status: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundAnswer {
+    pub refund_id: Uuid,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub payment_status: String,
 }
 
 #[derive(Clone)]
 pub struct PaymentService {
     pool: PgPool,
     gateways: Arc<Gateways>,
+}
+
+fn money(amount: Decimal, currency: &str) -> Money {
+    Money {
+        amount: commerce_runtime::api::money_scale(amount).to_string(),
+        currency: currency.to_owned(),
+    }
+}
+
+async fn publish(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    event_type: &str,
+    message: &impl prost::Message,
+) -> Result<(), PaymentError> {
+    outbox::enqueue(
+        connection,
+        NewEvent::protobuf(TOPIC, order_id.to_string(), event_type, message),
+    )
+    .await?;
+    Ok(())
 }
 
 impl PaymentService {
@@ -67,14 +161,17 @@ impl PaymentService {
         let payment = Payment {
             id: Uuid::now_v7(),
             order_id,
+            user_id,
             gateway: gateway_name,
             amount: charge.amount,
             currency: charge.currency,
             status: PaymentStatus::RequiresPayment,
             provider_reference: intent.reference,
             client_secret: intent.client_secret,
+            refunded_amount: Decimal::ZERO,
+            created_at: Utc::now(),
         };
-        repo::insert(&mut tx, &payment, user_id).await?;
+        repo::insert(&mut tx, &payment).await?;
         tx.commit().await?;
         Ok(payment)
     }
@@ -112,5 +209,350 @@ impl PaymentService {
         .await?;
         tx.commit().await?;
         Ok(Some(PaymentStatus::Canceled))
+    }
+
+    /// Refunds all (`requested` = None) or part of an order's paid payment. The same `key`
+    /// always gets the first answer; the provider gets the key too, so a refund retried
+    /// after a crash is made once there as well.
+    #[tracing::instrument(skip_all, fields(order = %order_id))]
+    pub async fn refund(
+        &self,
+        order_id: Uuid,
+        requested: Option<Charge>,
+        reason: &str,
+        key: &str,
+    ) -> Result<RefundAnswer, PaymentError> {
+        let key = key.trim();
+        if key.is_empty() || key.len() > 255 {
+            return Err(Invalid {
+                field: "idempotency_key",
+                message: "must be 1 to 255 characters".to_owned(),
+            }
+            .into());
+        }
+        let mut tx = self.pool.begin().await?;
+        let payment = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| PaymentError::NotFound(format!("a payment for order {order_id}")))?;
+        if let Some((_, response)) = repo::idempotent_response(&mut *tx, key).await? {
+            return serde_json::from_value(response)
+                .map_err(|error| PaymentError::Conflict(format!("stored answer: {error}")));
+        }
+        if !matches!(
+            payment.status,
+            PaymentStatus::Succeeded | PaymentStatus::Refunded
+        ) {
+            return Err(PaymentError::Conflict(format!(
+                "the payment of order {order_id} is {}; only paid payments are refunded",
+                payment.status.as_str()
+            )));
+        }
+        if let Some(charge) = &requested
+            && charge.currency != payment.currency
+        {
+            return Err(Invalid {
+                field: "amount.currency",
+                message: format!("the payment is in {}", payment.currency),
+            }
+            .into());
+        }
+        let amount = domain::refund_amount(
+            payment.amount,
+            payment.refunded_amount,
+            requested.map(|charge| charge.amount),
+        )
+        .map_err(|invalid| PaymentError::Conflict(invalid.message))?;
+        let receipt = self
+            .gateways
+            .get(&payment.gateway)?
+            .refund(
+                &payment.provider_reference,
+                &Charge {
+                    amount,
+                    currency: payment.currency.clone(),
+                },
+                key,
+            )
+            .await?;
+        let refund = Refund {
+            id: Uuid::now_v7(),
+            payment_id: payment.id,
+            amount,
+            currency: payment.currency.clone(),
+            status: receipt.status.clone(),
+            reason: reason.to_owned(),
+            provider_reference: receipt.reference,
+        };
+        repo::insert_refund(&mut tx, &refund).await?;
+        let mut payment_status = payment.status;
+        if refund.status != "failed" {
+            repo::add_refunded(&mut tx, payment.id, amount).await?;
+            if payment.refunded_amount + amount >= payment.amount {
+                payment_status = PaymentStatus::Refunded;
+                repo::set_status(&mut tx, payment.id, payment_status, reason).await?;
+            }
+        }
+        if refund.status == "succeeded" {
+            self.announce_refund(&mut tx, &payment, &refund, payment.refunded_amount + amount)
+                .await?;
+        }
+        let answer = RefundAnswer {
+            refund_id: refund.id,
+            amount,
+            currency: payment.currency.clone(),
+            status: refund.status,
+            payment_status: payment_status.as_str().to_owned(),
+        };
+        let stored = serde_json::to_value(&answer)
+            .map_err(|error| PaymentError::Conflict(error.to_string()))?;
+        repo::remember_response(&mut tx, key, "refund", &stored).await?;
+        tx.commit().await?;
+        tracing::info!(refund = %answer.refund_id, %amount, "refund made");
+        Ok(answer)
+    }
+
+    async fn announce_refund(
+        &self,
+        connection: &mut PgConnection,
+        payment: &Payment,
+        refund: &Refund,
+        refunded_total: Decimal,
+    ) -> Result<(), PaymentError> {
+        let event = pb::PaymentRefunded {
+            payment_id: payment.id.to_string(),
+            order_id: payment.order_id.to_string(),
+            user_id: payment.user_id.to_string(),
+            refund_id: refund.id.to_string(),
+            amount: Some(money(refund.amount, &refund.currency)),
+            full: refunded_total >= payment.amount,
+        };
+        publish(connection, payment.order_id, PAYMENT_REFUNDED, &event).await
+    }
+
+    /// A provider's webhook delivery: authenticated before anything in it is read, applied
+    /// once however often it is delivered.
+    #[tracing::instrument(skip_all, fields(gateway = gateway_name))]
+    pub async fn webhook(
+        &self,
+        gateway_name: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookOutcome, PaymentError> {
+        let gateway = self.gateways.get(gateway_name)?;
+        let event = gateway.verify_webhook(headers, body)?;
+        let mut tx = self.pool.begin().await?;
+        if !repo::record_webhook(&mut tx, gateway_name, &event.id, &event.event_type).await? {
+            tracing::info!(event_id = %event.id, "webhook replayed; ignored");
+            return Ok(WebhookOutcome::Duplicate);
+        }
+        let reference = match &event.kind {
+            WebhookKind::PaymentSucceeded { reference }
+            | WebhookKind::PaymentFailed { reference, .. } => reference,
+            WebhookKind::RefundSucceeded {
+                payment_reference, ..
+            }
+            | WebhookKind::RefundFailed {
+                payment_reference, ..
+            }
+            | WebhookKind::Dispute {
+                payment_reference, ..
+            } => payment_reference,
+            WebhookKind::Other => {
+                tx.commit().await?;
+                return Ok(WebhookOutcome::Ignored);
+            }
+        };
+        let Some(order_id) = repo::order_of_reference(&mut *tx, gateway_name, reference).await?
+        else {
+            tracing::warn!(event_id = %event.id, %reference, "webhook for an unknown payment");
+            tx.commit().await?;
+            return Ok(WebhookOutcome::Ignored);
+        };
+        let payment = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| PaymentError::NotFound(format!("payment {reference}")))?;
+        repo::link_webhook(&mut tx, gateway_name, &event.id, payment.id).await?;
+        let reason = format!("{} {}", event.event_type, event.id);
+        let outcome = match event.kind {
+            WebhookKind::PaymentSucceeded { .. } => match payment.status {
+                // A success after a cancel is money taken all the same: it is recorded
+                // and announced, and the order decides (it refunds an expired order).
+                PaymentStatus::RequiresPayment
+                | PaymentStatus::Failed
+                | PaymentStatus::Canceled => {
+                    repo::set_status(&mut tx, payment.id, PaymentStatus::Succeeded, &reason)
+                        .await?;
+                    let message = pb::PaymentSucceeded {
+                        payment_id: payment.id.to_string(),
+                        order_id: order_id.to_string(),
+                        user_id: payment.user_id.to_string(),
+                        amount: Some(money(payment.amount, &payment.currency)),
+                        gateway: payment.gateway.clone(),
+                    };
+                    publish(&mut tx, order_id, PAYMENT_SUCCEEDED, &message).await?;
+                    WebhookOutcome::Applied
+                }
+                PaymentStatus::Succeeded | PaymentStatus::Refunded => WebhookOutcome::Ignored,
+            },
+            WebhookKind::PaymentFailed { reason: why, .. } => match payment.status {
+                PaymentStatus::RequiresPayment => {
+                    repo::set_status(&mut tx, payment.id, PaymentStatus::Failed, &reason).await?;
+                    let message = pb::PaymentFailed {
+                        payment_id: payment.id.to_string(),
+                        order_id: order_id.to_string(),
+                        user_id: payment.user_id.to_string(),
+                        reason: why,
+                    };
+                    publish(&mut tx, order_id, PAYMENT_FAILED, &message).await?;
+                    WebhookOutcome::Applied
+                }
+                _ => WebhookOutcome::Ignored,
+            },
+            WebhookKind::RefundSucceeded {
+                refund_reference, ..
+            } => match repo::settle_refund(&mut tx, &refund_reference, "succeeded").await? {
+                Some(refund) => {
+                    self.announce_refund(&mut tx, &payment, &refund, payment.refunded_amount)
+                        .await?;
+                    WebhookOutcome::Applied
+                }
+                None => WebhookOutcome::Ignored,
+            },
+            WebhookKind::RefundFailed {
+                refund_reference, ..
+            } => match repo::settle_refund(&mut tx, &refund_reference, "failed").await? {
+                Some(refund) => {
+                    // The promised money did not go back: it counts as paid again.
+                    repo::add_refunded(&mut tx, payment.id, -refund.amount).await?;
+                    if payment.status == PaymentStatus::Refunded {
+                        repo::set_status(&mut tx, payment.id, PaymentStatus::Succeeded, &reason)
+                            .await?;
+                    }
+                    WebhookOutcome::Applied
+                }
+                None => WebhookOutcome::Ignored,
+            },
+            WebhookKind::Dispute {
+                dispute_reference,
+                reason: why,
+                amount,
+                status,
+                ..
+            } => {
+                repo::record_dispute(
+                    &mut tx,
+                    payment.id,
+                    &dispute_reference,
+                    &why,
+                    amount,
+                    &status,
+                )
+                .await?;
+                tracing::warn!(payment = %payment.id, dispute = %dispute_reference, "payment disputed");
+                WebhookOutcome::Applied
+            }
+            WebhookKind::Other => WebhookOutcome::Ignored,
+        };
+        tx.commit().await?;
+        tracing::info!(event_id = %event.id, event_type = %event.event_type, ?outcome, "webhook handled");
+        Ok(outcome)
+    }
+
+    async fn visible_payment(&self, viewer: Viewer, id: Uuid) -> Result<Payment, PaymentError> {
+        match repo::payment(&self.pool, id).await? {
+            Some(payment) if viewer.staff || payment.user_id == viewer.user_id => Ok(payment),
+            _ => Err(PaymentError::NotFound(format!("payment {id}"))),
+        }
+    }
+
+    /// The offline gateway's "customer pays" (or fails to): a signed delivery through the
+    /// same webhook path a real provider uses.
+    pub async fn pay_offline(
+        &self,
+        viewer: Viewer,
+        id: Uuid,
+        succeed: bool,
+    ) -> Result<WebhookOutcome, PaymentError> {
+        let payment = self.visible_payment(viewer, id).await?;
+        if payment.gateway != "offline" {
+            return Err(PaymentError::Conflict(format!(
+                "payment {id} goes through {}, not the offline gateway",
+                payment.gateway
+            )));
+        }
+        if !matches!(
+            payment.status,
+            PaymentStatus::RequiresPayment | PaymentStatus::Failed
+        ) {
+            return Err(PaymentError::Conflict(format!(
+                "payment {id} is {}; there is nothing to pay",
+                payment.status.as_str()
+            )));
+        }
+        let offline = self
+            .gateways
+            .offline()
+            .ok_or_else(|| GatewayError::NotConfigured("offline".to_owned()))?;
+        let event = OfflineEvent {
+            id: format!("evt_{}", Uuid::now_v7().simple()),
+            event_type: if succeed {
+                "payment.succeeded"
+            } else {
+                "payment.failed"
+            }
+            .to_owned(),
+            reference: payment.provider_reference,
+            reason: if succeed {
+                String::new()
+            } else {
+                "card declined (offline gateway)".to_owned()
+            },
+        };
+        let (signature, body) = offline.signed_event(&event);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            OFFLINE_SIGNATURE_HEADER,
+            signature
+                .parse()
+                .map_err(|_| PaymentError::Conflict("unsignable event".to_owned()))?,
+        );
+        self.webhook("offline", &headers, &body).await
+    }
+
+    pub async fn view(&self, viewer: Viewer, id: Uuid) -> Result<PaymentView, PaymentError> {
+        let payment = self.visible_payment(viewer, id).await?;
+        let history = repo::status_history(&self.pool, id)
+            .await?
+            .into_iter()
+            .map(|(status, reason, at)| HistoryEntry { status, reason, at })
+            .collect();
+        let refunds = repo::refunds(&self.pool, id).await?;
+        Ok(PaymentView {
+            id: payment.id,
+            order_id: payment.order_id,
+            gateway: payment.gateway,
+            amount: payment.amount,
+            currency: payment.currency,
+            status: payment.status.as_str(),
+            refunded_amount: payment.refunded_amount,
+            created_at: payment.created_at,
+            history,
+            refunds,
+        })
+    }
+
+    pub async fn stats(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StatsRow>, PaymentError> {
+        if to <= from {
+            return Err(Invalid {
+                field: "to",
+                message: "must be after from".to_owned(),
+            }
+            .into());
+        }
+        Ok(repo::stats(&self.pool, from, to).await?)
     }
 }

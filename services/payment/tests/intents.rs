@@ -167,3 +167,175 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
     shutdown.cancel();
     running.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn refunds_are_partial_or_full_and_idempotent_per_key() {
+    let database = fresh_database("refund").await;
+    let issuer = TestIssuer::start().await;
+    let toml = format!(
+        r#"
+        [kafka]
+        brokers = "{kafka}"
+        topic_prefix = "{prefix}."
+        [redis]
+        urls = ["{redis}"]
+        [services.payment]
+        http_addr = "127.0.0.1:0"
+        grpc_addr = "127.0.0.1:0"
+        database = {{ url = "{db}" }}
+        jwks_url = "{jwks}"
+        offline = {{ webhook_secret = "refund-test-secret" }}
+        "#,
+        kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+        redis = required_env("COMMERCE_TEST_REDIS_URL"),
+        prefix = commerce_testkit::unique("refund"),
+        db = database.url,
+        jwks = issuer.jwks_url,
+    );
+    let shutdown = CancellationToken::new();
+    let running = service::start(
+        Arc::new(Config::from_toml_str(&toml).unwrap()),
+        &[&commerce_payment::DEFINITION],
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let http = format!("http://{}", running.http_addrs[0].1);
+    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(format!(
+        "http://{}",
+        running.grpc_addrs[0].1
+    ))
+    .await
+    .unwrap();
+    let token = issuer.service_token("order", "payment");
+    let order = Uuid::now_v7();
+    let intent = grpc
+        .create_payment_intent(with_token(
+            &token,
+            pb::CreatePaymentIntentRequest {
+                order_id: order.to_string(),
+                user_id: Uuid::now_v7().to_string(),
+                amount: Some(Money {
+                    amount: "30.00".into(),
+                    currency: "USD".into(),
+                }),
+                gateway: "offline".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refund = |amount: Option<&str>, key: &str| {
+        with_token(
+            &token,
+            pb::RefundPaymentRequest {
+                order_id: order.to_string(),
+                amount: amount.map(|amount| Money {
+                    amount: amount.into(),
+                    currency: "USD".into(),
+                }),
+                reason: "test".into(),
+                idempotency_key: key.into(),
+            },
+        )
+    };
+    // Nothing to refund before the customer paid.
+    let unpaid = grpc.refund_payment(refund(None, "r-0")).await.unwrap_err();
+    assert_eq!(unpaid.code(), tonic::Code::FailedPrecondition);
+
+    // The provider reports the payment (signed like any delivery).
+    let reference: String =
+        sqlx::query_scalar("SELECT provider_reference FROM payments WHERE id = $1::uuid")
+            .bind(&intent.payment_id)
+            .fetch_one(&database.pool)
+            .await
+            .unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": "evt_r1", "type": "payment.succeeded", "reference": reference
+    }))
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let delivered = reqwest::Client::new()
+        .post(format!("{http}/v1/payments/webhooks/offline"))
+        .header(
+            "offline-signature",
+            commerce_payment::signature::sign("refund-test-secret", now, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), 200);
+
+    let partial = grpc
+        .refund_payment(refund(Some("10.00"), "r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (partial.status.as_str(), partial.payment_status.as_str()),
+        ("succeeded", "succeeded")
+    );
+    assert_eq!(partial.amount.unwrap().amount, "10.00");
+    let repeated = grpc
+        .refund_payment(refund(Some("10.00"), "r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        repeated.refund_id, partial.refund_id,
+        "same key, same refund"
+    );
+    let too_much = grpc
+        .refund_payment(refund(Some("25.00"), "r-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(too_much.code(), tonic::Code::FailedPrecondition);
+    assert!(too_much.message().contains("20"), "{}", too_much.message());
+    let wrong_currency = grpc
+        .refund_payment(with_token(
+            &token,
+            pb::RefundPaymentRequest {
+                order_id: order.to_string(),
+                amount: Some(Money {
+                    amount: "1".into(),
+                    currency: "EUR".into(),
+                }),
+                reason: String::new(),
+                idempotency_key: "r-3".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_currency.code(), tonic::Code::InvalidArgument);
+    let no_key = grpc.refund_payment(refund(None, " ")).await.unwrap_err();
+    assert_eq!(no_key.code(), tonic::Code::InvalidArgument);
+    assert!(no_key.message().contains("idempotency_key"));
+
+    let rest = grpc
+        .refund_payment(refund(None, "r-4"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.amount.unwrap().amount, "20.00");
+    assert_eq!(rest.payment_status, "refunded");
+    let nothing_left = grpc.refund_payment(refund(None, "r-5")).await.unwrap_err();
+    assert_eq!(nothing_left.code(), tonic::Code::FailedPrecondition);
+    let (refunded, refunds, events): (rust_decimal::Decimal, i64, i64) = sqlx::query_as(
+        "SELECT p.refunded_amount,
+                (SELECT count(*) FROM refunds WHERE payment_id = p.id),
+                (SELECT count(*) FROM outbox_events WHERE event_type = 'commerce.payment.v1.PaymentRefunded')
+         FROM payments p WHERE p.order_id = $1",
+    )
+    .bind(order)
+    .fetch_one(&database.pool)
+    .await
+    .unwrap();
+    assert_eq!(refunded, rust_decimal::Decimal::from(30));
+    assert_eq!((refunds, events), (2, 2));
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}

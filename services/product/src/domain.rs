@@ -242,6 +242,8 @@ pub enum ReservationStatus {
     Reserved,
     Deducted,
     Released,
+    /// Deducted, then given back to stock (an order canceled after payment).
+    Restocked,
 }
 
 impl ReservationStatus {
@@ -250,6 +252,7 @@ impl ReservationStatus {
             Self::Reserved => "reserved",
             Self::Deducted => "deducted",
             Self::Released => "released",
+            Self::Restocked => "restocked",
         }
     }
 
@@ -258,6 +261,7 @@ impl ReservationStatus {
             "reserved" => Some(Self::Reserved),
             "deducted" => Some(Self::Deducted),
             "released" => Some(Self::Released),
+            "restocked" => Some(Self::Restocked),
             _ => None,
         }
     }

@@ -553,4 +553,15 @@ impl pb::product_service_server::ProductService for GrpcHandler {
             items: reservation_items(rows),
         }))
     }
+
+    async fn restock_order(
+        &self,
+        request: tonic::Request<pb::RestockOrderRequest>,
+    ) -> Result<tonic::Response<pb::RestockOrderResponse>, tonic::Status> {
+        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
+        let rows = self.products.restock(order_id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::RestockOrderResponse {
+            items: reservation_items(rows),
+        }))
+    }
 }

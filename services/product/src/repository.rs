@@ -450,17 +450,19 @@ pub async fn settle_reservation(
     row: &ReservationRow,
     to: ReservationStatus,
 ) -> Result<(), RepositoryError> {
-    let stock_change = if to == ReservationStatus::Deducted {
-        row.quantity
-    } else {
-        0
+    // reserved → deducted: the units leave stock; reserved → released: they are free
+    // again; deducted → restocked: they come back to stock.
+    let (reserved_change, stock_change) = match to {
+        ReservationStatus::Deducted => (row.quantity, row.quantity),
+        ReservationStatus::Restocked => (0, -row.quantity),
+        _ => (row.quantity, 0),
     };
     sqlx::query(
         "UPDATE products SET reserved = reserved - $2, stock = stock - $3, revision = revision + 1, updated_at = now()
          WHERE id = $1",
     )
     .bind(row.product_id)
-    .bind(row.quantity)
+    .bind(reserved_change)
     .bind(stock_change)
     .execute(&mut *connection)
     .await?;

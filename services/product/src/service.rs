@@ -379,6 +379,12 @@ impl ProductService {
         self.settle(order_id, ReservationStatus::Released).await
     }
 
+    /// An order canceled after payment: its deducted stock comes back. Idempotent; an
+    /// order whose stock is still only reserved must be released instead.
+    pub async fn restock(&self, order_id: Uuid) -> Result<Vec<ReservationRow>, ProductError> {
+        self.settle(order_id, ReservationStatus::Restocked).await
+    }
+
     #[tracing::instrument(skip_all, fields(order = %order_id, to = to.as_str()))]
     async fn settle(
         &self,
@@ -398,9 +404,14 @@ impl ProductService {
                     "reservation of order {order_id}"
                 )));
             }
-            let conflicting = match to {
-                ReservationStatus::Deducted => ReservationStatus::Released,
-                _ => ReservationStatus::Deducted,
+            let (from, conflicting) = match to {
+                ReservationStatus::Deducted => {
+                    (ReservationStatus::Reserved, ReservationStatus::Released)
+                }
+                ReservationStatus::Restocked => {
+                    (ReservationStatus::Deducted, ReservationStatus::Reserved)
+                }
+                _ => (ReservationStatus::Reserved, ReservationStatus::Deducted),
             };
             if rows.iter().any(|row| row.status == conflicting) {
                 return Err(ProductError::FailedPrecondition(format!(
@@ -409,10 +420,7 @@ impl ProductService {
                 )));
             }
             let mut changed = Vec::new();
-            for row in rows
-                .iter()
-                .filter(|row| row.status == ReservationStatus::Reserved)
-            {
+            for row in rows.iter().filter(|row| row.status == from) {
                 repo::settle_reservation(tx, order_id, row, to).await?;
                 changed.push(row.product_id);
             }
@@ -420,7 +428,10 @@ impl ProductService {
             announce_updates(tx, &updated).await?;
             let settled = rows
                 .into_iter()
-                .map(|row| ReservationRow { status: to, ..row })
+                .map(|row| match row.status == from || row.status == to {
+                    true => ReservationRow { status: to, ..row },
+                    false => row,
+                })
                 .collect();
             Ok((settled, updated))
         })

@@ -8,7 +8,8 @@
 //! then takes the saga over and re-runs the step it was in, which is why steps are
 //! idempotent.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -75,6 +76,36 @@ pub struct Orchestrator<S: SagaDefinition> {
     failpoints: Failpoints,
     /// This process, as the holder of saga leases.
     owner: Uuid,
+    /// Sagas a task of this process is driving right now: the lease tells processes apart,
+    /// this tells this process's own tasks (a request and the recovery loop) apart.
+    driving: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// Marks a saga as driven by this task until dropped.
+struct Driving {
+    sagas: Arc<Mutex<HashSet<Uuid>>>,
+    saga_id: Uuid,
+}
+
+impl Driving {
+    fn take(sagas: &Arc<Mutex<HashSet<Uuid>>>, saga_id: Uuid) -> Option<Self> {
+        let mut held = sagas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.insert(saga_id).then(|| Self {
+            sagas: sagas.clone(),
+            saga_id,
+        })
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        self.sagas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.saga_id);
+    }
 }
 
 impl<S: SagaDefinition> Orchestrator<S> {
@@ -90,6 +121,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
             policy,
             failpoints,
             owner: Uuid::new_v4(),
+            driving: Arc::default(),
         }
     }
 
@@ -118,6 +150,64 @@ impl<S: SagaDefinition> Orchestrator<S> {
         .bind(self.policy.lease.as_secs_f64())
         .execute(connection)
         .await?;
+        Ok(())
+    }
+
+    /// The order's saga of this type, created unleased if it does not exist yet (inside
+    /// the caller's transaction, e.g. an inbox handler's). Whoever drives it next — a kick
+    /// after the commit or the recovery loop — runs it.
+    pub async fn create_or_get(
+        &self,
+        connection: &mut PgConnection,
+        order_id: Uuid,
+        data: &S::Data,
+    ) -> Result<Uuid, EngineError> {
+        let created: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO saga_states (id, saga_type, order_id, status, step, data)
+             VALUES ($1, $2, $3, 'running', 0, $4)
+             ON CONFLICT (saga_type, order_id) DO NOTHING RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(self.definition.saga_type())
+        .bind(order_id)
+        .bind(serde_json::to_value(data)?)
+        .fetch_optional(&mut *connection)
+        .await?;
+        match created {
+            Some(id) => Ok(id),
+            None => Ok(sqlx::query_scalar(
+                "SELECT id FROM saga_states WHERE saga_type = $1 AND order_id = $2",
+            )
+            .bind(self.definition.saga_type())
+            .bind(order_id)
+            .fetch_one(connection)
+            .await?),
+        }
+    }
+
+    /// Drives a saga created in a transaction that is about to commit: retries briefly
+    /// until the row is visible. The recovery loop is the safety net if this gives up.
+    pub async fn kick(self: Arc<Self>, saga_id: Uuid) {
+        for _ in 0..50 {
+            match self.drive(saga_id).await {
+                Err(EngineError::NotFound(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%saga_id, %error, "driving a new saga failed; recovery will retry");
+                    return;
+                }
+                Ok(_) => return,
+            }
+        }
+    }
+
+    /// Deletes a compensated saga (and its log), so the same order can start one again.
+    pub async fn forget(&self, saga_id: Uuid) -> Result<(), EngineError> {
+        sqlx::query("DELETE FROM saga_states WHERE id = $1 AND status = 'compensated'")
+            .bind(saga_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -165,6 +255,9 @@ impl<S: SagaDefinition> Orchestrator<S> {
     /// or until a step must wait for a later attempt. A saga another live process is
     /// driving is left to it (`InProgress`).
     pub async fn drive(&self, saga_id: Uuid) -> Result<Outcome<S::Data>, EngineError> {
+        let Some(_driving) = Driving::take(&self.driving, saga_id) else {
+            return self.outcome(saga_id).await;
+        };
         let Some(mut record) = self.claim(saga_id).await? else {
             return self.outcome(saga_id).await;
         };

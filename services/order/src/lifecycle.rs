@@ -1,0 +1,624 @@
+//! The order's life after placement, as sagas on the same engine as placement:
+//!
+//! - payment received (`PaymentSucceeded`): record it → refund it if the order is no
+//!   longer waiting for it → deduct the stock → confirm (`OrderConfirmed`) → drop the
+//!   payment reminders;
+//! - expiry (the delayed task at the end of the payment window): claim the order as
+//!   EXPIRED (`OrderExpired`) → cancel the intent → release the stock;
+//! - cancel (the owner or staff, before shipping): claim it as CANCELED (`OrderCanceled`)
+//!   → cancel the intent → refund if it was paid → give the stock back → drop reminders.
+//!
+//! Each saga's first step decides under the order's row lock, so whichever of payment,
+//! expiry and cancel comes first wins and the others adapt: a payment that arrives for an
+//! expired or canceled order is refunded. Every later step is idempotent and retried
+//! until it succeeds (the point of no return is the decision itself).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use commerce_messaging::outbox::{self, NewEvent};
+use commerce_proto::order::v1 as pb;
+use commerce_redis::TaskQueue;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::OrderStatus;
+use crate::peers::Peers;
+use crate::placement::{ORDER_EXPIRED, TOPIC, expiry_task_id, reminder_task_id};
+use crate::repository as repo;
+use crate::saga::{Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError};
+
+pub const PAYMENT_SAGA: &str = "order_payment";
+pub const EXPIRY_SAGA: &str = "order_expiry";
+pub const CANCEL_SAGA: &str = "order_cancel";
+pub const ORDER_CONFIRMED: &str = "commerce.order.v1.OrderConfirmed";
+pub const ORDER_CANCELED: &str = "commerce.order.v1.OrderCanceled";
+
+pub const PAYMENT_STEPS: &[&str] = &[
+    "record_payment",
+    "refund_unwanted_payment",
+    "deduct_stock",
+    "confirm_order",
+    "cancel_payment_reminders",
+];
+pub const EXPIRY_STEPS: &[&str] = &[
+    "claim_expiry",
+    "cancel_expired_intent",
+    "release_expired_stock",
+];
+pub const CANCEL_STEPS: &[&str] = &[
+    "claim_cancel",
+    "cancel_unpaid_intent",
+    "refund_canceled_payment",
+    "return_stock",
+    "drop_reminders",
+];
+
+/// What the lifecycle steps share.
+pub struct LifecycleContext {
+    pub pool: PgPool,
+    pub peers: Peers,
+    pub queue: TaskQueue,
+    pub policy: Arc<SagaPolicy>,
+}
+
+impl LifecycleContext {
+    /// Cancels the order's pending reminder and expiry tasks.
+    async fn drop_tasks(&self, order_id: Uuid) -> Result<(), StepError> {
+        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
+        for reminder in 1..=self.policy.reminders.len() as i32 {
+            self.queue
+                .cancel(&reminder_task_id(order_id, reminder))
+                .await
+                .map_err(redis)?;
+        }
+        self.queue
+            .cancel(&expiry_task_id(order_id))
+            .await
+            .map_err(redis)?;
+        Ok(())
+    }
+}
+
+fn event(order_id: Uuid, event_type: &str, message: &impl prost::Message) -> NewEvent {
+    NewEvent::protobuf(TOPIC, order_id.to_string(), event_type, message)
+}
+
+fn outbox_error(error: commerce_messaging::MessagingError) -> StepError {
+    StepError::Retryable(error.to_string())
+}
+
+/// A saga definition over a list of boxed steps, forward-only after `pivot`.
+pub struct Lifecycle<D> {
+    saga_type: &'static str,
+    steps: Vec<Box<dyn Step<D>>>,
+    pivot: usize,
+}
+
+#[async_trait]
+impl<D> SagaDefinition for Lifecycle<D>
+where
+    D: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Data = D;
+
+    fn saga_type(&self) -> &'static str {
+        self.saga_type
+    }
+
+    fn steps(&self) -> &[Box<dyn Step<D>>] {
+        &self.steps
+    }
+
+    fn pivot(&self) -> usize {
+        self.pivot
+    }
+
+    async fn compensated(&self, _data: &D, _failure: &Failure) -> Result<(), StepError> {
+        // Only a refused first step compensates, and it changed nothing.
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- payment received
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentReceived {
+    pub order_id: Uuid,
+    pub payment_id: String,
+    /// Decided by the first step: whether the order takes this payment.
+    pub accepted: Option<bool>,
+    /// The order's status when the payment came, if it did not take it.
+    pub declined_status: Option<OrderStatus>,
+}
+
+impl PaymentReceived {
+    pub fn new(order_id: Uuid, payment_id: String) -> Self {
+        Self {
+            order_id,
+            payment_id,
+            accepted: None,
+            declined_status: None,
+        }
+    }
+
+    fn accepted(&self) -> Result<bool, StepError> {
+        self.accepted
+            .ok_or_else(|| StepError::Retryable("the payment is not recorded yet".into()))
+    }
+}
+
+pub fn payment_saga(context: Arc<LifecycleContext>) -> Lifecycle<PaymentReceived> {
+    Lifecycle {
+        saga_type: PAYMENT_SAGA,
+        steps: vec![
+            Box::new(RecordPayment(context.clone())),
+            Box::new(RefundUnwantedPayment(context.clone())),
+            Box::new(DeductStock(context.clone())),
+            Box::new(ConfirmOrder(context.clone())),
+            Box::new(CancelPaymentReminders(context)),
+        ],
+        pivot: 0,
+    }
+}
+
+struct RecordPayment(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<PaymentReceived> for RecordPayment {
+    fn name(&self) -> &'static str {
+        "record_payment"
+    }
+
+    async fn run(&self, data: &mut PaymentReceived) -> Result<(), StepError> {
+        let mut tx = self.0.pool.begin().await?;
+        let (status, _) = repo::lock_status(&mut tx, data.order_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::Retryable(format!("order {} is not known here yet", data.order_id))
+            })?;
+        let accepted = match status {
+            OrderStatus::PendingPayment => {
+                repo::transition(
+                    &mut tx,
+                    data.order_id,
+                    &[OrderStatus::PendingPayment],
+                    OrderStatus::Paid,
+                    &format!("payment {}", data.payment_id),
+                )
+                .await?;
+                true
+            }
+            // The intent exists a moment before placement finishes: wait for it.
+            OrderStatus::Placing => {
+                return Err(StepError::Retryable(
+                    "the order is still being placed".into(),
+                ));
+            }
+            OrderStatus::Paid
+            | OrderStatus::Confirmed
+            | OrderStatus::Shipped
+            | OrderStatus::Delivered => true,
+            OrderStatus::Expired | OrderStatus::Canceled | OrderStatus::Failed => {
+                data.declined_status = Some(status);
+                false
+            }
+        };
+        tx.commit().await?;
+        data.accepted = Some(accepted);
+        Ok(())
+    }
+}
+
+struct RefundUnwantedPayment(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<PaymentReceived> for RefundUnwantedPayment {
+    fn name(&self) -> &'static str {
+        "refund_unwanted_payment"
+    }
+
+    async fn run(&self, data: &mut PaymentReceived) -> Result<(), StepError> {
+        if data.accepted()? {
+            return Ok(());
+        }
+        let status = data
+            .declined_status
+            .map(OrderStatus::as_str)
+            .unwrap_or("closed");
+        tracing::warn!(order_id = %data.order_id, status, "payment for a closed order: refunding");
+        match self
+            .0
+            .peers
+            .refund(
+                data.order_id,
+                &format!("the order was {status} when the payment arrived"),
+                &format!("unwanted-payment:{}", data.order_id),
+            )
+            .await
+        {
+            // Already refunded in full (by a cancel that saw it paid): nothing left to do.
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                message,
+            }) if message.contains("fully refunded") => Ok(()),
+            other => other,
+        }
+    }
+}
+
+struct DeductStock(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<PaymentReceived> for DeductStock {
+    fn name(&self) -> &'static str {
+        "deduct_stock"
+    }
+
+    async fn run(&self, data: &mut PaymentReceived) -> Result<(), StepError> {
+        if !data.accepted()? {
+            return Ok(());
+        }
+        match self.0.peers.deduct(data.order_id).await {
+            Ok(()) => Ok(()),
+            Err(StepError::Rejected { message, .. }) => {
+                // A cancel that won the race released the reservation: nothing to deduct.
+                let mut connection = self.0.pool.acquire().await?;
+                match repo::lock_status(&mut connection, data.order_id).await? {
+                    Some((OrderStatus::Canceled, _)) => Ok(()),
+                    _ => Err(StepError::Retryable(format!("deducting stock: {message}"))),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+struct ConfirmOrder(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<PaymentReceived> for ConfirmOrder {
+    fn name(&self) -> &'static str {
+        "confirm_order"
+    }
+
+    async fn run(&self, data: &mut PaymentReceived) -> Result<(), StepError> {
+        if !data.accepted()? {
+            return Ok(());
+        }
+        let mut tx = self.0.pool.begin().await?;
+        if repo::transition(
+            &mut tx,
+            data.order_id,
+            &[OrderStatus::Paid],
+            OrderStatus::Confirmed,
+            "paid and stock deducted",
+        )
+        .await?
+        {
+            let order = repo::order(&mut tx, data.order_id)
+                .await?
+                .ok_or_else(|| StepError::Retryable("the order vanished".into()))?;
+            let message = pb::OrderConfirmed {
+                order: Some(crate::service::order_to_proto(&order)),
+            };
+            outbox::enqueue(&mut tx, event(data.order_id, ORDER_CONFIRMED, &message))
+                .await
+                .map_err(outbox_error)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+struct CancelPaymentReminders(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<PaymentReceived> for CancelPaymentReminders {
+    fn name(&self) -> &'static str {
+        "cancel_payment_reminders"
+    }
+
+    async fn run(&self, data: &mut PaymentReceived) -> Result<(), StepError> {
+        if !data.accepted()? {
+            return Ok(());
+        }
+        self.0.drop_tasks(data.order_id).await
+    }
+}
+
+// ---------------------------------------------------------------- expiry
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expiry {
+    pub order_id: Uuid,
+    /// Decided by the first step: whether the order was still unpaid and now expired.
+    pub expired: Option<bool>,
+}
+
+pub fn expiry_saga(context: Arc<LifecycleContext>) -> Lifecycle<Expiry> {
+    Lifecycle {
+        saga_type: EXPIRY_SAGA,
+        steps: vec![
+            Box::new(ClaimExpiry(context.clone())),
+            Box::new(CancelExpiredIntent(context.clone())),
+            Box::new(ReleaseExpiredStock(context)),
+        ],
+        pivot: 0,
+    }
+}
+
+fn decided(flag: Option<bool>) -> Result<bool, StepError> {
+    flag.ok_or_else(|| StepError::Retryable("the first step has not decided yet".into()))
+}
+
+struct ClaimExpiry(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Expiry> for ClaimExpiry {
+    fn name(&self) -> &'static str {
+        "claim_expiry"
+    }
+
+    async fn run(&self, data: &mut Expiry) -> Result<(), StepError> {
+        if data.expired.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.0.pool.begin().await?;
+        let Some((status, owner)) = repo::lock_status(&mut tx, data.order_id).await? else {
+            data.expired = Some(false);
+            return Ok(());
+        };
+        // Only this saga expires orders: EXPIRED here means this step ran before a crash.
+        if status == OrderStatus::Expired {
+            data.expired = Some(true);
+            return Ok(());
+        }
+        let expired = repo::transition(
+            &mut tx,
+            data.order_id,
+            &[OrderStatus::PendingPayment],
+            OrderStatus::Expired,
+            "payment window closed",
+        )
+        .await?;
+        if expired {
+            let message = pb::OrderExpired {
+                order_id: data.order_id.to_string(),
+                user_id: owner.to_string(),
+            };
+            outbox::enqueue(&mut tx, event(data.order_id, ORDER_EXPIRED, &message))
+                .await
+                .map_err(outbox_error)?;
+        }
+        tx.commit().await?;
+        data.expired = Some(expired);
+        if expired {
+            tracing::info!(order_id = %data.order_id, "unpaid order expired");
+        }
+        Ok(())
+    }
+}
+
+struct CancelExpiredIntent(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Expiry> for CancelExpiredIntent {
+    fn name(&self) -> &'static str {
+        "cancel_expired_intent"
+    }
+
+    async fn run(&self, data: &mut Expiry) -> Result<(), StepError> {
+        if !decided(data.expired)? {
+            return Ok(());
+        }
+        match self.0.peers.cancel_payment_intent(data.order_id).await {
+            // Paid at the last moment: the payment saga sees EXPIRED and refunds it.
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+struct ReleaseExpiredStock(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Expiry> for ReleaseExpiredStock {
+    fn name(&self) -> &'static str {
+        "release_expired_stock"
+    }
+
+    async fn run(&self, data: &mut Expiry) -> Result<(), StepError> {
+        if !decided(data.expired)? {
+            return Ok(());
+        }
+        self.0.peers.release(data.order_id).await
+    }
+}
+
+// ---------------------------------------------------------------- cancel
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    pub order_id: Uuid,
+    pub reason: String,
+    /// The status the order was canceled from (set by the first step).
+    pub previous: Option<OrderStatus>,
+    /// Whether the payment had been taken (set when canceling the intent).
+    pub paid: Option<bool>,
+}
+
+pub fn cancel_saga(context: Arc<LifecycleContext>) -> Lifecycle<Cancellation> {
+    Lifecycle {
+        saga_type: CANCEL_SAGA,
+        steps: vec![
+            Box::new(ClaimCancel(context.clone())),
+            Box::new(CancelUnpaidIntent(context.clone())),
+            Box::new(RefundCanceledPayment(context.clone())),
+            Box::new(ReturnStock(context.clone())),
+            Box::new(DropReminders(context)),
+        ],
+        pivot: 1,
+    }
+}
+
+/// Statuses an order can be canceled from: before it ships.
+pub const CANCELABLE: &[OrderStatus] = &[
+    OrderStatus::PendingPayment,
+    OrderStatus::Paid,
+    OrderStatus::Confirmed,
+];
+
+struct ClaimCancel(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Cancellation> for ClaimCancel {
+    fn name(&self) -> &'static str {
+        "claim_cancel"
+    }
+
+    async fn run(&self, data: &mut Cancellation) -> Result<(), StepError> {
+        if data.previous.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.0.pool.begin().await?;
+        let (status, owner) = repo::lock_status(&mut tx, data.order_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::rejected(FailureKind::NotFound, format!("order {}", data.order_id))
+            })?;
+        // Only this saga cancels orders: CANCELED here means this step ran before a crash.
+        if status == OrderStatus::Canceled {
+            data.previous = Some(
+                repo::status_before(&mut tx, data.order_id, OrderStatus::Canceled)
+                    .await?
+                    .unwrap_or(OrderStatus::Canceled),
+            );
+            return Ok(());
+        }
+        if !CANCELABLE.contains(&status) {
+            return Err(StepError::rejected(
+                FailureKind::Conflict,
+                format!(
+                    "order {} is {}; only orders that have not shipped can be canceled",
+                    data.order_id,
+                    status.as_str()
+                ),
+            ));
+        }
+        repo::transition(
+            &mut tx,
+            data.order_id,
+            CANCELABLE,
+            OrderStatus::Canceled,
+            &data.reason,
+        )
+        .await?;
+        let message = pb::OrderCanceled {
+            order_id: data.order_id.to_string(),
+            user_id: owner.to_string(),
+            reason: data.reason.clone(),
+            previous_status: status.as_str().to_owned(),
+        };
+        outbox::enqueue(&mut tx, event(data.order_id, ORDER_CANCELED, &message))
+            .await
+            .map_err(outbox_error)?;
+        tx.commit().await?;
+        data.previous = Some(status);
+        Ok(())
+    }
+}
+
+struct CancelUnpaidIntent(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Cancellation> for CancelUnpaidIntent {
+    fn name(&self) -> &'static str {
+        "cancel_unpaid_intent"
+    }
+
+    async fn run(&self, data: &mut Cancellation) -> Result<(), StepError> {
+        match self.0.peers.cancel_payment_intent(data.order_id).await {
+            Ok(()) => data.paid = Some(false),
+            // Paid (or refunded already): it is refunded next.
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                ..
+            }) => data.paid = Some(true),
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+}
+
+struct RefundCanceledPayment(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Cancellation> for RefundCanceledPayment {
+    fn name(&self) -> &'static str {
+        "refund_canceled_payment"
+    }
+
+    async fn run(&self, data: &mut Cancellation) -> Result<(), StepError> {
+        if !decided(data.paid)? {
+            return Ok(());
+        }
+        match self
+            .0
+            .peers
+            .refund(
+                data.order_id,
+                &data.reason,
+                &format!("cancel:{}", data.order_id),
+            )
+            .await
+        {
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                message,
+            }) if message.contains("fully refunded") => Ok(()),
+            other => other,
+        }
+    }
+}
+
+struct ReturnStock(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Cancellation> for ReturnStock {
+    fn name(&self) -> &'static str {
+        "return_stock"
+    }
+
+    async fn run(&self, data: &mut Cancellation) -> Result<(), StepError> {
+        // Reserved stock is released; stock already deducted (a confirmed order, or a
+        // payment saga that got there first) is put back.
+        match self.0.peers.release(data.order_id).await {
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                ..
+            }) => self.0.peers.restock(data.order_id).await,
+            other => other,
+        }
+    }
+}
+
+struct DropReminders(Arc<LifecycleContext>);
+
+#[async_trait]
+impl Step<Cancellation> for DropReminders {
+    fn name(&self) -> &'static str {
+        "drop_reminders"
+    }
+
+    async fn run(&self, data: &mut Cancellation) -> Result<(), StepError> {
+        self.0.drop_tasks(data.order_id).await
+    }
+}
