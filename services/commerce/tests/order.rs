@@ -39,6 +39,7 @@ struct Shop {
     order: String,
     order_grpc: String,
     payment: String,
+    fulfillment: String,
     auth_pool: sqlx::PgPool,
     product_pool: sqlx::PgPool,
     cart_pool: sqlx::PgPool,
@@ -190,6 +191,7 @@ impl Shop {
             order: format!("http://127.0.0.1:{}", p[10]),
             order_grpc: format!("http://127.0.0.1:{}", p[11]),
             payment: format!("http://127.0.0.1:{}", p[8]),
+            fulfillment: format!("http://127.0.0.1:{}", p[6]),
             auth_pool: auth_db.pool,
             product_pool: product_db.pool,
             cart_pool: cart_db.pool,
@@ -1791,5 +1793,137 @@ async fn a_crash_at_every_expiry_step_resumes_after_restart() {
             "{step}"
         );
     }
+    shop.stop().await;
+}
+
+/// The whole journey on the real servers: register → verify → cart → checkout → order →
+/// signed payment webhook → confirmed → shipment with the carrier → shipped → delivered.
+#[tokio::test]
+async fn an_order_travels_from_cart_to_doorstep() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let lamp = shop.product(&admin, "45.00", 4).await;
+    let session = shop.checkout(&alice, &[(&lamp, 1)], None).await;
+    let (status, placed) = shop.place(&alice, "journey", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+    let paid = json!({"id": "evt_journey", "type": "payment.succeeded", "reference": shop.reference(&order).await});
+    let (status, _) = shop.webhook(&paid, OFFLINE_SECRET, now()).await;
+    assert_eq!(status, StatusCode::OK);
+    shop.await_status(&order, "CONFIRMED").await;
+
+    // The fulfillment service ships it (the local carrier) and the order hears of it.
+    let fulfillment = format!("{}/v1/fulfillments/{order}", shop.fulfillment);
+    let client = shop.client.clone();
+    let token = alice.clone();
+    let url = fulfillment.clone();
+    let shipment = eventually(
+        Duration::from_secs(30),
+        "the shipment to be created",
+        || {
+            let (client, token, url) = (client.clone(), token.clone(), url.clone());
+            async move {
+                let body: Value = client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (body["status"] == "IN_PROGRESS").then_some(body)
+            }
+        },
+    )
+    .await;
+    let tracking = shipment["trackingId"].as_str().unwrap().to_owned();
+    assert!(tracking.starts_with("LOC"), "{shipment}");
+    assert_eq!(shipment["courier"], "standard");
+    let (status, _) = shop
+        .send(shop.client.get(&fulfillment).bearer_auth(&bob))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not Bob's shipment");
+    let pool = shop.order_pool.clone();
+    let noted = order.clone();
+    eventually(Duration::from_secs(20), "the order to note the tracking id", || {
+        let (pool, order) = (pool.clone(), noted.clone());
+        async move {
+            let notes: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM order_status_history WHERE order_id = $1::uuid AND reason LIKE 'shipment created%'",
+            )
+            .bind(order)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (notes == 1).then_some(())
+        }
+    })
+    .await;
+
+    // Staff report the parcel's progress; statuses only move forward.
+    let report = |token: &str, status: &str| {
+        shop.client
+            .patch(format!(
+                "{}/v1/admin/fulfillments/{order}",
+                shop.fulfillment
+            ))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"status": status}))
+    };
+    let (status, _) = shop.send(report(&alice, "SHIPPED")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = shop.send(report(&admin, "LOST")).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status"))
+    );
+    let (status, body) = shop.send(report(&admin, "SHIPPED")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("SHIPPED")),
+        "{body}"
+    );
+    shop.await_status(&order, "SHIPPED").await;
+    let (status, body) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/orders/{order}/cancel", shop.order))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = shop.send(report(&admin, "DELIVERED")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("DELIVERED"))
+    );
+    shop.await_status(&order, "DELIVERED").await;
+    let (_, body) = shop.send(report(&admin, "SHIPPED")).await;
+    assert_eq!(body["status"], "DELIVERED", "no going back");
+    let history: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM order_status_history WHERE order_id = $1::uuid ORDER BY id",
+    )
+    .bind(&order)
+    .fetch_all(&shop.order_pool)
+    .await
+    .unwrap();
+    let mut statuses = history.clone();
+    statuses.dedup();
+    assert_eq!(
+        statuses,
+        vec![
+            "PLACING",
+            "PENDING_PAYMENT",
+            "PAID",
+            "CONFIRMED",
+            "SHIPPED",
+            "DELIVERED"
+        ],
+        "{history:?}"
+    );
+    assert_eq!(shop.stock(&lamp).await, (3, 0));
     shop.stop().await;
 }

@@ -146,3 +146,74 @@ mod tests {
         assert!(check_country("us").is_err());
     }
 }
+
+/// Where a parcel goes (or comes from).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Address {
+    pub recipient: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: String,
+    pub city: String,
+    #[serde(default)]
+    pub region: String,
+    pub postal_code: String,
+    pub country: String,
+    #[serde(default)]
+    pub phone: String,
+}
+
+/// A fulfillment's status; it only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FulfillmentStatus {
+    Pending,
+    InProgress,
+    Shipped,
+    Delivered,
+}
+
+impl FulfillmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Shipped => "SHIPPED",
+            Self::Delivered => "DELIVERED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::InProgress,
+            Self::Shipped,
+            Self::Delivered,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == raw)
+    }
+
+    /// Whether a report of `to` moves a fulfillment in this status: only forward, and
+    /// only once the carrier has the shipment.
+    pub fn advances_to(self, to: Self) -> bool {
+        self >= Self::InProgress && to > self && to >= Self::Shipped
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::FulfillmentStatus::*;
+
+    #[test]
+    fn statuses_only_move_forward_after_the_carrier_has_it() {
+        assert!(InProgress.advances_to(Shipped));
+        assert!(InProgress.advances_to(Delivered));
+        assert!(Shipped.advances_to(Delivered));
+        assert!(!Delivered.advances_to(Shipped));
+        assert!(!Shipped.advances_to(Shipped));
+        assert!(
+            !Pending.advances_to(Shipped),
+            "nothing ships before the carrier has it"
+        );
+    }
+}

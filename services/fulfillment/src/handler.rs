@@ -1,10 +1,27 @@
 //! The fulfillment service's edges: the public courier list and gRPC `GetShippingCost`
 //! (service tokens only).
 
-use axum::extract::State;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use axum::{Json, Router};
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use axum::{Extension, Json, Router};
+use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
+use commerce_messaging::{
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
+    TopicSpec,
+};
+use commerce_runtime::health::KafkaCheck;
+use uuid::Uuid;
+
+use crate::carrier::{
+    CarrierError, EasyPostCarrier, EasyPostSettings, LocalCarrier, ShippingProvider,
+};
+use crate::domain::{Address, FulfillmentStatus};
+use crate::shipments::{self, Fulfillment, NewFulfillment, ShipmentError, Shipments};
 use commerce_proto::fulfillment::v1 as pb;
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
@@ -23,7 +40,34 @@ pub struct FulfillmentSettings {
     /// Weight of a unit whose weight the caller does not send.
     #[serde(default = "default_unit_weight")]
     pub default_unit_weight_g: i64,
+    /// Who ships: `{ provider = "local" }` (default) or `{ provider = "easypost", … }`.
+    #[serde(default)]
+    pub carrier: CarrierSettings,
+    /// How often pending shipments are handed to the carrier.
+    #[serde(default = "default_worker_interval", with = "humantime_serde")]
+    pub worker_interval: Duration,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
 }
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum CarrierSettings {
+    #[default]
+    Local,
+    Easypost(Box<EasyPostSettings>),
+}
+
+fn default_worker_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_consumer_group() -> String {
+    "fulfillment".to_owned()
+}
+
+pub const ORDER_TOPIC: &str = "commerce.order.events";
+pub const ORDER_CONFIRMED: &str = "commerce.order.v1.OrderConfirmed";
+pub const DEAD_LETTER_TOPIC: &str = "commerce.fulfillment.dlq";
 
 fn default_issuer() -> String {
     "commerce-auth".to_owned()
@@ -34,7 +78,53 @@ fn default_unit_weight() -> i64 {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: FulfillmentSettings = context.settings()?;
-    let fulfillment = FulfillmentService::new(context.database()?, settings.default_unit_weight_g);
+    let pool = context.database()?;
+    let fulfillment = FulfillmentService::new(pool.clone(), settings.default_unit_weight_g);
+    let carrier: Arc<dyn ShippingProvider> = match &settings.carrier {
+        CarrierSettings::Local => Arc::new(LocalCarrier),
+        CarrierSettings::Easypost(easypost) => {
+            Arc::new(EasyPostCarrier::new(easypost.as_ref().clone())?)
+        }
+    };
+    let shipments = Shipments::new(pool.clone(), carrier);
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &settings.jwks_url,
+        VerifierSettings::new(&settings.issuer, &["commerce"]),
+    );
+    let relay_task = context.outbox_relay(&[TopicSpec::new(shipments::TOPIC, 3)])?;
+    let worker_shutdown = context.shutdown.clone();
+    let worker = shipments.clone();
+    let interval = settings.worker_interval;
+    let worker_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        worker
+            .run_worker(interval, worker_shutdown)
+            .await
+            .map_err(BoxError::from)
+    });
+    let kafka = context.config.app.kafka.clone();
+    let consumer_settings = ConsumerSettings {
+        group: settings.consumer_group.clone(),
+        topics: vec![ORDER_TOPIC.to_owned()],
+        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+        max_attempts: 5,
+        retry_backoff: Duration::from_millis(200),
+    };
+    let consumer_shutdown = context.shutdown.clone();
+    let handler = Arc::new(OrderEvents {
+        shipments: shipments.clone(),
+        default_unit_weight_g: settings.default_unit_weight_g,
+    });
+    let consume_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        let topics = [
+            TopicSpec::new(ORDER_TOPIC, 3),
+            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
+        ];
+        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
+        InboxConsumer::new(&kafka, pool, consumer_settings, handler)?
+            .run(consumer_shutdown)
+            .await
+            .map_err(BoxError::from)
+    });
     let service_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["fulfillment"]),
@@ -44,13 +134,168 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             fulfillment: fulfillment.clone(),
         }),
     );
+    let shipment_routes = Router::new()
+        .route("/v1/fulfillments/{order_id}", get(show))
+        .route(
+            "/v1/admin/fulfillments/{order_id}",
+            axum::routing::patch(report),
+        )
+        .route(
+            "/v1/fulfillments/webhooks/{carrier}",
+            axum::routing::post(webhook),
+        )
+        .layer(Extension(user_tokens))
+        .with_state(shipments);
     Ok(ServiceParts {
         http: Router::new()
             .route("/v1/shipping/couriers", get(couriers))
-            .with_state(fulfillment),
+            .with_state(fulfillment)
+            .merge(shipment_routes),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        ..ServiceParts::default()
+        background: vec![relay_task, worker_task, consume_task],
+        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
+            &context.config.app.kafka,
+        )?))],
     })
+}
+
+/// Order events: a confirmed order becomes a shipment to make.
+struct OrderEvents {
+    shipments: Shipments,
+    default_unit_weight_g: i64,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for OrderEvents {
+    async fn handle(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != ORDER_CONFIRMED {
+            return Ok(());
+        }
+        let confirmed: commerce_proto::order::v1::OrderConfirmed = event.decode()?;
+        let order = confirmed
+            .order
+            .ok_or_else(|| HandlerError::Permanent("OrderConfirmed without an order".into()))?;
+        let uuid = |field: &str, raw: &str| {
+            Uuid::parse_str(raw).map_err(|_| {
+                HandlerError::Permanent(format!(
+                    "OrderConfirmed.order.{field} `{raw}` is not a UUID"
+                ))
+            })
+        };
+        let lines: Vec<ParcelLine> = order
+            .items
+            .iter()
+            .map(|item| ParcelLine {
+                quantity: item.quantity,
+                unit_weight_g: None,
+            })
+            .collect();
+        let weight_g = crate::domain::parcel_weight(&lines, self.default_unit_weight_g)
+            .map_err(|invalid| HandlerError::Permanent(invalid.to_string()))?;
+        let address = order.shipping_address.unwrap_or_default();
+        let new = NewFulfillment {
+            order_id: uuid("id", &order.id)?,
+            user_id: uuid("user_id", &order.user_id)?,
+            courier: order.courier,
+            address: Address {
+                recipient: address.recipient,
+                line1: address.line1,
+                line2: address.line2,
+                city: address.city,
+                region: address.region,
+                postal_code: address.postal_code,
+                country: address.country,
+                phone: address.phone,
+            },
+            weight_g,
+        };
+        self.shipments
+            .accept(connection, new)
+            .await
+            .map_err(|error| HandlerError::Retryable(error.to_string()))?;
+        Ok(())
+    }
+}
+
+impl From<ShipmentError> for ApiError {
+    fn from(error: ShipmentError) -> Self {
+        match error {
+            ShipmentError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ShipmentError::Conflict(_) => ApiError::conflict(error.to_string()),
+            ShipmentError::Carrier(CarrierError::Webhook(_)) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                error.to_string(),
+            ),
+            ShipmentError::Carrier(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                error.to_string(),
+            ),
+            ShipmentError::Storage(_) | ShipmentError::Outbox(_) => ApiError::internal(error),
+        }
+    }
+}
+
+fn order_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("orderId", "must be a UUID"))
+}
+
+/// The order's owner and staff see its shipment.
+async fn show(
+    State(shipments): State<Shipments>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<Json<Fulfillment>, ApiError> {
+    let fulfillment = shipments.by_order(order_id(&raw)?).await?;
+    let staff = [Role::Admin, Role::Support].contains(&principal.role());
+    if !staff && principal.user_id()? != fulfillment.user_id {
+        return Err(ApiError::not_found(format!("fulfillment of order {raw}")));
+    }
+    Ok(Json(fulfillment))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    /// `SHIPPED` or `DELIVERED`.
+    status: String,
+}
+
+async fn report(
+    State(shipments): State<Shipments>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    body: Result<Json<Report>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Fulfillment>, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let Json(body) = body.map_err(commerce_runtime::api::json_rejection)?;
+    let to = match FulfillmentStatus::parse(&body.status) {
+        Some(to @ (FulfillmentStatus::Shipped | FulfillmentStatus::Delivered)) => to,
+        _ => return Err(ApiError::invalid("status", "must be SHIPPED or DELIVERED")),
+    };
+    Ok(Json(
+        shipments
+            .report(order_id(&raw)?, to, &principal.actor())
+            .await?,
+    ))
+}
+
+/// Carriers call this; it is authenticated by the delivery's signature, not a token.
+async fn webhook(
+    State(shipments): State<Shipments>,
+    Path(carrier): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let outcome = shipments.webhook(&carrier, &headers, &body).await?;
+    Ok(Json(
+        serde_json::json!({ "received": true, "outcome": outcome }),
+    ))
 }
 
 /// Public: the storefront shows shoppers which couriers they can choose.

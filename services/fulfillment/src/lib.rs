@@ -1,10 +1,12 @@
-//! The fulfillment service: shipping costs from rate tables. Shipments, carriers and
-//! delivery tracking come with the order lifecycle.
+//! The fulfillment service: shipping costs from rate tables, and shipments for confirmed
+//! orders through a carrier (local, or EasyPost) with tracking updates.
 
+pub mod carrier;
 pub mod domain;
 pub mod handler;
 pub mod repository;
 pub mod service;
+pub mod shipments;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -14,6 +16,6 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     name: "fulfillment",
     summary: "shipping cost and shipments",
     migrator: Some(&MIGRATOR),
-    messaging: false,
+    messaging: true,
     start: |context| Box::pin(handler::start(context)),
 };

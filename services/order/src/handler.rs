@@ -14,6 +14,7 @@ use commerce_messaging::{
     BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
     TopicSpec,
 };
+use commerce_proto::fulfillment::v1 as fulfillment_pb;
 use commerce_proto::order::v1 as pb;
 use commerce_proto::payment::v1 as payment_pb;
 use commerce_runtime::api::json_rejection;
@@ -24,7 +25,7 @@ use serde::Deserialize;
 use tower::Layer;
 use uuid::Uuid;
 
-use crate::domain::Order;
+use crate::domain::{Order, OrderStatus};
 use crate::lifecycle::{self, LifecycleContext};
 use crate::peers::{PeerAddresses, Peers};
 use crate::placement::{self, PlacementContext, PlacementSaga, STEP_NAMES};
@@ -65,8 +66,13 @@ pub const PAYMENT_TOPIC: &str = "commerce.payment.events";
 pub const PAYMENT_SUCCEEDED: &str = "commerce.payment.v1.PaymentSucceeded";
 pub const PAYMENT_FAILED: &str = "commerce.payment.v1.PaymentFailed";
 pub const DEAD_LETTER_TOPIC: &str = "commerce.order.dlq";
+pub const FULFILLMENT_TOPIC: &str = "commerce.fulfillment.events";
+pub const FULFILLMENT_CREATED: &str = "commerce.fulfillment.v1.FulfillmentCreated";
+pub const FULFILLMENT_SHIPPED: &str = "commerce.fulfillment.v1.FulfillmentShipped";
+pub const FULFILLMENT_DELIVERED: &str = "commerce.fulfillment.v1.FulfillmentDelivered";
 
 /// Payment events: a payment starts the order's payment saga; a failed attempt is noted.
+/// Fulfillment events: the order follows its shipment (SHIPPED, DELIVERED).
 struct PaymentEvents {
     orders: OrderService,
 }
@@ -97,6 +103,40 @@ impl EventHandler for PaymentEvents {
                     .map_err(|error| HandlerError::Retryable(error.to_string()))?;
                 // Driven once the inbox transaction commits; recovery if this gives up.
                 tokio::spawn(self.orders.engines().payment.clone().kick(saga));
+            }
+            FULFILLMENT_CREATED => {
+                let created: fulfillment_pb::FulfillmentCreated = event.decode()?;
+                crate::repository::note(
+                    connection,
+                    order_of(&created.order_id)?,
+                    &format!(
+                        "shipment created: {} tracking {}",
+                        created.courier, created.tracking_id
+                    ),
+                )
+                .await?;
+            }
+            FULFILLMENT_SHIPPED => {
+                let shipped: fulfillment_pb::FulfillmentShipped = event.decode()?;
+                crate::repository::transition(
+                    connection,
+                    order_of(&shipped.order_id)?,
+                    &[OrderStatus::Confirmed],
+                    OrderStatus::Shipped,
+                    &format!("tracking {}", shipped.tracking_id),
+                )
+                .await?;
+            }
+            FULFILLMENT_DELIVERED => {
+                let delivered: fulfillment_pb::FulfillmentDelivered = event.decode()?;
+                crate::repository::transition(
+                    connection,
+                    order_of(&delivered.order_id)?,
+                    &[OrderStatus::Confirmed, OrderStatus::Shipped],
+                    OrderStatus::Delivered,
+                    &format!("tracking {}", delivered.tracking_id),
+                )
+                .await?;
             }
             PAYMENT_FAILED => {
                 let failed: payment_pb::PaymentFailed = event.decode()?;
@@ -261,7 +301,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let kafka = context.config.app.kafka.clone();
     let consumer_settings = ConsumerSettings {
         group: settings.consumer_group.clone(),
-        topics: vec![PAYMENT_TOPIC.to_owned()],
+        topics: vec![PAYMENT_TOPIC.to_owned(), FULFILLMENT_TOPIC.to_owned()],
         dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
         max_attempts: 5,
         retry_backoff: Duration::from_millis(200),
@@ -273,6 +313,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let consume_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
         let topics = [
             TopicSpec::new(PAYMENT_TOPIC, 3),
+            TopicSpec::new(FULFILLMENT_TOPIC, 3),
             TopicSpec::new(DEAD_LETTER_TOPIC, 1),
         ];
         commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
