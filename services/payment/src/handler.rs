@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::domain::Charge;
 use crate::gateway::{GatewayError, Gateways, OfflineGateway, WebhookError};
 use crate::service::{self, PaymentError, PaymentService, Viewer};
+use crate::stripe::{StripeGateway, StripeSettings};
 
 /// `services.payment` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +35,8 @@ pub struct PaymentSettings {
     pub issuer: String,
     #[serde(default)]
     pub offline: OfflineSettings,
+    /// Stripe credentials; without them the `stripe` gateway is not offered.
+    pub stripe: Option<StripeSettings>,
     /// How old a signed webhook delivery may be.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
     pub webhook_tolerance: Duration,
@@ -55,8 +58,15 @@ fn default_tolerance() -> Duration {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: PaymentSettings = context.settings()?;
-    // Stripe and Xendit clients join here when their credentials are configured.
-    let gateways = Gateways::new(Vec::new()).with_offline(OfflineGateway::new(
+    // Gateways join when their credentials are configured (the Xendit client: next).
+    let mut providers: Vec<Box<dyn crate::gateway::PaymentGateway>> = Vec::new();
+    if let Some(stripe) = &settings.stripe {
+        providers.push(Box::new(StripeGateway::new(
+            stripe.clone(),
+            settings.webhook_tolerance,
+        )?));
+    }
+    let gateways = Gateways::new(providers).with_offline(OfflineGateway::new(
         settings.offline.webhook_secret.clone(),
         settings.webhook_tolerance,
     ));

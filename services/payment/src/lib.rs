@@ -1,5 +1,5 @@
 //! The payment service: payment intents, refunds and provider webhooks through a gateway
-//! interface; the offline gateway for local runs. Stripe and Xendit clients: next.
+//! interface: Stripe, and the offline gateway for local runs. The Xendit client: next.
 
 pub mod domain;
 pub mod gateway;
@@ -7,6 +7,7 @@ pub mod handler;
 pub mod repository;
 pub mod service;
 pub mod signature;
+pub mod stripe;
 
 use commerce_runtime::ServiceDefinition;
 

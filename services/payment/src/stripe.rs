@@ -1,0 +1,332 @@
+//! Stripe: a client for its documented PaymentIntents, Refunds and webhook APIs. Requests
+//! are form-encoded with the secret key as a Bearer token; every mutating call carries an
+//! `Idempotency-Key`; webhooks are verified with `Stripe-Signature` before they are read.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::domain::{Charge, WebhookEvent, WebhookKind};
+use crate::gateway::{GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError, unix_now};
+use crate::signature::{self, SignatureError};
+
+/// `services.payment.stripe`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeSettings {
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    pub secret_key: String,
+    pub webhook_secret: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_base_url() -> String {
+    "https://api.stripe.com".to_owned()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
+
+pub struct StripeGateway {
+    settings: StripeSettings,
+    http: reqwest::Client,
+    tolerance: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeError {
+    error: StripeErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeErrorDetail {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaymentIntentObject {
+    id: String,
+    client_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundObject {
+    id: String,
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+/// ISO 4217 currencies Stripe takes in whole units.
+const ZERO_DECIMAL: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+];
+
+/// An amount in the currency's smallest unit, as Stripe wants it.
+pub fn minor_units(charge: &Charge) -> Result<i64, GatewayError> {
+    let exponent = if ZERO_DECIMAL.contains(&charge.currency.as_str()) {
+        0
+    } else {
+        2
+    };
+    let scaled = charge.amount * Decimal::from(10i64.pow(exponent));
+    if scaled.fract() != Decimal::ZERO {
+        return Err(GatewayError::Refused(format!(
+            "{} {} has more decimals than the currency allows",
+            charge.amount, charge.currency
+        )));
+    }
+    i64::try_from(scaled.trunc()).map_err(|_| GatewayError::Refused("amount too large".to_owned()))
+}
+
+fn from_minor_units(amount: i64, currency: &str) -> Decimal {
+    let exponent = if ZERO_DECIMAL.contains(&currency.to_uppercase().as_str()) {
+        0
+    } else {
+        2
+    };
+    Decimal::new(amount, exponent)
+}
+
+impl StripeGateway {
+    pub fn new(settings: StripeSettings, tolerance: Duration) -> Result<Self, GatewayError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+        Ok(Self {
+            settings,
+            http,
+            tolerance,
+        })
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+        idempotency_key: &str,
+    ) -> Result<T, GatewayError> {
+        let response = self
+            .http
+            .post(format!(
+                "{}{path}",
+                self.settings.base_url.trim_end_matches('/')
+            ))
+            .bearer_auth(&self.settings.secret_key)
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await
+            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|error| GatewayError::Failure(format!("unreadable answer: {error}")));
+        }
+        let detail = serde_json::from_slice::<StripeError>(&body)
+            .map(|error| {
+                format!(
+                    "{} {}: {}",
+                    error.error.kind.unwrap_or_default(),
+                    error.error.code.unwrap_or_default(),
+                    error.error.message.unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        // 4xx (but 409 idempotency races and 429 rate limits) will not change on retry.
+        match status.as_u16() {
+            409 | 429 => Err(GatewayError::Failure(detail)),
+            400..=499 => Err(GatewayError::Refused(detail)),
+            _ => Err(GatewayError::Failure(detail)),
+        }
+    }
+}
+
+fn text(value: &serde_json::Value, key: &str) -> String {
+    value[key].as_str().unwrap_or_default().to_owned()
+}
+
+#[async_trait]
+impl PaymentGateway for StripeGateway {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    async fn create_intent(
+        &self,
+        charge: &Charge,
+        idempotency_key: &str,
+    ) -> Result<Intent, GatewayError> {
+        let form = [
+            ("amount", minor_units(charge)?.to_string()),
+            ("currency", charge.currency.to_lowercase()),
+            ("automatic_payment_methods[enabled]", "true".to_owned()),
+            ("metadata[order_id]", idempotency_key.to_owned()),
+        ];
+        let intent: PaymentIntentObject = self
+            .post("/v1/payment_intents", &form, idempotency_key)
+            .await?;
+        Ok(Intent {
+            client_secret: intent.client_secret.ok_or_else(|| {
+                GatewayError::Failure("the intent came without a client secret".to_owned())
+            })?,
+            reference: intent.id,
+        })
+    }
+
+    async fn cancel_intent(&self, reference: &str) -> Result<(), GatewayError> {
+        let _: PaymentIntentObject = self
+            .post(
+                &format!("/v1/payment_intents/{reference}/cancel"),
+                &[("cancellation_reason", "abandoned".to_owned())],
+                &format!("cancel-{reference}"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn refund(
+        &self,
+        reference: &str,
+        amount: &Charge,
+        idempotency_key: &str,
+    ) -> Result<RefundReceipt, GatewayError> {
+        let form = [
+            ("payment_intent", reference.to_owned()),
+            ("amount", minor_units(amount)?.to_string()),
+        ];
+        let refund: RefundObject = self.post("/v1/refunds", &form, idempotency_key).await?;
+        Ok(RefundReceipt {
+            reference: refund.id,
+            // Stripe's "requires_action" and "pending" settle later, by webhook.
+            status: match refund.status.as_str() {
+                "succeeded" => "succeeded",
+                "failed" | "canceled" => "failed",
+                _ => "pending",
+            }
+            .to_owned(),
+        })
+    }
+
+    fn verify_webhook(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookEvent, WebhookError> {
+        let header = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(SignatureError::Malformed)?;
+        signature::verify(
+            &self.settings.webhook_secret,
+            header,
+            body,
+            unix_now(),
+            self.tolerance,
+        )?;
+        let event: Event = serde_json::from_slice(body)
+            .map_err(|error| WebhookError::Payload(error.to_string()))?;
+        let object = &event.data.object;
+        let kind = match event.event_type.as_str() {
+            "payment_intent.succeeded" => WebhookKind::PaymentSucceeded {
+                reference: text(object, "id"),
+            },
+            "payment_intent.payment_failed" => WebhookKind::PaymentFailed {
+                reference: text(object, "id"),
+                reason: object["last_payment_error"]["message"]
+                    .as_str()
+                    .unwrap_or("payment failed")
+                    .to_owned(),
+            },
+            "refund.updated" | "refund.failed" => {
+                let refund = WebhookKind::RefundSucceeded {
+                    payment_reference: text(object, "payment_intent"),
+                    refund_reference: text(object, "id"),
+                };
+                match (object["status"].as_str(), refund) {
+                    (Some("succeeded"), refund) => refund,
+                    (
+                        Some("failed" | "canceled"),
+                        WebhookKind::RefundSucceeded {
+                            payment_reference,
+                            refund_reference,
+                        },
+                    ) => WebhookKind::RefundFailed {
+                        payment_reference,
+                        refund_reference,
+                    },
+                    _ => WebhookKind::Other,
+                }
+            }
+            "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => {
+                WebhookKind::Dispute {
+                    payment_reference: text(object, "payment_intent"),
+                    dispute_reference: text(object, "id"),
+                    reason: text(object, "reason"),
+                    amount: object["amount"]
+                        .as_i64()
+                        .map(|amount| from_minor_units(amount, &text(object, "currency"))),
+                    status: text(object, "status"),
+                }
+            }
+            _ => WebhookKind::Other,
+        };
+        Ok(WebhookEvent {
+            id: event.id,
+            event_type: event.event_type,
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn charge(amount: &str, currency: &str) -> Charge {
+        Charge {
+            amount: Decimal::from_str(amount).unwrap(),
+            currency: currency.to_owned(),
+        }
+    }
+
+    #[test]
+    fn amounts_go_to_stripe_in_minor_units() {
+        assert_eq!(minor_units(&charge("19.99", "USD")).unwrap(), 1999);
+        assert_eq!(minor_units(&charge("500", "JPY")).unwrap(), 500);
+        assert!(minor_units(&charge("1.5", "JPY")).is_err());
+        assert!(minor_units(&charge("1.005", "USD")).is_err());
+        assert_eq!(
+            from_minor_units(1999, "usd"),
+            Decimal::from_str("19.99").unwrap()
+        );
+    }
+}
