@@ -15,8 +15,7 @@ use commerce_access::{
     Principal, RequireServiceToken, Role, ServiceTokenSource, TokenVerifier, VerifierSettings,
 };
 use commerce_messaging::{
-    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
-    TopicSpec,
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, ReceivedEvent, TopicSpec,
 };
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::api::json_rejection;
@@ -163,32 +162,17 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         settings.cleanup_interval,
         context.shutdown.clone(),
     ));
-    let kafka = context.config.app.kafka.clone();
-    let consumer_settings = ConsumerSettings {
-        group: settings.consumer_group.clone(),
-        topics: vec![ORDER_TOPIC.to_owned()],
-        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
-        max_attempts: 5,
-        retry_backoff: Duration::from_millis(200),
-    };
-    let consumer_shutdown = context.shutdown.clone();
-    let consumer_pool = pool.clone();
-    let consume_task = Box::pin(async move {
-        let topics = [
-            TopicSpec::new(ORDER_TOPIC, 3),
-            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
-        ];
-        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
-        InboxConsumer::new(
-            &kafka,
-            consumer_pool,
-            consumer_settings,
-            Arc::new(OrderEvents),
-        )?
-        .run(consumer_shutdown)
-        .await
-        .map_err(BoxError::from)
-    });
+    let consume_task = context.inbox_consumer(
+        ConsumerSettings {
+            group: settings.consumer_group.clone(),
+            topics: vec![ORDER_TOPIC.to_owned()],
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+        },
+        3,
+        Arc::new(OrderEvents),
+    )?;
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::cart_service_server::CartServiceServer::new(GrpcHandler {
             carts: carts.clone(),

@@ -11,8 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
 use commerce_messaging::{
-    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
-    TopicSpec,
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, ReceivedEvent, TopicSpec,
 };
 use commerce_runtime::health::KafkaCheck;
 use uuid::Uuid;
@@ -101,30 +100,20 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .await
             .map_err(BoxError::from)
     });
-    let kafka = context.config.app.kafka.clone();
-    let consumer_settings = ConsumerSettings {
-        group: settings.consumer_group.clone(),
-        topics: vec![ORDER_TOPIC.to_owned()],
-        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
-        max_attempts: 5,
-        retry_backoff: Duration::from_millis(200),
-    };
-    let consumer_shutdown = context.shutdown.clone();
-    let handler = Arc::new(OrderEvents {
-        shipments: shipments.clone(),
-        default_unit_weight_g: settings.default_unit_weight_g,
-    });
-    let consume_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
-        let topics = [
-            TopicSpec::new(ORDER_TOPIC, 3),
-            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
-        ];
-        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
-        InboxConsumer::new(&kafka, pool, consumer_settings, handler)?
-            .run(consumer_shutdown)
-            .await
-            .map_err(BoxError::from)
-    });
+    let consume_task = context.inbox_consumer(
+        ConsumerSettings {
+            group: settings.consumer_group.clone(),
+            topics: vec![ORDER_TOPIC.to_owned()],
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+        },
+        3,
+        Arc::new(OrderEvents {
+            shipments: shipments.clone(),
+            default_unit_weight_g: settings.default_unit_weight_g,
+        }),
+    )?;
     let service_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["fulfillment"]),

@@ -11,8 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
 use commerce_messaging::{
-    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, ReceivedEvent,
-    TopicSpec,
+    BrokerProbe, ConsumerSettings, EventHandler, HandlerError, ReceivedEvent, TopicSpec,
 };
 use commerce_proto::fulfillment::v1 as fulfillment_pb;
 use commerce_proto::order::v1 as pb;
@@ -73,12 +72,12 @@ pub const FULFILLMENT_DELIVERED: &str = "commerce.fulfillment.v1.FulfillmentDeli
 
 /// Payment events: a payment starts the order's payment saga; a failed attempt is noted.
 /// Fulfillment events: the order follows its shipment (SHIPPED, DELIVERED).
-struct PaymentEvents {
+struct PeerEvents {
     orders: OrderService,
 }
 
 #[async_trait::async_trait]
-impl EventHandler for PaymentEvents {
+impl EventHandler for PeerEvents {
     async fn handle(
         &self,
         connection: &mut sqlx::PgConnection,
@@ -298,30 +297,19 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .and(cancel)
             .map_err(BoxError::from)
     });
-    let kafka = context.config.app.kafka.clone();
-    let consumer_settings = ConsumerSettings {
-        group: settings.consumer_group.clone(),
-        topics: vec![PAYMENT_TOPIC.to_owned(), FULFILLMENT_TOPIC.to_owned()],
-        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
-        max_attempts: 5,
-        retry_backoff: Duration::from_millis(200),
-    };
-    let consumer_shutdown = context.shutdown.clone();
-    let payment_events = Arc::new(PaymentEvents {
-        orders: orders.clone(),
-    });
-    let consume_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
-        let topics = [
-            TopicSpec::new(PAYMENT_TOPIC, 3),
-            TopicSpec::new(FULFILLMENT_TOPIC, 3),
-            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
-        ];
-        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &consumer_shutdown).await;
-        InboxConsumer::new(&kafka, pool, consumer_settings, payment_events)?
-            .run(consumer_shutdown)
-            .await
-            .map_err(BoxError::from)
-    });
+    let consume_task = context.inbox_consumer(
+        ConsumerSettings {
+            group: settings.consumer_group.clone(),
+            topics: vec![PAYMENT_TOPIC.to_owned(), FULFILLMENT_TOPIC.to_owned()],
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+        },
+        3,
+        Arc::new(PeerEvents {
+            orders: orders.clone(),
+        }),
+    )?;
     let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
         .handle(
             placement::REMINDER_TASK,

@@ -64,6 +64,18 @@ pub struct LifecycleContext {
 }
 
 impl LifecycleContext {
+    /// Refunds whatever is left of the order's payment; nothing left counts as done (the
+    /// cancel and payment sagas may both see a paid order they do not want).
+    async fn refund_rest(&self, order_id: Uuid, reason: &str, key: &str) -> Result<(), StepError> {
+        match self.peers.refund(order_id, reason, key).await {
+            Err(StepError::Rejected {
+                kind: FailureKind::Conflict,
+                message,
+            }) if message.contains("fully refunded") => Ok(()),
+            other => other,
+        }
+    }
+
     /// Cancels the order's pending reminder and expiry tasks.
     async fn drop_tasks(&self, order_id: Uuid) -> Result<(), StepError> {
         let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
@@ -229,23 +241,13 @@ impl Step<PaymentReceived> for RefundUnwantedPayment {
             .map(OrderStatus::as_str)
             .unwrap_or("closed");
         tracing::warn!(order_id = %data.order_id, status, "payment for a closed order: refunding");
-        match self
-            .0
-            .peers
-            .refund(
+        self.0
+            .refund_rest(
                 data.order_id,
                 &format!("the order was {status} when the payment arrived"),
                 &format!("unwanted-payment:{}", data.order_id),
             )
             .await
-        {
-            // Already refunded in full (by a cancel that saw it paid): nothing left to do.
-            Err(StepError::Rejected {
-                kind: FailureKind::Conflict,
-                message,
-            }) if message.contains("fully refunded") => Ok(()),
-            other => other,
-        }
     }
 }
 
@@ -570,22 +572,13 @@ impl Step<Cancellation> for RefundCanceledPayment {
         if !decided(data.paid)? {
             return Ok(());
         }
-        match self
-            .0
-            .peers
-            .refund(
+        self.0
+            .refund_rest(
                 data.order_id,
                 &data.reason,
                 &format!("cancel:{}", data.order_id),
             )
             .await
-        {
-            Err(StepError::Rejected {
-                kind: FailureKind::Conflict,
-                message,
-            }) if message.contains("fully refunded") => Ok(()),
-            other => other,
-        }
     }
 }
 

@@ -128,6 +128,35 @@ impl ServiceContext {
             relay.run(shutdown).await.map_err(BoxError::from)
         }))
     }
+
+    /// The service's inbox consumer as a background task: it creates the subscribed topics
+    /// (`partitions` each) and the dead-letter topic, then consumes until shutdown.
+    pub fn inbox_consumer(
+        &self,
+        settings: commerce_messaging::ConsumerSettings,
+        partitions: i32,
+        handler: Arc<dyn commerce_messaging::EventHandler>,
+    ) -> Result<BackgroundTask, BoxError> {
+        let kafka = self.config.app.kafka.clone();
+        let pool = self.database()?;
+        let shutdown = self.shutdown.clone();
+        let topics: Vec<commerce_messaging::TopicSpec> = settings
+            .topics
+            .iter()
+            .map(|topic| commerce_messaging::TopicSpec::new(topic.clone(), partitions))
+            .chain([commerce_messaging::TopicSpec::new(
+                settings.dead_letter_topic.clone(),
+                1,
+            )])
+            .collect();
+        Ok(Box::pin(async move {
+            commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
+            commerce_messaging::InboxConsumer::new(&kafka, pool, settings, handler)?
+                .run(shutdown)
+                .await
+                .map_err(BoxError::from)
+        }))
+    }
 }
 
 /// What a started service hands to the runtime.

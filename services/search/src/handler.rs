@@ -11,8 +11,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use commerce_messaging::{
-    ConsumerSettings, EventHandler, HandlerError, InboxConsumer, KafkaConfig, ReceivedEvent,
-    TopicSpec,
+    ConsumerSettings, EventHandler, HandlerError, KafkaConfig, ReceivedEvent,
 };
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
@@ -46,9 +45,7 @@ pub const DEAD_LETTER_TOPIC: &str = "commerce.search.dlq";
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: SearchSettings = context.settings()?;
-    let pool = context.database()?;
     let redis = context.redis().await?;
-    let kafka = context.config.app.kafka.clone();
     let dir = settings.index_dir.clone();
     let index: Arc<dyn SearchIndex> =
         Arc::new(tokio::task::spawn_blocking(move || TantivyIndex::open(&dir)).await??);
@@ -57,28 +54,19 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         PopularQueries::new(redis.clone(), &settings.redis_prefix),
     );
 
-    let consumer_settings = ConsumerSettings {
-        group: settings.consumer_group.clone(),
-        topics: vec![service::PRODUCT_TOPIC.to_owned()],
-        dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
-        max_attempts: 5,
-        retry_backoff: Duration::from_millis(200),
-    };
-    let handler = Arc::new(IndexEvents {
-        search: search.clone(),
-    });
-    let shutdown = context.shutdown.clone();
-    let consume = Box::pin(async move {
-        let topics = [
-            TopicSpec::new(service::PRODUCT_TOPIC, 3),
-            TopicSpec::new(DEAD_LETTER_TOPIC, 1),
-        ];
-        commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
-        InboxConsumer::new(&kafka, pool, consumer_settings, handler)?
-            .run(shutdown)
-            .await
-            .map_err(BoxError::from)
-    });
+    let consume = context.inbox_consumer(
+        ConsumerSettings {
+            group: settings.consumer_group.clone(),
+            topics: vec![service::PRODUCT_TOPIC.to_owned()],
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+        },
+        3,
+        Arc::new(IndexEvents {
+            search: search.clone(),
+        }),
+    )?;
     Ok(ServiceParts {
         http: routes(search),
         grpc: None,
