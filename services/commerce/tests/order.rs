@@ -1175,7 +1175,27 @@ async fn reminders_go_out_while_unpaid_and_the_order_expires() {
             .len(),
         1
     );
-    // The unpaid order's stock is back and its intent canceled; the paid one is untouched.
+    // The unpaid order's stock comes back (the expiry saga's last step) and its intent is
+    // canceled; the paid one is untouched.
+    let product_pool = shop.product_pool.clone();
+    let product = mug.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the expired order's stock to come back",
+        || {
+            let (pool, product) = (product_pool.clone(), product.clone());
+            async move {
+                let reserved: i64 =
+                    sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
+                        .bind(product)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (reserved == 2).then_some(())
+            }
+        },
+    )
+    .await;
     assert_eq!(shop.stock(&mug).await, (10, 2));
     let payments: std::collections::HashMap<String, String> =
         shop.payment_statuses().await.into_iter().collect();

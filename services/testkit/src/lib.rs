@@ -135,12 +135,18 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago. Chosen at random below the kernel's
+/// ephemeral range (32768+ on Linux): a port the OS handed out for `:0` is soon handed out
+/// again as the local end of some test's outgoing connection, and the server that meant to
+/// bind it then finds it taken.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    for _ in 0..1000 {
+        let port = 15_000 + (uuid::Uuid::new_v4().as_u128() % 17_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range after 1000 tries")
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
