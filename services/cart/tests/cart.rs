@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use commerce_proto::auth::v1 as auth_pb;
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::Config;
 use commerce_runtime::service::{self, Running};
@@ -13,7 +12,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const PASSWORD: &str = "correct horse battery 9";
 const CART_SECRET: &str = "cart-secret-for-tests-00001";
 const ORDER_SECRET: &str = "order-secret-for-tests-0001";
 
@@ -137,47 +135,7 @@ impl Shop {
 
     /// A verified user's access token (and id), through the real auth flow.
     async fn user(&self, role: &str) -> (String, String) {
-        let email = format!("{}@example.com", unique("shopper"));
-        let (status, user) = self
-            .send(self.client.post(format!("{}/v1/auth/register", self.auth)).json(&json!({
-                "email": email, "password": PASSWORD, "firstName": "Sam", "lastName": "Shopper"
-            })))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{user}");
-        let id = user["id"].as_str().unwrap().to_owned();
-        let payload: Vec<u8> = sqlx::query_scalar(
-            "SELECT payload FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'commerce.auth.v1.UserRegistered'",
-        )
-        .bind(&id)
-        .fetch_one(&self.auth_pool)
-        .await
-        .unwrap();
-        let token = auth_pb::UserRegistered::decode(payload.as_slice())
-            .unwrap()
-            .verification_token;
-        let (status, _) = self
-            .send(
-                self.client
-                    .post(format!("{}/v1/auth/verify-email", self.auth))
-                    .json(&json!({"token": token})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        sqlx::query("UPDATE users SET role = $2 WHERE id = $1::uuid")
-            .bind(&id)
-            .bind(role)
-            .execute(&self.auth_pool)
-            .await
-            .unwrap();
-        let (status, login) = self
-            .send(
-                self.client
-                    .post(format!("{}/v1/auth/login", self.auth))
-                    .json(&json!({"email": email, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{login}");
-        (login["accessToken"].as_str().unwrap().to_owned(), id)
+        commerce_testkit::verified_user(&self.client, &self.auth, &self.auth_pool, role).await
     }
 
     async fn address(&self, token: &str) -> String {

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_proto::auth::v1 as auth_pb;
 use commerce_proto::order::v1 as order_pb;
 use commerce_runtime::Config;
 use commerce_runtime::service::{self, Running};
@@ -17,7 +16,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const PASSWORD: &str = "correct horse battery 9";
 const CART_SECRET: &str = "cart-secret-for-tests-00001";
 const ORDER_SECRET: &str = "order-secret-for-tests-0001";
 const OFFLINE_SECRET: &str = "offline-webhook-secret-for-tests";
@@ -297,49 +295,9 @@ impl Shop {
         )
     }
 
-    /// A verified user with this role, through the real auth flow: (token, id).
+    /// A verified user's access token (and id), through the real auth flow.
     async fn user(&self, role: &str) -> (String, String) {
-        let email = format!("{}@example.com", unique("buyer"));
-        let (status, user) = self
-            .send(self.client.post(format!("{}/v1/auth/register", self.auth)).json(&json!({
-                "email": email, "password": PASSWORD, "firstName": "Olly", "lastName": "Order"
-            })))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{user}");
-        let id = user["id"].as_str().unwrap().to_owned();
-        let payload: Vec<u8> = sqlx::query_scalar(
-            "SELECT payload FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'commerce.auth.v1.UserRegistered'",
-        )
-        .bind(&id)
-        .fetch_one(&self.auth_pool)
-        .await
-        .unwrap();
-        let token = auth_pb::UserRegistered::decode(payload.as_slice())
-            .unwrap()
-            .verification_token;
-        let (status, _) = self
-            .send(
-                self.client
-                    .post(format!("{}/v1/auth/verify-email", self.auth))
-                    .json(&json!({"token": token})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        sqlx::query("UPDATE users SET role = $2 WHERE id = $1::uuid")
-            .bind(&id)
-            .bind(role)
-            .execute(&self.auth_pool)
-            .await
-            .unwrap();
-        let (status, login) = self
-            .send(
-                self.client
-                    .post(format!("{}/v1/auth/login", self.auth))
-                    .json(&json!({"email": email, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{login}");
-        (login["accessToken"].as_str().unwrap().to_owned(), id)
+        commerce_testkit::verified_user(&self.client, &self.auth, &self.auth_pool, role).await
     }
 
     async fn product(&self, admin: &str, price: &str, stock: i64) -> String {
@@ -468,25 +426,41 @@ impl Shop {
     }
 
     async fn await_status(&self, order: &str, status: &str) {
-        let pool = self.order_pool.clone();
-        let (order, status) = (order.to_owned(), status.to_owned());
-        eventually(
-            Duration::from_secs(30),
-            &format!("order {order} to be {status}"),
-            || {
-                let (pool, order, status) = (pool.clone(), order.clone(), status.clone());
-                async move {
-                    let now: String =
-                        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
-                            .bind(order)
-                            .fetch_one(&pool)
-                            .await
-                            .ok()?;
-                    (now == status).then_some(())
-                }
-            },
+        await_scalar(
+            &self.order_pool,
+            "SELECT status FROM orders WHERE id = $1::uuid",
+            order,
+            status.to_owned(),
         )
         .await;
+    }
+
+    async fn await_reserved(&self, product: &str, reserved: i64) {
+        await_scalar(
+            &self.product_pool,
+            "SELECT reserved FROM products WHERE id = $1::uuid",
+            product,
+            reserved,
+        )
+        .await;
+    }
+
+    async fn await_payment_status(&self, order: &str, status: &str) {
+        await_scalar(
+            &self.payment_pool,
+            "SELECT status FROM payments WHERE order_id = $1::uuid",
+            order,
+            status.to_owned(),
+        )
+        .await;
+    }
+
+    /// Waits until the order's history has exactly one line whose reason starts so.
+    async fn await_note(&self, order: &str, reason_prefix: &str) {
+        let query = format!(
+            "SELECT count(*) FROM order_status_history WHERE order_id = $1::uuid AND reason LIKE '{reason_prefix}%'"
+        );
+        await_scalar(&self.order_pool, &query, order, 1i64).await;
     }
 
     async fn payment_status(&self, order: &str) -> String {
@@ -1139,25 +1113,7 @@ async fn reminders_go_out_while_unpaid_and_the_order_expires() {
         .await
         .unwrap();
 
-    let pool = shop.order_pool.clone();
-    let expired_id = unpaid.clone();
-    eventually(
-        Duration::from_secs(30),
-        "the unpaid order to expire",
-        || {
-            let (pool, id) = (pool.clone(), expired_id.clone());
-            async move {
-                let status: String =
-                    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
-                        .bind(id)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (status == "EXPIRED").then_some(())
-            }
-        },
-    )
-    .await;
+    shop.await_status(&unpaid, "EXPIRED").await;
     let reminders: Vec<i32> = shop
         .events("commerce.order.v1.PaymentReminderDue", &unpaid)
         .await
@@ -1177,25 +1133,7 @@ async fn reminders_go_out_while_unpaid_and_the_order_expires() {
     );
     // The unpaid order's stock comes back (the expiry saga's last step) and its intent is
     // canceled; the paid one is untouched.
-    let product_pool = shop.product_pool.clone();
-    let product = mug.clone();
-    eventually(
-        Duration::from_secs(20),
-        "the expired order's stock to come back",
-        || {
-            let (pool, product) = (product_pool.clone(), product.clone());
-            async move {
-                let reserved: i64 =
-                    sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
-                        .bind(product)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (reserved == 2).then_some(())
-            }
-        },
-    )
-    .await;
+    shop.await_reserved(&mug, 2).await;
     assert_eq!(shop.stock(&mug).await, (10, 2));
     let payments: std::collections::HashMap<String, String> =
         shop.payment_statuses().await.into_iter().collect();
@@ -1239,6 +1177,32 @@ async fn a_bad_saga_policy_stops_the_service_naming_the_key() {
     shop.stop().await;
 }
 
+/// Waits until `sql` (one scalar, `param` bound as $1) yields `expected`.
+async fn await_scalar<T>(pool: &sqlx::PgPool, sql: &str, param: &str, expected: T)
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + PartialEq
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Unpin,
+{
+    let what = format!("`{sql}` with {param} to be {expected:?}");
+    eventually(Duration::from_secs(30), &what, || {
+        let (pool, expected) = (pool.clone(), expected.clone());
+        async move {
+            let value: T = sqlx::query_scalar(sql)
+                .bind(param)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (value == expected).then_some(())
+        }
+    })
+    .await;
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1273,22 +1237,7 @@ async fn paying_confirms_the_order_deducts_stock_and_stops_reminders() {
             .await,
         1
     );
-    let pool = shop.order_pool.clone();
-    let noted_order = order.clone();
-    eventually(Duration::from_secs(20), "the failed attempt to be noted", || {
-        let (pool, order) = (pool.clone(), noted_order.clone());
-        async move {
-            let notes: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM order_status_history WHERE order_id = $1::uuid AND reason LIKE 'payment attempt failed%'",
-            )
-            .bind(order)
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-            (notes == 1).then_some(())
-        }
-    })
-    .await;
+    shop.await_note(&order, "payment attempt failed").await;
     assert_eq!(shop.order_status(&order).await, "PENDING_PAYMENT");
 
     let (status, body) = shop.pay(&alice, &order, "succeeded").await;
@@ -1473,25 +1422,7 @@ async fn a_payment_after_expiry_is_refunded_not_confirmed() {
     let (_, placed) = shop.place(&alice, "late", &session).await;
     let order = placed["orderId"].as_str().unwrap().to_owned();
     shop.await_status(&order, "EXPIRED").await;
-    let pool = shop.product_pool.clone();
-    let product = mug.clone();
-    eventually(
-        Duration::from_secs(20),
-        "the expired order's stock to come back",
-        || {
-            let (pool, product) = (pool.clone(), product.clone());
-            async move {
-                let reserved: i64 =
-                    sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
-                        .bind(product)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (reserved == 0).then_some(())
-            }
-        },
-    )
-    .await;
+    shop.await_reserved(&mug, 0).await;
     assert_eq!(shop.payment_status(&order).await, "canceled");
     // The offline gateway will not take money for it any more...
     let (status, _) = shop.pay(&alice, &order, "succeeded").await;
@@ -1503,25 +1434,7 @@ async fn a_payment_after_expiry_is_refunded_not_confirmed() {
         (status, body["outcome"].as_str()),
         (StatusCode::OK, Some("applied"))
     );
-    let payment_pool = shop.payment_pool.clone();
-    let refunded_order = order.clone();
-    eventually(
-        Duration::from_secs(30),
-        "the late payment to be refunded",
-        || {
-            let (pool, order) = (payment_pool.clone(), refunded_order.clone());
-            async move {
-                let status: String =
-                    sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1::uuid")
-                        .bind(order)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (status == "refunded").then_some(())
-            }
-        },
-    )
-    .await;
+    shop.await_payment_status(&order, "refunded").await;
     assert_eq!(
         shop.payment_events("commerce.payment.v1.PaymentRefunded", &order)
             .await,
@@ -1784,25 +1697,7 @@ async fn a_crash_at_every_expiry_step_resumes_after_restart() {
         shop.await_order_crash().await;
         shop.start_order(&[]).await;
         shop.await_status(&order, "EXPIRED").await;
-        let product_pool = shop.product_pool.clone();
-        let product = mug.clone();
-        eventually(
-            Duration::from_secs(30),
-            "the reservation to be released",
-            || {
-                let (pool, product) = (product_pool.clone(), product.clone());
-                async move {
-                    let reserved: i64 =
-                        sqlx::query_scalar("SELECT reserved FROM products WHERE id = $1::uuid")
-                            .bind(product)
-                            .fetch_one(&pool)
-                            .await
-                            .ok()?;
-                    (reserved == 0).then_some(())
-                }
-            },
-        )
-        .await;
+        shop.await_reserved(&mug, 0).await;
         assert_eq!(shop.stock(&mug).await, (100, 0), "{step}");
         assert_eq!(shop.payment_status(&order).await, "canceled", "{step}");
         assert_eq!(
@@ -1866,22 +1761,7 @@ async fn an_order_travels_from_cart_to_doorstep() {
         .send(shop.client.get(&fulfillment).bearer_auth(&bob))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not Bob's shipment");
-    let pool = shop.order_pool.clone();
-    let noted = order.clone();
-    eventually(Duration::from_secs(20), "the order to note the tracking id", || {
-        let (pool, order) = (pool.clone(), noted.clone());
-        async move {
-            let notes: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM order_status_history WHERE order_id = $1::uuid AND reason LIKE 'shipment created%'",
-            )
-            .bind(order)
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-            (notes == 1).then_some(())
-        }
-    })
-    .await;
+    shop.await_note(&order, "shipment created").await;
 
     // Staff report the parcel's progress; statuses only move forward.
     let report = |token: &str, status: &str| {

@@ -234,14 +234,6 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         queue: queue.clone(),
         policy: policy.clone(),
     });
-    let engine = |definition| {
-        Arc::new(Orchestrator::new(
-            pool.clone(),
-            definition,
-            policy.clone(),
-            failpoints.clone(),
-        ))
-    };
     let engines = Engines {
         placement: Arc::new(Orchestrator::new(
             pool.clone(),
@@ -249,19 +241,24 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             policy.clone(),
             failpoints.clone(),
         )),
-        payment: engine(Arc::new(lifecycle::payment_saga(lifecycle.clone()))),
-        expiry: Arc::new(Orchestrator::new(
-            pool.clone(),
-            Arc::new(lifecycle::expiry_saga(lifecycle.clone())),
-            policy.clone(),
-            failpoints.clone(),
-        )),
-        cancel: Arc::new(Orchestrator::new(
-            pool.clone(),
-            Arc::new(lifecycle::cancel_saga(lifecycle.clone())),
-            policy.clone(),
-            failpoints.clone(),
-        )),
+        payment: engine(
+            &pool,
+            lifecycle::payment_saga(lifecycle.clone()),
+            &policy,
+            &failpoints,
+        ),
+        expiry: engine(
+            &pool,
+            lifecycle::expiry_saga(lifecycle.clone()),
+            &policy,
+            &failpoints,
+        ),
+        cancel: engine(
+            &pool,
+            lifecycle::cancel_saga(lifecycle.clone()),
+            &policy,
+            &failpoints,
+        ),
     };
     let orders = OrderService::new(
         pool.clone(),
@@ -339,6 +336,24 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
         ],
     })
+}
+
+/// An orchestrator for one lifecycle saga, sharing the service's pool, policy and failpoints.
+fn engine<D>(
+    pool: &sqlx::PgPool,
+    definition: lifecycle::Lifecycle<D>,
+    policy: &Arc<SagaPolicy>,
+    failpoints: &Failpoints,
+) -> Arc<Orchestrator<lifecycle::Lifecycle<D>>>
+where
+    D: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    Arc::new(Orchestrator::new(
+        pool.clone(),
+        Arc::new(definition),
+        policy.clone(),
+        failpoints.clone(),
+    ))
 }
 
 fn order_id_of(task: &commerce_redis::Task) -> Result<Uuid, commerce_redis::TaskError> {

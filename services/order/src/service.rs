@@ -106,7 +106,6 @@ pub struct OrderService {
     pool: PgPool,
     redis: RedisClient,
     redis_prefix: String,
-    engine: Arc<Orchestrator<PlacementSaga>>,
     engines: Engines,
     /// How long a request waits for a saga another process is driving, or for a
     /// concurrent request with the same key.
@@ -127,7 +126,6 @@ impl OrderService {
             pool,
             redis,
             redis_prefix,
-            engine: engines.placement.clone(),
             engines,
             wait,
         }
@@ -152,7 +150,7 @@ impl OrderService {
         }
         let lock_key =
             commerce_redis::hash_tagged(&self.redis_prefix, &format!("{user_id}:{key}"), "placing");
-        let lease = self.engine.policy().lease;
+        let lease = self.engines.placement.policy().lease;
         let Some(lock) = self.redis.lock(&lock_key, lease, self.wait).await? else {
             return Err(OrderError::Busy(
                 "a request with this Idempotency-Key is still being processed".to_owned(),
@@ -200,7 +198,8 @@ impl OrderService {
             )));
         }
         repo::insert_idempotency_key(&mut tx, user_id, key, checkout_session_id, order_id).await?;
-        self.engine
+        self.engines
+            .placement
             .create(
                 &mut tx,
                 Uuid::now_v7(),
@@ -215,10 +214,10 @@ impl OrderService {
 
     /// Drives the order's placement saga (or waits for whoever drives it) to its end.
     async fn outcome(&self, order_id: Uuid) -> Result<PlaceAnswer, OrderError> {
-        let saga_id = self.engine.saga_of(order_id).await?;
+        let saga_id = self.engines.placement.saga_of(order_id).await?;
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
-            match self.engine.drive(saga_id).await? {
+            match self.engines.placement.drive(saga_id).await? {
                 Outcome::Completed(placement) => {
                     let order = repo::order(&mut *self.pool.acquire().await?, order_id)
                         .await?

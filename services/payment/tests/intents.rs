@@ -1,58 +1,20 @@
 //! Payment intents over gRPC on real PostgreSQL.
 
-use std::sync::Arc;
+mod support;
 
 use commerce_proto::common::v1::Money;
 use commerce_proto::payment::v1 as pb;
-use commerce_runtime::Config;
-use commerce_runtime::service;
-use commerce_testkit::{TestIssuer, fresh_database, required_env};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
+use support::{PaymentUnderTest, with_token};
 
 #[tokio::test]
 async fn intents_are_idempotent_per_order_and_cancel_safely() {
-    let database = fresh_database("payment").await;
-    let issuer = TestIssuer::start().await;
-    let toml = format!(
-        r#"
-        [kafka]
-        brokers = "{kafka}"
-        [redis]
-        urls = ["{redis}"]
-        [services.payment]
-        http_addr = "127.0.0.1:0"
-        grpc_addr = "127.0.0.1:0"
-        database = {{ url = "{db}" }}
-        jwks_url = "{jwks}"
-        "#,
-        kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
-        redis = required_env("COMMERCE_TEST_REDIS_URL"),
-        db = database.url,
-        jwks = issuer.jwks_url,
-    );
-    let shutdown = CancellationToken::new();
-    let running = service::start(
-        Arc::new(Config::from_toml_str(&toml).unwrap()),
-        &[&commerce_payment::DEFINITION],
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let grpc = pb::payment_service_client::PaymentServiceClient::connect(format!(
-        "http://{}",
-        running.grpc_addrs[0].1
-    ))
-    .await
-    .unwrap();
+    let payment = PaymentUnderTest::start("").await;
+    let (database, issuer) = (&payment.database, &payment.issuer);
+    let grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
+        .await
+        .unwrap();
     let token = issuer.service_token("order", "payment");
     let authorized = |message| with_token(&token, message);
     let authorized_cancel = |message| with_token(&token, message);
@@ -164,49 +126,18 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
-    shutdown.cancel();
-    running.wait().await.unwrap();
+    payment.stop().await;
 }
 
 #[tokio::test]
 async fn refunds_are_partial_or_full_and_idempotent_per_key() {
-    let database = fresh_database("refund").await;
-    let issuer = TestIssuer::start().await;
-    let toml = format!(
-        r#"
-        [kafka]
-        brokers = "{kafka}"
-        topic_prefix = "{prefix}."
-        [redis]
-        urls = ["{redis}"]
-        [services.payment]
-        http_addr = "127.0.0.1:0"
-        grpc_addr = "127.0.0.1:0"
-        database = {{ url = "{db}" }}
-        jwks_url = "{jwks}"
-        offline = {{ webhook_secret = "refund-test-secret" }}
-        "#,
-        kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
-        redis = required_env("COMMERCE_TEST_REDIS_URL"),
-        prefix = commerce_testkit::unique("refund"),
-        db = database.url,
-        jwks = issuer.jwks_url,
-    );
-    let shutdown = CancellationToken::new();
-    let running = service::start(
-        Arc::new(Config::from_toml_str(&toml).unwrap()),
-        &[&commerce_payment::DEFINITION],
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let http = format!("http://{}", running.http_addrs[0].1);
-    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(format!(
-        "http://{}",
-        running.grpc_addrs[0].1
-    ))
-    .await
-    .unwrap();
+    let payment =
+        PaymentUnderTest::start(r#"offline = { webhook_secret = "refund-test-secret" }"#).await;
+    let (database, issuer) = (&payment.database, &payment.issuer);
+    let http = payment.http.clone();
+    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
+        .await
+        .unwrap();
     let token = issuer.service_token("order", "payment");
     let order = Uuid::now_v7();
     let intent = grpc
@@ -336,6 +267,5 @@ async fn refunds_are_partial_or_full_and_idempotent_per_key() {
     .unwrap();
     assert_eq!(refunded, rust_decimal::Decimal::from(30));
     assert_eq!((refunds, events), (2, 2));
-    shutdown.cancel();
-    running.wait().await.unwrap();
+    payment.stop().await;
 }

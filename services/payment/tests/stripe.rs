@@ -3,6 +3,8 @@
 //! `Idempotency-Key` replays returning the first object, PaymentIntents and Refunds
 //! objects, `{"error": {...}}` failures, and events signed with `Stripe-Signature`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -12,11 +14,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use commerce_proto::common::v1::Money;
 use commerce_proto::payment::v1 as pb;
-use commerce_runtime::{Config, service};
-use commerce_testkit::{TestIssuer, fresh_database, required_env, unique};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use support::{PaymentUnderTest, with_token};
 
 const SECRET_KEY: &str = "sk_test_commerce";
 const WEBHOOK_SECRET: &str = "whsec_commerce";
@@ -144,14 +145,6 @@ async fn fake_stripe() -> (String, Shared) {
     (url, fake)
 }
 
-fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -162,47 +155,19 @@ fn now() -> i64 {
 #[tokio::test]
 async fn stripe_intents_webhooks_and_refunds() {
     let (stripe_url, fake) = fake_stripe().await;
-    let database = fresh_database("stripe").await;
-    let issuer = TestIssuer::start().await;
-    let toml = format!(
-        r#"
-        [kafka]
-        brokers = "{kafka}"
-        topic_prefix = "{prefix}."
-        [redis]
-        urls = ["{redis}"]
-        [services.payment]
-        http_addr = "127.0.0.1:0"
-        grpc_addr = "127.0.0.1:0"
-        database = {{ url = "{db}" }}
-        jwks_url = "{jwks}"
-        stripe = {{ base_url = "{stripe_url}", secret_key = "{SECRET_KEY}", webhook_secret = "{WEBHOOK_SECRET}" }}
-        "#,
-        kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
-        redis = required_env("COMMERCE_TEST_REDIS_URL"),
-        prefix = unique("stripe"),
-        db = database.url,
-        jwks = issuer.jwks_url,
-    );
-    let shutdown = CancellationToken::new();
-    let running = service::start(
-        Arc::new(Config::from_toml_str(&toml).unwrap()),
-        &[&commerce_payment::DEFINITION],
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let http = format!("http://{}", running.http_addrs[0].1);
-    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(format!(
-        "http://{}",
-        running.grpc_addrs[0].1
+    let payment = PaymentUnderTest::start(&format!(
+        r#"stripe = {{ base_url = "{stripe_url}", secret_key = "{SECRET_KEY}", webhook_secret = "{WEBHOOK_SECRET}" }}"#
     ))
-    .await
-    .unwrap();
+    .await;
+    let (database, issuer) = (&payment.database, &payment.issuer);
+    let http = payment.http.clone();
+    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
+        .await
+        .unwrap();
     let token = issuer.service_token("order", "payment");
     let order = Uuid::now_v7();
     let create = |order: Uuid, amount: &str| {
-        authorized(
+        with_token(
             &token,
             pb::CreatePaymentIntentRequest {
                 order_id: order.to_string(),
@@ -275,7 +240,7 @@ async fn stripe_intents_webhooks_and_refunds() {
 
     // A partial refund: Stripe answers pending, then reports it by webhook.
     let refund = grpc
-        .refund_payment(authorized(
+        .refund_payment(with_token(
             &token,
             pb::RefundPaymentRequest {
                 order_id: order.to_string(),
@@ -340,7 +305,7 @@ async fn stripe_intents_webhooks_and_refunds() {
     grpc.create_payment_intent(create(unpaid, "5.00"))
         .await
         .unwrap();
-    grpc.cancel_payment_intent(authorized(
+    grpc.cancel_payment_intent(with_token(
         &token,
         pb::CancelPaymentIntentRequest {
             order_id: unpaid.to_string(),
@@ -349,6 +314,5 @@ async fn stripe_intents_webhooks_and_refunds() {
     .await
     .unwrap();
     assert_eq!(fake.lock().unwrap().canceled, vec!["pi_2"]);
-    shutdown.cancel();
-    running.wait().await.unwrap();
+    payment.stop().await;
 }

@@ -253,6 +253,68 @@ impl TestIssuer {
     }
 }
 
+/// A verified user with `role`, made through the auth service's real HTTP flow (register,
+/// the verification token from auth's outbox, verify, log in); the role is set in auth's
+/// database. Returns (access token, user id).
+pub async fn verified_user(
+    client: &reqwest::Client,
+    auth_url: &str,
+    auth_pool: &PgPool,
+    role: &str,
+) -> (String, String) {
+    use prost::Message;
+    const PASSWORD: &str = "correct horse battery 9";
+    let email = format!("{}@example.com", unique("user"));
+    let response = client
+        .post(format!("{auth_url}/v1/auth/register"))
+        .json(&serde_json::json!({
+            "email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"
+        }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), 201, "register");
+    let user: serde_json::Value = response.json().await.expect("registered user");
+    let id = user["id"].as_str().expect("user id").to_owned();
+    let payload: Vec<u8> = sqlx::query_scalar(
+        "SELECT payload FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'commerce.auth.v1.UserRegistered'",
+    )
+    .bind(&id)
+    .fetch_one(auth_pool)
+    .await
+    .expect("UserRegistered in auth's outbox");
+    let token = commerce_proto::auth::v1::UserRegistered::decode(payload.as_slice())
+        .expect("UserRegistered")
+        .verification_token;
+    let verified = client
+        .post(format!("{auth_url}/v1/auth/verify-email"))
+        .json(&serde_json::json!({"token": token}))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(verified.status(), 200, "verify e-mail");
+    sqlx::query("UPDATE users SET role = $2 WHERE id = $1::uuid")
+        .bind(&id)
+        .bind(role)
+        .execute(auth_pool)
+        .await
+        .expect("set role");
+    let login: serde_json::Value = client
+        .post(format!("{auth_url}/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    let access = login["accessToken"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    (access, id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
