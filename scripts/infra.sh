@@ -72,7 +72,7 @@ EOF
     log "PostgreSQL already running on $COMMERCE_PG_PORT"
   else
     port_open "$COMMERCE_PG_PORT" && die "port $COMMERCE_PG_PORT is taken by another process; set COMMERCE_PG_PORT"
-    as_pg_owner "$bin/pg_ctl" -D "$data" -l "$COMMERCE_STATE_DIR/postgres/server.log" -w start >/dev/null
+    as_pg_owner "$bin/pg_ctl" -D "$data" -l "$COMMERCE_STATE_DIR/postgres/server.log" -w -t 300 start >/dev/null
     log "PostgreSQL started on 127.0.0.1:$COMMERCE_PG_PORT"
   fi
 }

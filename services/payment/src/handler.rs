@@ -25,6 +25,7 @@ use crate::domain::Charge;
 use crate::gateway::{GatewayError, Gateways, OfflineGateway, WebhookError};
 use crate::service::{self, PaymentError, PaymentService, Viewer};
 use crate::stripe::{StripeGateway, StripeSettings};
+use crate::xendit::{XenditGateway, XenditSettings};
 
 /// `services.payment` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,8 @@ pub struct PaymentSettings {
     pub offline: OfflineSettings,
     /// Stripe credentials; without them the `stripe` gateway is not offered.
     pub stripe: Option<StripeSettings>,
+    /// Xendit credentials; without them the `xendit` gateway is not offered.
+    pub xendit: Option<XenditSettings>,
     /// How old a signed webhook delivery may be.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
     pub webhook_tolerance: Duration,
@@ -58,13 +61,16 @@ fn default_tolerance() -> Duration {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: PaymentSettings = context.settings()?;
-    // Gateways join when their credentials are configured (the Xendit client: next).
+    // Gateways join when their credentials are configured.
     let mut providers: Vec<Box<dyn crate::gateway::PaymentGateway>> = Vec::new();
     if let Some(stripe) = &settings.stripe {
         providers.push(Box::new(StripeGateway::new(
             stripe.clone(),
             settings.webhook_tolerance,
         )?));
+    }
+    if let Some(xendit) = &settings.xendit {
+        providers.push(Box::new(XenditGateway::new(xendit.clone())?));
     }
     let gateways = Gateways::new(providers).with_offline(OfflineGateway::new(
         settings.offline.webhook_secret.clone(),

@@ -1,5 +1,5 @@
 //! The payment service: payment intents, refunds and provider webhooks through a gateway
-//! interface: Stripe, and the offline gateway for local runs. The Xendit client: next.
+//! interface: Stripe, Xendit, and the offline gateway for local runs.
 
 pub mod domain;
 pub mod gateway;
@@ -8,6 +8,7 @@ pub mod repository;
 pub mod service;
 pub mod signature;
 pub mod stripe;
+pub mod xendit;
 
 use commerce_runtime::ServiceDefinition;
 

@@ -245,12 +245,23 @@ pub struct Running {
     pub grpc_addrs: Vec<(&'static str, SocketAddr)>,
     shutdown: CancellationToken,
     tasks: JoinSet<Result<(), RuntimeError>>,
+    /// What each task is, so a drain that runs out of time says what it waited for.
+    task_names: Vec<(String, tokio::task::AbortHandle)>,
     grace: Duration,
 }
 
 impl Running {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    fn spawn(
+        &mut self,
+        name: String,
+        task: impl Future<Output = Result<(), RuntimeError>> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(task);
+        self.task_names.push((name, handle));
     }
 
     /// Waits until the token is cancelled (by a signal or a caller), then drains: servers
@@ -279,7 +290,13 @@ impl Running {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("grace period over; aborting what is left");
+            let unfinished: Vec<&str> = self
+                .task_names
+                .iter()
+                .filter(|(_, handle)| !handle.is_finished())
+                .map(|(name, _)| name.as_str())
+                .collect();
+            tracing::warn!(?unfinished, "grace period over; aborting what is left");
             self.tasks.abort_all();
         }
         first_error.map_or(Ok(()), Err)
@@ -298,6 +315,7 @@ pub async fn start(
         grpc_addrs: Vec::new(),
         shutdown: shutdown.clone(),
         tasks: JoinSet::new(),
+        task_names: Vec::new(),
         grace: config.app.shutdown_grace,
     };
     for definition in definitions {
@@ -339,9 +357,9 @@ pub async fn start(
             checks,
         )
         .await?;
-        for task in parts.background {
+        for (index, task) in parts.background.into_iter().enumerate() {
             let service = definition.name;
-            running.tasks.spawn(async move {
+            running.spawn(format!("{service} background task {index}"), async move {
                 task.await
                     .map_err(|source| RuntimeError::Stopped { service, source })
             });
@@ -373,7 +391,7 @@ async fn spawn_http(
     running.http_addrs.push((service, addr));
     let router = crate::http::service_router(service, business, checks);
     let shutdown = running.shutdown.clone();
-    running.tasks.spawn(async move {
+    running.spawn(format!("{service} HTTP server"), async move {
         tracing::info!(service, %addr, "HTTP listening");
         // Peer addresses reach handlers as `ConnectInfo<SocketAddr>` (per-client rate limits).
         axum::serve(
@@ -413,7 +431,7 @@ async fn spawn_grpc(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // The gRPC health status follows the same checks as /readyz.
     let shutdown = running.shutdown.clone();
-    running.tasks.spawn(async move {
+    running.spawn(format!("{service} gRPC health"), async move {
         loop {
             let status = if health::evaluate(&checks).await.ready {
                 ServingStatus::Serving
@@ -447,7 +465,7 @@ async fn spawn_grpc(
     });
     let incoming = tokio_stream_from(listener);
     let shutdown = running.shutdown.clone();
-    running.tasks.spawn(async move {
+    running.spawn(format!("{service} gRPC server"), async move {
         tracing::info!(service, %addr, "gRPC listening");
         tonic::transport::Server::builder()
             .layer(trace)
