@@ -292,6 +292,28 @@ impl pb::payment_service_server::PaymentService for GrpcHandler {
         }))
     }
 
+    async fn replace_payment_intent(
+        &self,
+        request: tonic::Request<pb::ReplacePaymentIntentRequest>,
+    ) -> Result<tonic::Response<pb::ReplacePaymentIntentResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let order = grpc_uuid("order_id", &request.order_id)?;
+        let amount = request.amount.unwrap_or_default();
+        let charge = Charge::parse(&amount.amount, &amount.currency)
+            .map_err(|invalid| tonic::Status::invalid_argument(invalid.to_string()))?;
+        let payment = self
+            .payments
+            .replace_intent(order, charge, request.revision)
+            .await
+            .map_err(grpc_status)?;
+        Ok(tonic::Response::new(pb::ReplacePaymentIntentResponse {
+            payment_id: payment.id.to_string(),
+            client_secret: payment.client_secret,
+            status: payment.status.as_str().to_owned(),
+            revision: payment.revision,
+        }))
+    }
+
     async fn cancel_payment_intent(
         &self,
         request: tonic::Request<pb::CancelPaymentIntentRequest>,

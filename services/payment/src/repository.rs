@@ -20,6 +20,8 @@ pub struct Payment {
     pub provider_reference: String,
     pub client_secret: String,
     pub refunded_amount: Decimal,
+    /// How many times the intent was replaced by a re-pricing.
+    pub revision: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -35,12 +37,13 @@ struct PaymentRow {
     provider_reference: String,
     client_secret: String,
     refunded_amount: Decimal,
+    revision: i32,
     created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
     "id, order_id, user_id, gateway, amount, currency, status, provider_reference,
-    client_secret, refunded_amount, created_at";
+    client_secret, refunded_amount, revision, created_at";
 
 fn from_row(row: PaymentRow) -> Result<Payment, sqlx::Error> {
     Ok(Payment {
@@ -55,6 +58,7 @@ fn from_row(row: PaymentRow) -> Result<Payment, sqlx::Error> {
         provider_reference: row.provider_reference,
         client_secret: row.client_secret,
         refunded_amount: row.refunded_amount.normalize(),
+        revision: row.revision,
         created_at: row.created_at,
     })
 }
@@ -84,7 +88,11 @@ pub async fn order_of_reference(
     reference: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT order_id FROM payments WHERE gateway = $1 AND provider_reference = $2",
+        "SELECT order_id FROM payments WHERE gateway = $1 AND provider_reference = $2
+         UNION ALL
+         SELECT p.order_id FROM retired_intents r JOIN payments p ON p.id = r.payment_id
+         WHERE r.gateway = $1 AND r.provider_reference = $2
+         LIMIT 1",
     )
     .bind(gateway)
     .bind(reference)
@@ -121,6 +129,47 @@ pub async fn insert(connection: &mut PgConnection, payment: &Payment) -> Result<
     .execute(&mut *connection)
     .await?;
     record_status(connection, payment.id, payment.status, "created").await
+}
+
+/// Puts a new intent in place of the payment's current one, keeping the old reference.
+pub async fn replace_intent(
+    connection: &mut PgConnection,
+    payment: &Payment,
+    amount: Decimal,
+    revision: i32,
+    reference: &str,
+    client_secret: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO retired_intents (gateway, provider_reference, payment_id, amount, revision)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&payment.gateway)
+    .bind(&payment.provider_reference)
+    .bind(payment.id)
+    .bind(payment.amount)
+    .bind(payment.revision)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "UPDATE payments SET amount = $2, revision = $3, provider_reference = $4,
+                client_secret = $5, status = 'requires_payment', updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(payment.id)
+    .bind(amount)
+    .bind(revision)
+    .bind(reference)
+    .bind(client_secret)
+    .execute(&mut *connection)
+    .await?;
+    record_status(
+        connection,
+        payment.id,
+        PaymentStatus::RequiresPayment,
+        &format!("re-priced to {amount} (revision {revision})"),
+    )
+    .await
 }
 
 pub async fn set_status(

@@ -169,11 +169,83 @@ impl PaymentService {
             provider_reference: intent.reference,
             client_secret: intent.client_secret,
             refunded_amount: Decimal::ZERO,
+            revision: 0,
             created_at: Utc::now(),
         };
         repo::insert(&mut tx, &payment).await?;
         tx.commit().await?;
         Ok(payment)
+    }
+
+    /// Re-prices an unpaid payment: the current intent is cancelled at the gateway and a
+    /// new one opened for `charge` under `revision`. Idempotent per revision; a paid or
+    /// cancelled payment is a conflict (the caller's change comes too late).
+    #[tracing::instrument(skip_all, fields(order = %order_id, revision))]
+    pub async fn replace_intent(
+        &self,
+        order_id: Uuid,
+        charge: Charge,
+        revision: i32,
+    ) -> Result<Payment, PaymentError> {
+        if revision < 1 {
+            return Err(PaymentError::Invalid(Invalid {
+                field: "revision",
+                message: "must be 1 or more".to_owned(),
+            }));
+        }
+        let mut tx = self.pool.begin().await?;
+        let payment = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| PaymentError::NotFound(format!("payment of order {order_id}")))?;
+        if payment.revision >= revision {
+            if payment.revision == revision && payment.amount == charge.amount {
+                return Ok(payment);
+            }
+            return Err(PaymentError::Conflict(format!(
+                "order {order_id} is already at revision {} ({} {})",
+                payment.revision, payment.amount, payment.currency
+            )));
+        }
+        if !matches!(
+            payment.status,
+            PaymentStatus::RequiresPayment | PaymentStatus::Failed
+        ) {
+            return Err(PaymentError::Conflict(format!(
+                "the payment of order {order_id} is {}; it can no longer be re-priced",
+                payment.status.as_str()
+            )));
+        }
+        if payment.currency != charge.currency {
+            return Err(PaymentError::Invalid(Invalid {
+                field: "amount.currency",
+                message: format!("must stay {}", payment.currency),
+            }));
+        }
+        let gateway = self.gateways.get(&payment.gateway)?;
+        // Cancelled first: once it is, the old intent cannot be paid any more, so the
+        // customer never pays the old and the new price.
+        gateway.cancel_intent(&payment.provider_reference).await?;
+        let intent = gateway
+            .create_intent(&charge, &format!("{order_id}:r{revision}"))
+            .await?;
+        repo::replace_intent(
+            &mut tx,
+            &payment,
+            charge.amount,
+            revision,
+            &intent.reference,
+            &intent.client_secret,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Payment {
+            amount: charge.amount,
+            revision,
+            status: PaymentStatus::RequiresPayment,
+            provider_reference: intent.reference,
+            client_secret: intent.client_secret,
+            ..payment
+        })
     }
 
     /// Cancels an unpaid intent; `None` when the order never had one.

@@ -341,6 +341,73 @@ async fn xendit_invoices_callbacks_and_refunds() {
     .unwrap();
     assert_eq!((refund_status.as_str(), announced), ("succeeded", 1));
 
+    // Re-pricing an unpaid order (its delivery changed) expires the invoice and opens a
+    // new one under the next revision; a repeat of that revision changes nothing.
+    let repriced = Uuid::now_v7();
+    grpc.create_payment_intent(create(repriced, "20000"))
+        .await
+        .unwrap();
+    let replace = |amount: &str, revision: i32| {
+        with_token(
+            &token,
+            pb::ReplacePaymentIntentRequest {
+                order_id: repriced.to_string(),
+                amount: Some(Money {
+                    amount: amount.into(),
+                    currency: "IDR".into(),
+                }),
+                revision,
+            },
+        )
+    };
+    let first = grpc
+        .replace_payment_intent(replace("25000", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = grpc
+        .replace_payment_intent(replace("25000", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.client_secret, again.client_secret);
+    assert_eq!(
+        first.client_secret,
+        "https://checkout.xendit.example/web/inv_3"
+    );
+    {
+        let fake = fake.lock().unwrap();
+        assert_eq!(fake.expired, vec!["inv_2"]);
+        assert_eq!(fake.invoices.len(), 3);
+        assert_eq!(fake.invoices[2]["external_id"], format!("{repriced}:r1"));
+        assert_eq!(fake.invoices[2]["amount"], json!(25000.0));
+    }
+    let other_amount = grpc
+        .replace_payment_intent(replace("30000", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(other_amount.code(), tonic::Code::FailedPrecondition);
+    // A late success for the retired invoice still finds its payment (money was taken).
+    let late = json!({"id": "inv_2", "external_id": repriced.to_string(), "status": "PAID", "amount": 20000, "paid_amount": 20000});
+    let answer: Value = deliver(late, CALLBACK_TOKEN)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(status_of(&payment, repriced).await, "succeeded");
+    let too_late = grpc
+        .replace_payment_intent(replace("30000", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(too_late.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        too_late.message().contains("succeeded"),
+        "{}",
+        too_late.message()
+    );
+
     // Canceling an unpaid order expires its invoice at Xendit; the EXPIRED callback that
     // follows changes nothing.
     let unpaid = Uuid::now_v7();
@@ -355,8 +422,8 @@ async fn xendit_invoices_callbacks_and_refunds() {
     ))
     .await
     .unwrap();
-    assert_eq!(fake.lock().unwrap().expired, vec!["inv_2"]);
-    let expired = json!({"id": "inv_2", "external_id": unpaid.to_string(), "status": "EXPIRED", "amount": 20000});
+    assert_eq!(fake.lock().unwrap().expired, vec!["inv_2", "inv_4"]);
+    let expired = json!({"id": "inv_4", "external_id": unpaid.to_string(), "status": "EXPIRED", "amount": 20000});
     deliver(expired, CALLBACK_TOKEN).await.unwrap();
     assert_eq!(status_of(&payment, unpaid).await, "canceled");
     payment.stop().await;
