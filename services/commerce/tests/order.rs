@@ -1827,3 +1827,255 @@ async fn an_order_travels_from_cart_to_doorstep() {
     assert_eq!(shop.stock(&lamp).await, (3, 0));
     shop.stop().await;
 }
+
+fn decimal(value: &Value) -> rust_decimal::Decimal {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a decimal string"))
+        .parse()
+        .unwrap()
+}
+
+impl Shop {
+    fn change_delivery(&self, token: &str, order: &str, body: Value) -> reqwest::RequestBuilder {
+        self.client
+            .patch(format!("{}/v1/orders/{order}/delivery", self.order))
+            .bearer_auth(token.to_owned())
+            .json(&body)
+    }
+
+    /// The payment's amount and revision, and how many intents it has retired.
+    async fn payment_pricing(&self, order: &str) -> (rust_decimal::Decimal, i32, i64) {
+        sqlx::query_as(
+            "SELECT amount, revision,
+                    (SELECT count(*) FROM retired_intents r WHERE r.payment_id = p.id)
+             FROM payments p WHERE order_id = $1::uuid",
+        )
+        .bind(order)
+        .fetch_one(&self.payment_pool)
+        .await
+        .unwrap()
+    }
+}
+
+fn berlin() -> Value {
+    json!({"recipient": "Olly Order", "line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "de"})
+}
+
+#[tokio::test]
+async fn the_delivery_changes_while_unpaid_and_the_payment_follows() {
+    let shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let (bob, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "10.00", 10).await;
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (_, placed) = shop.place(&alice, "d-1", &session).await;
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+    let first_secret = placed["clientSecret"].as_str().unwrap().to_owned();
+    let (_, before) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order}", shop.order))
+                .bearer_auth(&alice),
+        )
+        .await;
+    let subtotal = decimal(&before["totals"]["subtotal"]);
+
+    // Someone else's order is not found; bad input names the field and changes nothing.
+    let (status, _) = shop
+        .send(shop.change_delivery(&bob, &order, json!({"courier": "express"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (body, field) in [
+        (json!({}), "address"),
+        (json!({"courier": " "}), "courier"),
+        (
+            json!({"address": {"recipient": "A", "line1": "B", "city": "C", "postalCode": "1", "country": "Germany"}}),
+            "address.country",
+        ),
+        (
+            json!({"address": {"recipient": "", "line1": "B", "city": "C", "postalCode": "1", "country": "DE"}}),
+            "address.recipient",
+        ),
+    ] {
+        let (status, error) = shop.send(shop.change_delivery(&alice, &order, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+
+    // Express instead of standard: shipping quoted again, the payment re-priced with a
+    // new intent, and the owner gets its secret.
+    let (status, changed) = shop
+        .send(shop.change_delivery(&alice, &order, json!({"courier": "Express"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["courier"], "express");
+    assert_eq!(changed["status"], "PENDING_PAYMENT");
+    let express_total = subtotal + rust_decimal::Decimal::new(1490, 2);
+    assert_eq!(decimal(&changed["totals"]["total"]), express_total);
+    let second_secret = changed["clientSecret"].as_str().unwrap().to_owned();
+    assert_ne!(second_secret, first_secret);
+    assert_eq!(shop.payment_pricing(&order).await, (express_total, 1, 1));
+    // Asking for what the order already has changes nothing.
+    let (status, same) = shop
+        .send(shop.change_delivery(&alice, &order, json!({"courier": "express"})))
+        .await;
+    assert_eq!(
+        (status, &same["clientSecret"]),
+        (StatusCode::OK, &json!(second_secret))
+    );
+    assert_eq!(shop.payment_pricing(&order).await.1, 1);
+
+    // A courier that does not serve the new country is refused; the order keeps its delivery.
+    let (status, refused) = shop
+        .send(shop.change_delivery(
+            &alice,
+            &order,
+            json!({"courier": "pickup", "address": berlin()}),
+        ))
+        .await;
+    assert!(status.is_client_error(), "{status} {refused}");
+    let (_, unchanged) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order}", shop.order))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(unchanged["courier"], "express");
+    assert_eq!(unchanged["shippingAddress"]["country"], "US");
+    assert_eq!(shop.payment_pricing(&order).await.1, 1);
+
+    // Abroad with express: the rest-of-world rate.
+    let (status, abroad) = shop
+        .send(shop.change_delivery(&alice, &order, json!({"address": berlin()})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{abroad}");
+    assert_eq!(abroad["shippingAddress"]["country"], "DE");
+    assert_eq!(abroad["shippingAddress"]["city"], "Berlin");
+    let abroad_total = subtotal + rust_decimal::Decimal::new(4900, 2);
+    assert_eq!(decimal(&abroad["totals"]["total"]), abroad_total);
+    assert_eq!(shop.payment_pricing(&order).await, (abroad_total, 2, 2));
+
+    // Paid at the new price: confirmed with the new delivery, which the shipment follows.
+    shop.pay(&alice, &order, "succeeded").await;
+    shop.await_status(&order, "CONFIRMED").await;
+    let confirmed = shop
+        .events("commerce.order.v1.OrderConfirmed", &order)
+        .await;
+    let confirmed = order_pb::OrderConfirmed::decode(confirmed[0].as_slice())
+        .unwrap()
+        .order
+        .unwrap();
+    assert_eq!(confirmed.courier, "express");
+    assert_eq!(confirmed.shipping_address.unwrap().country, "DE");
+    assert_eq!(
+        confirmed
+            .total
+            .unwrap()
+            .amount
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        abroad_total
+    );
+    // Too late now.
+    let (status, late) = shop
+        .send(shop.change_delivery(&alice, &order, json!({"courier": "standard"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{late}");
+    assert!(
+        late["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CONFIRMED")
+    );
+    shop.stop().await;
+}
+
+/// Kills the order service after each step of the delivery-change saga and checks the
+/// change is applied exactly once after a restart (the customer asking again).
+#[tokio::test]
+async fn a_crash_at_every_delivery_change_step_resumes_after_restart() {
+    let mut shop = Shop::start().await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "10.00", 100).await;
+    for step in [
+        "claim_delivery_change",
+        "quote_delivery",
+        "reprice_payment",
+        "apply_delivery_change",
+    ] {
+        shop.stop_order();
+        shop.start_order(&[]).await;
+        let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+        let (_, placed) = shop
+            .place(&alice, &format!("deliverycrash-{step}"), &session)
+            .await;
+        let order = placed["orderId"].as_str().unwrap().to_owned();
+        shop.stop_order();
+        shop.start_order(&[&format!("after:{step}")]).await;
+        let cut_off = shop
+            .change_delivery(&alice, &order, json!({"courier": "express"}))
+            .send()
+            .await;
+        assert!(
+            cut_off.is_err(),
+            "{step}: the request should have been cut off"
+        );
+        shop.await_order_crash().await;
+        shop.start_order(&[]).await;
+        let (status, changed) = shop
+            .send(shop.change_delivery(&alice, &order, json!({"courier": "express"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{step}: {changed}");
+        assert_eq!(changed["courier"], "express", "{step}");
+        let total = decimal(&changed["totals"]["total"]);
+        assert_eq!(
+            shop.payment_pricing(&order).await,
+            (total, 1, 1),
+            "{step}: re-priced exactly once"
+        );
+        let open: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT delivery_change_id FROM orders WHERE id = $1::uuid")
+                .bind(&order)
+                .fetch_one(&shop.order_pool)
+                .await
+                .unwrap();
+        assert_eq!(open, None, "{step}: the change is closed");
+        shop.pay(&alice, &order, "succeeded").await;
+        shop.await_status(&order, "CONFIRMED").await;
+    }
+
+    // Paid at the old price while a change was half done: the change gives way, the
+    // order is confirmed as it was paid.
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (_, placed) = shop.place(&alice, "deliverycrash-paid", &session).await;
+    let order = placed["orderId"].as_str().unwrap().to_owned();
+    shop.stop_order();
+    shop.start_order(&["after:quote_delivery"]).await;
+    let cut_off = shop
+        .change_delivery(&alice, &order, json!({"courier": "express"}))
+        .send()
+        .await;
+    assert!(cut_off.is_err());
+    shop.await_order_crash().await;
+    shop.pay(&alice, &order, "succeeded").await;
+    shop.start_order(&[]).await;
+    let (status, refused) = shop
+        .send(shop.change_delivery(&alice, &order, json!({"courier": "express"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    shop.await_status(&order, "CONFIRMED").await;
+    let (_, confirmed) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/orders/{order}", shop.order))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(confirmed["courier"], "standard");
+    assert_eq!(shop.payment_pricing(&order).await.1, 0, "never re-priced");
+    shop.stop().await;
+}

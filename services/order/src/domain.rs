@@ -80,6 +80,46 @@ pub struct Address {
     pub phone: String,
 }
 
+impl Address {
+    /// Trims every field and checks what shipping needs; the error names the field
+    /// (as the API spells it) and says what is wrong.
+    pub fn normalized(mut self) -> Result<Self, (&'static str, String)> {
+        for field in [
+            &mut self.recipient,
+            &mut self.line1,
+            &mut self.line2,
+            &mut self.city,
+            &mut self.region,
+            &mut self.postal_code,
+            &mut self.country,
+            &mut self.phone,
+        ] {
+            *field = field.trim().to_owned();
+        }
+        self.country = self.country.to_uppercase();
+        for (field, value) in [
+            ("address.recipient", &self.recipient),
+            ("address.line1", &self.line1),
+            ("address.city", &self.city),
+            ("address.postalCode", &self.postal_code),
+        ] {
+            if value.is_empty() {
+                return Err((field, "is required".to_owned()));
+            }
+            if value.chars().count() > 200 {
+                return Err((field, "is longer than 200 characters".to_owned()));
+            }
+        }
+        if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err((
+                "address.country",
+                "must be an ISO 3166-1 alpha-2 code such as DE".to_owned(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// The checkout session as the cart handed it over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -187,6 +227,16 @@ pub struct Order {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The order's totals with a new shipping cost (a delivery change keeps items and discount).
+pub fn with_shipping(totals: Totals, shipping: &ShippingQuote) -> Totals {
+    let shipping = commerce_runtime::api::money_scale(shipping.cost);
+    Totals {
+        shipping,
+        total: totals.subtotal - totals.discount + shipping,
+        ..totals
+    }
 }
 
 /// The moments, counted from placement, at which an unpaid order's owner is reminded.

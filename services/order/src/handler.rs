@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tower::Layer;
 use uuid::Uuid;
 
-use crate::domain::{Order, OrderStatus};
+use crate::domain::{Address, Order, OrderStatus};
 use crate::lifecycle::{self, LifecycleContext};
 use crate::peers::{PeerAddresses, Peers};
 use crate::placement::{self, PlacementContext, PlacementSaga, STEP_NAMES};
@@ -187,6 +187,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         lifecycle::PAYMENT_STEPS,
         lifecycle::EXPIRY_STEPS,
         lifecycle::CANCEL_STEPS,
+        crate::delivery::DELIVERY_STEPS,
     ]
     .concat();
     settings
@@ -259,6 +260,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             &policy,
             &failpoints,
         ),
+        delivery: engine(
+            &pool,
+            crate::delivery::delivery_saga(lifecycle.clone()),
+            &policy,
+            &failpoints,
+        ),
     };
     let orders = OrderService::new(
         pool.clone(),
@@ -282,16 +289,18 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let relay_task = context.outbox_relay(&[TopicSpec::new(placement::TOPIC, 3)])?;
     let shutdown = context.shutdown.clone();
     let recovery_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
-        let (placement, payment, expiry, cancel) = tokio::join!(
+        let (placement, payment, expiry, cancel, delivery) = tokio::join!(
             engines.placement.clone().run_recovery(shutdown.clone()),
             engines.payment.clone().run_recovery(shutdown.clone()),
             engines.expiry.clone().run_recovery(shutdown.clone()),
             engines.cancel.clone().run_recovery(shutdown.clone()),
+            engines.delivery.clone().run_recovery(shutdown.clone()),
         );
         placement
             .and(payment)
             .and(expiry)
             .and(cancel)
+            .and(delivery)
             .map_err(BoxError::from)
     });
     let consume_task = context.inbox_consumer(
@@ -413,6 +422,10 @@ pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
         .route("/v1/orders", get(list).post(place))
         .route("/v1/orders/{id}", get(show))
         .route("/v1/orders/{id}/cancel", axum::routing::post(cancel))
+        .route(
+            "/v1/orders/{id}/delivery",
+            axum::routing::patch(change_delivery),
+        )
         .layer(Extension(verifier))
         .with_state(orders)
 }
@@ -569,13 +582,41 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let viewer = viewer(&principal)?;
     let order = orders.order(viewer, parse_id("id", &id)?).await?;
-    let mut body = serde_json::to_value(&order).map_err(ApiError::internal)?;
-    // The owner may need the client secret again to finish paying.
+    order_body(viewer, &order)
+}
+
+/// An order as its viewer sees it: the owner of an unpaid order also gets the client
+/// secret (again) to finish paying.
+fn order_body(viewer: Viewer, order: &Order) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut body = serde_json::to_value(order).map_err(ApiError::internal)?;
     if order.user_id == viewer.user_id && order.status == crate::domain::OrderStatus::PendingPayment
     {
         body["clientSecret"] = order.payment_client_secret.clone().into();
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeDelivery {
+    address: Option<Address>,
+    courier: Option<String>,
+}
+
+/// `PATCH /v1/orders/{id}/delivery`: a new address and/or courier while unpaid; the
+/// answer carries the new total and client secret.
+async fn change_delivery(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: JsonBody<ChangeDelivery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let viewer = viewer(&principal)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let order = orders
+        .change_delivery(viewer, parse_id("id", &id)?, body.address, body.courier)
+        .await?;
+    order_body(viewer, &order)
 }
 
 #[derive(Deserialize, Default)]

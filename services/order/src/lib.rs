@@ -1,6 +1,8 @@
 //! The order service: orders placed from checkout sessions through a durable saga, with
-//! payment reminders and expiry as delayed tasks.
+//! payment, cancel, expiry and delivery-change sagas, and payment reminders and expiry as
+//! delayed tasks.
 
+pub mod delivery;
 pub mod domain;
 pub mod handler;
 pub mod lifecycle;

@@ -103,9 +103,9 @@ fn outbox_error(error: commerce_messaging::MessagingError) -> StepError {
 
 /// A saga definition over a list of boxed steps, forward-only after `pivot`.
 pub struct Lifecycle<D> {
-    saga_type: &'static str,
-    steps: Vec<Box<dyn Step<D>>>,
-    pivot: usize,
+    pub(crate) saga_type: &'static str,
+    pub(crate) steps: Vec<Box<dyn Step<D>>>,
+    pub(crate) pivot: usize,
 }
 
 #[async_trait]
@@ -128,7 +128,7 @@ where
     }
 
     async fn compensated(&self, _data: &D, _failure: &Failure) -> Result<(), StepError> {
-        // Only a refused first step compensates, and it changed nothing.
+        // What there was to undo, the steps' compensations undid.
         Ok(())
     }
 }
@@ -192,6 +192,17 @@ impl Step<PaymentReceived> for RecordPayment {
                 StepError::Retryable(format!("order {} is not known here yet", data.order_id))
             })?;
         let accepted = match status {
+            // A delivery change is re-pricing the order: take the payment once it is in.
+            OrderStatus::PendingPayment
+                if matches!(
+                    repo::delivery_state(&mut tx, data.order_id).await?,
+                    Some((Some(_), _))
+                ) =>
+            {
+                return Err(StepError::Retryable(
+                    "the order's delivery is being changed".into(),
+                ));
+            }
             OrderStatus::PendingPayment => {
                 repo::transition(
                     &mut tx,

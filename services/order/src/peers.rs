@@ -377,6 +377,34 @@ impl Peers {
         Ok(())
     }
 
+    /// Re-prices the order's unpaid payment under `revision`; answers the new client secret.
+    pub async fn replace_payment_intent(
+        &self,
+        order_id: Uuid,
+        amount: Decimal,
+        currency: &str,
+        revision: i32,
+    ) -> Result<String, StepError> {
+        let request = Self::request(
+            &self.tokens.payment,
+            "payment",
+            payment_pb::ReplacePaymentIntentRequest {
+                order_id: order_id.to_string(),
+                amount: Some(to_money(amount, currency)),
+                revision,
+            },
+        )
+        .await?;
+        let answer = self
+            .payment
+            .clone()
+            .replace_payment_intent(request)
+            .await
+            .map_err(|status| status_error("payment", status))?
+            .into_inner();
+        Ok(answer.client_secret)
+    }
+
     pub async fn cancel_payment_intent(&self, order_id: Uuid) -> Result<(), StepError> {
         let request = Self::request(
             &self.tokens.payment,

@@ -456,3 +456,66 @@ pub async fn note(
     }
     Ok(())
 }
+
+/// The order's applied-change count, with the change in progress (if any).
+pub async fn delivery_state(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<(Option<Uuid>, i32)>, sqlx::Error> {
+    sqlx::query_as("SELECT delivery_change_id, delivery_revision FROM orders WHERE id = $1")
+        .bind(order_id)
+        .fetch_optional(connection)
+        .await
+}
+
+pub async fn set_delivery_change(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    change: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET delivery_change_id = $2, updated_at = now() WHERE id = $1")
+        .bind(order_id)
+        .bind(change)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Writes a delivery change into the order and closes it (one history line records it).
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_delivery_change(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    revision: i32,
+    address: &Address,
+    courier: &str,
+    totals: &Totals,
+    client_secret: Option<&str>,
+    status: OrderStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET shipping_address = $2, courier = $3, shipping = $4, total = $5,
+                payment_client_secret = COALESCE($6, payment_client_secret),
+                delivery_revision = $7, delivery_change_id = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(Json(address))
+    .bind(courier)
+    .bind(totals.shipping)
+    .bind(totals.total)
+    .bind(client_secret)
+    .bind(revision)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("INSERT INTO order_status_history (order_id, status, reason) VALUES ($1, $2, $3)")
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(format!(
+            "delivery changed (revision {revision}): {courier} to {}, total {}",
+            address.country, totals.total
+        ))
+        .execute(connection)
+        .await?;
+    Ok(())
+}

@@ -11,7 +11,8 @@ use commerce_redis::RedisClient;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::Order;
+use crate::delivery::DeliveryChange;
+use crate::domain::{Address, Order, OrderStatus};
 use crate::lifecycle::{Cancellation, Expiry, Lifecycle, PaymentReceived};
 use crate::placement::{self, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC};
 use crate::repository as repo;
@@ -99,6 +100,7 @@ pub struct Engines {
     pub payment: Arc<Orchestrator<Lifecycle<PaymentReceived>>>,
     pub expiry: Arc<Orchestrator<Lifecycle<Expiry>>>,
     pub cancel: Arc<Orchestrator<Lifecycle<Cancellation>>>,
+    pub delivery: Arc<Orchestrator<Lifecycle<DeliveryChange>>>,
 }
 
 #[derive(Clone)]
@@ -378,27 +380,130 @@ impl OrderService {
             )
             .await?;
         tx.commit().await?;
+        match self
+            .finish(&self.engines.cancel, saga, "being canceled", order_id)
+            .await?
+        {
+            Outcome::Compensated(_, failure) => {
+                // A refusal is not kept: an order refused while still being placed can be
+                // canceled once it waits for payment.
+                self.engines.cancel.forget(saga).await?;
+                Err(refusal(failure))
+            }
+            _ => self.order(viewer, order_id).await,
+        }
+    }
+
+    /// Changes an unpaid order's shipping address and/or courier: shipping is quoted
+    /// again and the payment re-priced. Asking for what the order already has changes
+    /// nothing (so a retried request is harmless).
+    pub async fn change_delivery(
+        &self,
+        viewer: Viewer,
+        order_id: Uuid,
+        address: Option<Address>,
+        courier: Option<String>,
+    ) -> Result<Order, OrderError> {
+        if address.is_none() && courier.is_none() {
+            return Err(OrderError::Invalid {
+                field: "address",
+                message: "give a new address, a courier, or both".to_owned(),
+            });
+        }
+        let address = address
+            .map(|address| address.normalized())
+            .transpose()
+            .map_err(|(field, message)| OrderError::Invalid { field, message })?;
+        let courier = courier.map(|courier| courier.trim().to_lowercase());
+        if courier.as_deref() == Some("") {
+            return Err(OrderError::Invalid {
+                field: "courier",
+                message: "must not be empty".to_owned(),
+            });
+        }
+        let mut order = self.order(viewer, order_id).await?;
+        // A change still running (e.g. cut off by a restart) goes first.
+        let running = {
+            let mut connection = self.pool.acquire().await?;
+            repo::delivery_state(&mut connection, order_id).await?
+        };
+        if let Some((Some(running), _)) = running {
+            self.finish(
+                &self.engines.delivery,
+                running,
+                "changing its delivery",
+                order_id,
+            )
+            .await?;
+            order = self.order(viewer, order_id).await?;
+        }
+        let address = address.or_else(|| order.shipping_address.clone());
+        let courier = courier.or_else(|| order.courier.clone());
+        let (Some(address), Some(courier)) = (address, courier) else {
+            return Err(OrderError::Conflict(format!(
+                "order {order_id} has no delivery to change yet"
+            )));
+        };
+        if order.shipping_address.as_ref() == Some(&address)
+            && order.courier.as_deref() == Some(courier.as_str())
+        {
+            return Ok(order);
+        }
+        if order.status != OrderStatus::PendingPayment {
+            return Err(OrderError::Conflict(format!(
+                "order {order_id} is {}; the delivery can only change while it waits for payment",
+                order.status.as_str()
+            )));
+        }
+        let change = DeliveryChange::new(order_id, address, courier);
+        let mut tx = self.pool.begin().await?;
+        self.engines
+            .delivery
+            .create(&mut tx, change.change_id, change.change_id, &change)
+            .await?;
+        tx.commit().await?;
+        match self
+            .finish(
+                &self.engines.delivery,
+                change.change_id,
+                "changing its delivery",
+                order_id,
+            )
+            .await?
+        {
+            Outcome::Completed(done) if done.applied == Some(false) => {
+                let current = self.order(viewer, order_id).await?;
+                Err(OrderError::Conflict(format!(
+                    "order {order_id} became {} while its delivery was changing",
+                    current.status.as_str()
+                )))
+            }
+            Outcome::Compensated(_, failure) => Err(refusal(failure)),
+            _ => self.order(viewer, order_id).await,
+        }
+    }
+
+    /// Drives a saga until it ends, waiting for another process that holds it; `Busy`
+    /// when it is still running after the request's wait.
+    async fn finish<S: crate::saga::SagaDefinition>(
+        &self,
+        engine: &Orchestrator<S>,
+        saga: Uuid,
+        doing: &str,
+        order_id: Uuid,
+    ) -> Result<Outcome<S::Data>, OrderError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
-            match self.engines.cancel.drive(saga).await? {
-                Outcome::Completed(_) => return self.order(viewer, order_id).await,
-                Outcome::Compensated(_, failure) => {
-                    // A refusal is not kept: an order refused while still being placed
-                    // can be canceled once it waits for payment.
-                    self.engines.cancel.forget(saga).await?;
-                    return Err(match failure.kind {
-                        FailureKind::NotFound => OrderError::NotFound(failure.message),
-                        _ => OrderError::Conflict(failure.message),
-                    });
-                }
+            match engine.drive(saga).await? {
                 Outcome::InProgress if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Outcome::InProgress => {
                     return Err(OrderError::Busy(format!(
-                        "order {order_id} is still being canceled"
+                        "order {order_id} is still {doing}"
                     )));
                 }
+                ended => return Ok(ended),
             }
         }
     }
@@ -424,6 +529,15 @@ impl OrderService {
 
     pub fn engines(&self) -> &Engines {
         &self.engines
+    }
+}
+
+/// What a compensated saga tells the customer.
+fn refusal(failure: Failure) -> OrderError {
+    match failure.kind {
+        FailureKind::NotFound => OrderError::NotFound(failure.message),
+        FailureKind::Unavailable => OrderError::Unavailable(failure.message),
+        _ => OrderError::Conflict(failure.message),
     }
 }
 
