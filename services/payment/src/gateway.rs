@@ -74,6 +74,18 @@ pub trait PaymentGateway: Send + Sync {
     ) -> Result<WebhookEvent, WebhookError>;
 }
 
+impl GatewayError {
+    /// A provider's non-2xx answer: 4xx will not change on retry (a refusal), except 409
+    /// (idempotency races) and 429 (rate limits), which are worth retrying like 5xx.
+    pub fn from_status(status: u16, detail: String) -> Self {
+        match status {
+            409 | 429 => Self::Failure(detail),
+            400..=499 => Self::Refused(detail),
+            _ => Self::Failure(detail),
+        }
+    }
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

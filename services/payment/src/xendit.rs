@@ -139,12 +139,7 @@ impl XenditGateway {
                 )
             })
             .unwrap_or_else(|_| format!("HTTP {status}"));
-        // 4xx (but 409 idempotency races and 429 rate limits) will not change on retry.
-        match status.as_u16() {
-            409 | 429 => Err(GatewayError::Failure(detail)),
-            400..=499 => Err(GatewayError::Refused(detail)),
-            _ => Err(GatewayError::Failure(detail)),
-        }
+        Err(GatewayError::from_status(status.as_u16(), detail))
     }
 
     /// The unpaid invoice an earlier attempt created for this order, if any: Xendit's

@@ -261,6 +261,16 @@ async fn xendit_invoices_callbacks_and_refunds() {
             .json(&callback)
             .send()
     };
+    // What the payment service made of an authentic callback.
+    let outcome = |callback: Value| async {
+        let answer: Value = deliver(callback, CALLBACK_TOKEN)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["outcome"].as_str().unwrap_or_default().to_owned()
+    };
     let paid = json!({
         "id": "inv_1", "external_id": order.to_string(), "status": "PAID",
         "amount": 150000, "paid_amount": 150000, "currency": "IDR", "payment_method": "BANK_TRANSFER",
@@ -269,29 +279,17 @@ async fn xendit_invoices_callbacks_and_refunds() {
     assert_eq!(forged.status(), 400);
     assert_eq!(status_of(&payment, order).await, "requires_payment");
     for expected in ["applied", "duplicate"] {
-        let answer: Value = deliver(paid.clone(), CALLBACK_TOKEN)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["outcome"], expected);
+        assert_eq!(outcome(paid.clone()).await, expected);
     }
     // SETTLED is the same payment reaching the balance: no second effect.
     let mut settled = paid.clone();
     settled["status"] = json!("SETTLED");
-    let answer: Value = deliver(settled, CALLBACK_TOKEN)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["outcome"], "duplicate");
+    assert_eq!(outcome(settled).await, "duplicate");
     assert_eq!(status_of(&payment, order).await, "succeeded");
 
     // A partial refund goes to Xendit with its idempotency key and settles by callback.
-    let refund_request = || {
-        with_token(
+    let refund = grpc
+        .refund_payment(with_token(
             &token,
             pb::RefundPaymentRequest {
                 order_id: order.to_string(),
@@ -302,10 +300,7 @@ async fn xendit_invoices_callbacks_and_refunds() {
                 reason: "damaged".into(),
                 idempotency_key: "refund-1".into(),
             },
-        )
-    };
-    let refund = grpc
-        .refund_payment(refund_request())
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -324,13 +319,7 @@ async fn xendit_invoices_callbacks_and_refunds() {
                  "status": "SUCCEEDED", "reason": "CANCELLATION", "reference_id": "refund-1"}
     });
     for expected in ["applied", "duplicate"] {
-        let answer: Value = deliver(refunded.clone(), CALLBACK_TOKEN)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["outcome"], expected);
+        assert_eq!(outcome(refunded.clone()).await, expected);
     }
     let (refund_status, announced): (String, i64) = sqlx::query_as(
         "SELECT (SELECT status FROM refunds LIMIT 1),
@@ -389,13 +378,7 @@ async fn xendit_invoices_callbacks_and_refunds() {
     assert_eq!(other_amount.code(), tonic::Code::FailedPrecondition);
     // A late success for the retired invoice still finds its payment (money was taken).
     let late = json!({"id": "inv_2", "external_id": repriced.to_string(), "status": "PAID", "amount": 20000, "paid_amount": 20000});
-    let answer: Value = deliver(late, CALLBACK_TOKEN)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(outcome(late).await, "applied");
     assert_eq!(status_of(&payment, repriced).await, "succeeded");
     let too_late = grpc
         .replace_payment_intent(replace("30000", 2))
