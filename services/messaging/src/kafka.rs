@@ -203,7 +203,13 @@ pub async fn ensure_topics_with_retry(
 ) {
     let mut pause = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match ensure_topics(config, topics).await {
+        // An attempt against an unreachable broker can take the admin timeout; shutdown
+        // does not wait for it.
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            attempt = ensure_topics(config, topics) => attempt,
+        };
+        match attempt {
             Ok(()) => return,
             Err(error) => tracing::warn!(%error, "cannot create topics yet; retrying"),
         }
@@ -259,5 +265,24 @@ mod tests {
         let mut config = KafkaConfig::new("a:1");
         config.delivery_timeout = Duration::from_millis(10);
         assert_eq!(config.validate().unwrap_err().0, "delivery_timeout");
+    }
+
+    #[tokio::test]
+    async fn creating_topics_gives_way_to_shutdown_while_the_broker_is_unreachable() {
+        // Nothing listens on port 9 (discard) here: every attempt fails or hangs.
+        let config = KafkaConfig::new("127.0.0.1:9");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let cancel = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel();
+        });
+        let topics = [TopicSpec::new("commerce.test.events", 1)];
+        let returned = tokio::time::timeout(
+            Duration::from_secs(5),
+            ensure_topics_with_retry(&config, &topics, &shutdown),
+        )
+        .await;
+        assert!(returned.is_ok(), "still creating topics 5 s after shutdown");
     }
 }
