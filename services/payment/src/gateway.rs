@@ -180,15 +180,11 @@ impl PaymentGateway for OfflineGateway {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<WebhookEvent, WebhookError> {
-        let header = headers
-            .get(OFFLINE_SIGNATURE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .ok_or(SignatureError::Malformed)?;
-        signature::verify(
+        signature::verify_delivery(
+            headers,
+            OFFLINE_SIGNATURE_HEADER,
             &self.webhook_secret,
-            header,
             body,
-            unix_now(),
             self.tolerance,
         )?;
         let event: OfflineEvent = serde_json::from_slice(body)

@@ -35,6 +35,27 @@ pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
     format!("t={timestamp},v1={signature}")
 }
 
+/// Verifies the signature a delivery carries in its `header_name` header, now.
+pub fn verify_delivery(
+    headers: &http::HeaderMap,
+    header_name: &str,
+    secret: &str,
+    payload: &[u8],
+    tolerance: Duration,
+) -> Result<i64, SignatureError> {
+    let header = headers
+        .get(header_name)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(SignatureError::Malformed)?;
+    verify(
+        secret,
+        header,
+        payload,
+        crate::gateway::unix_now(),
+        tolerance,
+    )
+}
+
 /// Checks `header` against `payload`; returns the signed timestamp.
 pub fn verify(
     secret: &str,

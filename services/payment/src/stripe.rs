@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::domain::{Charge, WebhookEvent, WebhookKind};
-use crate::gateway::{GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError, unix_now};
-use crate::signature::{self, SignatureError};
+use crate::gateway::{GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError};
+use crate::signature;
 
 /// `services.payment.stripe`.
 #[derive(Debug, Clone, Deserialize)]
@@ -235,15 +235,11 @@ impl PaymentGateway for StripeGateway {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<WebhookEvent, WebhookError> {
-        let header = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .ok_or(SignatureError::Malformed)?;
-        signature::verify(
+        signature::verify_delivery(
+            headers,
+            SIGNATURE_HEADER,
             &self.settings.webhook_secret,
-            header,
             body,
-            unix_now(),
             self.tolerance,
         )?;
         let event: Event = serde_json::from_slice(body)
@@ -307,10 +303,7 @@ mod tests {
     use std::str::FromStr;
 
     fn charge(amount: &str, currency: &str) -> Charge {
-        Charge {
-            amount: Decimal::from_str(amount).unwrap(),
-            currency: currency.to_owned(),
-        }
+        Charge::parse(amount, currency).unwrap()
     }
 
     #[test]

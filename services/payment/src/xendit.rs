@@ -335,10 +335,7 @@ mod tests {
     use super::*;
 
     fn charge(amount: &str, currency: &str) -> Charge {
-        Charge {
-            amount: Decimal::from_str(amount).unwrap(),
-            currency: currency.to_owned(),
-        }
+        Charge::parse(amount, currency).unwrap()
     }
 
     fn gateway() -> XenditGateway {
