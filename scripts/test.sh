@@ -11,10 +11,24 @@ scripts/infra.sh up
 scripts/redis-cluster.sh up
 eval "$(scripts/infra.sh env)"
 
-# Databases of earlier runs (each test makes its own) are dropped before this run.
-PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres -At \
-  -c "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
-  | PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres >/dev/null
+# Every test makes its own databases (about 8 MB each, hundreds per run). They are dropped
+# before the run and when it ends, passed or not: the disk can be small and shared.
+# `KEEP_TEST_DATABASES=1 make test` keeps them for inspection after a failure.
+drop_test_databases() {
+  PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres -At \
+    -c "SELECT format('DROP DATABASE %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
+    | PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres >/dev/null
+}
+drop_test_databases
+if [ -z "${KEEP_TEST_DATABASES:-}" ]; then
+  trap drop_test_databases EXIT
+fi
+
+# A clean build in CI gains nothing from incremental state, which would double the
+# target directory's size.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -64,7 +64,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         Box::pin(async move {
-            let verified = match crate::http::bearer(request.headers()) {
+            let verified = match crate::http::bearer_token(request.headers()) {
                 Ok(token) => verifier.verify(token).await,
                 Err(error) => Err(error),
             };

@@ -22,8 +22,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .get::<TokenVerifier>()
             .cloned()
             .ok_or_else(|| ApiError::internal("no TokenVerifier extension on this router"))?;
-        let token =
-            bearer(&parts.headers).map_err(|error| ApiError::unauthenticated(error.to_string()))?;
+        let token = bearer_token(&parts.headers)
+            .map_err(|error| ApiError::unauthenticated(error.to_string()))?;
         match verifier.verify(token).await {
             Ok(claims) => Ok(Self(claims)),
             Err(AccessError::KeySet(cause)) => Err(ApiError {
@@ -107,7 +107,7 @@ impl Principal {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, AccessError> {
+pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str, AccessError> {
     let value = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

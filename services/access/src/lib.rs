@@ -13,7 +13,7 @@ mod verifier;
 
 pub use claims::{Claims, Role, SERVICE_SUBJECT_PREFIX};
 pub use grpc::{RequireServiceToken, ServiceTokenCheck, claims_of};
-pub use http::{MaybePrincipal, Principal};
+pub use http::{MaybePrincipal, Principal, bearer_token};
 pub use service_token::{ServiceTokenResponse, ServiceTokenSource};
 pub use verifier::{TokenVerifier, VerifierSettings};
 

@@ -19,11 +19,11 @@ return {count, ttl}
 pub enum RateDecision {
     Allowed {
         remaining: u64,
+        /// When the window (and with it the count) resets.
+        resets_after: Duration,
     },
     /// Over the limit; the window reopens after this long.
-    Limited {
-        retry_after: Duration,
-    },
+    Limited { retry_after: Duration },
 }
 
 /// A limit: at most `max` hits per `window`, per key.
@@ -55,6 +55,7 @@ impl RedisClient {
         } else {
             Ok(RateDecision::Allowed {
                 remaining: limit.max - count,
+                resets_after: Duration::from_millis(ttl_ms.max(0) as u64),
             })
         }
     }

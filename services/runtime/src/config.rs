@@ -110,7 +110,9 @@ fn default_acquire_timeout() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceEndpoints {
     pub http_addr: SocketAddr,
-    pub grpc_addr: SocketAddr,
+    /// Required of services that serve gRPC (checked when they start); edges have none.
+    #[serde(default)]
+    pub grpc_addr: Option<SocketAddr>,
     pub database: Option<DatabaseConfig>,
 }
 
@@ -260,10 +262,10 @@ mod tests {
 
     #[test]
     fn missing_nested_key_is_named() {
-        let toml = BASE.replace("grpc_addr = \"127.0.0.1:9082\"", "");
+        let toml = BASE.replace("http_addr = \"127.0.0.1:8082\"", "");
         let config = Config::from_toml_str(&toml).expect("top level is fine");
         let error = config.endpoints("product").unwrap_err();
-        assert_eq!(error.key, "services.product.grpc_addr");
+        assert_eq!(error.key, "services.product.http_addr");
         assert!(error.message.contains("missing"), "{error}");
     }
 

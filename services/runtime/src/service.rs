@@ -349,14 +349,19 @@ pub async fn start(
             checks.clone(),
         )
         .await?;
-        spawn_grpc(
-            &mut running,
-            definition.name,
-            &endpoints,
-            parts.grpc,
-            checks,
-        )
-        .await?;
+        match (endpoints.grpc_addr, parts.grpc) {
+            (Some(addr), routes) => {
+                spawn_grpc(&mut running, definition.name, addr, routes, checks).await?
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("services.{}.grpc_addr", definition.name),
+                    "is required but missing: this service serves gRPC",
+                )
+                .into());
+            }
+            (None, None) => {}
+        }
         for (index, task) in parts.background.into_iter().enumerate() {
             let service = definition.name;
             running.spawn(format!("{service} background task {index}"), async move {
@@ -411,20 +416,20 @@ async fn spawn_http(
 async fn spawn_grpc(
     running: &mut Running,
     service: &'static str,
-    endpoints: &ServiceEndpoints,
+    configured: SocketAddr,
     routes: Option<tonic::service::Routes>,
     checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
 ) -> Result<(), RuntimeError> {
-    let listener = tokio::net::TcpListener::bind(endpoints.grpc_addr)
+    let listener = tokio::net::TcpListener::bind(configured)
         .await
         .map_err(|source| RuntimeError::Bind {
             service,
-            addr: endpoints.grpc_addr,
+            addr: configured,
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
         service,
-        addr: endpoints.grpc_addr,
+        addr: configured,
         source,
     })?;
     running.grpc_addrs.push((service, addr));

@@ -23,7 +23,8 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A database created for one test. It is left behind on purpose (inspectable after a
-/// failure); `make test` drops the old ones before a run.
+/// failure); `make test` drops them all when its run ends and, should a run have been cut
+/// short, before the next one.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
@@ -234,7 +235,15 @@ impl TestIssuer {
 
     /// A user access token (`aud = commerce`) for `role`: customer, support or admin.
     pub fn user_token(&self, user_id: uuid::Uuid, role: &str) -> String {
-        let now = chrono::Utc::now().timestamp();
+        self.user_token_issued(user_id, role, chrono::Utc::now().timestamp())
+    }
+
+    /// A user token that expired a minute ago (well past any clock-skew leeway).
+    pub fn expired_user_token(&self, user_id: uuid::Uuid, role: &str) -> String {
+        self.user_token_issued(user_id, role, chrono::Utc::now().timestamp() - 660)
+    }
+
+    fn user_token_issued(&self, user_id: uuid::Uuid, role: &str, now: i64) -> String {
         self.sign(serde_json::json!({
             "iss": Self::ISSUER, "sub": user_id.to_string(), "aud": "commerce",
             "exp": now + 600, "iat": now, "nbf": now, "jti": uuid::Uuid::new_v4().to_string(),
