@@ -22,6 +22,8 @@ install_packages() {
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
   [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  # librdkafka 2.12 includes <curl/curl.h> even when built without curl (`#ifdef` on a 0).
+  compgen -G "/usr/include/*/curl/curl.h" >/dev/null || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
   ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v psql >/dev/null || missing+=(postgresql-client)
   if [ ${#missing[@]} -gt 0 ]; then

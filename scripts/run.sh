@@ -12,5 +12,5 @@ export COMMERCE_SERVICES__SEARCH__INDEX_DIR="${COMMERCE_SERVICES__SEARCH__INDEX_
 cargo build --locked --release --bin commerce
 ./target/release/commerce migrate --target all
 ./target/release/commerce seed
-log "starting every service; try: curl localhost:8082/v1/products (README lists the demo accounts)"
+log "starting every service; try: curl localhost:8080/v1/products, or the API docs at http://localhost:8080/docs (README lists the demo accounts)"
 exec ./target/release/commerce serve --target all

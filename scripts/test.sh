@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs every check and test:
-# formatting, clippy, buf lint, and the whole workspace under cargo-nextest against real
-# PostgreSQL, Redis (standalone and a 6-node cluster) and a Kafka-protocol broker.
+# formatting, clippy, buf lint, the generated TypeScript client, and the whole workspace
+# under cargo-nextest against real PostgreSQL, Redis (standalone and a 6-node cluster), a
+# Kafka-protocol broker and, for the API contract, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -24,6 +25,15 @@ if [ -z "${KEEP_TEST_DATABASES:-}" ]; then
   trap drop_test_databases EXIT
 fi
 
+# schemathesis holds the running shop to openapi/openapi.yaml (services/commerce/tests/api_contract.rs).
+SCHEMATHESIS_VERSION=4.32.5
+if ! python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+COMMERCE_SCHEMATHESIS="$(command -v st || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st")"
+export COMMERCE_SCHEMATHESIS
+
 # A clean build in CI gains nothing from incremental state, which would double the
 # target directory's size.
 if [ -n "${CI:-}" ]; then
@@ -34,6 +44,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "buf lint"
 (cd proto && npx --yes @bufbuild/buf@1.75.0 lint)
+log "TypeScript client (frontend/src/api) matches openapi/openapi.yaml and type-checks"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:api)
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"

@@ -8,12 +8,11 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role};
 use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::auth::v1 as pb;
-use commerce_runtime::api::{json_rejection, validation_error};
+use commerce_runtime::api::{ApiRoutes, json_rejection, validation_error};
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
@@ -50,30 +49,34 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     })
 }
 
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<AuthService> {
+    ApiRoutes::new()
+        .get("/.well-known/jwks.json", jwks)
+        .post("/v1/auth/register", register)
+        .post("/v1/auth/verify-email", verify_email)
+        .post("/v1/auth/resend-verification", resend_verification)
+        .post("/v1/auth/login", login)
+        .post("/v1/auth/refresh", refresh)
+        .post("/v1/auth/logout", logout)
+        .get("/v1/auth/sessions", sessions)
+        .delete("/v1/auth/sessions/{id}", revoke_session)
+        .post("/v1/auth/service-token", service_token)
+        .get("/v1/users/me", me)
+        .patch("/v1/users/me", update_me)
+        .get("/v1/users/me/addresses", addresses)
+        .post("/v1/users/me/addresses", add_address)
+        .get("/v1/users/me/addresses/{id}", address)
+        .put("/v1/users/me/addresses/{id}", replace_address)
+        .delete("/v1/users/me/addresses/{id}", delete_address)
+        .get("/v1/admin/users", list_users)
+        .post("/v1/admin/users/{id}/disable", disable_user)
+}
+
 pub fn routes(auth: AuthService) -> Router {
     let verifier = auth.user_token_verifier();
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/auth/register", post(register))
-        .route("/v1/auth/verify-email", post(verify_email))
-        .route("/v1/auth/resend-verification", post(resend_verification))
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/sessions", get(sessions))
-        .route(
-            "/v1/auth/sessions/{id}",
-            axum::routing::delete(revoke_session),
-        )
-        .route("/v1/auth/service-token", post(service_token))
-        .route("/v1/users/me", get(me).patch(update_me))
-        .route("/v1/users/me/addresses", get(addresses).post(add_address))
-        .route(
-            "/v1/users/me/addresses/{id}",
-            get(address).put(replace_address).delete(delete_address),
-        )
-        .route("/v1/admin/users", get(list_users))
-        .route("/v1/admin/users/{id}/disable", post(disable_user))
+    api()
+        .into_router()
         .layer(Extension(verifier))
         .with_state(auth)
 }

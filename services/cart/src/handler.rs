@@ -9,7 +9,6 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use commerce_access::{
     Principal, RequireServiceToken, Role, ServiceTokenSource, TokenVerifier, VerifierSettings,
@@ -18,7 +17,7 @@ use commerce_messaging::{
     BrokerProbe, ConsumerSettings, EventHandler, HandlerError, ReceivedEvent, TopicSpec,
 };
 use commerce_proto::cart::v1 as pb;
-use commerce_runtime::api::json_rejection;
+use commerce_runtime::api::{ApiRoutes, json_rejection};
 use commerce_runtime::health::KafkaCheck;
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use rust_decimal::Decimal;
@@ -265,19 +264,26 @@ async fn clean_up_periodically(
     }
 }
 
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<CartService> {
+    ApiRoutes::new()
+        .get("/v1/cart", view)
+        .delete("/v1/cart", clear)
+        .post("/v1/cart/items", add_item)
+        .put("/v1/cart/items/{productId}", set_quantity)
+        .delete("/v1/cart/items/{productId}", remove_item)
+        .post("/v1/cart/promo", apply_promo)
+        .delete("/v1/cart/promo", remove_promo)
+        .post("/v1/cart/merge", merge)
+        .post("/v1/checkout", checkout)
+        .get("/v1/checkout/{id}", checkout_session)
+        .get("/v1/admin/promo-codes", list_promos)
+        .post("/v1/admin/promo-codes", create_promo)
+}
+
 pub fn routes(carts: CartService, verifier: TokenVerifier) -> Router {
-    Router::new()
-        .route("/v1/cart", get(view).delete(clear))
-        .route("/v1/cart/items", post(add_item))
-        .route(
-            "/v1/cart/items/{product_id}",
-            axum::routing::put(set_quantity).delete(remove_item),
-        )
-        .route("/v1/cart/promo", post(apply_promo).delete(remove_promo))
-        .route("/v1/cart/merge", post(merge))
-        .route("/v1/checkout", post(checkout))
-        .route("/v1/checkout/{id}", get(checkout_session))
-        .route("/v1/admin/promo-codes", get(list_promos).post(create_promo))
+    api()
+        .into_router()
         .layer(Extension(verifier))
         .with_state(carts)
 }

@@ -4,19 +4,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use commerce_proto::product::v1 as pb;
-use commerce_testkit::{eventually, free_port, fresh_database, required_env};
+use commerce_testkit::eventually;
 use prost::Message;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
-
-fn commerce() -> Command {
-    let mut command = Command::new(BINARY);
-    // Only what the test sets: no config file, no inherited COMMERCE_ overrides.
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
-}
+mod support;
+use support::{LocalShop, commerce};
 
 #[test]
 fn help_lists_every_service() {
@@ -58,13 +50,13 @@ fn configuration_errors_name_the_key() {
         .args(["serve", "--target", "product"])
         .env("COMMERCE_REDIS__URLS", "[\"redis://127.0.0.1:6379\"]")
         .env("COMMERCE_KAFKA__BROKERS", "127.0.0.1:9092")
-        .env("COMMERCE_SERVICES__PRODUCT__HTTP_ADDR", "127.0.0.1:1")
+        .env("COMMERCE_SERVICES__PRODUCT__GRPC_ADDR", "127.0.0.1:1")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("`services.product.grpc_addr`") && stderr.contains("missing"),
+        stderr.contains("`services.product.http_addr`") && stderr.contains("missing"),
         "{stderr}"
     );
 
@@ -81,226 +73,16 @@ fn configuration_errors_name_the_key() {
 
 #[tokio::test]
 async fn migrate_seed_serve_and_stop_on_sigterm() {
-    let database = fresh_database("cli").await;
-    let auth_database = fresh_database("cliauth").await;
-    let keys = tempfile::tempdir().unwrap();
-    let search_database = fresh_database("clisearch").await;
-    let cart_database = fresh_database("clicart").await;
-    let fulfillment_database = fresh_database("clifulfillment").await;
-    let payment_database = fresh_database("clipayment").await;
-    let order_database = fresh_database("cliorder").await;
-    let (order_http_port, order_grpc_port) = (free_port(), free_port());
-    let (payment_http_port, payment_grpc_port) = (free_port(), free_port());
-    let (fulfillment_http_port, fulfillment_grpc_port) = (free_port(), free_port());
-    let (cart_http_port, cart_grpc_port) = (free_port(), free_port());
-    let search_index = tempfile::tempdir().unwrap();
-    let (search_http_port, search_grpc_port) = (free_port(), free_port());
-    let (http_port, grpc_port) = (free_port(), free_port());
-    let (auth_http_port, auth_grpc_port) = (free_port(), free_port());
-    let env = [
-        (
-            "COMMERCE_SERVICES__AUTH__HTTP_ADDR",
-            format!("127.0.0.1:{auth_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__GRPC_ADDR",
-            format!("127.0.0.1:{auth_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__DATABASE__URL",
-            auth_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__KEYS__DIR",
-            keys.path().display().to_string(),
-        ),
-        ("COMMERCE_SERVICES__AUTH__KEYS__GENERATE", "true".to_owned()),
-        (
-            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__CART",
-            "cli-test-cart-secret-00001".to_owned(),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__HTTP_ADDR",
-            format!("127.0.0.1:{cart_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__GRPC_ADDR",
-            format!("127.0.0.1:{cart_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__DATABASE__URL",
-            cart_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__CLIENT_SECRET",
-            "cli-test-cart-secret-00001".to_owned(),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__REDIS_PREFIX",
-            commerce_testkit::unique("clicart"),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__ORDER",
-            "cli-test-order-secret-0001".to_owned(),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__HTTP_ADDR",
-            format!("127.0.0.1:{order_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__GRPC_ADDR",
-            format!("127.0.0.1:{order_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__DATABASE__URL",
-            order_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__CLIENT_SECRET",
-            "cli-test-order-secret-0001".to_owned(),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__REDIS_PREFIX",
-            commerce_testkit::unique("cliorder"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__PEERS__AUTH_HTTP",
-            format!("http://127.0.0.1:{auth_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__PEERS__CART_GRPC",
-            format!("http://127.0.0.1:{cart_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__PEERS__PRODUCT_GRPC",
-            format!("http://127.0.0.1:{grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__PEERS__FULFILLMENT_GRPC",
-            format!("http://127.0.0.1:{fulfillment_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__ORDER__PEERS__PAYMENT_GRPC",
-            format!("http://127.0.0.1:{payment_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__PAYMENT__HTTP_ADDR",
-            format!("127.0.0.1:{payment_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__PAYMENT__GRPC_ADDR",
-            format!("127.0.0.1:{payment_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__PAYMENT__DATABASE__URL",
-            payment_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__PAYMENT__JWKS_URL",
-            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
-        ),
-        (
-            "COMMERCE_SERVICES__FULFILLMENT__HTTP_ADDR",
-            format!("127.0.0.1:{fulfillment_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__FULFILLMENT__GRPC_ADDR",
-            format!("127.0.0.1:{fulfillment_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__FULFILLMENT__DATABASE__URL",
-            fulfillment_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__FULFILLMENT__JWKS_URL",
-            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__PEERS__AUTH_HTTP",
-            format!("http://127.0.0.1:{auth_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__PEERS__AUTH_GRPC",
-            format!("http://127.0.0.1:{auth_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__CART__PEERS__PRODUCT_GRPC",
-            format!("http://127.0.0.1:{grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__SEARCH__HTTP_ADDR",
-            format!("127.0.0.1:{search_http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__SEARCH__GRPC_ADDR",
-            format!("127.0.0.1:{search_grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__SEARCH__DATABASE__URL",
-            search_database.url.clone(),
-        ),
-        (
-            "COMMERCE_SERVICES__SEARCH__INDEX_DIR",
-            search_index.path().display().to_string(),
-        ),
-        (
-            "COMMERCE_SERVICES__SEARCH__REDIS_PREFIX",
-            commerce_testkit::unique("clisearch"),
-        ),
-        (
-            "COMMERCE_KAFKA__TOPIC_PREFIX",
-            format!("{}.", commerce_testkit::unique("cli")),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__GATEWAY",
-            "cli-test-gateway-secret-0001".to_owned(),
-        ),
-        (
-            "COMMERCE_SERVICES__AUTH__REDIS_PREFIX",
-            commerce_testkit::unique("cliauth"),
-        ),
-        (
-            "COMMERCE_SERVICES__PRODUCT__REDIS_PREFIX",
-            commerce_testkit::unique("cliproduct"),
-        ),
-        (
-            "COMMERCE_SERVICES__PRODUCT__AUTH__JWKS_URL",
-            format!("http://127.0.0.1:{auth_http_port}/.well-known/jwks.json"),
-        ),
-        (
-            "COMMERCE_KAFKA__BROKERS",
-            required_env("COMMERCE_TEST_KAFKA_BROKERS"),
-        ),
-        (
-            "COMMERCE_REDIS__URLS",
-            format!("[\"{}\"]", required_env("COMMERCE_TEST_REDIS_URL")),
-        ),
-        (
-            "COMMERCE_SERVICES__PRODUCT__HTTP_ADDR",
-            format!("127.0.0.1:{http_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__PRODUCT__GRPC_ADDR",
-            format!("127.0.0.1:{grpc_port}"),
-        ),
-        (
-            "COMMERCE_SERVICES__PRODUCT__DATABASE__URL",
-            database.url.clone(),
-        ),
-        ("COMMERCE_SHUTDOWN_GRACE", "5s".to_owned()),
-    ];
+    let shop = LocalShop::new("cli").await;
     for args in [
         &["migrate", "--target", "all"][..],
         &["seed"][..],
         &["seed"][..],
     ] {
-        let output = commerce().args(args).envs(env.clone()).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        shop.run(args);
     }
+    let database = shop.database("product");
+    let auth_database = shop.database("auth");
     let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
         .fetch_one(&database.pool)
         .await
@@ -314,34 +96,17 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
 
     let mut server = commerce()
         .args(["serve", "--target", "all"])
-        .envs(env)
+        .envs(shop.env.clone())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let http = format!("http://127.0.0.1:{http_port}");
+    let http = shop.url(8082);
     let client = reqwest::Client::new();
-    eventually(
-        Duration::from_secs(30),
-        "the service to report ready",
-        || {
-            let client = client.clone();
-            let url = format!("{http}/readyz");
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            }
-        },
-    )
-    .await;
+    shop.wait_until_ready().await;
 
     // Every service of the build is up: the seeded admin can log in and read itself.
-    let auth = format!("http://127.0.0.1:{auth_http_port}");
+    let auth = shop.url(8081);
     let login: serde_json::Value = client
         .post(format!("{auth}/v1/auth/login"))
         .json(&serde_json::json!({"email": "admin@commerce.local", "password": "admin-demo-password-1"}))
@@ -372,6 +137,16 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .unwrap();
     assert_eq!(listing["total"], 240);
     assert_eq!(listing["items"].as_array().unwrap().len(), 5);
+    // The same through the gateway, with the shipped route table.
+    let through_gateway: serde_json::Value = client
+        .get(format!("{}/v1/products?pageSize=5", shop.url(8080)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(through_gateway["items"], listing["items"]);
     let first_id = listing["items"][0]["id"].as_str().unwrap().to_owned();
     let bad = client
         .get(format!("{http}/v1/products?page=0"))
@@ -382,11 +157,9 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let bad: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(bad["error"]["field"], "page");
 
-    let mut grpc = pb::product_service_client::ProductServiceClient::connect(format!(
-        "http://127.0.0.1:{grpc_port}"
-    ))
-    .await
-    .unwrap();
+    let mut grpc = pb::product_service_client::ProductServiceClient::connect(shop.url(9082))
+        .await
+        .unwrap();
     let anonymous = grpc
         .get_products(pb::GetProductsRequest {
             ids: vec![first_id.clone()],
@@ -401,7 +174,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     let tokens = commerce_access::ServiceTokenSource::new(
         &auth,
         "gateway",
-        "cli-test-gateway-secret-0001",
+        "local-gateway-secret-not-for-production",
         "product",
     );
     let found = grpc
@@ -484,7 +257,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .await
         .unwrap();
     let cart: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{cart_http_port}/v1/cart/items"))
+        .post(format!("{}/v1/cart/items", shop.url(8083)))
         .bearer_auth(customer["accessToken"].as_str().unwrap())
         .json(&serde_json::json!({"productId": in_stock, "quantity": 1}))
         .send()
@@ -497,9 +270,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
 
     // Fulfillment is up with its seeded couriers.
     let couriers: serde_json::Value = client
-        .get(format!(
-            "http://127.0.0.1:{fulfillment_http_port}/v1/shipping/couriers"
-        ))
+        .get(format!("{}/v1/shipping/couriers", shop.url(8086)))
         .send()
         .await
         .unwrap()
@@ -509,7 +280,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     assert_eq!(couriers["items"].as_array().map(Vec::len), Some(3));
 
     // The seeded catalogue reaches the search index through the broker.
-    let search = format!("http://127.0.0.1:{search_http_port}");
+    let search = shop.url(8089);
     eventually(
         Duration::from_secs(60),
         "the demo catalogue in the search index",

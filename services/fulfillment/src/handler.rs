@@ -7,12 +7,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
 use commerce_messaging::{
     BrokerProbe, ConsumerSettings, EventHandler, HandlerError, ReceivedEvent, TopicSpec,
 };
+use commerce_runtime::api::ApiRoutes;
 use commerce_runtime::health::KafkaCheck;
 use uuid::Uuid;
 
@@ -123,21 +123,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             fulfillment: fulfillment.clone(),
         }),
     );
-    let shipment_routes = Router::new()
-        .route("/v1/fulfillments/{order_id}", get(show))
-        .route(
-            "/v1/admin/fulfillments/{order_id}",
-            axum::routing::patch(report),
-        )
-        .route(
-            "/v1/fulfillments/webhooks/{carrier}",
-            axum::routing::post(webhook),
-        )
+    let shipment_routes = shipment_api()
+        .into_router()
         .layer(Extension(user_tokens))
         .with_state(shipments);
     Ok(ServiceParts {
-        http: Router::new()
-            .route("/v1/shipping/couriers", get(couriers))
+        http: courier_api()
+            .into_router()
             .with_state(fulfillment)
             .merge(shipment_routes),
         grpc: Some(tonic::service::Routes::new(grpc)),
@@ -146,6 +138,26 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             &context.config.app.kafka,
         )?))],
     })
+}
+
+/// Public: which couriers a shopper may choose.
+pub fn courier_api() -> ApiRoutes<FulfillmentService> {
+    ApiRoutes::new().get("/v1/shipping/couriers", couriers)
+}
+
+/// Shipments: their owners and staff read them, staff and carriers report on them.
+pub fn shipment_api() -> ApiRoutes<Shipments> {
+    ApiRoutes::new()
+        .get("/v1/fulfillments/{orderId}", show)
+        .patch("/v1/admin/fulfillments/{orderId}", report)
+        .post("/v1/fulfillments/webhooks/{carrier}", webhook)
+}
+
+/// Every public REST operation (see `openapi/openapi.yaml`).
+pub fn operations() -> Vec<(axum::http::Method, &'static str)> {
+    let mut operations = courier_api().operations().to_vec();
+    operations.extend_from_slice(shipment_api().operations());
+    operations
 }
 
 /// Order events: a confirmed order becomes a shipment to make.

@@ -1,5 +1,5 @@
-//! The gateway's HTTP face: every path goes to the proxy, wrapped in CORS and the security
-//! headers. Request ids, the request span, access logs and request metrics come from the
+//! The gateway's HTTP face: `/openapi.json`, `/openapi.yaml` and `/docs` are its own, every
+//! other path goes to the proxy; all wrapped in CORS and the security headers. Request ids, the request span, access logs and request metrics come from the
 //! runtime's HTTP edge like every service's.
 
 use std::net::SocketAddr;
@@ -28,7 +28,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     })
 }
 
-pub fn router(gateway: Arc<Gateway>, settings: &GatewaySettings) -> Result<Router, ConfigError> {
+pub fn router(gateway: Arc<Gateway>, settings: &GatewaySettings) -> Result<Router, BoxError> {
     let security = &settings.security_headers;
     let header_value = |key: &str, value: &str| {
         HeaderValue::from_str(value).map_err(|_| {
@@ -84,7 +84,8 @@ pub fn router(gateway: Arc<Gateway>, settings: &GatewaySettings) -> Result<Route
             HeaderName::from_static("x-guest-cart"),
         ])
         .max_age(settings.cors.max_age);
-    Ok(Router::new()
+    // The contract and its documentation page are the gateway's own; all else is proxied.
+    Ok(crate::openapi::routes()?
         .fallback(proxy)
         .with_state(gateway)
         .layer(cors)

@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
 use commerce_messaging::{
@@ -16,7 +15,7 @@ use commerce_messaging::{
 use commerce_proto::fulfillment::v1 as fulfillment_pb;
 use commerce_proto::order::v1 as pb;
 use commerce_proto::payment::v1 as payment_pb;
-use commerce_runtime::api::json_rejection;
+use commerce_runtime::api::{ApiRoutes, json_rejection};
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use futures::future::BoxFuture;
@@ -417,15 +416,19 @@ impl commerce_redis::TaskHandler for ExpiryTask {
     }
 }
 
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<OrderService> {
+    ApiRoutes::new()
+        .get("/v1/orders", list)
+        .post("/v1/orders", place)
+        .get("/v1/orders/{id}", show)
+        .post("/v1/orders/{id}/cancel", cancel)
+        .patch("/v1/orders/{id}/delivery", change_delivery)
+}
+
 pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
-    Router::new()
-        .route("/v1/orders", get(list).post(place))
-        .route("/v1/orders/{id}", get(show))
-        .route("/v1/orders/{id}/cancel", axum::routing::post(cancel))
-        .route(
-            "/v1/orders/{id}/delivery",
-            axum::routing::patch(change_delivery),
-        )
+    api()
+        .into_router()
         .layer(Extension(verifier))
         .with_state(orders)
 }
@@ -629,10 +632,11 @@ async fn cancel(
     State(orders): State<OrderService>,
     principal: Principal,
     Path(id): Path<String>,
-    body: Option<Json<CancelOrder>>,
+    body: Result<Option<Json<CancelOrder>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let viewer = viewer(&principal)?;
     let reason = body
+        .map_err(json_rejection)?
         .and_then(|Json(body)| body.reason)
         .map(|reason| reason.trim().to_owned())
         .filter(|reason| !reason.is_empty())

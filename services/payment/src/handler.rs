@@ -9,12 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
 use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::payment::v1 as pb;
+use commerce_runtime::api::ApiRoutes;
 use commerce_runtime::health::KafkaCheck;
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
@@ -101,12 +101,18 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     })
 }
 
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<PaymentService> {
+    ApiRoutes::new()
+        .post("/v1/payments/webhooks/{gateway}", webhook)
+        .get("/v1/payments/{id}", show)
+        .post("/v1/payments/{id}/offline/pay", pay_offline)
+        .get("/v1/admin/payments/stats", stats)
+}
+
 pub fn routes(payments: PaymentService, verifier: TokenVerifier) -> Router {
-    Router::new()
-        .route("/v1/payments/webhooks/{gateway}", post(webhook))
-        .route("/v1/payments/{id}", get(show))
-        .route("/v1/payments/{id}/offline/pay", post(pay_offline))
-        .route("/v1/admin/payments/stats", get(stats))
+    api()
+        .into_router()
         .layer(Extension(verifier))
         .with_state(payments)
 }
@@ -188,9 +194,12 @@ async fn pay_offline(
     State(payments): State<PaymentService>,
     principal: Principal,
     Path(id): Path<String>,
-    body: Option<Json<OfflinePay>>,
+    body: Result<Option<Json<OfflinePay>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = body.map(|Json(body)| body).unwrap_or_default();
+    let body = body
+        .map_err(commerce_runtime::api::json_rejection)?
+        .map(|Json(body)| body)
+        .unwrap_or_default();
     let succeed = match body.outcome.as_deref() {
         None | Some("succeeded") => true,
         Some("failed") => false,

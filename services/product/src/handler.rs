@@ -9,14 +9,13 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commerce_access::{
     MaybePrincipal, Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings,
 };
 use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::product::v1 as pb;
-use commerce_runtime::api::json_rejection;
+use commerce_runtime::api::{ApiRoutes, json_rejection};
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use rust_decimal::Decimal;
@@ -89,21 +88,23 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     })
 }
 
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<ProductService> {
+    ApiRoutes::new()
+        .get("/v1/products", list_products)
+        .post("/v1/products", create_product)
+        .get("/v1/products/{id}", get_product)
+        .put("/v1/products/{id}", replace_product)
+        .patch("/v1/products/{id}", patch_product)
+        .delete("/v1/products/{id}", delete_product)
+        .get("/v1/products/{id}/price-history", price_history)
+        .get("/v1/products/{id}/stock-adjustments", stock_adjustments)
+        .post("/v1/products/{id}/stock-adjustments", adjust_stock)
+}
+
 pub fn routes(products: ProductService, verifier: TokenVerifier) -> Router {
-    Router::new()
-        .route("/v1/products", get(list_products).post(create_product))
-        .route(
-            "/v1/products/{id}",
-            get(get_product)
-                .put(replace_product)
-                .patch(patch_product)
-                .delete(delete_product),
-        )
-        .route("/v1/products/{id}/price-history", get(price_history))
-        .route(
-            "/v1/products/{id}/stock-adjustments",
-            get(stock_adjustments).post(adjust_stock),
-        )
+    api()
+        .into_router()
         .layer(Extension(verifier))
         .with_state(products)
 }
@@ -388,9 +389,11 @@ async fn delete_product(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<DeleteQuery>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(&[Role::Admin])?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
     let version = expected_version(&headers, query.version)?;
     products.delete(parse_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -107,6 +107,138 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A service's public REST routes together with the operations (method, path) they serve,
+/// so the OpenAPI document can be compared with the code (`openapi/openapi.yaml`). Built
+/// without state: `operations()` needs no database, `into_router()` then takes the state.
+pub struct ApiRoutes<S = ()> {
+    router: axum::Router<S>,
+    operations: Vec<(axum::http::Method, &'static str)>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for ApiRoutes<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! api_method {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H, T>(self, path: &'static str, handler: H) -> Self
+        where
+            H: axum::handler::Handler<T, S>,
+            T: 'static,
+        {
+            self.add(
+                axum::http::Method::$method,
+                path,
+                axum::routing::$name(handler),
+            )
+        }
+    };
+}
+
+impl<S: Clone + Send + Sync + 'static> ApiRoutes<S> {
+    pub fn new() -> Self {
+        Self {
+            router: axum::Router::new(),
+            operations: Vec::new(),
+        }
+    }
+
+    fn add(
+        mut self,
+        method: axum::http::Method,
+        path: &'static str,
+        route: axum::routing::MethodRouter<S>,
+    ) -> Self {
+        // axum merges method routers registered on the same path.
+        self.router = self.router.route(path, route);
+        self.operations.push((method, path));
+        self
+    }
+
+    api_method!(get, GET);
+    api_method!(post, POST);
+    api_method!(put, PUT);
+    api_method!(patch, PATCH);
+    api_method!(delete, DELETE);
+
+    /// Every (method, path) served, in the order they were added.
+    pub fn operations(&self) -> &[(axum::http::Method, &'static str)] {
+        &self.operations
+    }
+
+    /// The routes, refusing NUL characters in query strings and JSON bodies.
+    pub fn into_router(self) -> axum::Router<S> {
+        self.router
+            .layer(axum::middleware::from_fn(refuse_nul_characters))
+    }
+}
+
+/// JSON bodies are read whole before this check; larger ones are refused.
+const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// PostgreSQL text cannot hold NUL and no field of ours means one: a `%00` in the query or a
+/// `\u0000` escape in a JSON body is refused with a 400 naming where it was, rather than
+/// failing in the database with a 500. (JSON can carry NUL only as that escape.)
+async fn refuse_nul_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request
+        .uri()
+        .query()
+        .is_some_and(|query| query.to_ascii_lowercase().contains("%00"))
+    {
+        return ApiError::invalid("query", "must not contain NUL characters").into_response();
+    }
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    if !json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, JSON_BODY_LIMIT).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {JSON_BODY_LIMIT} bytes"),
+        )
+        .into_response();
+    };
+    if has_nul_escape(&bytes) {
+        return ApiError::invalid("body", "text must not contain NUL characters (\\u0000)")
+            .into_response();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// Whether JSON text holds a `\u0000` escape (not an escaped backslash followed by `u0000`).
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (index, &byte) in json.iter().enumerate() {
+        if byte == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if byte == b'u'
+            && backslashes % 2 == 1
+            && json.get(index + 1..index + 5) == Some(&b"0000"[..])
+        {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
+}
+
 /// How an amount read from a `NUMERIC(19, 4)` column is shown: padding zeros dropped but
 /// at least cents kept (9.9000 → 9.90, 1.2345 → 1.2345).
 pub fn money_scale(amount: rust_decimal::Decimal) -> rust_decimal::Decimal {
@@ -172,6 +304,88 @@ mod tests {
     fn field_names_are_camel_case() {
         assert_eq!(camel_case("first_name"), "firstName");
         assert_eq!(camel_case("email"), "email");
+    }
+
+    #[tokio::test]
+    async fn api_routes_record_what_they_serve() {
+        use tower::ServiceExt;
+        let routes = ApiRoutes::<()>::new()
+            .get("/v1/things", || async { "list" })
+            .post("/v1/things", || async { StatusCode::CREATED })
+            .delete("/v1/things/{id}", || async { StatusCode::NO_CONTENT });
+        assert_eq!(
+            routes.operations(),
+            [
+                (axum::http::Method::GET, "/v1/things"),
+                (axum::http::Method::POST, "/v1/things"),
+                (axum::http::Method::DELETE, "/v1/things/{id}"),
+            ]
+        );
+        let router = routes.into_router();
+        let call = |method: &str, uri: &str| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let router = router.clone();
+            async move { router.oneshot(request).await.unwrap().status() }
+        };
+        assert_eq!(call("GET", "/v1/things").await, StatusCode::OK);
+        assert_eq!(call("POST", "/v1/things").await, StatusCode::CREATED);
+        assert_eq!(call("DELETE", "/v1/things/7").await, StatusCode::NO_CONTENT);
+        assert_eq!(
+            call("PUT", "/v1/things").await,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"name":"a\u0000b"}"#));
+        assert!(has_nul_escape(br#"{"name":"\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"\u00e9 u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"\u000"}"#));
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_refused_with_the_place_named() {
+        use tower::ServiceExt;
+        let router = ApiRoutes::<()>::new()
+            .post("/v1/things", |body: String| async move { body })
+            .get("/v1/things", || async { "list" })
+            .into_router();
+        let call = |method: &str, uri: &str, body: &'static str| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        let (status, body) = call("POST", "/v1/things", r#"{"name":"a\u0000"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains(r#""field":"body""#), "{body}");
+        let (status, body) = call("POST", "/v1/things", r#"{"name":"a\\u0000"}"#).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"name":"a\\u0000"}"#)
+        );
+        let (status, body) = call("GET", "/v1/things?category=a%00b", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains(r#""field":"query""#), "{body}");
+        let (status, _) = call("GET", "/v1/things?category=a%2500b", "").await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::{Query, State};
-use axum::routing::get;
 use axum::{Json, Router};
 use commerce_messaging::{
     ConsumerSettings, EventHandler, HandlerError, KafkaConfig, ReceivedEvent,
 };
+use commerce_runtime::api::ApiRoutes;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use rust_decimal::Decimal;
@@ -82,12 +82,16 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 
 /// Catalogue search is public: anonymous shoppers search; abuse is the gateway's to limit.
 pub fn routes(search: SearchService) -> Router {
-    Router::new()
-        .route("/v1/search", get(search_products))
-        .route("/v1/search/autocomplete", get(autocomplete))
-        .route("/v1/search/suggestions", get(suggestions))
-        .route("/v1/search/popular", get(popular))
-        .with_state(search)
+    api().into_router().with_state(search)
+}
+
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<SearchService> {
+    ApiRoutes::new()
+        .get("/v1/search", search_products)
+        .get("/v1/search/autocomplete", autocomplete)
+        .get("/v1/search/suggestions", suggestions)
+        .get("/v1/search/popular", popular)
 }
 
 impl From<SearchError> for ApiError {

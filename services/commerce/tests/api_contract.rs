@@ -1,0 +1,127 @@
+//! The running shop answers as `openapi/openapi.yaml` says: schemathesis (PyPI) generates
+//! requests for every documented operation — valid ones, boundary values and invalid
+//! ones — through the gateway, and fails on any 5xx and any answer whose status, headers,
+//! content type or body the document does not allow. The gateway serves the document and
+//! a documentation page that loads nothing from elsewhere.
+
+use std::process::{Child, Command, Stdio};
+
+mod support;
+use support::{LocalShop, commerce};
+
+/// Kills the shop when the test ends, passed or not.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.yaml");
+
+/// The checks that hold answers to the document; all of them run on every operation.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_headers_conformance,response_schema_conformance";
+
+fn schemathesis() -> Command {
+    let program = std::env::var("COMMERCE_SCHEMATHESIS").unwrap_or_else(|_| "st".to_owned());
+    Command::new(program)
+}
+
+#[tokio::test]
+async fn the_running_shop_answers_as_documented() {
+    let shop = LocalShop::new("api").await;
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let log = std::fs::File::create(shop.scratch("shop.log")).unwrap();
+    let _server = Process(
+        commerce()
+            .args(["serve", "--target", "all"])
+            .envs(shop.env.clone())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    shop.wait_until_ready().await;
+    let client = reqwest::Client::new();
+    let gateway = shop.url(8080);
+
+    // The document as served is the document in the repository.
+    let served: serde_json::Value = client
+        .get(format!("{gateway}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, commerce_gateway::openapi::document().unwrap());
+    let docs = client.get(format!("{gateway}/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    // Offline: everything the page loads is relative to the gateway.
+    for attribute in ["src=\"", "href=\""] {
+        for reference in page.split(attribute).skip(1) {
+            let target = reference.split('"').next().unwrap();
+            assert!(
+                !target.contains("://") && !target.starts_with("//"),
+                "the docs page loads {target}"
+            );
+            let asset = client
+                .get(format!(
+                    "{gateway}/docs/{}",
+                    target.trim_start_matches("./")
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(asset.status(), 200, "{target}");
+        }
+    }
+
+    let login: serde_json::Value = client
+        .post(format!("{gateway}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "admin@commerce.local", "password": "admin-demo-password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().expect("an access token");
+
+    let output = schemathesis()
+        .args(["run", DOCUMENT, "--url", &gateway, "--checks", CHECKS])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--max-examples", "15", "--workers", "2", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache of found failures stays in the shop's scratch directory.
+        .current_dir(shop.scratch("."))
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "schemathesis (`st`) could not run: {error}. `make test` installs it; \
+                 by hand: pip install schemathesis"
+            )
+        });
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found answers that break the document:\n{report}\n{}\n\
+         the shop's log: {}",
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(shop.scratch("shop.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("ERROR") || line.contains("\"level\":\"ERROR\""))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // It really exercised the API.
+    assert!(report.contains("passed"), "{report}");
+}

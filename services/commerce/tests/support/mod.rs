@@ -1,0 +1,183 @@
+//! A whole shop for one test: `config/commerce.toml` as shipped, with every service port
+//! moved to a free one, fresh databases, its own keys, search index, Redis key prefixes
+//! and Kafka topic prefix, so tests run side by side and beside `make run`.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, unique};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
+
+/// The services that own a database.
+const DATABASE_SERVICES: [&str; 7] = [
+    "auth",
+    "product",
+    "cart",
+    "order",
+    "payment",
+    "fulfillment",
+    "search",
+];
+
+/// The services that namespace their Redis keys.
+const REDIS_SERVICES: [&str; 6] = ["auth", "product", "cart", "order", "search", "gateway"];
+
+/// The `commerce` binary with only what the test sets: no inherited `COMMERCE_` overrides.
+pub fn commerce() -> std::process::Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+pub struct LocalShop {
+    /// What `commerce` needs to run this shop.
+    pub env: Vec<(String, String)>,
+    pub databases: BTreeMap<&'static str, TestDatabase>,
+    /// The shipped configuration's port → this shop's.
+    ports: BTreeMap<u16, u16>,
+    state: tempfile::TempDir,
+}
+
+impl LocalShop {
+    pub async fn new(label: &str) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let mut config = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/commerce.toml"
+        ))
+        .unwrap();
+        let mut ports = BTreeMap::new();
+        for port in (8080..=8099).chain(9080..=9099) {
+            let shipped = format!("127.0.0.1:{port}");
+            if config.contains(&shipped) {
+                let ours = free_port();
+                config = config.replace(&shipped, &format!("127.0.0.1:{ours}"));
+                ports.insert(port, ours);
+            }
+        }
+        let config_path = state.path().join("commerce.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let path = |name: &str| state.path().join(name).display().to_string();
+        let mut env = vec![
+            (
+                "COMMERCE_CONFIG".to_owned(),
+                config_path.display().to_string(),
+            ),
+            (
+                "COMMERCE_KAFKA__BROKERS".to_owned(),
+                required_env("COMMERCE_TEST_KAFKA_BROKERS"),
+            ),
+            (
+                "COMMERCE_REDIS__URLS".to_owned(),
+                format!("[\"{}\"]", required_env("COMMERCE_TEST_REDIS_URL")),
+            ),
+            (
+                "COMMERCE_KAFKA__TOPIC_PREFIX".to_owned(),
+                format!("{}.", unique(label)),
+            ),
+            (
+                "COMMERCE_SERVICES__AUTH__KEYS__DIR".to_owned(),
+                path("keys"),
+            ),
+            (
+                "COMMERCE_SERVICES__AUTH__KEYS__GENERATE".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "COMMERCE_SERVICES__SEARCH__INDEX_DIR".to_owned(),
+                path("search-index"),
+            ),
+            ("COMMERCE_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
+        ];
+        let mut databases = BTreeMap::new();
+        for service in DATABASE_SERVICES {
+            let database = fresh_database(&format!("{label}{service}")).await;
+            env.push((
+                format!(
+                    "COMMERCE_SERVICES__{}__DATABASE__URL",
+                    service.to_uppercase()
+                ),
+                database.url.clone(),
+            ));
+            databases.insert(service, database);
+        }
+        for service in REDIS_SERVICES {
+            env.push((
+                format!(
+                    "COMMERCE_SERVICES__{}__REDIS_PREFIX",
+                    service.to_uppercase()
+                ),
+                unique(&format!("{label}{service}")),
+            ));
+        }
+        Self {
+            env,
+            databases,
+            ports,
+            state,
+        }
+    }
+
+    /// This shop's port for one the shipped configuration names (8080 → the gateway's).
+    pub fn port(&self, shipped: u16) -> u16 {
+        self.ports[&shipped]
+    }
+
+    /// `http://127.0.0.1:<port>` for a shipped port.
+    pub fn url(&self, shipped: u16) -> String {
+        format!("http://127.0.0.1:{}", self.port(shipped))
+    }
+
+    /// The shipped ports of every service's HTTP endpoint.
+    pub fn http_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.keys().copied().filter(|port| *port < 9000)
+    }
+
+    /// A file in this shop's scratch directory.
+    pub fn scratch(&self, name: &str) -> std::path::PathBuf {
+        self.state.path().join(name)
+    }
+
+    pub fn database(&self, service: &str) -> &TestDatabase {
+        &self.databases[service]
+    }
+
+    /// Waits until every service of the shop answers `/readyz` with 200.
+    pub async fn wait_until_ready(&self) {
+        let client = reqwest::Client::new();
+        for port in self.http_ports() {
+            let url = format!("{}/readyz", self.url(port));
+            commerce_testkit::eventually(
+                std::time::Duration::from_secs(60),
+                &format!("{url} to be ready"),
+                || {
+                    let (client, url) = (client.clone(), url.clone());
+                    async move {
+                        let response = client.get(url).send().await.ok()?;
+                        (response.status() == 200).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    }
+
+    /// `commerce <args>` on this shop, run to the end; panics with its stderr on failure.
+    pub fn run(&self, args: &[&str]) {
+        let output = commerce()
+            .args(args)
+            .envs(self.env.clone())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "commerce {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
