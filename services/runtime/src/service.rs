@@ -18,6 +18,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, ConfigError, ServiceEndpoints};
@@ -455,19 +456,22 @@ async fn spawn_grpc(
         }
     });
     let routes = routes.unwrap_or_default().add_service(health_service);
-    let trace = TraceLayer::new_for_grpc().make_span_with(move |request: &http::Request<_>| {
-        let span = tracing::info_span!(
-            "grpc.request",
-            otel.name = %request.uri().path(),
-            otel.kind = "server",
-            service,
-            rpc.system = "grpc",
-            rpc.method = %request.uri().path(),
-            trace_id = tracing::field::Empty,
-        );
-        crate::telemetry::set_parent_from_headers(&span, request.headers());
-        span
-    });
+    let classifier = grpc_failures();
+    let trace = TraceLayer::new(SharedClassifier::new(classifier)).make_span_with(
+        move |request: &http::Request<_>| {
+            let span = tracing::info_span!(
+                "grpc.request",
+                otel.name = %request.uri().path(),
+                otel.kind = "server",
+                service,
+                rpc.system = "grpc",
+                rpc.method = %request.uri().path(),
+                trace_id = tracing::field::Empty,
+            );
+            crate::telemetry::set_parent_from_headers(&span, request.headers());
+            span
+        },
+    );
     let incoming = tokio_stream_from(listener);
     let shutdown = running.shutdown.clone();
     running.spawn(format!("{service} gRPC server"), async move {
@@ -484,6 +488,29 @@ async fn spawn_grpc(
             })
     });
     Ok(())
+}
+
+/// Like HTTP 4xx, codes that answer a caller's mistake are outcomes, not failures: only the
+/// server-side codes (Unknown, DeadlineExceeded, Unimplemented, Internal, Unavailable,
+/// DataLoss) are logged as errors.
+fn grpc_failures() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    )
 }
 
 fn tokio_stream_from(
@@ -515,4 +542,37 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
+
+    use super::*;
+
+    fn is_failure(code: i32) -> bool {
+        let response = http::Response::builder()
+            .header("grpc-status", code)
+            .body(())
+            .unwrap();
+        match grpc_failures().classify_response(&response) {
+            ClassifiedResponse::Ready(outcome) => outcome.is_err(),
+            ClassifiedResponse::RequiresEos(_) => {
+                panic!("trailers-only answers are classified at once")
+            }
+        }
+    }
+
+    #[test]
+    fn only_server_side_grpc_codes_are_failures() {
+        // NotFound, InvalidArgument, FailedPrecondition, Unauthenticated: the caller's.
+        for code in [5, 3, 9, 16] {
+            assert!(!is_failure(code), "code {code}");
+        }
+        // Unknown, Internal, Unavailable, DataLoss: ours.
+        for code in [2, 13, 14, 15] {
+            assert!(is_failure(code), "code {code}");
+        }
+        assert!(!is_failure(0));
+    }
 }
