@@ -451,7 +451,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Sets a line's quantity; 0 removes it. */
+        /** Sets a line's quantity. */
         put: operations["setCartItemQuantity"];
         post?: never;
         delete: operations["removeCartItem"];
