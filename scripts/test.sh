@@ -46,6 +46,8 @@ log "buf lint"
 (cd proto && npx --yes @bufbuild/buf@1.75.0 lint)
 log "TypeScript client (frontend/src/api) matches openapi/openapi.yaml and type-checks"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:api)
+log "GraphQL supergraph composes from graphql/subgraphs with no breaking change"
+(cd graphql && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check)
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"

@@ -75,8 +75,14 @@ pub fn api() -> ApiRoutes<AuthService> {
 
 pub fn routes(auth: AuthService) -> Router {
     let verifier = auth.user_token_verifier();
+    let schema = crate::graphql::schema(Some(auth.clone()));
     api()
         .into_router()
+        .route(
+            "/graphql",
+            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
+        )
+        .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(auth)
 }

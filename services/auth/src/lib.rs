@@ -2,6 +2,7 @@
 //! refresh tokens, sessions, addresses and service-to-service tokens.
 
 pub mod domain;
+pub mod graphql;
 pub mod handler;
 pub mod keys;
 pub mod repository;

@@ -77,6 +77,17 @@ pub struct PromoCode {
     pub uses: i32,
 }
 
+/// Amounts are stored as NUMERIC(19, 4): at most 15 integer digits and 4 decimal places.
+fn check_amount(field: &'static str, amount: Decimal) -> Result<(), Invalid> {
+    if amount.scale() > 4 {
+        return Err(invalid(field, "has more than 4 decimal places"));
+    }
+    if amount.abs() >= Decimal::from(1_000_000_000_000_000_i64) {
+        return Err(invalid(field, "is too large"));
+    }
+    Ok(())
+}
+
 impl PromoCode {
     /// Codes are case-insensitive; stored upper case.
     pub fn normalize(code: &str) -> String {
@@ -95,6 +106,19 @@ impl PromoCode {
         }
         if self.value <= Decimal::ZERO {
             return Err(invalid("value", "must be positive"));
+        }
+        check_amount("value", self.value)?;
+        if self.min_subtotal < Decimal::ZERO {
+            return Err(invalid("minSubtotal", "must not be negative"));
+        }
+        check_amount("minSubtotal", self.min_subtotal)?;
+        if let Some(currency) = &self.currency
+            && (currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(invalid(
+                "currency",
+                "must be a three-letter ISO 4217 code such as USD",
+            ));
         }
         match self.kind {
             PromoKind::Percent if self.value > Decimal::ONE_HUNDRED => {
@@ -237,6 +261,28 @@ mod tests {
                 .unwrap_err()
                 .contains("USD")
         );
+    }
+
+    #[test]
+    fn amounts_must_fit_the_stored_precision() {
+        let field_of = |promo: PromoCode| promo.validate().map_err(|invalid| invalid.field);
+        assert_eq!(field_of(code(PromoKind::Fixed, "5.5")), Ok(()));
+        assert_eq!(field_of(code(PromoKind::Fixed, "1.00001")), Err("value"));
+        assert_eq!(
+            field_of(code(PromoKind::Fixed, "1000000000000000")),
+            Err("value")
+        );
+        let mut negative = code(PromoKind::Percent, "10");
+        negative.min_subtotal = Decimal::from_str("-1").unwrap();
+        assert_eq!(field_of(negative), Err("minSubtotal"));
+        let mut huge = code(PromoKind::Percent, "10");
+        huge.min_subtotal = Decimal::from_str("-7370857783268215998489.7")
+            .unwrap()
+            .abs();
+        assert_eq!(field_of(huge), Err("minSubtotal"));
+        let mut currency = code(PromoKind::Fixed, "5");
+        currency.currency = Some("usd".into());
+        assert_eq!(field_of(currency), Err("currency"));
     }
 
     #[test]

@@ -26,7 +26,10 @@ const SERVICES: &[ServiceDefinition] = &[
 const PLANNED: &[(&str, &str)] = &[
     ("notification", "SSE, e-mail and SMS notifications"),
     ("chat", "support chat over WebSocket"),
-    ("graphql", "the federated GraphQL gateway"),
+    (
+        "graphql",
+        "the federated GraphQL gateway: Hive Gateway over the supergraph in graphql/ (`make run` starts it)",
+    ),
 ];
 
 fn services_help() -> String {

@@ -427,8 +427,14 @@ pub fn api() -> ApiRoutes<OrderService> {
 }
 
 pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
+    let schema = crate::graphql::schema(Some(orders.clone()));
     api()
         .into_router()
+        .route(
+            "/graphql",
+            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
+        )
+        .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(orders)
 }

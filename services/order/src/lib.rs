@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod domain;
+pub mod graphql;
 pub mod handler;
 pub mod lifecycle;
 pub mod peers;

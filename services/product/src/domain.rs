@@ -30,6 +30,10 @@ pub struct Money {
     pub currency: String,
 }
 
+/// More units than any shelf holds: larger counts are typing mistakes (and would overflow
+/// the sums stock is checked with).
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
 impl Money {
     pub fn new(amount: Decimal, currency: &str) -> Result<Self, ValidationError> {
         if amount.is_sign_negative() {
@@ -37,6 +41,10 @@ impl Money {
         }
         if amount.scale() > 4 {
             return Err(invalid("price.amount", "has more than 4 decimal places"));
+        }
+        // Stored as NUMERIC(19, 4): at most 15 integer digits.
+        if amount >= Decimal::from(1_000_000_000_000_000_i64) {
+            return Err(invalid("price.amount", "is too large"));
         }
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(invalid(
@@ -184,8 +192,8 @@ impl NewProduct {
         {
             return Err(invalid("sku", "may hold only letters, digits, '-' and '_'"));
         }
-        if stock < 0 {
-            return Err(invalid("stock", "must not be negative"));
+        if !(0..=MAX_STOCK).contains(&stock) {
+            return Err(invalid("stock", format!("must be 0 to {MAX_STOCK}")));
         }
         let details = details.validate()?;
         Ok(Self {
@@ -325,6 +333,12 @@ mod tests {
             "price.amount"
         );
         assert_eq!(usd("19.99").amount.to_string(), "19.99");
+        assert_eq!(
+            Money::new(Decimal::from(1_000_000_000_000_000_i64), "USD")
+                .unwrap_err()
+                .field,
+            "price.amount"
+        );
     }
 
     #[test]
@@ -341,6 +355,7 @@ mod tests {
         assert_eq!(field("A", " ", "k", 1), "name");
         assert_eq!(field("A", "Mug", "", 1), "category");
         assert_eq!(field("A", "Mug", "k", -1), "stock");
+        assert_eq!(field("A", "Mug", "k", MAX_STOCK + 1), "stock");
     }
 
     #[test]

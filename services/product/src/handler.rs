@@ -103,8 +103,14 @@ pub fn api() -> ApiRoutes<ProductService> {
 }
 
 pub fn routes(products: ProductService, verifier: TokenVerifier) -> Router {
+    let schema = crate::graphql::schema(Some(products.clone()));
     api()
         .into_router()
+        .route(
+            "/graphql",
+            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
+        )
+        .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(products)
 }

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod domain;
+pub mod graphql;
 pub mod handler;
 pub mod repository;
 pub mod service;

@@ -274,10 +274,13 @@ impl ProductService {
             }
             .into());
         }
-        if delta == 0 {
+        if delta == 0 || delta.abs() > crate::domain::MAX_STOCK {
             return Err(ValidationError {
                 field: "delta",
-                message: "must not be zero".to_owned(),
+                message: format!(
+                    "must not be zero and at most {} either way",
+                    crate::domain::MAX_STOCK
+                ),
             }
             .into());
         }
@@ -285,6 +288,17 @@ impl ProductService {
             let current = repo::lock(tx, id)
                 .await?
                 .ok_or_else(|| ProductError::NotFound(format!("product {id}")))?;
+            if current.stock + delta > crate::domain::MAX_STOCK {
+                return Err(ValidationError {
+                    field: "delta",
+                    message: format!(
+                        "would leave {} on hand, more than {}",
+                        current.stock + delta,
+                        crate::domain::MAX_STOCK
+                    ),
+                }
+                .into());
+            }
             if current.stock + delta < current.reserved {
                 return Err(ValidationError {
                     field: "delta",

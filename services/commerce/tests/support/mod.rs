@@ -40,6 +40,8 @@ pub struct LocalShop {
     pub databases: BTreeMap<&'static str, TestDatabase>,
     /// The shipped configuration's port → this shop's.
     ports: BTreeMap<u16, u16>,
+    /// The shipped ports the services' HTTP servers listen on (`http_addr`).
+    service_http_ports: Vec<u16>,
     state: tempfile::TempDir,
 }
 
@@ -51,6 +53,11 @@ impl LocalShop {
             "/../../config/commerce.toml"
         ))
         .unwrap();
+        let service_http_ports = config
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("http_addr = \"127.0.0.1:"))
+            .filter_map(|rest| rest.trim_end_matches('"').parse().ok())
+            .collect();
         let mut ports = BTreeMap::new();
         for port in (8080..=8099).chain(9080..=9099) {
             let shipped = format!("127.0.0.1:{port}");
@@ -119,6 +126,7 @@ impl LocalShop {
             env,
             databases,
             ports,
+            service_http_ports,
             state,
         }
     }
@@ -133,11 +141,6 @@ impl LocalShop {
         format!("http://127.0.0.1:{}", self.port(shipped))
     }
 
-    /// The shipped ports of every service's HTTP endpoint.
-    pub fn http_ports(&self) -> impl Iterator<Item = u16> + '_ {
-        self.ports.keys().copied().filter(|port| *port < 9000)
-    }
-
     /// A file in this shop's scratch directory.
     pub fn scratch(&self, name: &str) -> std::path::PathBuf {
         self.state.path().join(name)
@@ -150,7 +153,7 @@ impl LocalShop {
     /// Waits until every service of the shop answers `/readyz` with 200.
     pub async fn wait_until_ready(&self) {
         let client = reqwest::Client::new();
-        for port in self.http_ports() {
+        for &port in &self.service_http_ports {
             let url = format!("{}/readyz", self.url(port));
             commerce_testkit::eventually(
                 std::time::Duration::from_secs(60),

@@ -1,0 +1,223 @@
+//! One GraphQL endpoint over the subgraphs: the shop runs as `make run` runs it — every
+//! service, the REST gateway, and Hive Gateway over the supergraph composed from
+//! `graphql/subgraphs/` — and one federated query through the REST gateway returns an order
+//! with its products (product subgraph) and its customer (auth subgraph), with the
+//! caller's identity forwarded to each.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use commerce_testkit::eventually;
+use serde_json::{Value, json};
+
+mod support;
+use support::{LocalShop, commerce};
+
+/// Kills the process when the test ends, passed or not.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
+
+/// Hive Gateway on the shop's GraphQL port, over a supergraph routed to the shop's subgraphs.
+fn federation_gateway(shop: &LocalShop) -> Process {
+    let supergraph = shop.scratch("supergraph.graphql");
+    let composed = Command::new("node")
+        .current_dir(GRAPHQL_DIR)
+        .args(["compose.mjs", "--out", supergraph.to_str().unwrap()])
+        .env(
+            "COMMERCE_SUBGRAPH_AUTH_URL",
+            format!("{}/graphql", shop.url(8081)),
+        )
+        .env(
+            "COMMERCE_SUBGRAPH_PRODUCT_URL",
+            format!("{}/graphql", shop.url(8082)),
+        )
+        .env(
+            "COMMERCE_SUBGRAPH_ORDER_URL",
+            format!("{}/graphql", shop.url(8084)),
+        )
+        .output()
+        .expect("node runs graphql/compose.mjs (`make test` installs graphql/node_modules)");
+    assert!(
+        composed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&composed.stderr)
+    );
+    let log = std::fs::File::create(shop.scratch("hive.log")).unwrap();
+    Process(
+        Command::new(format!("{GRAPHQL_DIR}/node_modules/.bin/hive-gateway"))
+            .current_dir(GRAPHQL_DIR)
+            .args([
+                "supergraph",
+                supergraph.to_str().unwrap(),
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &shop.port(8090).to_string()])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("graphql/node_modules/.bin/hive-gateway (run `npm ci` in graphql/)"),
+    )
+}
+
+async fn call(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn one_query_returns_an_order_with_its_products_and_customer() {
+    let shop = LocalShop::new("fed").await;
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let log = std::fs::File::create(shop.scratch("shop.log")).unwrap();
+    let _services = Process(
+        commerce()
+            .args(["serve", "--target", "all"])
+            .envs(shop.env.clone())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    shop.wait_until_ready().await;
+    let _federation = federation_gateway(&shop);
+    let gateway = shop.url(8080);
+    let client = reqwest::Client::new();
+
+    // The seeded customer buys two of one product and one of another, over REST.
+    let login = call(client.post(format!("{gateway}/v1/auth/login")).json(
+        &json!({"email": "customer@commerce.local", "password": "customer-demo-password-1"}),
+    ))
+    .await;
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let user = call(
+        client
+            .get(format!("{gateway}/v1/users/me"))
+            .bearer_auth(&token),
+    )
+    .await;
+    let listing = call(client.get(format!(
+        "{gateway}/v1/products?inStock=true&pageSize=2&sort=name"
+    )))
+    .await;
+    let products: Vec<Value> = listing["items"].as_array().unwrap().clone();
+    for (product, quantity) in products.iter().zip([2, 1]) {
+        call(
+            client
+                .post(format!("{gateway}/v1/cart/items"))
+                .bearer_auth(&token)
+                .json(&json!({"productId": product["id"], "quantity": quantity})),
+        )
+        .await;
+    }
+    let address = call(
+        client
+            .post(format!("{gateway}/v1/users/me/addresses"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"recipient": "Casey", "line1": "1 Main St", "city": "Springfield",
+                          "postalCode": "12345", "country": "US"}),
+            ),
+    )
+    .await;
+    let session = call(
+        client
+            .post(format!("{gateway}/v1/checkout"))
+            .bearer_auth(&token)
+            .json(&json!({"addressId": address["id"], "courier": "standard",
+                          "paymentGateway": "offline"})),
+    )
+    .await;
+    let placed = call(
+        client
+            .post(format!("{gateway}/v1/orders"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "federation-test-order")
+            .json(&json!({"checkoutSessionId": session["id"]})),
+    )
+    .await;
+    let order = &placed["order"];
+
+    let query = r#"query ($id: ID!) {
+      order(id: $id) {
+        id status
+        totals { subtotal shipping total currency }
+        items { quantity unitPrice product { id sku name price { amount currency } } }
+        customer { id email firstName lastName role }
+      }
+    }"#;
+    let graphql = |token: Option<&str>| {
+        let mut request = client
+            .post(format!("{gateway}/graphql"))
+            .json(&json!({"query": query, "variables": {"id": order["id"]}}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+    };
+    // The federation gateway may take a moment to load the supergraph.
+    let answer = eventually(Duration::from_secs(60), "the federated query", || {
+        let request = graphql(Some(&token));
+        async move {
+            let response = request.send().await.ok()?;
+            (response.status() == 200).then_some(())?;
+            response.json::<Value>().await.ok()
+        }
+    })
+    .await;
+    assert_eq!(answer["errors"], Value::Null, "{answer}");
+    let federated = &answer["data"]["order"];
+    assert_eq!(federated["id"], order["id"]);
+    assert_eq!(federated["status"], "PENDING_PAYMENT");
+    assert_eq!(federated["totals"]["subtotal"], order["totals"]["subtotal"]);
+    assert_eq!(federated["totals"]["shipping"], order["totals"]["shipping"]);
+    assert_eq!(federated["totals"]["total"], order["totals"]["total"]);
+    assert_eq!(federated["totals"]["currency"], order["currency"]);
+    let items = federated["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for (item, ordered) in items.iter().zip(order["items"].as_array().unwrap()) {
+        assert_eq!(item["quantity"], ordered["quantity"]);
+        assert_eq!(item["unitPrice"], ordered["unitPrice"]);
+        let product = products
+            .iter()
+            .find(|product| product["id"] == item["product"]["id"])
+            .expect("an ordered product");
+        // These fields come from the product subgraph.
+        assert_eq!(item["product"]["sku"], product["sku"]);
+        assert_eq!(item["product"]["name"], product["name"]);
+        assert_eq!(
+            item["product"]["price"]["amount"],
+            product["price"]["amount"]
+        );
+        assert_eq!(
+            item["product"]["price"]["currency"],
+            product["price"]["currency"]
+        );
+    }
+    // And these from the auth subgraph, which saw the customer's own token.
+    let customer = &federated["customer"];
+    assert_eq!(customer["id"], user["id"]);
+    assert_eq!(customer["email"], "customer@commerce.local");
+    assert_eq!(customer["firstName"], user["firstName"]);
+    assert_eq!(customer["lastName"], user["lastName"]);
+    assert_eq!(customer["role"], "customer");
+
+    // Without a token the order subgraph shows nothing; a forged token stops at the edge.
+    let anonymous: Value = graphql(None).send().await.unwrap().json().await.unwrap();
+    assert_eq!(anonymous["data"]["order"], Value::Null, "{anonymous}");
+    assert!(anonymous["errors"][0]["message"].is_string(), "{anonymous}");
+    let forged = graphql(Some("forged")).send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+}
