@@ -2,12 +2,14 @@
 //! service, the REST gateway, and Hive Gateway over the supergraph composed from
 //! `graphql/subgraphs/` — and one federated query through the REST gateway returns an order
 //! with its products (product subgraph) and its customer (auth subgraph), with the
-//! caller's identity forwarded to each.
+//! caller's identity forwarded to each; a subscription follows the order's status as it
+//! is paid.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use commerce_testkit::eventually;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
@@ -213,6 +215,66 @@ async fn one_query_returns_an_order_with_its_products_and_customer() {
     assert_eq!(customer["firstName"], user["firstName"]);
     assert_eq!(customer["lastName"], user["lastName"]);
     assert_eq!(customer["role"], "customer");
+
+    // A subscription through the same endpoint follows the order as it is paid: SSE from
+    // the client through both gateways to the order subgraph, fed by committed changes.
+    let subscription = client
+        .post(format!("{gateway}/graphql"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .json(&json!({
+            "query": "subscription ($id: ID!) { orderStatus(id: $id) { orderId status \
+                      order { status items { product { name } } } } }",
+            "variables": {"id": order["id"]},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscription.status(), 200);
+    let mut events = subscription.bytes_stream();
+    let mut buffer = String::new();
+    let mut statuses: Vec<String> = Vec::new();
+    let mut paid = false;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while statuses.last().map(String::as_str) != Some("CONFIRMED") {
+            let chunk = events.next().await.expect("the stream stays open").unwrap();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: ")) else {
+                    continue;
+                };
+                let result: Value = serde_json::from_str(data).unwrap();
+                let change = &result["data"]["orderStatus"];
+                assert_eq!(change["orderId"], order["id"], "{result}");
+                // Each event is a federated result: the items' products from their subgraph.
+                let items = change["order"]["items"].as_array().unwrap();
+                assert_eq!(items.len(), 2, "{result}");
+                for item in items {
+                    let name = &item["product"]["name"];
+                    assert!(
+                        products.iter().any(|product| product["name"] == *name),
+                        "{result}"
+                    );
+                }
+                statuses.push(change["status"].as_str().unwrap().into());
+            }
+            // Pay once the subscription has said where the order stands.
+            if !paid && !statuses.is_empty() {
+                paid = true;
+                let payment = order["paymentId"].as_str().unwrap();
+                call(
+                    client
+                        .post(format!("{gateway}/v1/payments/{payment}/offline/pay"))
+                        .bearer_auth(&token),
+                )
+                .await;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no CONFIRMED within 60 s; saw {statuses:?}"));
+    assert_eq!(statuses, ["PENDING_PAYMENT", "PAID", "CONFIRMED"]);
 
     // Without a token the order subgraph shows nothing; a forged token stops at the edge.
     let anonymous: Value = graphql(None).send().await.unwrap().json().await.unwrap();

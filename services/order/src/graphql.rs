@@ -3,24 +3,30 @@
 //! caller is the bearer token the gateway forwards: customers see their own orders, admin
 //! and support everyone's — the same rule as `GET /v1/orders`.
 
-use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Schema, SimpleObject,
-};
+use std::convert::Infallible;
+
+use async_graphql::{Context, EmptyMutation, Enum, ID, Object, Schema, SimpleObject};
 use axum::Extension;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use commerce_access::{MaybePrincipal, Role};
+use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::domain::{LineItem, Order, OrderStatus};
 use crate::service::{OrderError, OrderService, Viewer};
+use crate::status_feed::StatusFeed;
 
-pub type OrderSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type OrderSchema = Schema<Query, EmptyMutation, Subscription>;
 
-/// The schema; executing it needs the `OrderService` in its data.
-pub fn schema(orders: Option<OrderService>) -> OrderSchema {
-    let builder = Schema::build(Query, EmptyMutation, EmptySubscription).enable_federation();
-    match orders {
-        Some(orders) => builder.data(orders).finish(),
+/// The schema; executing it needs the `OrderService` and the `StatusFeed` in its data.
+pub fn schema(services: Option<(OrderService, StatusFeed)>) -> OrderSchema {
+    let builder = Schema::build(Query, EmptyMutation, Subscription)
+        .enable_federation()
+        .enable_subscription_in_federation();
+    match services {
+        Some((orders, feed)) => builder.data(orders).data(feed).finish(),
         None => builder.finish(),
     }
 }
@@ -30,11 +36,16 @@ pub fn sdl() -> String {
     schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().federation())
 }
 
+/// Queries answer with JSON; with `Accept: text/event-stream` the operation (a
+/// subscription, typically) streams as GraphQL over SSE in its distinct-connections mode:
+/// a `next` event per result, then `complete` — what the federation gateway speaks to
+/// subgraphs for subscriptions.
 pub async fn handler(
     Extension(schema): Extension<OrderSchema>,
     caller: MaybePrincipal,
+    headers: HeaderMap,
     request: async_graphql_axum::GraphQLRequest,
-) -> impl IntoResponse {
+) -> Response {
     let mut request = request.into_inner();
     if let Some(user_id) = caller
         .0
@@ -46,7 +57,28 @@ pub async fn handler(
             staff: caller.has_role(&[Role::Admin, Role::Support]),
         });
     }
-    async_graphql_axum::GraphQLResponse::from(schema.execute(request).await)
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
+    if !wants_stream {
+        return async_graphql_axum::GraphQLResponse::from(schema.execute(request).await)
+            .into_response();
+    }
+    let results = schema.execute_stream(request).map(|result| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .event("next")
+                .json_data(result)
+                .unwrap_or_else(|_| Event::default().event("next").data("{}")),
+        )
+    });
+    let complete = futures::stream::once(async {
+        Ok::<_, Infallible>(Event::default().event("complete").data(""))
+    });
+    Sse::new(results.chain(complete))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// A product of the catalogue; its fields come from the product subgraph.
@@ -192,6 +224,121 @@ fn failure(error: OrderError) -> async_graphql::Error {
             tracing::error!(error = %other, "GraphQL query failed");
             async_graphql::Error::new("internal error")
         }
+    }
+}
+
+/// A status an order reached.
+struct OrderStatusChange {
+    order_id: ID,
+    status: Status,
+}
+
+#[Object]
+impl OrderStatusChange {
+    async fn order_id(&self) -> &ID {
+        &self.order_id
+    }
+    async fn status(&self) -> Status {
+        self.status
+    }
+    /// The order as it is now, with any of its fields (items' products and the customer
+    /// come from their subgraphs).
+    async fn order(&self, context: &Context<'_>) -> async_graphql::Result<Option<OrderObject>> {
+        Query.order(context, self.order_id.clone()).await
+    }
+}
+
+/// Statuses after which nothing changes.
+fn is_final(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Delivered | OrderStatus::Expired | OrderStatus::Canceled | OrderStatus::Failed
+    )
+}
+
+/// A subscriber's place in one order's history.
+struct Follow {
+    changes: tokio::sync::broadcast::Receiver<crate::status_feed::StatusChange>,
+    orders: OrderService,
+    viewer: Viewer,
+    order_id: Uuid,
+    id: ID,
+    last: OrderStatus,
+    started: bool,
+}
+
+impl Follow {
+    fn change(&self) -> OrderStatusChange {
+        OrderStatusChange {
+            order_id: self.id.clone(),
+            status: self.last.into(),
+        }
+    }
+}
+
+pub struct Subscription;
+
+#[async_graphql::Subscription]
+impl Subscription {
+    /// The order's status now, then every change as it is committed, until a final one
+    /// (DELIVERED, EXPIRED, CANCELED, FAILED).
+    async fn order_status(
+        &self,
+        context: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = OrderStatusChange> + use<>> {
+        let viewer = viewer(context)?;
+        let Ok(order_id) = Uuid::parse_str(&id) else {
+            return Err(async_graphql::Error::new("id must be a UUID"));
+        };
+        // Listen first, then read: a change between the two is not lost.
+        let changes = context.data_unchecked::<StatusFeed>().subscribe();
+        let orders = orders(context).clone();
+        let current = match orders.order(viewer, order_id).await {
+            Ok(order) => order.status,
+            Err(OrderError::NotFound(_)) => return Err(async_graphql::Error::new("no such order")),
+            Err(error) => return Err(failure(error)),
+        };
+        let follow = Follow {
+            changes,
+            orders,
+            viewer,
+            order_id,
+            id,
+            last: current,
+            started: false,
+        };
+        Ok(futures::stream::unfold(follow, |mut follow| async move {
+            if !follow.started {
+                follow.started = true;
+                let change = follow.change();
+                return Some((change, follow));
+            }
+            if is_final(follow.last) {
+                return None;
+            }
+            loop {
+                let status = match follow.changes.recv().await {
+                    Ok(change) if change.id == follow.order_id => change.status,
+                    Ok(_) => continue,
+                    // Fell behind: the order itself says where it is now.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        follow
+                            .orders
+                            .order(follow.viewer, follow.order_id)
+                            .await
+                            .ok()?
+                            .status
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                };
+                if status != follow.last {
+                    follow.last = status;
+                    let change = follow.change();
+                    return Some((change, follow));
+                }
+            }
+        }))
     }
 }
 

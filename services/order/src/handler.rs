@@ -335,10 +335,21 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             orders: orders.clone(),
         }),
     );
+    let feed = crate::status_feed::StatusFeed::new();
+    let feed_task = {
+        let (feed, pool, shutdown) = (feed.clone(), pool.clone(), context.shutdown.clone());
+        Box::pin(async move { feed.run(pool, shutdown).await.map_err(BoxError::from) })
+    };
     Ok(ServiceParts {
-        http: routes(orders, user_tokens),
+        http: routes(orders, feed, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task, recovery_task, worker_task, consume_task],
+        background: vec![
+            relay_task,
+            recovery_task,
+            worker_task,
+            consume_task,
+            feed_task,
+        ],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
@@ -426,8 +437,12 @@ pub fn api() -> ApiRoutes<OrderService> {
         .patch("/v1/orders/{id}/delivery", change_delivery)
 }
 
-pub fn routes(orders: OrderService, verifier: TokenVerifier) -> Router {
-    let schema = crate::graphql::schema(Some(orders.clone()));
+pub fn routes(
+    orders: OrderService,
+    feed: crate::status_feed::StatusFeed,
+    verifier: TokenVerifier,
+) -> Router {
+    let schema = crate::graphql::schema(Some((orders.clone(), feed)));
     api()
         .into_router()
         .route(

@@ -12,6 +12,7 @@ pub mod placement;
 pub mod repository;
 pub mod saga;
 pub mod service;
+pub mod status_feed;
 
 use commerce_runtime::ServiceDefinition;
 
