@@ -4,20 +4,10 @@
 //! content type or body the document does not allow. The gateway serves the document and
 //! a documentation page that loads nothing from elsewhere.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 mod support;
-use support::{LocalShop, commerce};
-
-/// Kills the shop when the test ends, passed or not.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::LocalShop;
 
 const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.yaml");
 
@@ -35,16 +25,7 @@ async fn the_running_shop_answers_as_documented() {
     let shop = LocalShop::new("api").await;
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);
-    let log = std::fs::File::create(shop.scratch("shop.log")).unwrap();
-    let _server = Process(
-        commerce()
-            .args(["serve", "--target", "all"])
-            .envs(shop.env.clone())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
+    let _server = shop.serve();
     shop.wait_until_ready().await;
     let client = reqwest::Client::new();
     let gateway = shop.url(8080);

@@ -5,7 +5,7 @@
 //! caller's identity forwarded to each; a subscription follows the order's status as it
 //! is paid.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use commerce_testkit::eventually;
@@ -13,17 +13,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
-use support::{LocalShop, commerce};
-
-/// Kills the process when the test ends, passed or not.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{LocalShop, Process};
 
 const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
 
@@ -83,16 +73,7 @@ async fn one_query_returns_an_order_with_its_products_and_customer() {
     let shop = LocalShop::new("fed").await;
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);
-    let log = std::fs::File::create(shop.scratch("shop.log")).unwrap();
-    let _services = Process(
-        commerce()
-            .args(["serve", "--target", "all"])
-            .envs(shop.env.clone())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
+    let _services = shop.serve();
     shop.wait_until_ready().await;
     let _federation = federation_gateway(&shop);
     let gateway = shop.url(8080);

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, unique};
 
@@ -32,6 +32,16 @@ pub fn commerce() -> std::process::Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     command
+}
+
+/// Kills the process when the test ends, passed or not.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub struct LocalShop {
@@ -168,6 +178,21 @@ impl LocalShop {
             )
             .await;
         }
+    }
+
+    /// `commerce serve --target all` on this shop, its output in `shop.log` in the scratch
+    /// directory.
+    pub fn serve(&self) -> Process {
+        let log = std::fs::File::create(self.scratch("shop.log")).unwrap();
+        Process(
+            commerce()
+                .args(["serve", "--target", "all"])
+                .envs(self.env.clone())
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap(),
+        )
     }
 
     /// `commerce <args>` on this shop, run to the end; panics with its stderr on failure.
