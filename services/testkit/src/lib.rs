@@ -139,11 +139,49 @@ impl Drop for PrivateBroker {
 /// A loopback port that was free a moment ago. Chosen at random below the kernel's
 /// ephemeral range (32768+ on Linux): a port the OS handed out for `:0` is soon handed out
 /// again as the local end of some test's outgoing connection, and the server that meant to
-/// bind it then finds it taken.
+/// bind it then finds it taken. Tests run as parallel processes and a test shop binds its
+/// ports seconds after choosing them, so choices are recorded in a registry file shared by
+/// every test process (under a file lock) and not handed out again for ten minutes.
 pub fn free_port() -> u16 {
+    const HELD_FOR_SECS: u64 = 600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let registry = std::env::temp_dir().join("commerce-test-ports");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&registry)
+        .expect("open the test port registry");
+    file.lock().expect("lock the test port registry");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).expect("read the test port registry");
+    let mut held: Vec<(u16, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let (port, at) = line.split_once(' ')?;
+            Some((port.parse().ok()?, at.parse().ok()?))
+        })
+        .filter(|(_, at)| now.saturating_sub(*at) < HELD_FOR_SECS)
+        .collect();
     for _ in 0..1000 {
         let port = 15_000 + (uuid::Uuid::new_v4().as_u128() % 17_000) as u16;
+        if held.iter().any(|(taken, _)| *taken == port) {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            held.push((port, now));
+            let lines: String = held
+                .iter()
+                .map(|(port, at)| format!("{port} {at}\n"))
+                .collect();
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+                .and_then(|_| file.set_len(0))
+                .and_then(|_| std::io::Write::write_all(&mut file, lines.as_bytes()))
+                .expect("write the test port registry");
             return port;
         }
     }
@@ -338,5 +376,15 @@ mod tests {
             replace_database("postgres://u:p@h/postgres?sslmode=disable", "y"),
             "postgres://u:p@h/y?sslmode=disable"
         );
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn ports_are_not_handed_out_twice() {
+        let ports: std::collections::BTreeSet<u16> = (0..200).map(|_| super::free_port()).collect();
+        assert_eq!(ports.len(), 200);
+        assert!(ports.iter().all(|port| (15_000..32_000).contains(port)));
     }
 }
