@@ -15,7 +15,11 @@ pub type AuthSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 /// The schema; executing it needs the `AuthService` in its data.
 pub fn schema(auth: Option<AuthService>) -> AuthSchema {
-    let builder = Schema::build(Query, EmptyMutation, EmptySubscription).enable_federation();
+    let builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        // Bounds on what one request may ask for; the gateway's entity fetches stay far below.
+        .limit_depth(12)
+        .limit_complexity(1000);
     match auth {
         Some(auth) => builder.data(auth).finish(),
         None => builder.finish(),

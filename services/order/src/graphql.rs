@@ -24,7 +24,10 @@ pub type OrderSchema = Schema<Query, EmptyMutation, Subscription>;
 pub fn schema(services: Option<(OrderService, StatusFeed)>) -> OrderSchema {
     let builder = Schema::build(Query, EmptyMutation, Subscription)
         .enable_federation()
-        .enable_subscription_in_federation();
+        .enable_subscription_in_federation()
+        // Bounds on what one request may ask for; the gateway's entity fetches stay far below.
+        .limit_depth(12)
+        .limit_complexity(1000);
     match services {
         Some((orders, feed)) => builder.data(orders).data(feed).finish(),
         None => builder.finish(),

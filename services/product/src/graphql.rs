@@ -17,7 +17,11 @@ pub type ProductSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 /// The schema; executing it needs the `ProductService` in its data.
 pub fn schema(products: Option<ProductService>) -> ProductSchema {
-    let builder = Schema::build(Query, EmptyMutation, EmptySubscription).enable_federation();
+    let builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        // Bounds on what one request may ask for; the gateway's entity fetches stay far below.
+        .limit_depth(12)
+        .limit_complexity(1000);
     match products {
         Some(products) => builder.data(products).finish(),
         None => builder.finish(),

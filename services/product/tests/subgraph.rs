@@ -84,6 +84,18 @@ async fn products_resolve_by_key_for_other_subgraphs() {
     let bad = graphql(&shop, None, "{ product(id: \"nope\") { sku } }", json!({})).await;
     assert_eq!(bad["errors"][0]["message"], "id must be a UUID", "{bad}");
 
+    // One request cannot ask for an unbounded amount of work.
+    let aliases: String = (0..1001)
+        .map(|i| format!("p{i}: products {{ total }} "))
+        .collect();
+    let costly = graphql(&shop, None, &format!("{{ {aliases} }}"), json!({})).await;
+    assert!(
+        costly["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("complex")),
+        "{costly}"
+    );
+
     // A forged token is refused, as on the REST API.
     let forged = shop
         .client
