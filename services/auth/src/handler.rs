@@ -77,11 +77,8 @@ pub fn routes(auth: AuthService) -> Router {
     let verifier = auth.user_token_verifier();
     let schema = crate::graphql::schema(Some(auth.clone()));
     api()
+        .graphql(crate::graphql::handler)
         .into_router()
-        .route(
-            "/graphql",
-            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
-        )
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(auth)

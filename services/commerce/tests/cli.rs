@@ -8,7 +8,7 @@ use commerce_testkit::eventually;
 use prost::Message;
 
 mod support;
-use support::{LocalShop, commerce};
+use support::{LocalShop, commerce, demo_login};
 
 #[test]
 fn help_lists_every_service() {
@@ -107,18 +107,10 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
 
     // Every service of the build is up: the seeded admin can log in and read itself.
     let auth = shop.url(8081);
-    let login: serde_json::Value = client
-        .post(format!("{auth}/v1/auth/login"))
-        .json(&serde_json::json!({"email": "admin@commerce.local", "password": "admin-demo-password-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = demo_login(&client, &auth, "admin").await;
     let me: serde_json::Value = client
         .get(format!("{auth}/v1/users/me"))
-        .bearer_auth(login["accessToken"].as_str().expect("access token"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()
@@ -247,18 +239,10 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .as_str()
         .unwrap()
         .to_owned();
-    let customer: serde_json::Value = client
-        .post(format!("{auth}/v1/auth/login"))
-        .json(&serde_json::json!({"email": "customer@commerce.local", "password": "customer-demo-password-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let customer = demo_login(&client, &auth, "customer").await;
     let cart: serde_json::Value = client
         .post(format!("{}/v1/cart/items", shop.url(8083)))
-        .bearer_auth(customer["accessToken"].as_str().unwrap())
+        .bearer_auth(&customer)
         .json(&serde_json::json!({"productId": in_stock, "quantity": 1}))
         .send()
         .await

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
-use support::{LocalShop, Process};
+use support::{LocalShop, Process, demo_login};
 
 const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
 
@@ -80,11 +80,7 @@ async fn one_query_returns_an_order_with_its_products_and_customer() {
     let client = reqwest::Client::new();
 
     // The seeded customer buys two of one product and one of another, over REST.
-    let login = call(client.post(format!("{gateway}/v1/auth/login")).json(
-        &json!({"email": "customer@commerce.local", "password": "customer-demo-password-1"}),
-    ))
-    .await;
-    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let token = demo_login(&client, &gateway, "customer").await;
     let user = call(
         client
             .get(format!("{gateway}/v1/users/me"))

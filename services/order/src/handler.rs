@@ -444,11 +444,8 @@ pub fn routes(
 ) -> Router {
     let schema = crate::graphql::schema(Some((orders.clone(), feed)));
     api()
+        .graphql(crate::graphql::handler)
         .into_router()
-        .route(
-            "/graphql",
-            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
-        )
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(orders)

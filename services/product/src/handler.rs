@@ -105,11 +105,8 @@ pub fn api() -> ApiRoutes<ProductService> {
 pub fn routes(products: ProductService, verifier: TokenVerifier) -> Router {
     let schema = crate::graphql::schema(Some(products.clone()));
     api()
+        .graphql(crate::graphql::handler)
         .into_router()
-        .route(
-            "/graphql",
-            axum::routing::post(crate::graphql::handler).get(crate::graphql::handler),
-        )
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(products)

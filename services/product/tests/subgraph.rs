@@ -96,6 +96,17 @@ async fn products_resolve_by_key_for_other_subgraphs() {
         "{costly}"
     );
 
+    // NUL characters never reach the database, as on the REST API.
+    let nul = shop
+        .client
+        .post(shop.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(r#"{"query":"query ($c: String) { products(category: $c) { total } }","variables":{"c":"a\u0000"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), StatusCode::BAD_REQUEST);
+
     // A forged token is refused, as on the REST API.
     let forged = shop
         .client

@@ -163,6 +163,19 @@ impl<S: Clone + Send + Sync + 'static> ApiRoutes<S> {
     api_method!(patch, PATCH);
     api_method!(delete, DELETE);
 
+    /// The service's GraphQL subgraph at `/graphql` (GET and POST). Its contract is its SDL
+    /// (`graphql/subgraphs/`), so it is not among the `operations()` of the REST document,
+    /// but it shares the routes' protections.
+    pub fn graphql<H, T>(mut self, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, S>,
+        T: 'static,
+    {
+        let route = axum::routing::post(handler.clone()).get(handler);
+        self.router = self.router.route("/graphql", route);
+        self
+    }
+
     /// Every (method, path) served, in the order they were added.
     pub fn operations(&self) -> &[(axum::http::Method, &'static str)] {
         &self.operations

@@ -44,6 +44,26 @@ impl Drop for Process {
     }
 }
 
+/// Signs a seeded demo account in at `base` (a service or the gateway); its access token.
+pub async fn demo_login(client: &reqwest::Client, base: &str, role: &str) -> String {
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({
+            "email": format!("{role}@commerce.local"),
+            "password": format!("{role}-demo-password-1"),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token for the demo {role}: {login}"))
+        .to_owned()
+}
+
 pub struct LocalShop {
     /// What `commerce` needs to run this shop.
     pub env: Vec<(String, String)>,
