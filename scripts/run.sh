@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole shop on this machine: local PostgreSQL, Redis and the
 # Kafka-protocol broker, every service in one `commerce serve --target all` process, the
-# GraphQL federation gateway, and the demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
+# GraphQL federation gateway, an SMTP sink to read the shop's e-mail in (MailDev), and the
+# demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,11 +17,19 @@ if [ ! -x graphql/node_modules/.bin/hive-gateway ]; then
   log "installing the GraphQL federation gateway (graphql/, npm)"
   (cd graphql && npm ci --no-audit --no-fund --loglevel=error)
 fi
+if [ ! -x scripts/smtp-sink/node_modules/.bin/maildev ]; then
+  log "installing the SMTP sink (scripts/smtp-sink, npm)"
+  (cd scripts/smtp-sink && npm ci --no-audit --no-fund --loglevel=error)
+fi
 mkdir -p "$LOG_DIR"
+log "starting the SMTP sink on 127.0.0.1:1025; read the shop's e-mail at http://127.0.0.1:1080"
+scripts/smtp-sink/node_modules/.bin/maildev --smtp 1025 --web 1080 --ip 127.0.0.1 \
+  >"$LOG_DIR/smtp-sink.log" 2>&1 &
+smtp_sink=$!
 log "starting the GraphQL federation gateway (Hive Gateway) on 127.0.0.1:8090; log: $LOG_DIR/graphql-gateway.log"
 (cd graphql && exec node_modules/.bin/hive-gateway supergraph supergraph.graphql --host 127.0.0.1 --port 8090) \
   >"$LOG_DIR/graphql-gateway.log" 2>&1 &
 graphql_gateway=$!
-trap 'kill "$graphql_gateway" 2>/dev/null || true' EXIT
-log "starting every service; try: curl localhost:8080/v1/products, the API docs at http://localhost:8080/docs, or GraphQL at localhost:8080/graphql (README lists the demo accounts)"
+trap 'kill "$graphql_gateway" "$smtp_sink" 2>/dev/null || true' EXIT
+log "starting every service; try: curl localhost:8080/v1/products, the API docs at http://localhost:8080/docs, GraphQL at localhost:8080/graphql, mail at http://127.0.0.1:1080 (README lists the demo accounts)"
 ./target/release/commerce serve --target all

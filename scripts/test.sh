@@ -48,6 +48,8 @@ log "TypeScript client (frontend/src/api) matches openapi/openapi.yaml and type-
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:api)
 log "GraphQL supergraph composes from graphql/subgraphs with no breaking change"
 (cd graphql && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check)
+log "SMTP sink for the notification tests (scripts/smtp-sink, MailDev)"
+(cd scripts/smtp-sink && npm ci --no-audit --no-fund --loglevel=error)
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"

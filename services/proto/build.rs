@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commerce/cart/v1/cart.proto",
         "commerce/common/v1/money.proto",
         "commerce/fulfillment/v1/fulfillment.proto",
+        "commerce/notification/v1/notification.proto",
         "commerce/order/v1/order.proto",
         "commerce/payment/v1/payment.proto",
         "commerce/product/v1/product.proto",

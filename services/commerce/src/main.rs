@@ -18,13 +18,13 @@ const SERVICES: &[ServiceDefinition] = &[
     commerce_fulfillment::DEFINITION,
     commerce_payment::DEFINITION,
     commerce_order::DEFINITION,
+    commerce_notification::DEFINITION,
     commerce_search::DEFINITION,
     commerce_gateway::DEFINITION,
 ];
 
 /// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
 const PLANNED: &[(&str, &str)] = &[
-    ("notification", "SSE, e-mail and SMS notifications"),
     ("chat", "support chat over WebSocket"),
     (
         "graphql",

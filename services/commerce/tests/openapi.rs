@@ -14,7 +14,7 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// (METHOD, path) → the service that serves it, from the services' own route tables.
 fn served() -> BTreeMap<(String, String), &'static str> {
-    let services: [(&str, Vec<(Method, &'static str)>); 7] = [
+    let services: [(&str, Vec<(Method, &'static str)>); 8] = [
         ("auth", commerce_auth::handler::api().operations().to_vec()),
         (
             "product",
@@ -34,6 +34,10 @@ fn served() -> BTreeMap<(String, String), &'static str> {
             commerce_payment::handler::api().operations().to_vec(),
         ),
         ("fulfillment", commerce_fulfillment::handler::operations()),
+        (
+            "notification",
+            commerce_notification::handler::api().operations().to_vec(),
+        ),
     ];
     let mut served = BTreeMap::new();
     for (service, operations) in services {

@@ -24,6 +24,12 @@ pub mod fulfillment {
     }
 }
 
+pub mod notification {
+    pub mod v1 {
+        tonic::include_proto!("commerce.notification.v1");
+    }
+}
+
 pub mod order {
     pub mod v1 {
         tonic::include_proto!("commerce.order.v1");

@@ -388,3 +388,60 @@ mod port_tests {
         assert!(ports.iter().all(|port| (15_000..32_000).contains(port)));
     }
 }
+
+/// A real SMTP server for a test: MailDev (`scripts/smtp-sink`, installed by `make test`)
+/// on free ports, its received mail readable through its REST API. Stopped when dropped.
+pub struct MailSink {
+    child: Child,
+    pub smtp_port: u16,
+    /// MailDev's web and REST base URL.
+    pub web: String,
+}
+
+impl Drop for MailSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MailSink {
+    pub fn start() -> Self {
+        let binary = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/smtp-sink/node_modules/.bin/maildev"
+        );
+        assert!(
+            std::path::Path::new(binary).exists(),
+            "MailDev is missing: run `npm ci` in scripts/smtp-sink (make test does)"
+        );
+        let (smtp_port, web_port) = (free_port(), free_port());
+        let child = Command::new(binary)
+            .args(["--smtp", &smtp_port.to_string()])
+            .args(["--web", &web_port.to_string()])
+            .args(["--ip", "127.0.0.1", "--silent"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start MailDev");
+        wait_for_port(smtp_port, Duration::from_secs(20));
+        wait_for_port(web_port, Duration::from_secs(20));
+        Self {
+            child,
+            smtp_port,
+            web: format!("http://127.0.0.1:{web_port}"),
+        }
+    }
+
+    /// The messages received for `address` (MailDev's JSON: subject, text, html, headers…).
+    pub async fn mail_to(&self, address: &str) -> Vec<serde_json::Value> {
+        let all: Vec<serde_json::Value> = reqwest::get(format!("{}/email", self.web))
+            .await
+            .expect("MailDev answers")
+            .json()
+            .await
+            .expect("MailDev's message list");
+        all.into_iter()
+            .filter(|mail| mail["to"][0]["address"] == address)
+            .collect()
+    }
+}

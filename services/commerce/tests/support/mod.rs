@@ -12,18 +12,27 @@ use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, un
 pub const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
 
 /// The services that own a database.
-const DATABASE_SERVICES: [&str; 7] = [
+const DATABASE_SERVICES: [&str; 8] = [
     "auth",
     "product",
     "cart",
     "order",
     "payment",
     "fulfillment",
+    "notification",
     "search",
 ];
 
 /// The services that namespace their Redis keys.
-const REDIS_SERVICES: [&str; 6] = ["auth", "product", "cart", "order", "search", "gateway"];
+const REDIS_SERVICES: [&str; 7] = [
+    "auth",
+    "product",
+    "cart",
+    "order",
+    "search",
+    "gateway",
+    "notification",
+];
 
 /// The `commerce` binary with only what the test sets: no inherited `COMMERCE_` overrides.
 pub fn commerce() -> std::process::Command {
@@ -130,6 +139,11 @@ impl LocalShop {
                 path("search-index"),
             ),
             ("COMMERCE_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
+            // Mail goes nowhere unless a test starts an SMTP server and points here.
+            (
+                "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".to_owned(),
+                free_port().to_string(),
+            ),
         ];
         let mut databases = BTreeMap::new();
         for service in DATABASE_SERVICES {

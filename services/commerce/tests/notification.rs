@@ -1,0 +1,164 @@
+//! Notifications in the whole shop, through the public gateway: signing up mails a
+//! verification link (auth's `UserRegistered` → Kafka → the notification service → a real
+//! SMTP server) that verifies the account; a signed-in user's SSE stream passes through
+//! the gateway and receives what a service sends.
+
+use std::time::Duration;
+
+use commerce_proto::notification::v1 as pb;
+use commerce_testkit::{MailSink, eventually, unique};
+use serde_json::{Value, json};
+
+mod support;
+use support::LocalShop;
+
+/// `token=…` out of a link, percent-decoded.
+fn token_in(text: &str) -> String {
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    let raw: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '&')
+        .collect();
+    let mut bytes = Vec::new();
+    let mut rest = raw.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' && tail.len() >= 2 {
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
+    let sink = MailSink::start();
+    let mut shop = LocalShop::new("notify").await;
+    shop.env.push((
+        "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".into(),
+        sink.smtp_port.to_string(),
+    ));
+    shop.run(&["migrate", "--target", "all"]);
+    let _running = shop.serve();
+    shop.wait_until_ready().await;
+    let gateway = shop.url(8080);
+    let client = reqwest::Client::new();
+
+    let email = format!("{}@example.com", unique("shopper"));
+    let password = "correct horse battery 9";
+    let registered = client
+        .post(format!("{gateway}/v1/auth/register"))
+        .json(&json!({"email": email, "password": password, "firstName": "Sam", "lastName": "Lee"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let user_id = registered.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mail = eventually(
+        Duration::from_secs(60),
+        "the verification e-mail",
+        || async { sink.mail_to(&email).await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(mail["subject"], "Confirm your e-mail address");
+    let text = mail["text"].as_str().unwrap();
+    assert!(text.starts_with("Hi Sam,"), "{text}");
+    assert!(
+        text.contains("http://localhost:5173/verify-email?token="),
+        "the link opens the storefront's page: {text}"
+    );
+    let token = token_in(text);
+    assert_eq!(
+        token_in(mail["html"].as_str().unwrap()),
+        token,
+        "the HTML part's button carries the same link"
+    );
+    let verified = client
+        .post(format!("{gateway}/v1/auth/verify-email"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200, "{}", verified.text().await.unwrap());
+    let login: Value = client
+        .post(format!("{gateway}/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["accessToken"]
+        .as_str()
+        .expect("verified users sign in");
+
+    // The live stream through the gateway.
+    let mut stream = client
+        .get(format!("{gateway}/v1/notifications/stream"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str| {
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("`{needle}` within 20 s; got {seen}"))
+                .unwrap()
+                .expect("stream open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    read_until("event: unread").await;
+
+    // A service (here with the order service's credentials) sends a push.
+    let service_token: Value = client
+        .post(format!("{gateway}/v1/auth/service-token"))
+        .json(&json!({
+            "clientId": "order",
+            "clientSecret": "local-order-secret-not-for-production",
+            "audience": "notification",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut grpc = pb::notification_service_client::NotificationServiceClient::connect(format!(
+        "http://127.0.0.1:{}",
+        shop.port(9087)
+    ))
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(pb::SendRequest {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.clone(),
+        kind: "fulfillment_shipped".into(),
+        data: [("order_id", "0199ffff-aaaa"), ("tracking_id", "TRK-42")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        channels: vec![pb::Channel::Push as i32],
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", service_token["accessToken"].as_str().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    grpc.send(request).await.unwrap();
+    read_until("TRK-42").await;
+    assert!(seen.contains("event: notification"), "{seen}");
+    assert!(seen.contains("\"title\":\"Order shipped\""), "{seen}");
+}

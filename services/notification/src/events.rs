@@ -1,0 +1,248 @@
+//! The shop's events that notify someone, each turned into a kind and its template data.
+
+use std::collections::BTreeMap;
+
+use commerce_messaging::{EventHandler, HandlerError, ReceivedEvent};
+use commerce_proto::{auth::v1 as auth, fulfillment::v1 as fulfillment, order::v1 as order};
+use commerce_proto::{common::v1::Money, payment::v1 as payment};
+use uuid::Uuid;
+
+use crate::domain;
+use crate::repository::{self as repo, Contact};
+use crate::service::{self, NotificationError, NotifyRequest};
+
+pub const TOPICS: [&str; 4] = [
+    "commerce.auth.events",
+    "commerce.order.events",
+    "commerce.fulfillment.events",
+    "commerce.payment.events",
+];
+pub const DEAD_LETTER_TOPIC: &str = "commerce.notification.dlq";
+
+/// Builds e-mail verification links.
+#[derive(Clone)]
+pub struct Links {
+    /// With `{token}` where the token goes.
+    pub verify_email: String,
+}
+
+pub struct ShopEvents {
+    pub links: Links,
+}
+
+fn user(raw: &str, event: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| HandlerError::Permanent(format!("{event}.user_id `{raw}` is not a UUID")))
+}
+
+fn when(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn money(amount: Option<&Money>) -> String {
+    amount
+        .map(|m| domain::money(&m.amount, &m.currency))
+        .unwrap_or_default()
+}
+
+fn data<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+}
+
+/// A percent-encoded token in the configured link.
+fn link(template: &str, token: &str) -> String {
+    let encoded: String = token
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    template.replace("{token}", &encoded)
+}
+
+#[async_trait::async_trait]
+impl EventHandler for ShopEvents {
+    async fn handle(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError> {
+        let short_type = event
+            .event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let (user_id, kind, data) = match event.event_type.as_str() {
+            "commerce.auth.v1.UserRegistered" | "commerce.auth.v1.EmailVerificationRequested" => {
+                // Both carry the same fields.
+                let message: auth::UserRegistered = event.decode()?;
+                let user_id = user(&message.user_id, &short_type)?;
+                repo::learn_contact(
+                    connection,
+                    user_id,
+                    &Contact {
+                        email: Some(&message.email),
+                        first_name: Some(&message.first_name),
+                        fallback_phone: None,
+                    },
+                )
+                .await?;
+                let data = data([
+                    (
+                        "verification_url",
+                        link(&self.links.verify_email, &message.verification_token),
+                    ),
+                    ("expires_at", when(message.verification_expires_at.as_ref())),
+                ]);
+                (user_id, "email_verification", data)
+            }
+            "commerce.order.v1.PaymentReminderDue" => {
+                let message: order::PaymentReminderDue = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("reminder", message.reminder.to_string()),
+                    ("total", money(message.total.as_ref())),
+                    ("payment_due_at", when(message.payment_due_at.as_ref())),
+                ]);
+                (
+                    user(&message.user_id, &short_type)?,
+                    "payment_reminder",
+                    data,
+                )
+            }
+            "commerce.order.v1.OrderConfirmed" => {
+                let message: order::OrderConfirmed = event.decode()?;
+                let placed = message.order.unwrap_or_default();
+                let user_id = user(&placed.user_id, &short_type)?;
+                let phone = placed
+                    .shipping_address
+                    .as_ref()
+                    .map(|address| address.phone.as_str())
+                    .filter(|phone| domain::valid_phone(phone));
+                if phone.is_some() {
+                    repo::learn_contact(
+                        connection,
+                        user_id,
+                        &Contact {
+                            fallback_phone: phone,
+                            ..Contact::default()
+                        },
+                    )
+                    .await?;
+                }
+                let data = data([
+                    ("order_id", placed.id.clone()),
+                    ("total", money(placed.total.as_ref())),
+                    ("courier", placed.courier.clone()),
+                ]);
+                (user_id, "order_confirmed", data)
+            }
+            "commerce.order.v1.OrderExpired" => {
+                let message: order::OrderExpired = event.decode()?;
+                let data = data([("order_id", message.order_id.clone())]);
+                (user(&message.user_id, &short_type)?, "order_expired", data)
+            }
+            "commerce.order.v1.OrderCanceled" => {
+                let message: order::OrderCanceled = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("reason", message.reason.clone()),
+                ]);
+                (user(&message.user_id, &short_type)?, "order_canceled", data)
+            }
+            "commerce.fulfillment.v1.FulfillmentCreated" => {
+                let message: fulfillment::FulfillmentCreated = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("courier", message.courier.clone()),
+                    ("tracking_id", message.tracking_id.clone()),
+                    (
+                        "estimated_delivery",
+                        when(message.estimated_delivery.as_ref()),
+                    ),
+                ]);
+                (
+                    user(&message.user_id, &short_type)?,
+                    "fulfillment_created",
+                    data,
+                )
+            }
+            "commerce.fulfillment.v1.FulfillmentShipped" => {
+                let message: fulfillment::FulfillmentShipped = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("tracking_id", message.tracking_id.clone()),
+                ]);
+                (
+                    user(&message.user_id, &short_type)?,
+                    "fulfillment_shipped",
+                    data,
+                )
+            }
+            "commerce.fulfillment.v1.FulfillmentDelivered" => {
+                let message: fulfillment::FulfillmentDelivered = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("tracking_id", message.tracking_id.clone()),
+                ]);
+                (
+                    user(&message.user_id, &short_type)?,
+                    "fulfillment_delivered",
+                    data,
+                )
+            }
+            "commerce.payment.v1.PaymentRefunded" => {
+                let message: payment::PaymentRefunded = event.decode()?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("amount", money(message.amount.as_ref())),
+                    ("full", message.full.to_string()),
+                ]);
+                (
+                    user(&message.user_id, &short_type)?,
+                    "payment_refunded",
+                    data,
+                )
+            }
+            _ => return Ok(()),
+        };
+        let request = NotifyRequest {
+            source: format!("event:{}", event.id),
+            user_id,
+            kind,
+            data,
+            only: None,
+        };
+        match service::notify(connection, request).await {
+            Ok(_) => Ok(()),
+            // An admin may have removed every template of a kind: nothing to send.
+            Err(NotificationError::UnknownKind(kind)) => {
+                tracing::warn!(%kind, event = %event.id, "no template for this kind; nothing sent");
+                Ok(())
+            }
+            Err(NotificationError::Database(error)) => Err(error.into()),
+            Err(error) => Err(HandlerError::Permanent(error.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_encoded_into_the_link() {
+        assert_eq!(
+            super::link("http://shop/verify?token={token}", "a+b/c=_-"),
+            "http://shop/verify?token=a%2Bb%2Fc%3D_-"
+        );
+    }
+}
