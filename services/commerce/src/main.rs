@@ -19,18 +19,16 @@ const SERVICES: &[ServiceDefinition] = &[
     commerce_payment::DEFINITION,
     commerce_order::DEFINITION,
     commerce_notification::DEFINITION,
+    commerce_chat::DEFINITION,
     commerce_search::DEFINITION,
     commerce_gateway::DEFINITION,
 ];
 
 /// Services of the platform that are not in this build yet (ARCHITECTURE section 3).
-const PLANNED: &[(&str, &str)] = &[
-    ("chat", "support chat over WebSocket"),
-    (
-        "graphql",
-        "the federated GraphQL gateway: Hive Gateway over the supergraph in graphql/ (`make run` starts it)",
-    ),
-];
+const PLANNED: &[(&str, &str)] = &[(
+    "graphql",
+    "the federated GraphQL gateway: Hive Gateway over the supergraph in graphql/ (`make run` starts it)",
+)];
 
 fn services_help() -> String {
     let mut help = String::from("Services (use with --target, comma-separated, or `all`):\n");

@@ -61,12 +61,21 @@ fn configuration_errors_name_the_key() {
     );
 
     let output = commerce()
-        .args(["serve", "--target", "chat"])
+        .args(["serve", "--target", "graphql"])
         .output()
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("`chat`") && stderr.contains("not in this build"),
+        stderr.contains("`graphql`") && stderr.contains("not in this build"),
+        "{stderr}"
+    );
+    let output = commerce()
+        .args(["serve", "--target", "shipping"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown service `shipping`") && stderr.contains("chat"),
         "{stderr}"
     );
 }

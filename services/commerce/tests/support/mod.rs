@@ -12,7 +12,7 @@ use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, un
 pub const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
 
 /// The services that own a database.
-const DATABASE_SERVICES: [&str; 8] = [
+const DATABASE_SERVICES: [&str; 9] = [
     "auth",
     "product",
     "cart",
@@ -20,11 +20,12 @@ const DATABASE_SERVICES: [&str; 8] = [
     "payment",
     "fulfillment",
     "notification",
+    "chat",
     "search",
 ];
 
 /// The services that namespace their Redis keys.
-const REDIS_SERVICES: [&str; 7] = [
+const REDIS_SERVICES: [&str; 8] = [
     "auth",
     "product",
     "cart",
@@ -32,6 +33,7 @@ const REDIS_SERVICES: [&str; 7] = [
     "search",
     "gateway",
     "notification",
+    "chat",
 ];
 
 /// The `commerce` binary with only what the test sets: no inherited `COMMERCE_` overrides.

@@ -1,0 +1,21 @@
+//! The chat service: support conversations (a customer and the first free agent), groups
+//! and channels over a WebSocket with a typed JSON protocol; messages are stored first,
+//! then fanned out through Redis Pub/Sub to every instance.
+
+pub mod domain;
+pub mod handler;
+pub mod repository;
+pub mod service;
+pub mod socket;
+
+use commerce_runtime::ServiceDefinition;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/chat");
+
+pub const DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "chat",
+    summary: "support chat, groups and channels over WebSocket",
+    migrator: Some(&MIGRATOR),
+    messaging: false,
+    start: |context| Box::pin(handler::start(context)),
+};
