@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/infra.sh up
 export COMMERCE_SERVICES__AUTH__KEYS__DIR="${COMMERCE_SERVICES__AUTH__KEYS__DIR:-$COMMERCE_STATE_DIR/keys}"
 export COMMERCE_SERVICES__SEARCH__INDEX_DIR="${COMMERCE_SERVICES__SEARCH__INDEX_DIR:-$COMMERCE_STATE_DIR/search-index}"
+export COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR="${COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR:-$COMMERCE_STATE_DIR/chat-attachments}"
 cargo build --locked --release --bin commerce
 ./target/release/commerce migrate --target all
 ./target/release/commerce seed

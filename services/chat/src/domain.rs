@@ -161,6 +161,8 @@ pub struct ChatMessage {
     pub body: String,
     pub created_at: DateTime<Utc>,
     pub deleted: bool,
+    /// Attachment ids (fetch each from the conversation's attachments).
+    pub attachments: Vec<Uuid>,
 }
 
 /// What a client sends over the WebSocket.
@@ -176,6 +178,9 @@ pub enum ClientFrame {
         /// The client's id for this message; acks and retries refer to it.
         client_id: String,
         body: String,
+        /// Attachments uploaded to the conversation by the sender, not yet sent.
+        #[serde(default)]
+        attachments: Vec<Uuid>,
     },
     Typing {
         conversation_id: Uuid,

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::attachments::DiskStore;
 use crate::domain::{self, Kind, Refusal};
 use crate::service::{Actor, ChatError, ChatService};
 use crate::socket::{self, SocketLimits};
@@ -43,6 +46,19 @@ pub struct ChatSettings {
     /// How far a connection's feed may lag before it is told to resync.
     #[serde(default = "default_buffer")]
     pub feed_buffer: usize,
+    /// Where attachments are kept (a directory; `scripts/run.sh` uses the state directory).
+    #[serde(default = "default_attachment_dir")]
+    pub attachment_dir: String,
+    /// The largest attachment accepted (the gateway's `body_limit` caps it too).
+    #[serde(default = "default_attachment_bytes")]
+    pub max_attachment_bytes: usize,
+}
+
+fn default_attachment_dir() -> String {
+    ".state/chat-attachments".into()
+}
+fn default_attachment_bytes() -> usize {
+    1_000_000
 }
 
 fn default_issuer() -> String {
@@ -85,7 +101,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         VerifierSettings::new(&settings.issuer, &["commerce"]),
     );
     let state = AppState {
-        chat: ChatService::new(pool, redis.clone(), &settings.redis_prefix),
+        chat: ChatService::new(
+            pool,
+            redis.clone(),
+            &settings.redis_prefix,
+            Arc::new(DiskStore::new(&settings.attachment_dir)?),
+            settings.max_attachment_bytes,
+        ),
         fanout: Fanout::start(
             &context.config.app.redis,
             settings.feed_buffer,
@@ -100,10 +122,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         verifier: verifier.clone(),
         shutdown: context.shutdown.clone(),
     };
+    // Room for the largest attachment; the service answers 413 with JSON above its limit.
+    let body_limit = DefaultBodyLimit::max(settings.max_attachment_bytes + 64 * 1024);
     Ok(ServiceParts {
         http: api()
             .into_router()
             .layer(Extension(verifier))
+            .layer(body_limit)
             .with_state(state),
         grpc: None,
         background: Vec::new(),
@@ -133,6 +158,11 @@ pub fn api() -> ApiRoutes<AppState> {
             delete_message,
         )
         .get("/v1/chat/conversations/{id}/search", search)
+        .post("/v1/chat/conversations/{id}/attachments", upload)
+        .get(
+            "/v1/chat/conversations/{id}/attachments/{attachmentId}",
+            download,
+        )
 }
 
 impl From<ChatError> for ApiError {
@@ -142,7 +172,17 @@ impl From<ChatError> for ApiError {
             ChatError::NotFound(_) => ApiError::not_found(error.to_string()),
             ChatError::Refused(_) => ApiError::forbidden(error.to_string()),
             ChatError::Conflict(message) => ApiError::conflict(message),
-            ChatError::Database(_) | ChatError::Redis(_) => ApiError::internal(error),
+            ChatError::TooLarge(limit) => ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the file is larger than {limit} bytes"),
+                )
+            },
+            ChatError::Database(_) | ChatError::Redis(_) | ChatError::Storage(_) => {
+                ApiError::internal(error)
+            }
         }
     }
 }
@@ -398,6 +438,8 @@ async fn history(
 struct SendBody {
     client_id: String,
     body: String,
+    #[serde(default)]
+    attachments: Vec<Uuid>,
 }
 
 async fn send(
@@ -414,6 +456,7 @@ async fn send(
             actor(&principal)?,
             &body.client_id,
             &body.body,
+            &body.attachments,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(message)))
@@ -459,4 +502,77 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         ApiError::forbidden(refusal.to_string())
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UploadQuery {
+    file_name: String,
+}
+
+/// The file is the raw body; its type is `Content-Type` (checked against the bytes).
+async fn upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    raw_query: QueryOf<UploadQuery>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<crate::repository::Attachment>), ApiError> {
+    let query = query(raw_query)?;
+    let bytes = body.map_err(|_| ChatError::TooLarge(state.chat.max_attachment_bytes))?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| ApiError::invalid("Content-Type", "is required"))?;
+    let attachment = state
+        .chat
+        .upload(
+            uuid("id", &raw)?,
+            actor(&principal)?,
+            &query.file_name,
+            content_type,
+            &bytes,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(attachment)))
+}
+
+/// The bytes, only to those who may read the conversation; never rendered inline.
+async fn download(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw, attachment)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (attachment, bytes) = state
+        .chat
+        .download(
+            uuid("id", &raw)?,
+            uuid("attachmentId", &attachment)?,
+            actor(&principal)?,
+        )
+        .await?;
+    use axum::response::IntoResponse;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                attachment.content_type.clone(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                crate::attachments::content_disposition(&attachment.file_name),
+            ),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "private, max-age=3600".to_owned(),
+            ),
+            (
+                axum::http::header::HeaderName::from_static("x-content-type-options"),
+                "nosniff".to_owned(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -2,6 +2,7 @@
 //! and channels over a WebSocket with a typed JSON protocol; messages are stored first,
 //! then fanned out through Redis Pub/Sub to every instance.
 
+pub mod attachments;
 pub mod domain;
 pub mod handler;
 pub mod repository;

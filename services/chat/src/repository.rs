@@ -279,11 +279,12 @@ fn message_from(row: &sqlx::postgres::PgRow) -> ChatMessage {
         },
         created_at: row.get("created_at"),
         deleted: deleted.is_some(),
+        attachments: row.get("attachments"),
     }
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, client_id, body, created_at, deleted_at";
+    "id, conversation_id, seq, sender_id, client_id, body, created_at, deleted_at, attachments";
 
 /// Stores a message with the conversation's next number (taken under its row lock). A
 /// repeated (sender, client id) answers the stored message and `false`.
@@ -293,6 +294,7 @@ pub async fn insert_message(
     sender_id: Uuid,
     client_id: &str,
     body: &str,
+    attachments: &[Uuid],
 ) -> Result<(ChatMessage, bool), sqlx::Error> {
     if let Some(row) = sqlx::query(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
@@ -312,18 +314,25 @@ pub async fn insert_message(
     .bind(conversation_id)
     .fetch_one(&mut *connection)
     .await?;
+    let id = Uuid::now_v7();
     let row = sqlx::query(&format!(
-        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, body)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MESSAGE_COLUMNS}"
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, body, attachments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MESSAGE_COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(conversation_id)
     .bind(seq)
     .bind(sender_id)
     .bind(client_id)
     .bind(body)
-    .fetch_one(connection)
+    .bind(attachments)
+    .fetch_one(&mut *connection)
     .await?;
+    sqlx::query("UPDATE attachments SET message_id = $1 WHERE id = ANY($2)")
+        .bind(id)
+        .bind(attachments)
+        .execute(connection)
+        .await?;
     Ok((message_from(&row), true))
 }
 
@@ -407,4 +416,103 @@ pub async fn member_ids(pool: &PgPool, conversation_id: Uuid) -> Result<Vec<Uuid
         .bind(conversation_id)
         .fetch_all(pool)
         .await
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub uploader_id: Uuid,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    #[serde(skip)]
+    pub storage_key: String,
+    pub message_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_attachment(pool: &PgPool, attachment: &Attachment) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO attachments (id, conversation_id, uploader_id, file_name, content_type, size_bytes, sha256, storage_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(attachment.id)
+    .bind(attachment.conversation_id)
+    .bind(attachment.uploader_id)
+    .bind(&attachment.file_name)
+    .bind(&attachment.content_type)
+    .bind(attachment.size_bytes)
+    .bind(&attachment.sha256)
+    .bind(&attachment.storage_key)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn attachment(
+    pool: &PgPool,
+    conversation_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Attachment>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, conversation_id, uploader_id, file_name, content_type, size_bytes, sha256,
+                storage_key, message_id, created_at
+         FROM attachments WHERE conversation_id = $1 AND id = $2",
+    )
+    .bind(conversation_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| Attachment {
+        id: row.get("id"),
+        conversation_id: row.get("conversation_id"),
+        uploader_id: row.get("uploader_id"),
+        file_name: row.get("file_name"),
+        content_type: row.get("content_type"),
+        size_bytes: row.get("size_bytes"),
+        sha256: row.get("sha256"),
+        storage_key: row.get("storage_key"),
+        message_id: row.get("message_id"),
+        created_at: row.get("created_at"),
+    }))
+}
+
+/// How many of `ids` the sender uploaded to this conversation and has not sent yet
+/// (locked, so one attachment joins one message).
+pub async fn sendable_attachments(
+    connection: &mut PgConnection,
+    conversation_id: Uuid,
+    sender_id: Uuid,
+    ids: &[Uuid],
+) -> Result<usize, sqlx::Error> {
+    let found: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM attachments
+         WHERE conversation_id = $1 AND uploader_id = $2 AND id = ANY($3) AND message_id IS NULL
+         FOR UPDATE",
+    )
+    .bind(conversation_id)
+    .bind(sender_id)
+    .bind(ids)
+    .fetch_all(connection)
+    .await?;
+    Ok(found.len())
+}
+
+pub async fn message_exists(
+    connection: &mut PgConnection,
+    conversation_id: Uuid,
+    sender_id: Uuid,
+    client_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3)",
+    )
+    .bind(conversation_id)
+    .bind(sender_id)
+    .bind(client_id)
+    .fetch_one(connection)
+    .await
 }

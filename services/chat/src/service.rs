@@ -2,11 +2,15 @@
 //! Pub/Sub — the conversation's channel for what its members see, a user's channel for
 //! "you joined / left" — so clients on any instance receive it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use commerce_redis::{Fanout, RedisClient, hash_tagged};
+use sha2::Digest;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::attachments::{self, AttachmentStore};
 use crate::domain::{self, Caller, ChatMessage, Kind, ParticipantRole, Refusal, ServerFrame};
 use crate::repository::{self as repo, Conversation, Participant};
 
@@ -27,6 +31,10 @@ pub enum ChatError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Redis(#[from] commerce_redis::RedisError),
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Storage(String),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ChatError {
@@ -50,6 +58,9 @@ pub struct ChatService {
     pool: PgPool,
     redis: RedisClient,
     prefix: String,
+    store: Arc<dyn AttachmentStore>,
+    /// The largest attachment accepted, in bytes.
+    pub max_attachment_bytes: usize,
     /// How long a connection counts as online without a refresh.
     pub presence_ttl: std::time::Duration,
 }
@@ -72,11 +83,19 @@ pub struct ParticipantView {
 }
 
 impl ChatService {
-    pub fn new(pool: PgPool, redis: RedisClient, prefix: &str) -> Self {
+    pub fn new(
+        pool: PgPool,
+        redis: RedisClient,
+        prefix: &str,
+        store: Arc<dyn AttachmentStore>,
+        max_attachment_bytes: usize,
+    ) -> Self {
         Self {
             pool,
             redis,
             prefix: prefix.to_owned(),
+            store,
+            max_attachment_bytes,
             presence_ttl: std::time::Duration::from_secs(60),
         }
     }
@@ -350,11 +369,18 @@ impl ChatService {
         actor: Actor,
         client_id: &str,
         body: &str,
+        attachments: &[Uuid],
     ) -> Result<ChatMessage, ChatError> {
         if client_id.is_empty() || client_id.len() > 64 {
             return Err(invalid("clientId", "must be 1 to 64 characters"));
         }
         let body = domain::message_body(body).map_err(|message| invalid("body", message))?;
+        let mut attachments = attachments.to_vec();
+        attachments.sort();
+        attachments.dedup();
+        if attachments.len() > 10 {
+            return Err(invalid("attachments", "at most 10 per message"));
+        }
         let mut tx = self.pool.begin().await?;
         let conversation = repo::conversation(&mut tx, conversation_id)
             .await?
@@ -372,8 +398,27 @@ impl ChatService {
         if conversation.status != "open" {
             return Err(ChatError::Conflict("the conversation is closed".into()));
         }
-        let (message, created) =
-            repo::insert_message(&mut tx, conversation_id, actor.user_id, client_id, body).await?;
+        // A resend of a stored message answers it; its attachments are already taken.
+        if !attachments.is_empty()
+            && repo::sendable_attachments(&mut tx, conversation_id, actor.user_id, &attachments)
+                .await?
+                != attachments.len()
+            && !repo::message_exists(&mut tx, conversation_id, actor.user_id, client_id).await?
+        {
+            return Err(invalid(
+                "attachments",
+                "each must be one you uploaded to this conversation and have not sent",
+            ));
+        }
+        let (message, created) = repo::insert_message(
+            &mut tx,
+            conversation_id,
+            actor.user_id,
+            client_id,
+            body,
+            &attachments,
+        )
+        .await?;
         tx.commit().await?;
         if created {
             metrics::counter!("chat_messages_total", "kind" => conversation.kind.as_str())
@@ -623,5 +668,88 @@ impl ChatService {
             repo::note_agent(&self.pool, actor.user_id).await?;
         }
         Ok(())
+    }
+
+    /// Stores a file for the conversation (a participant who may write); it is sent by
+    /// naming it in a message.
+    pub async fn upload(
+        &self,
+        conversation_id: Uuid,
+        actor: Actor,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<repo::Attachment, ChatError> {
+        let (conversation, membership) = self.load(conversation_id, actor).await?;
+        let caller = Caller {
+            membership: membership.as_ref(),
+            staff: actor.staff,
+        };
+        domain::may_read(conversation.kind, &caller).map_err(|refusal| match refusal {
+            Refusal::NotParticipant => ChatError::NotFound("conversation"),
+            other => other.into(),
+        })?;
+        domain::may_send(&caller, Utc::now())?;
+        let file_name = attachments::clean_file_name(file_name)
+            .map_err(|message| invalid("fileName", message))?;
+        if bytes.is_empty() {
+            return Err(invalid("body", "the file is empty"));
+        }
+        if bytes.len() > self.max_attachment_bytes {
+            return Err(ChatError::TooLarge(self.max_attachment_bytes));
+        }
+        let content_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        attachments::check_content(&content_type, bytes)
+            .map_err(|message| invalid("Content-Type", message))?;
+        let id = Uuid::now_v7();
+        let attachment = repo::Attachment {
+            id,
+            conversation_id,
+            uploader_id: actor.user_id,
+            file_name,
+            content_type,
+            size_bytes: bytes.len() as i64,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            storage_key: id.to_string(),
+            message_id: None,
+            created_at: Utc::now(),
+        };
+        // The bytes first: a row never points at nothing.
+        self.store
+            .put(&attachment.storage_key, bytes)
+            .await
+            .map_err(|error| ChatError::Storage(error.to_string()))?;
+        repo::insert_attachment(&self.pool, &attachment).await?;
+        metrics::counter!("chat_attachments_total").increment(1);
+        Ok(attachment)
+    }
+
+    /// An attachment's metadata and bytes, for anyone who may read the conversation.
+    pub async fn download(
+        &self,
+        conversation_id: Uuid,
+        attachment_id: Uuid,
+        actor: Actor,
+    ) -> Result<(repo::Attachment, Vec<u8>), ChatError> {
+        self.readable(conversation_id, actor).await?;
+        let attachment = repo::attachment(&self.pool, conversation_id, attachment_id)
+            .await?
+            .ok_or(ChatError::NotFound("attachment"))?;
+        // Until it is sent, only its uploader sees it.
+        if attachment.message_id.is_none() && attachment.uploader_id != actor.user_id {
+            return Err(ChatError::NotFound("attachment"));
+        }
+        let bytes = self
+            .store
+            .get(&attachment.storage_key)
+            .await
+            .map_err(|error| ChatError::Storage(error.to_string()))?
+            .ok_or(ChatError::NotFound("attachment"))?;
+        Ok((attachment, bytes))
     }
 }

@@ -105,7 +105,8 @@ fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
         ChatError::NotFound(_) => "not_found",
         ChatError::Refused(refusal) => refusal.code(),
         ChatError::Conflict(_) => "conflict",
-        ChatError::Database(_) | ChatError::Redis(_) => "unavailable",
+        ChatError::TooLarge(_) => "too_large",
+        ChatError::Database(_) | ChatError::Redis(_) | ChatError::Storage(_) => "unavailable",
     };
     ServerFrame::error(code, error.to_string(), client_id)
 }
@@ -283,8 +284,9 @@ async fn handle(service: &ChatService, actor: Actor, body: &str) -> Option<Serve
             conversation_id,
             client_id,
             body,
+            attachments,
         } => match service
-            .send(conversation_id, actor, &client_id, &body)
+            .send(conversation_id, actor, &client_id, &body, &attachments)
             .await
         {
             Ok(message) => Some(ServerFrame::Ack {

@@ -54,7 +54,10 @@ impl Setup {
             frames_per_second = 2.0
             burst = 12
             outbound_queue = 64
+            max_attachment_bytes = 2048
+            attachment_dir = "{attachments}"
             "#,
+            attachments = std::env::temp_dir().join(&self.prefix).display(),
             brokers = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
             db = self.database_url,
@@ -545,4 +548,142 @@ async fn groups_channels_and_bans() {
     assert_eq!(plain.status(), 426, "a plain GET is not an upgrade");
     let anonymous = reqwest::get(format!("{base}/v1/chat/ws")).await.unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn attachments_are_checked_stored_and_served_only_to_readers() {
+    let setup = Setup::new("chatfiles").await;
+    let instance = setup.instance().await;
+    let (owner, member, stranger) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let owner_token = setup.issuer.user_token(owner, "customer");
+    let member_token = setup.issuer.user_token(member, "customer");
+    let stranger_token = setup.issuer.user_token(stranger, "customer");
+    let base = &instance.http;
+    let (_, group) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations"),
+        &owner_token,
+        Some(json!({"kind": "group", "title": "Receipts", "members": [member]})),
+    )
+    .await;
+    let id = group["id"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let upload = |token: &str, name: &str, content_type: &str, bytes: Vec<u8>| {
+        client
+            .post(format!(
+                "{base}/v1/chat/conversations/{id}/attachments?fileName={name}"
+            ))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+    };
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(7u8, 100))
+        .collect();
+
+    let disguised = upload(
+        &owner_token,
+        "x.png",
+        "image/png",
+        b"<script>alert(1)</script>".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(disguised.status(), 400);
+    assert_eq!(
+        disguised.json::<Value>().await.unwrap()["error"]["field"],
+        "Content-Type"
+    );
+    let html = upload(&owner_token, "x.html", "text/html", b"<p>".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(html.status(), 400);
+    let huge = upload(&owner_token, "big.txt", "text/plain", vec![b'a'; 4096])
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    assert_eq!(
+        upload(&stranger_token, "x.png", "image/png", png.clone())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let stored = upload(&owner_token, "receipt.png", "image/png", png.clone())
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+    let stored: Value = stored.json().await.unwrap();
+    let attachment = stored["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (stored["sizeBytes"].as_i64(), stored["contentType"].as_str()),
+        (Some(108), Some("image/png"))
+    );
+    let file_url = format!("{base}/v1/chat/conversations/{id}/attachments/{attachment}");
+    // Not sent yet: only its uploader sees it.
+    assert_eq!(
+        client
+            .get(&file_url)
+            .bearer_auth(&member_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let mut member_socket = Client::connect(&instance, &member_token).await;
+    let (status, sent) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations/{id}/messages"),
+        &owner_token,
+        Some(json!({"clientId": "f1", "body": "the receipt", "attachments": [attachment]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    let received = member_socket.expect("message").await;
+    assert_eq!(received["message"]["attachments"], json!([attachment]));
+    let file = client
+        .get(&file_url)
+        .bearer_auth(&member_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert_eq!(file.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"receipt.png\"")
+    );
+    assert_eq!(file.bytes().await.unwrap().to_vec(), png);
+    assert_eq!(
+        client
+            .get(&file_url)
+            .bearer_auth(&stranger_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // One attachment goes with one message.
+    let (status, body) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations/{id}/messages"),
+        &owner_token,
+        Some(json!({"clientId": "f2", "body": "again", "attachments": [attachment]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("attachments"))
+    );
 }

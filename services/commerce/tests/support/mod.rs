@@ -140,6 +140,10 @@ impl LocalShop {
                 "COMMERCE_SERVICES__SEARCH__INDEX_DIR".to_owned(),
                 path("search-index"),
             ),
+            (
+                "COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR".to_owned(),
+                path("chat-attachments"),
+            ),
             ("COMMERCE_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
             // Mail goes nowhere unless a test starts an SMTP server and points here.
             (
