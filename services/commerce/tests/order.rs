@@ -198,7 +198,13 @@ impl Shop {
             order_pool: order_db.pool,
             config_file,
             order_process: None,
-            client: reqwest::Client::new(),
+            // No pooled connections: the order service is killed and restarted on the same
+            // port, and a kept-alive connection to the dead process could be picked for
+            // the next request before its close is noticed (IncompleteMessage).
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             shutdown,
             running: Some(running),
             _keys: keys,
