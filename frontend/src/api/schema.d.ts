@@ -45,9 +45,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** The verification e-mail's link; a page whose button confirms (opening it changes nothing). */
+        get: operations["verifyEmailPage"];
         put?: never;
-        /** Confirms the e-mail address with the token from the link. */
+        /** Confirms the e-mail address with the token from the link (JSON from apps; a form from the page answers a page). */
         post: operations["verifyEmail"];
         delete?: never;
         options?: never;
@@ -1931,6 +1932,30 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    verifyEmailPage: {
+        parameters: {
+            query: {
+                token: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The confirmation page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     verifyEmail: {
         parameters: {
             query?: never;
@@ -1941,19 +1966,30 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TokenRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["TokenRequest"];
             };
         };
         responses: {
-            /** @description The account, now active. */
+            /** @description The account, now active (a page for a form post). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["User"];
+                    "text/html": string;
                 };
             };
-            400: components["responses"]["BadRequest"];
+            /** @description The input or the token is invalid; `field` names what is wrong (a page for a form post). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                    "text/html": string;
+                };
+            };
             /** @description The link has expired; ask for a new one. */
             410: {
                 headers: {
@@ -1961,6 +1997,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "text/html": string;
                 };
             };
             413: components["responses"]["PayloadTooLarge"];

@@ -54,6 +54,7 @@ pub fn api() -> ApiRoutes<AuthService> {
     ApiRoutes::new()
         .get("/.well-known/jwks.json", jwks)
         .post("/v1/auth/register", register)
+        .get("/v1/auth/verify-email", verify_email_page)
         .post("/v1/auth/verify-email", verify_email)
         .post("/v1/auth/resend-verification", resend_verification)
         .post("/v1/auth/login", login)
@@ -225,11 +226,118 @@ struct TokenRequest {
     token: String,
 }
 
+/// JSON from apps; a form post from the confirmation page below answers a page.
 async fn verify_email(
     State(auth): State<AuthService>,
-    Valid(request): Valid<TokenRequest>,
-) -> Result<Json<User>, ApiError> {
-    Ok(Json(auth.verify_email(&request.token).await?))
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::extract::FromRequest;
+    let from_form = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    if !from_form {
+        let Valid(body) = Valid::<TokenRequest>::from_request(request, &()).await?;
+        return Ok(Json(auth.verify_email(&body.token).await?).into_response());
+    }
+    let page = match axum::Form::<TokenRequest>::from_request(request, &()).await {
+        Err(rejection) => verification_page(
+            StatusCode::BAD_REQUEST,
+            "This link cannot confirm an address",
+            &rejection.body_text(),
+            None,
+        ),
+        Ok(axum::Form(form)) => match auth.verify_email(&form.token).await {
+            Ok(user) => verification_page(
+                StatusCode::OK,
+                "Your e-mail address is confirmed",
+                &format!("{} can sign in now.", user.email),
+                None,
+            ),
+            Err(error) => {
+                let error = ApiError::from(error);
+                verification_page(
+                    error.status,
+                    "This link cannot confirm an address",
+                    &error.message,
+                    None,
+                )
+            }
+        },
+    };
+    Ok(page)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerificationLink {
+    token: String,
+}
+
+/// Where the verification e-mail's link lands: a page whose button posts the token. The
+/// GET itself changes nothing, so mail scanners that open links do not use up the token.
+async fn verify_email_page(
+    query: Result<Query<VerificationLink>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Query(link) =
+        query.map_err(|rejection| ApiError::invalid("token", rejection.body_text()))?;
+    if link.token.trim().is_empty() || link.token.len() > 256 {
+        return Err(ApiError::invalid("token", "is required"));
+    }
+    Ok(verification_page(
+        StatusCode::OK,
+        "Confirm your e-mail address",
+        "Press the button to confirm that this address is yours.",
+        Some(&link.token),
+    ))
+}
+
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// A plain page (no script, no outside resources, no referrer), never cached.
+fn verification_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    token: Option<&str>,
+) -> axum::response::Response {
+    let form = token.map_or_else(String::new, |token| {
+        format!(
+            "<form method=\"post\" action=\"/v1/auth/verify-email\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\">Confirm my e-mail address</button></form>",
+            escape_html(token)
+        )
+    });
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title></head><body><main><h1>{title}</h1><p>{message}</p>{form}</main></body></html>",
+        title = escape_html(title),
+        message = escape_html(message),
+    );
+    (
+        status,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, Validate)]

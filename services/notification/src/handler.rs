@@ -83,7 +83,7 @@ fn default_prefix() -> String {
     "notification".into()
 }
 fn default_verify_link() -> String {
-    "http://localhost:5173/verify-email?token={token}".into()
+    "http://localhost:8080/v1/auth/verify-email?token={token}".into()
 }
 fn default_heartbeat() -> Duration {
     Duration::from_secs(15)

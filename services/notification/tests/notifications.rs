@@ -270,6 +270,7 @@ fn delivery<'a>(log: &'a Value, index: usize, channel: &str) -> &'a Value {
 struct EventStream {
     response: reqwest::Response,
     buffer: String,
+    comments: usize,
 }
 
 #[derive(Debug)]
@@ -296,6 +297,31 @@ impl EventStream {
         Self {
             response,
             buffer: String::new(),
+            comments: 0,
+        }
+    }
+
+    /// Waits for a keep-alive comment (the test instances send one every second).
+    async fn keep_alive(&mut self) {
+        let seen = self.comments;
+        while self.comments == seen {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if block
+                    .lines()
+                    .filter(|line| !line.is_empty())
+                    .all(|line| line.starts_with(':'))
+                {
+                    self.comments += 1;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
+                .await
+                .expect("a keep-alive within 5 s")
+                .unwrap()
+                .expect("the stream is still open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
 
@@ -320,7 +346,8 @@ impl EventStream {
                     }
                 }
                 if data.is_empty() {
-                    continue; // a comment (keep-alive)
+                    self.comments += 1; // a keep-alive comment
+                    continue;
                 }
                 event.data = serde_json::from_str(&data).unwrap();
                 return event;
@@ -387,6 +414,9 @@ async fn a_stream_on_one_instance_receives_what_another_sends_and_resumes_withou
             );
         }
     }
+
+    // An idle stream is kept alive.
+    on_a.keep_alive().await;
 
     // Another user's stream hears nothing of it.
     let stranger = setup.issuer.user_token(Uuid::new_v4(), "customer");
