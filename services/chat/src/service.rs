@@ -37,6 +37,14 @@ pub enum ChatError {
     Storage(String),
 }
 
+/// A non-member is told the conversation does not exist, so ids reveal nothing.
+fn hidden(refusal: Refusal) -> ChatError {
+    match refusal {
+        Refusal::NotParticipant => ChatError::NotFound("conversation"),
+        other => other.into(),
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> ChatError {
     ChatError::Invalid {
         field,
@@ -131,6 +139,17 @@ impl ChatService {
         }
     }
 
+    /// Tells each user's connections to start following the conversation.
+    async fn announce_joined(&self, users: &[Uuid], conversation_id: Uuid) {
+        for user in users {
+            self.announce(
+                &self.user_channel(*user),
+                &ServerFrame::Joined { conversation_id },
+            )
+            .await;
+        }
+    }
+
     async fn load(
         &self,
         conversation_id: Uuid,
@@ -158,11 +177,7 @@ impl ChatService {
                 staff: actor.staff,
             },
         )
-        // Not a member: the conversation is not revealed to exist.
-        .map_err(|refusal| match refusal {
-            Refusal::NotParticipant => ChatError::NotFound("conversation"),
-            other => other.into(),
-        })?;
+        .map_err(hidden)?;
         Ok(conversation)
     }
 
@@ -217,15 +232,8 @@ impl ChatService {
         }
         metrics::counter!("chat_support_conversations_total", "assigned" => agent.is_some().to_string())
             .increment(1);
-        for user in [Some(actor.user_id), agent].into_iter().flatten() {
-            self.announce(
-                &self.user_channel(user),
-                &ServerFrame::Joined {
-                    conversation_id: id,
-                },
-            )
-            .await;
-        }
+        let joined: Vec<Uuid> = [Some(actor.user_id), agent].into_iter().flatten().collect();
+        self.announce_joined(&joined, id).await;
         self.detail(id, actor).await
     }
 
@@ -261,15 +269,9 @@ impl ChatService {
             repo::add_participant(&mut tx, id, *member, ParticipantRole::Member).await?;
         }
         tx.commit().await?;
-        for user in std::iter::once(&actor.user_id).chain(members) {
-            self.announce(
-                &self.user_channel(*user),
-                &ServerFrame::Joined {
-                    conversation_id: id,
-                },
-            )
-            .await;
-        }
+        let mut joined = vec![actor.user_id];
+        joined.extend_from_slice(members);
+        self.announce_joined(&joined, id).await;
         self.detail(id, actor).await
     }
 
@@ -297,11 +299,8 @@ impl ChatService {
         let added = repo::add_participant(&mut tx, conversation_id, actor.user_id, role).await?;
         tx.commit().await?;
         if added {
-            self.announce(
-                &self.user_channel(actor.user_id),
-                &ServerFrame::Joined { conversation_id },
-            )
-            .await;
+            self.announce_joined(&[actor.user_id], conversation_id)
+                .await;
         }
         self.detail(conversation_id, actor).await
     }
@@ -320,11 +319,7 @@ impl ChatService {
         };
         let mut connection = self.pool.acquire().await?;
         if repo::add_participant(&mut connection, conversation_id, user_id, role).await? {
-            self.announce(
-                &self.user_channel(user_id),
-                &ServerFrame::Joined { conversation_id },
-            )
-            .await;
+            self.announce_joined(&[user_id], conversation_id).await;
         }
         self.detail(conversation_id, actor).await
     }
@@ -390,10 +385,7 @@ impl ChatService {
             membership: membership.as_ref(),
             staff: actor.staff,
         };
-        domain::may_read(conversation.kind, &caller).map_err(|refusal| match refusal {
-            Refusal::NotParticipant => ChatError::NotFound("conversation"),
-            other => other.into(),
-        })?;
+        domain::may_read(conversation.kind, &caller).map_err(hidden)?;
         domain::may_send(&caller, Utc::now())?;
         if conversation.status != "open" {
             return Err(ChatError::Conflict("the conversation is closed".into()));
@@ -685,10 +677,7 @@ impl ChatService {
             membership: membership.as_ref(),
             staff: actor.staff,
         };
-        domain::may_read(conversation.kind, &caller).map_err(|refusal| match refusal {
-            Refusal::NotParticipant => ChatError::NotFound("conversation"),
-            other => other.into(),
-        })?;
+        domain::may_read(conversation.kind, &caller).map_err(hidden)?;
         domain::may_send(&caller, Utc::now())?;
         let file_name = attachments::clean_file_name(file_name)
             .map_err(|message| invalid("fileName", message))?;
