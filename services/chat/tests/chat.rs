@@ -55,6 +55,7 @@ impl Setup {
             burst = 12
             outbound_queue = 64
             max_attachment_bytes = 2048
+            write_timeout = "1s"
             attachment_dir = "{attachments}"
             "#,
             attachments = std::env::temp_dir().join(&self.prefix).display(),
@@ -685,5 +686,78 @@ async fn attachments_are_checked_stored_and_served_only_to_readers() {
     assert_eq!(
         (status, body["error"]["field"].as_str()),
         (400, Some("attachments"))
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_without_holding_back_others() {
+    let setup = Setup::new("chatslow").await;
+    let instance = setup.instance().await;
+    let (owner, slow, fast) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let owner_token = setup.issuer.user_token(owner, "customer");
+    let base = instance.http.clone();
+    let (_, group) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations"),
+        &owner_token,
+        Some(json!({"kind": "group", "title": "Busy", "members": [slow, fast]})),
+    )
+    .await;
+    let id = group["id"].as_str().unwrap().to_owned();
+    let slow_socket = Client::connect(&instance, &setup.issuer.user_token(slow, "customer")).await;
+    let mut fast_socket =
+        Client::connect(&instance, &setup.issuer.user_token(fast, "customer")).await;
+
+    // ~12 MB of messages: far more than the kernel buffers the slow client never drains.
+    const MESSAGES: usize = 3000;
+    let body = "x".repeat(4000);
+    let senders: Vec<_> = (0..8)
+        .map(|task| {
+            let (base, id, token, body) =
+                (base.clone(), id.clone(), owner_token.clone(), body.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for index in (task..MESSAGES).step_by(8) {
+                    let response = client
+                        .post(format!("{base}/v1/chat/conversations/{id}/messages"))
+                        .bearer_auth(&token)
+                        .json(&json!({"clientId": format!("m{index}"), "body": body}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 201);
+                }
+            })
+        })
+        .collect();
+    let mut received = 0;
+    while received < MESSAGES {
+        fast_socket.expect("message").await;
+        received += 1;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    // The slow client finds what fitted in the buffers, then the end of its connection.
+    let mut slow_socket = slow_socket.socket;
+    let mut buffered = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), slow_socket.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => buffered += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                if let Some(frame) = frame {
+                    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+                }
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Err(_) => panic!("the slow client was never cut off ({buffered} frames read)"),
+        }
+    }
+    assert!(
+        buffered < MESSAGES,
+        "the slow client got everything ({buffered}); nothing was cut"
     );
 }

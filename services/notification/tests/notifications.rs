@@ -31,6 +31,8 @@ struct SmsProviders {
     vonage: Mutex<Vec<HashMap<String, String>>>,
     /// 0: Twilio answers 503; 1: Twilio never answers in time; 2: Twilio accepts.
     twilio_mode: AtomicU8,
+    /// Vonage answers 500.
+    vonage_down: std::sync::atomic::AtomicBool,
 }
 
 /// Twilio's Messages API and Vonage's SMS API, as their references describe them.
@@ -69,16 +71,19 @@ async fn start_sms_providers(providers: Arc<SmsProviders>) -> String {
     async fn vonage(
         State(providers): State<Arc<SmsProviders>>,
         Form(form): Form<HashMap<String, String>>,
-    ) -> axum::Json<Value> {
+    ) -> Result<axum::Json<Value>, axum::http::StatusCode> {
+        if providers.vonage_down.load(Ordering::SeqCst) {
+            return Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        }
         let valid = form.get("api_key").map(String::as_str) == Some("vonage-key");
         providers.vonage.lock().unwrap().push(form);
-        if valid {
+        Ok(if valid {
             axum::Json(json!({"message-count": "1", "messages": [
                 {"status": "0", "message-id": "vonage-1", "to": "628123456789"}]}))
         } else {
             axum::Json(json!({"message-count": "1", "messages": [
                 {"status": "4", "error-text": "Bad Credentials"}]}))
-        }
+        })
     }
     let app = axum::Router::new()
         .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio))
@@ -464,7 +469,34 @@ async fn a_stream_on_one_instance_receives_what_another_sends_and_resumes_withou
     assert_eq!(anonymous.status(), 401);
 }
 
-/// Publishes an auth event straight to the (prefixed) topic, as auth's relay would.
+/// Publishes an event straight to the (prefixed) topic, as a service's relay would.
+async fn publish(setup: &Setup, topic: &str, event_type: &str, key: &str, payload: Vec<u8>) {
+    let id = Uuid::now_v7().to_string();
+    let record_headers = OwnedHeaders::new()
+        .insert(Header {
+            key: headers::EVENT_TYPE,
+            value: Some(event_type),
+        })
+        .insert(Header {
+            key: headers::EVENT_ID,
+            value: Some(id.as_str()),
+        });
+    setup
+        .kafka
+        .producer()
+        .unwrap()
+        .send(
+            FutureRecord::to(&setup.kafka.topic(topic))
+                .key(key)
+                .payload(&payload)
+                .headers(record_headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .unwrap();
+}
+
 async fn publish_user_registered(setup: &Setup, user: Uuid, email: &str, token: &str) {
     let event = commerce_proto::auth::v1::UserRegistered {
         user_id: user.to_string(),
@@ -476,32 +508,14 @@ async fn publish_user_registered(setup: &Setup, user: Uuid, email: &str, token: 
             nanos: 0,
         }),
     };
-    let id = Uuid::now_v7().to_string();
-    let record_headers = OwnedHeaders::new()
-        .insert(Header {
-            key: headers::EVENT_TYPE,
-            value: Some("commerce.auth.v1.UserRegistered"),
-        })
-        .insert(Header {
-            key: headers::EVENT_ID,
-            value: Some(id.as_str()),
-        });
-    let payload = event.encode_to_vec();
-    let user_key = user.to_string();
-    setup
-        .kafka
-        .producer()
-        .unwrap()
-        .send(
-            FutureRecord::to(&setup.kafka.topic("commerce.auth.events"))
-                .key(&user_key)
-                .payload(&payload)
-                .headers(record_headers),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(error, _)| error)
-        .unwrap();
+    publish(
+        setup,
+        "commerce.auth.events",
+        "commerce.auth.v1.UserRegistered",
+        &user.to_string(),
+        event.encode_to_vec(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -997,4 +1011,265 @@ async fn history_read_marks_preferences_and_templates_check_who_asks() {
         bad_limit.json::<Value>().await.unwrap()["error"]["field"],
         "limit"
     );
+}
+
+#[tokio::test]
+async fn every_shop_event_becomes_its_notification() {
+    use commerce_proto::common::v1::Money;
+    use commerce_proto::{
+        fulfillment::v1 as fulfillment, order::v1 as order, payment::v1 as payment,
+    };
+    let setup = Setup::new("notifyevents", free_port(), "http://127.0.0.1:9".into()).await;
+    let instance = setup.instance().await;
+    let user = Uuid::new_v4();
+    let uid = user.to_string();
+    let order_id = "0199abcd-1111-7000-8000-000000000001".to_owned();
+    let money = |amount: &str| {
+        Some(Money {
+            amount: amount.into(),
+            currency: "EUR".into(),
+        })
+    };
+    let due = Some(prost_types::Timestamp {
+        seconds: 1_900_000_000,
+        nanos: 0,
+    });
+    let confirmed = order::OrderConfirmed {
+        order: Some(order::Order {
+            id: order_id.clone(),
+            user_id: uid.clone(),
+            total: money("42.50"),
+            courier: "express".into(),
+            shipping_address: Some(order::ShippingAddress {
+                phone: "+628123450000".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let events: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "commerce.order.events",
+            "commerce.order.v1.PaymentReminderDue",
+            order::PaymentReminderDue {
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                reminder: 1,
+                total: money("42.50"),
+                payment_due_at: due,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.order.events",
+            "commerce.order.v1.OrderConfirmed",
+            confirmed.encode_to_vec(),
+        ),
+        (
+            "commerce.fulfillment.events",
+            "commerce.fulfillment.v1.FulfillmentCreated",
+            fulfillment::FulfillmentCreated {
+                fulfillment_id: "f1".into(),
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                courier: "express".into(),
+                tracking_id: "TRK-1".into(),
+                estimated_delivery: due,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.fulfillment.events",
+            "commerce.fulfillment.v1.FulfillmentShipped",
+            fulfillment::FulfillmentShipped {
+                fulfillment_id: "f1".into(),
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                tracking_id: "TRK-1".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.fulfillment.events",
+            "commerce.fulfillment.v1.FulfillmentDelivered",
+            fulfillment::FulfillmentDelivered {
+                fulfillment_id: "f1".into(),
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                tracking_id: "TRK-1".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.payment.events",
+            "commerce.payment.v1.PaymentRefunded",
+            payment::PaymentRefunded {
+                payment_id: "p1".into(),
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                refund_id: "r1".into(),
+                amount: money("42.50"),
+                full: true,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.order.events",
+            "commerce.order.v1.OrderCanceled",
+            order::OrderCanceled {
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+                reason: "changed my mind".into(),
+                previous_status: "CONFIRMED".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "commerce.order.events",
+            "commerce.order.v1.OrderExpired",
+            order::OrderExpired {
+                order_id: order_id.clone(),
+                user_id: uid.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        // Not a notifying event: ignored.
+        (
+            "commerce.order.events",
+            "commerce.order.v1.OrderCreated",
+            order::OrderCreated::default().encode_to_vec(),
+        ),
+    ];
+    // One key per topic keeps them in order.
+    for (topic, event_type, payload) in events {
+        publish(&setup, topic, event_type, &uid, payload).await;
+    }
+    let log = setup
+        .log_until(&instance, user, "eight notifications", |log| {
+            log["items"].as_array().unwrap().len() == 8
+        })
+        .await;
+    let kinds: std::collections::BTreeSet<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "fulfillment_created",
+            "fulfillment_delivered",
+            "fulfillment_shipped",
+            "order_canceled",
+            "order_confirmed",
+            "order_expired",
+            "payment_refunded",
+            "payment_reminder"
+        ]
+        .into_iter()
+        .collect()
+    );
+    let token = setup.issuer.user_token(user, "customer");
+    let history: Value = reqwest::Client::new()
+        .get(format!("{}/v1/notifications?limit=20", instance.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body_of = |kind: &str| -> String {
+        history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {history}"))["body"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        body_of("order_confirmed"),
+        "Order 0199abcd is confirmed (42.50 EUR)."
+    );
+    assert_eq!(
+        body_of("payment_reminder"),
+        "Order 0199abcd (42.50 EUR) expires at 2030-03-17 17:46 UTC."
+    );
+    assert_eq!(
+        body_of("fulfillment_shipped"),
+        "Order 0199abcd is on its way (tracking TRK-1)."
+    );
+    assert_eq!(
+        body_of("payment_refunded"),
+        "42.50 EUR refunded for order 0199abcd."
+    );
+    assert_eq!(body_of("order_canceled"), "Order 0199abcd was canceled.");
+    // The confirmed order's phone number became the SMS destination.
+    let preferences: Value = reqwest::Client::new()
+        .get(format!("{}/v1/notifications/preferences", instance.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preferences["phone"], "+628123450000");
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_everywhere_is_retried_later() {
+    let providers = Arc::new(SmsProviders::default());
+    let sms_url = start_sms_providers(providers.clone()).await;
+    let setup = Setup::new("notifyretry", free_port(), sms_url).await;
+    let instance = setup.instance().await;
+    let user = Uuid::new_v4();
+    let token = setup.issuer.user_token(user, "customer");
+    reqwest::Client::new()
+        .put(format!("{}/v1/notifications/preferences", instance.http))
+        .bearer_auth(&token)
+        .json(&json!({"email": false, "sms": true, "push": false, "phone": "+628123456789"}))
+        .send()
+        .await
+        .unwrap();
+    // Both providers down: the attempt fails as retryable.
+    providers.vonage_down.store(true, Ordering::SeqCst);
+    setup
+        .send(
+            &instance,
+            user,
+            "payment_reminder",
+            &[("order_id", "retry")],
+            &[pb::Channel::Sms],
+        )
+        .await
+        .unwrap();
+    let log = setup
+        .log_until(&instance, user, "a failed first attempt", |log| {
+            delivery(log, 0, "sms")["attempts"] == 1
+                && !delivery(log, 0, "sms")["lastError"].is_null()
+        })
+        .await;
+    assert_eq!(delivery(&log, 0, "sms")["status"], "pending");
+    let error = delivery(&log, 0, "sms")["lastError"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("twilio") && error.contains("vonage"),
+        "{error}"
+    );
+    // The primary recovers: the next attempt (after a 2 s pause) sends.
+    providers.twilio_mode.store(2, Ordering::SeqCst);
+    let log = setup
+        .log_until(&instance, user, "the retry sent", |log| {
+            delivery(log, 0, "sms")["status"] == "sent"
+        })
+        .await;
+    assert_eq!(delivery(&log, 0, "sms")["attempts"], 2);
+    assert_eq!(delivery(&log, 0, "sms")["provider"], "twilio");
 }
