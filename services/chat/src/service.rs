@@ -614,25 +614,31 @@ impl ChatService {
         Ok(left == 0)
     }
 
-    /// Which of `users` have a live connection on any instance.
+    /// Which of `users` have a live connection on any instance. The keys live on different
+    /// cluster slots, so no pipeline: the queries go out together on the multiplexed
+    /// connection instead of one round trip each.
     pub async fn online_among(&self, users: &[Uuid]) -> Result<Vec<Uuid>, ChatError> {
         let now = Utc::now().timestamp_millis();
-        let mut online = Vec::new();
-        let mut redis = self.redis.clone();
-        // One key per user (each on its own slot in a cluster), so one query each.
-        for user in users {
-            let count: i64 = redis::cmd("ZCOUNT")
-                .arg(self.presence_key(*user))
-                .arg(now)
-                .arg("+inf")
-                .query_async(&mut redis)
-                .await
-                .map_err(commerce_redis::RedisError::from)?;
-            if count > 0 {
-                online.push(*user);
+        let counts = futures::future::try_join_all(users.iter().map(|user| {
+            let mut redis = self.redis.clone();
+            let key = self.presence_key(*user);
+            async move {
+                redis::cmd("ZCOUNT")
+                    .arg(key)
+                    .arg(now)
+                    .arg("+inf")
+                    .query_async::<i64>(&mut redis)
+                    .await
             }
-        }
-        Ok(online)
+        }))
+        .await
+        .map_err(commerce_redis::RedisError::from)?;
+        Ok(users
+            .iter()
+            .zip(counts)
+            .filter(|(_, count)| *count > 0)
+            .map(|(user, _)| *user)
+            .collect())
     }
 
     /// Tells everyone who shares a conversation with the user that they came or went.

@@ -55,18 +55,19 @@ fn data<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> 
         .collect()
 }
 
+/// Everything but RFC 3986's unreserved characters is encoded.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A percent-encoded token in the configured link.
 fn link(template: &str, token: &str) -> String {
-    let encoded: String = token
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect();
-    template.replace("{token}", &encoded)
+    template.replace(
+        "{token}",
+        &percent_encoding::utf8_percent_encode(token, COMPONENT).to_string(),
+    )
 }
 
 #[async_trait::async_trait]
