@@ -180,7 +180,13 @@ pub async fn run(
                 }
                 frame = incoming.next() => {
                     let message = match frame {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err("client closed"),
+                        None | Some(Ok(Message::Close(_))) => return Err("client closed"),
+                        // The frame-size limit surfaces as a read error (tungstenite's
+                        // "Message too long"); anything else there is a protocol error.
+                        Some(Err(error)) if error.to_string().contains("too long") => {
+                            return Err("frame too large");
+                        }
+                        Some(Err(_)) => return Err("protocol error"),
                         Some(Ok(message)) => message,
                     };
                     let answer = match message {
@@ -239,6 +245,8 @@ pub async fn run(
     tracing::debug!(user = %actor.user_id, reason, "chat connection closed");
     let code = match reason {
         "slow consumer" => 1008,
+        "frame too large" => 1009,
+        "protocol error" => 1002,
         "shutting down" => 1001,
         _ => 1000,
     };

@@ -523,6 +523,23 @@ async fn groups_channels_and_bans() {
         "the banned group is gone from the list"
     );
 
+    // A frame over 16 KiB ends the connection.
+    let mut oversized = Client::connect(&instance, &owner_token).await;
+    oversized
+        .socket
+        .send(Message::Text("x".repeat(20 * 1024).into()))
+        .await
+        .unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), oversized.socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            Ok(None) | Ok(Some(Err(_))) => break None,
+            Err(_) => panic!("an oversized frame did not end the connection"),
+        }
+    };
+    assert_eq!(ended, Some(1009), "closed as too big");
+
     // Bad input names its field.
     let (status, body) = rest(
         reqwest::Method::POST,
