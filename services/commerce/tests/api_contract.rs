@@ -76,7 +76,10 @@ async fn the_running_shop_answers_as_documented() {
     let output = schemathesis()
         .args(["run", DOCUMENT, "--url", &gateway, "--checks", CHECKS])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--max-examples", "15", "--workers", "2", "--no-color"])
+        // One worker: with two, hypothesis's lambda-description cache raced between
+        // threads (a KeyError reported as a schemathesis runtime error), and one is about
+        // as fast here.
+        .args(["--max-examples", "15", "--workers", "1", "--no-color"])
         .args(["--seed", &seed()])
         // An endless event stream cannot be checked by waiting for its end; the SSE tests
         // in tests/notification.rs read it.
