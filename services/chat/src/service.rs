@@ -181,6 +181,22 @@ impl ChatService {
         Ok(conversation)
     }
 
+    /// The conversation if the actor may write in it (neither banned nor muted).
+    async fn writable(
+        &self,
+        conversation_id: Uuid,
+        actor: Actor,
+    ) -> Result<Conversation, ChatError> {
+        let (conversation, membership) = self.load(conversation_id, actor).await?;
+        let caller = Caller {
+            membership: membership.as_ref(),
+            staff: actor.staff,
+        };
+        domain::may_read(conversation.kind, &caller).map_err(hidden)?;
+        domain::may_send(&caller, Utc::now())?;
+        Ok(conversation)
+    }
+
     async fn moderated(
         &self,
         conversation_id: Uuid,
@@ -538,13 +554,7 @@ impl ChatService {
     }
 
     pub async fn typing(&self, conversation_id: Uuid, actor: Actor) -> Result<(), ChatError> {
-        let (conversation, membership) = self.load(conversation_id, actor).await?;
-        let caller = Caller {
-            membership: membership.as_ref(),
-            staff: actor.staff,
-        };
-        domain::may_read(conversation.kind, &caller)?;
-        domain::may_send(&caller, Utc::now())?;
+        self.writable(conversation_id, actor).await?;
         self.publish(
             &self.conversation_channel(conversation_id),
             &ServerFrame::Typing {
@@ -678,13 +688,7 @@ impl ChatService {
         content_type: &str,
         bytes: &[u8],
     ) -> Result<repo::Attachment, ChatError> {
-        let (conversation, membership) = self.load(conversation_id, actor).await?;
-        let caller = Caller {
-            membership: membership.as_ref(),
-            staff: actor.staff,
-        };
-        domain::may_read(conversation.kind, &caller).map_err(hidden)?;
-        domain::may_send(&caller, Utc::now())?;
+        self.writable(conversation_id, actor).await?;
         let file_name = attachments::clean_file_name(file_name)
             .map_err(|message| invalid("fileName", message))?;
         if bytes.is_empty() {

@@ -318,6 +318,10 @@ async fn support_chat_crosses_instances_in_order_and_keeps_strangers_out() {
         (refused["code"].as_str(), refused["clientId"].as_str()),
         (Some("not_found"), Some("x"))
     );
+    intruder
+        .send(json!({"type": "typing", "conversationId": id}))
+        .await;
+    assert_eq!(intruder.expect("error").await["code"], "not_found");
 
     // Moderation: the agent deletes a message (everyone is told) and mutes the customer.
     let (_, history) = rest(
