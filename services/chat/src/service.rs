@@ -213,6 +213,7 @@ impl ChatService {
 
     /// The customer's open support conversation, made (with the first free agent
     /// assigned) when there is none.
+    #[tracing::instrument(skip_all, fields(customer = %actor.user_id))]
     pub async fn open_support(&self, actor: Actor) -> Result<ConversationDetail, ChatError> {
         if actor.staff {
             return Err(invalid(
@@ -374,6 +375,7 @@ impl ChatService {
     }
 
     /// Stores a message, then announces it. A repeated client id answers the stored one.
+    #[tracing::instrument(skip_all, fields(conversation = %conversation_id, sender = %actor.user_id))]
     pub async fn send(
         &self,
         conversation_id: Uuid,
@@ -680,6 +682,7 @@ impl ChatService {
 
     /// Stores a file for the conversation (a participant who may write); it is sent by
     /// naming it in a message.
+    #[tracing::instrument(skip_all, fields(conversation = %conversation_id, uploader = %actor.user_id))]
     pub async fn upload(
         &self,
         conversation_id: Uuid,

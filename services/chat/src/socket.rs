@@ -111,7 +111,8 @@ fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
     ServerFrame::error(code, error.to_string(), client_id)
 }
 
-/// Runs one connection to its end.
+/// Runs one connection to its end. No span spans the connection (it may last hours): each
+/// frame's work (`send`, `upload`, …) is a trace of its own.
 pub async fn run(
     socket: WebSocket,
     service: ChatService,
