@@ -7,13 +7,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use commerce_access::{Principal, Role, TokenVerifier, VerifierSettings, bearer_token};
 use commerce_redis::Fanout;
-use commerce_runtime::api::{ApiRoutes, json_rejection};
+use commerce_runtime::api::{ApiRoutes, QueryResult, json_rejection, parsed_query as query};
 use commerce_runtime::health::RedisCheck;
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
@@ -201,12 +201,6 @@ fn uuid(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
 }
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-type QueryOf<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn query<T>(raw: QueryOf<T>) -> Result<T, ApiError> {
-    raw.map(|Query(query)| query)
-        .map_err(|rejection| ApiError::invalid("query", rejection.body_text()))
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,7 +212,7 @@ struct SocketQuery {
 async fn websocket(
     State(state): State<AppState>,
     headers: HeaderMap,
-    raw: QueryOf<SocketQuery>,
+    raw: QueryResult<SocketQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let token = match bearer_token(&headers) {
@@ -417,7 +411,7 @@ async fn history(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-    raw_query: QueryOf<HistoryQuery>,
+    raw_query: QueryResult<HistoryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query = query(raw_query)?;
     let limit = query.limit.unwrap_or(50);
@@ -488,7 +482,7 @@ async fn search(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-    raw_query: QueryOf<SearchQuery>,
+    raw_query: QueryResult<SearchQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query = query(raw_query)?;
     let items = state
@@ -516,7 +510,7 @@ async fn upload(
     principal: Principal,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    raw_query: QueryOf<UploadQuery>,
+    raw_query: QueryResult<UploadQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<crate::repository::Attachment>), ApiError> {
     let query = query(raw_query)?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -16,7 +16,7 @@ use commerce_access::{
 use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
 use commerce_proto::notification::v1 as pb;
 use commerce_redis::Fanout;
-use commerce_runtime::api::{ApiRoutes, json_rejection};
+use commerce_runtime::api::{ApiRoutes, QueryResult, json_rejection, parsed_query as query};
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
@@ -229,14 +229,6 @@ impl From<NotificationError> for ApiError {
 struct HistoryQuery {
     before: Option<i64>,
     limit: Option<i64>,
-}
-
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
-    query
-        .map(|Query(query)| query)
-        .map_err(|rejection| ApiError::invalid("query", rejection.body_text()))
 }
 
 async fn history(

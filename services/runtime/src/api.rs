@@ -262,6 +262,17 @@ pub fn money_scale(amount: rust_decimal::Decimal) -> rust_decimal::Decimal {
     amount
 }
 
+/// A query string as an extractor result, for handlers that answer its rejection
+/// themselves (with [`parsed_query`]).
+pub type QueryResult<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The parsed query, or a 400 naming `query` that says what was wrong with it.
+pub fn parsed_query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(inner)| inner)
+        .map_err(|rejection| ApiError::invalid("query", rejection.body_text()))
+}
+
 /// Turns a JSON body rejection into a 400 that says what was wrong with the body.
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
     ApiError::invalid("body", rejection.body_text())

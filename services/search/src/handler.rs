@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Json, Router};
 use commerce_messaging::{
     ConsumerSettings, EventHandler, HandlerError, KafkaConfig, ReceivedEvent,
@@ -103,13 +103,7 @@ impl From<SearchError> for ApiError {
     }
 }
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn query_of<T>(query: QueryResult<T>) -> Result<T, ApiError> {
-    query
-        .map(|Query(inner)| inner)
-        .map_err(|rejection| ApiError::invalid("query", rejection.body_text()))
-}
+use commerce_runtime::api::{QueryResult, parsed_query as query_of};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
