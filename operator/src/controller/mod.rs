@@ -1,0 +1,178 @@
+//! The controllers: each watches its kind (and the children it owns), applies what the
+//! pure `desired` functions return with server-side apply under one field manager, and
+//! writes status, conditions and Events. Errors back off per object.
+
+pub mod kafka_topic;
+pub mod microservice;
+pub mod saga_policy;
+pub mod shop;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::kafka::TopicAdmin;
+
+/// The one field manager every apply uses.
+pub const FIELD_MANAGER: &str = "commerce-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("kafka admin: {0}")]
+    Kafka(#[from] crate::kafka::AdminError),
+    #[error("{0}")]
+    Desired(#[from] crate::desired::shop::DesiredError),
+    #[error("resource has no {0}")]
+    Missing(&'static str),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+impl Error {
+    /// A short CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "ApiError",
+            Error::Kafka(_) => "KafkaError",
+            Error::Desired(_) => "InvalidSpec",
+            Error::Missing(_) => "InvalidResource",
+            Error::Key(_) => "SigningKeyError",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub topics: Arc<dyn TopicAdmin>,
+}
+
+impl Context {
+    pub fn new(client: Client, topics: Arc<dyn TopicAdmin>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            topics,
+        }
+    }
+
+    /// Records an Event on `object`; failing to record one is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: impl Into<String>,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.into()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not record an event");
+        }
+    }
+}
+
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Server-side apply of one object under the operator's field manager. `force` takes
+/// fields another manager set (a human's `kubectl edit` of a managed field is undone, as
+/// the resource's spec says otherwise).
+pub async fn apply<K>(client: &Client, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let mut object = object.clone();
+    // Apply wants apiVersion and kind in the body; typed objects carry them through
+    // `Resource`, but k8s-openapi types serialise them only through their own impls.
+    object.meta_mut().managed_fields = None;
+    object.meta_mut().resource_version = None;
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+}
+
+/// Deletes one object if it exists.
+pub async fn delete_if_present<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether an API error says the kind is not served (its CRD is not installed).
+pub fn kind_missing(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(response) if response.code == 404)
+}
+
+/// Backoff per object: failures retry sooner than the periodic resync, later each time
+/// (the controller's own queue also rate-limits). Jitter spreads a burst of failures.
+pub fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, controller: &str) -> Action {
+    tracing::warn!(
+        controller,
+        name = object.name_any(),
+        namespace = object.namespace().unwrap_or_default(),
+        %error,
+        "reconcile failed"
+    );
+    metrics::counter!("operator_reconcile_errors_total", "controller" => controller.to_owned(), "reason" => error.reason()).increment(1);
+    let jitter = rand::random_range(0..5000u64);
+    Action::requeue(Duration::from_secs(15) + Duration::from_millis(jitter))
+}
+
+/// Times a reconcile and counts its outcome.
+pub async fn measured<F, T>(controller: &'static str, future: F) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    let started = Instant::now();
+    let result = future.await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!("operator_reconciles_total", "controller" => controller, "result" => outcome)
+        .increment(1);
+    metrics::histogram!("operator_reconcile_duration_seconds", "controller" => controller)
+        .record(started.elapsed().as_secs_f64());
+    result
+}

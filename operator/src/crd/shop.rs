@@ -1,0 +1,315 @@
+//! `Shop`: a whole shop. The operator turns it into one `Microservice` per enabled service,
+//! the `KafkaTopic`s they need, a `SagaPolicy`, the signing-key and service-client
+//! Secrets and the Gateway API routes, and rolls their status up.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::kafka_topic::DeletionPolicy;
+use super::microservice::{Autoscaling, GatewayParent};
+use super::saga_policy::SagaPolicySpec;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "commerce.dev",
+    version = "v1alpha1",
+    kind = "Shop",
+    namespaced,
+    status = "ShopStatus",
+    shortname = "shop",
+    category = "commerce",
+    derive = "PartialEq",
+    doc = "A commerce shop: its services, infrastructure settings and saga policy.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyServices"),
+    printcolumn(name = "Host", type_ = "string", json_path = ".spec.hostname"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("!(has(self.spec.saga) && has(self.spec.sagaPolicyRef))").message("set spec.saga or spec.sagaPolicyRef, not both")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopSpec {
+    /// The `commerce` image every service runs, `registry/commerce:tag`.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Kubernetes image pull policy for every service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// The public host name of the storefront and the `/v1` API.
+    #[schemars(
+        length(min = 1),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub hostname: String,
+    /// The Gateway (Traefik, or any Gateway API implementation) the routes attach to.
+    pub gateway: GatewayParent,
+    /// Per-service settings; every service is enabled unless it says otherwise.
+    #[serde(default)]
+    pub services: ShopServices,
+    /// The storefront's static site, served at `/` of the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storefront: Option<Storefront>,
+    #[serde(default)]
+    pub postgres: PostgresSettings,
+    pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
+    /// The shop's own saga policy (a `SagaPolicy` named after the shop is made from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<SagaPolicySpec>,
+    /// Or the name of a `SagaPolicy` in this namespace managed separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga_policy_ref: Option<String>,
+    #[serde(default)]
+    pub signing_key: SigningKeySettings,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// One entry per service of the `commerce` binary.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopServices {
+    #[serde(default)]
+    pub auth: ServiceOverrides,
+    #[serde(default)]
+    pub product: ServiceOverrides,
+    #[serde(default)]
+    pub cart: ServiceOverrides,
+    #[serde(default)]
+    pub order: ServiceOverrides,
+    #[serde(default)]
+    pub payment: ServiceOverrides,
+    #[serde(default)]
+    pub fulfillment: ServiceOverrides,
+    #[serde(default)]
+    pub notification: ServiceOverrides,
+    #[serde(default)]
+    pub chat: ServiceOverrides,
+    #[serde(default)]
+    pub search: ServiceOverrides,
+    #[serde(default)]
+    pub gateway: ServiceOverrides,
+}
+
+impl ShopServices {
+    pub fn get(&self, name: &str) -> Option<&ServiceOverrides> {
+        Some(match name {
+            "auth" => &self.auth,
+            "product" => &self.product,
+            "cart" => &self.cart,
+            "order" => &self.order,
+            "payment" => &self.payment,
+            "fulfillment" => &self.fulfillment,
+            "notification" => &self.notification,
+            "chat" => &self.chat,
+            "search" => &self.search,
+            "gateway" => &self.gateway,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOverrides {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Fixed replica count (ignored while `autoscaling` is set). Default 2, search 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Extra environment, e.g. `COMMERCE_SERVICES__PAYMENT__STRIPE__SECRET_KEY` from a Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// TOML merged over the generated configuration of this service (`[services.<name>]`
+    /// keys and any other section), e.g. SMTP settings for notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for ServiceOverrides {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: None,
+            resources: None,
+            autoscaling: None,
+            env: Vec::new(),
+            config: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storefront {
+    /// An image serving the built storefront over HTTP.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default = "storefront_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    #[serde(default = "storefront_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+}
+
+fn storefront_port() -> i32 {
+    8080
+}
+fn storefront_replicas() -> i32 {
+    2
+}
+
+/// Each service's own PostgreSQL, as a CloudNativePG `Cluster`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSettings {
+    /// Instances per service database (1 primary + standbys).
+    #[serde(default = "postgres_instances")]
+    #[schemars(range(min = 1, max = 9))]
+    pub instances: i32,
+    /// Volume size per instance.
+    #[serde(default = "postgres_storage")]
+    #[schemars(pattern(r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub storage_size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// The PostgreSQL operand image; CloudNativePG's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+}
+
+fn postgres_instances() -> i32 {
+    1
+}
+fn postgres_storage() -> String {
+    "1Gi".to_owned()
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            instances: postgres_instances(),
+            storage_size: postgres_storage(),
+            storage_class: None,
+            image_name: None,
+        }
+    }
+}
+
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    #[default]
+    Standalone,
+    Cluster,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSettings {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// `redis://host:port` (for a cluster, any number of its nodes).
+    #[schemars(length(min = 1))]
+    pub urls: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list.
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+    /// Put in front of every topic name, so shops can share a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z0-9._-]*$"))]
+    pub topic_prefix: Option<String>,
+    /// Partitions of each event topic (dead-letter topics have one).
+    #[serde(default = "event_partitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    #[serde(default = "replication_factor")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replication_factor: i32,
+    /// Topic configuration for every topic (`retention.ms`, `min.insync.replicas`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topic_config: BTreeMap<String, String>,
+    /// What happens to the topics when the shop is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn event_partitions() -> i32 {
+    3
+}
+fn replication_factor() -> i32 {
+    3
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeySettings {
+    /// Change this value to add a new signing key (the previous one keeps verifying
+    /// tokens it signed until the next rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopStatus {
+    /// Pending, Progressing, Ready or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Ready services over enabled services, e.g. `9/10`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_services: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The `spec.signingKey.rotation` value the signing-key Secret holds a key for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_rotation: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceState {
+    pub name: String,
+    pub ready: bool,
+    #[serde(default)]
+    pub ready_replicas: i32,
+}

@@ -1,0 +1,569 @@
+//! What one `Shop` wants: its Microservices (with their configuration), KafkaTopics and
+//! SagaPolicy. Secrets with generated material are made by the controller (they are not
+//! a pure function of the spec); this module names them and says what they hold.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use toml::{Table, Value};
+
+use crate::catalog::{self, ServiceInfo};
+use crate::crd::microservice::{DatabaseSpec, Mount, Route};
+use crate::crd::shop::{RedisMode, ServiceOverrides};
+use crate::crd::{
+    KafkaTopic, KafkaTopicSpec, Microservice, MicroserviceSpec, SagaPolicy, SagaPolicySpec, Shop,
+};
+
+/// Where auth finds its signing keys (the mounted Secret).
+pub const KEYS_DIR: &str = "/var/run/commerce/keys";
+/// Where order finds its saga policy (the mounted ConfigMap).
+pub const SAGA_DIR: &str = "/etc/commerce/saga";
+pub const SAGA_FILE_NAME: &str = "saga.toml";
+/// The pod annotation listing the signing keys, so a rotation rolls auth's pods.
+pub const SIGNING_KEYS_ANNOTATION: &str = "commerce.dev/signing-keys";
+pub const SHOP_LABEL: &str = "commerce.dev/shop";
+
+/// The credentials the services present to each other, generated once per shop. Each key
+/// is a client id of auth's `service_clients`, or the payment webhook secret.
+pub const SERVICE_CLIENTS: &[&str] = &["gateway", "order", "cart", "notification"];
+pub const OFFLINE_WEBHOOK_KEY: &str = "payment-offline-webhook";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShopChildren {
+    pub microservices: Vec<Microservice>,
+    pub topics: Vec<KafkaTopic>,
+    /// The SagaPolicy the shop owns (absent when it refers to one managed elsewhere).
+    pub saga_policy: Option<SagaPolicy>,
+}
+
+/// What the controller read that the pure functions need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The key ids in the signing-key Secret, sorted.
+    pub signing_key_ids: Vec<String>,
+}
+
+pub fn name(shop: &Shop) -> String {
+    shop.metadata.name.clone().unwrap_or_default()
+}
+
+pub fn microservice_name(shop: &str, service: &str) -> String {
+    format!("{shop}-{service}")
+}
+
+pub fn signing_key_secret_name(shop: &str) -> String {
+    format!("{shop}-signing-keys")
+}
+
+pub fn service_clients_secret_name(shop: &str) -> String {
+    format!("{shop}-service-clients")
+}
+
+pub fn saga_policy_name(shop: &Shop) -> String {
+    shop.spec
+        .saga_policy_ref
+        .clone()
+        .unwrap_or_else(|| name(shop))
+}
+
+pub fn saga_config_map_name(policy: &str) -> String {
+    format!("{policy}-saga-policy")
+}
+
+pub fn topic_resource_name(shop: &str, topic: &str) -> String {
+    format!("{shop}-{topic}")
+}
+
+fn owner(shop: &Shop) -> Option<OwnerReference> {
+    shop.controller_owner_ref(&())
+}
+
+pub fn child_meta(shop: &Shop, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: shop.metadata.namespace.clone(),
+        labels: Some(BTreeMap::from([
+            (SHOP_LABEL.to_owned(), self::name(shop)),
+            (
+                "app.kubernetes.io/part-of".to_owned(),
+                "commerce".to_owned(),
+            ),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "commerce-operator".to_owned(),
+            ),
+        ])),
+        owner_references: owner(shop).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The services the shop runs, with their overrides.
+pub fn enabled_services(shop: &Shop) -> Vec<(&'static ServiceInfo, &ServiceOverrides)> {
+    catalog::SERVICES
+        .iter()
+        .filter_map(|service| {
+            let overrides = shop.spec.services.get(service.name)?;
+            overrides.enabled.then_some((service, overrides))
+        })
+        .collect()
+}
+
+pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, DesiredError> {
+    let shop_name = name(shop);
+    let mut microservices = Vec::new();
+    for (service, overrides) in enabled_services(shop) {
+        microservices.push(microservice(shop, service, overrides, observed)?);
+    }
+    if let Some(storefront) = &shop.spec.storefront {
+        microservices.push(Microservice {
+            metadata: child_meta(shop, microservice_name(&shop_name, "storefront")),
+            spec: MicroserviceSpec {
+                image: storefront.image.clone(),
+                image_pull_policy: pull_policy(shop),
+                target: None,
+                replicas: storefront.replicas,
+                http_port: storefront.port,
+                grpc_port: None,
+                config: None,
+                env: Vec::new(),
+                resources: None,
+                database: None,
+                secret_mounts: Vec::new(),
+                config_map_mounts: Vec::new(),
+                scratch_dirs: Vec::new(),
+                routes: vec![route(shop, &["/"])],
+                autoscaling: None,
+                pod_annotations: BTreeMap::new(),
+            },
+            status: None,
+        });
+    }
+
+    let kafka = &shop.spec.kafka;
+    let prefix = kafka.topic_prefix.clone().unwrap_or_default();
+    let topics = catalog::TOPICS
+        .iter()
+        .map(|topic| KafkaTopic {
+            metadata: child_meta(shop, topic_resource_name(&shop_name, topic.name)),
+            spec: KafkaTopicSpec {
+                topic_name: Some(format!("{prefix}{}", topic.name)),
+                bootstrap_servers: kafka.bootstrap_servers.clone(),
+                partitions: if topic.dead_letter {
+                    1
+                } else {
+                    kafka.partitions
+                },
+                replication_factor: kafka.replication_factor,
+                config: kafka.topic_config.clone(),
+                deletion_policy: kafka.deletion_policy,
+            },
+            status: None,
+        })
+        .collect();
+
+    let saga_policy = shop.spec.saga_policy_ref.is_none().then(|| SagaPolicy {
+        metadata: child_meta(shop, shop_name.clone()),
+        spec: shop.spec.saga.clone().unwrap_or_default(),
+        status: None,
+    });
+
+    Ok(ShopChildren {
+        microservices,
+        topics,
+        saga_policy,
+    })
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DesiredError {
+    #[error("spec.services.{service}.config is not valid TOML: {message}")]
+    ConfigOverride { service: String, message: String },
+    #[error("spec.services.{service}.config: {message}")]
+    ConfigMerge { service: String, message: String },
+}
+
+fn pull_policy(shop: &Shop) -> Option<String> {
+    shop.spec
+        .image_pull_policy
+        .map(|policy| policy.as_str().to_owned())
+}
+
+fn route(shop: &Shop, prefixes: &[&str]) -> Route {
+    Route {
+        parent: shop.spec.gateway.clone(),
+        hostnames: vec![shop.spec.hostname.clone()],
+        path_prefixes: prefixes.iter().map(|prefix| (*prefix).to_owned()).collect(),
+    }
+}
+
+fn microservice(
+    shop: &Shop,
+    service: &ServiceInfo,
+    overrides: &ServiceOverrides,
+    observed: &Observed,
+) -> Result<Microservice, DesiredError> {
+    let shop_name = name(shop);
+    let mut config = base_config(shop, service);
+    if let Some(extra) = &overrides.config {
+        let extra: Table =
+            extra
+                .parse()
+                .map_err(|error: toml::de::Error| DesiredError::ConfigOverride {
+                    service: service.name.to_owned(),
+                    message: error.message().to_owned(),
+                })?;
+        merge(&mut config, extra).map_err(|message| DesiredError::ConfigMerge {
+            service: service.name.to_owned(),
+            message,
+        })?;
+    }
+
+    let mut env = secret_env(shop, service);
+    env.extend(overrides.env.iter().cloned());
+
+    let mut secret_mounts = Vec::new();
+    let mut config_map_mounts = Vec::new();
+    let mut scratch_dirs = Vec::new();
+    let mut pod_annotations = BTreeMap::new();
+    let mut routes = Vec::new();
+    match service.name {
+        "auth" => {
+            secret_mounts.push(Mount {
+                name: signing_key_secret_name(&shop_name),
+                mount_path: KEYS_DIR.to_owned(),
+                optional: false,
+            });
+            pod_annotations.insert(
+                SIGNING_KEYS_ANNOTATION.to_owned(),
+                observed.signing_key_ids.join(","),
+            );
+        }
+        "order" => config_map_mounts.push(Mount {
+            name: saga_config_map_name(&saga_policy_name(shop)),
+            mount_path: SAGA_DIR.to_owned(),
+            // The SagaPolicy may be applied after the shop; the file appears when it is.
+            optional: true,
+        }),
+        "search" => scratch_dirs.push("/var/lib/commerce/search-index".to_owned()),
+        "chat" => scratch_dirs.push("/var/lib/commerce/chat-attachments".to_owned()),
+        "gateway" => routes.push(route(shop, &["/v1", "/.well-known"])),
+        _ => {}
+    }
+
+    let default_replicas = if service.name == "search" { 1 } else { 2 };
+    Ok(Microservice {
+        metadata: child_meta(shop, microservice_name(&shop_name, service.name)),
+        spec: MicroserviceSpec {
+            image: shop.spec.image.clone(),
+            image_pull_policy: pull_policy(shop),
+            target: Some(service.name.to_owned()),
+            replicas: overrides.replicas.unwrap_or(default_replicas),
+            http_port: service.http_port,
+            grpc_port: service.grpc_port,
+            config: Some(toml::to_string(&config).expect("a TOML table serialises")),
+            env,
+            resources: overrides.resources.clone(),
+            database: service.database.then(|| DatabaseSpec {
+                name: service.name.to_owned(),
+                instances: shop.spec.postgres.instances,
+                storage_size: shop.spec.postgres.storage_size.clone(),
+                storage_class: shop.spec.postgres.storage_class.clone(),
+                image_name: shop.spec.postgres.image_name.clone(),
+            }),
+            secret_mounts,
+            config_map_mounts,
+            scratch_dirs,
+            routes,
+            autoscaling: overrides.autoscaling.clone(),
+            pod_annotations,
+        },
+        status: None,
+    })
+}
+
+fn secret_ref(secret: &str, key: &str, name: String) -> EnvVar {
+    EnvVar {
+        name,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Credentials reach the pods from the service-clients Secret, never through the
+/// ConfigMap.
+fn secret_env(shop: &Shop, service: &ServiceInfo) -> Vec<EnvVar> {
+    let secret = service_clients_secret_name(&name(shop));
+    let prefix = crate::desired::microservice::env_prefix(service.name);
+    match service.name {
+        "auth" => SERVICE_CLIENTS
+            .iter()
+            .map(|client| {
+                secret_ref(
+                    &secret,
+                    client,
+                    format!("{prefix}SERVICE_CLIENTS__{}", client.to_ascii_uppercase()),
+                )
+            })
+            .collect(),
+        "order" | "cart" | "notification" => vec![secret_ref(
+            &secret,
+            service.name,
+            format!("{prefix}CLIENT_SECRET"),
+        )],
+        "payment" => vec![secret_ref(
+            &secret,
+            OFFLINE_WEBHOOK_KEY,
+            format!("{prefix}OFFLINE__WEBHOOK_SECRET"),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn url(shop: &Shop, service: &str, port: i32) -> String {
+    format!("http://{}:{port}", microservice_name(&name(shop), service))
+}
+
+fn peer_http(shop: &Shop, service: &str) -> String {
+    let info = catalog::find(service).expect("peers name catalogue services");
+    url(shop, service, info.http_port)
+}
+
+fn peer_grpc(shop: &Shop, service: &str) -> String {
+    let info = catalog::find(service).expect("peers name catalogue services");
+    url(shop, service, info.grpc_port.unwrap_or(info.http_port))
+}
+
+fn table(entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Table(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
+fn text(value: impl Into<String>) -> Value {
+    Value::String(value.into())
+}
+
+/// The configuration file of one service: the same keys as `config/commerce.toml`, with
+/// in-cluster addresses. Credentials come from the environment (see `secret_env`).
+pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
+    let shop_name = name(shop);
+    let jwks = format!("{}/.well-known/jwks.json", peer_http(shop, "auth"));
+    let mut own = Table::new();
+    own.insert(
+        "http_addr".to_owned(),
+        text(format!("0.0.0.0:{}", service.http_port)),
+    );
+    if let Some(grpc) = service.grpc_port {
+        own.insert("grpc_addr".to_owned(), text(format!("0.0.0.0:{grpc}")));
+    }
+    let mut peers = Table::new();
+    for peer in service.peers {
+        let info = catalog::find(peer).expect("peers name catalogue services");
+        if service.name == "gateway" {
+            continue;
+        }
+        if *peer == "auth" {
+            peers.insert("auth_http".to_owned(), text(peer_http(shop, "auth")));
+        }
+        if info.grpc_port.is_some() {
+            peers.insert(format!("{peer}_grpc"), text(peer_grpc(shop, peer)));
+        }
+    }
+    match service.name {
+        "auth" => {
+            own.insert(
+                "keys".to_owned(),
+                table([("dir", text(KEYS_DIR)), ("generate", Value::Boolean(false))]),
+            );
+        }
+        "product" => {
+            own.insert("auth".to_owned(), table([("jwks_url", text(&jwks))]));
+        }
+        "cart" | "order" | "notification" => {
+            own.insert("peers".to_owned(), Value::Table(peers));
+            if service.name == "order" {
+                own.insert(
+                    "saga_file".to_owned(),
+                    text(format!("{SAGA_DIR}/{SAGA_FILE_NAME}")),
+                );
+            }
+            if service.name == "notification" {
+                own.insert("jwks_url".to_owned(), text(&jwks));
+                own.insert(
+                    "verify_email_url".to_owned(),
+                    text(format!(
+                        "https://{}/v1/auth/verify-email?token={{token}}",
+                        shop.spec.hostname
+                    )),
+                );
+            }
+        }
+        "payment" | "fulfillment" | "chat" => {
+            own.insert("jwks_url".to_owned(), text(&jwks));
+            if service.name == "chat" {
+                own.insert(
+                    "attachment_dir".to_owned(),
+                    text("/var/lib/commerce/chat-attachments"),
+                );
+            }
+        }
+        "search" => {
+            own.insert(
+                "index_dir".to_owned(),
+                text("/var/lib/commerce/search-index"),
+            );
+        }
+        "gateway" => {
+            own.insert("jwks_url".to_owned(), text(&jwks));
+            // Behind the cluster's Gateway the client address is in X-Forwarded-For.
+            own.insert("client_ip_header".to_owned(), text("x-forwarded-for"));
+            own.insert(
+                "cors".to_owned(),
+                table([(
+                    "allowed_origins",
+                    Value::Array(vec![text(format!("https://{}", shop.spec.hostname))]),
+                )]),
+            );
+            let upstreams: Table = service
+                .peers
+                .iter()
+                .map(|peer| {
+                    (
+                        (*peer).to_owned(),
+                        table([("url", text(peer_http(shop, peer)))]),
+                    )
+                })
+                .collect();
+            own.insert("upstreams".to_owned(), Value::Table(upstreams));
+        }
+        _ => {}
+    }
+
+    let redis_mode = match shop.spec.redis.mode {
+        RedisMode::Standalone => "standalone",
+        RedisMode::Cluster => "cluster",
+    };
+    let mut kafka = Table::new();
+    kafka.insert(
+        "brokers".to_owned(),
+        text(&shop.spec.kafka.bootstrap_servers),
+    );
+    kafka.insert(
+        "client_id".to_owned(),
+        text(microservice_name(&shop_name, service.name)),
+    );
+    if let Some(prefix) = &shop.spec.kafka.topic_prefix {
+        kafka.insert("topic_prefix".to_owned(), text(prefix));
+    }
+
+    let mut config = Table::new();
+    config.insert("shutdown_grace".to_owned(), text("20s"));
+    config.insert(
+        "telemetry".to_owned(),
+        table([
+            ("log_format", text("json")),
+            (
+                "log_level",
+                text("info,sqlx=warn,rdkafka=warn,tantivy=error"),
+            ),
+        ]),
+    );
+    config.insert("kafka".to_owned(), Value::Table(kafka));
+    config.insert(
+        "redis".to_owned(),
+        table([
+            ("mode", text(redis_mode)),
+            (
+                "urls",
+                Value::Array(shop.spec.redis.urls.iter().map(text).collect()),
+            ),
+        ]),
+    );
+    config.insert(
+        "services".to_owned(),
+        Value::Table(Table::from_iter([(
+            service.name.to_owned(),
+            Value::Table(own),
+        )])),
+    );
+    config
+}
+
+/// Deep-merges `extra` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, extra: Table) -> Result<(), String> {
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(existing)), Value::Table(more)) => {
+                merge(existing, more).map_err(|message| format!("{key}.{message}"))?
+            }
+            (Some(Value::Table(_)), _) => {
+                return Err(format!(
+                    "{key} is a table and cannot be replaced by a value"
+                ));
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The order service's view of a SagaPolicy: `services.order.saga` keys, snake_case.
+pub fn saga_file(spec: &SagaPolicySpec) -> String {
+    let step = |policy: &crate::crd::saga_policy::StepPolicy| {
+        table([
+            ("timeout", text(&policy.timeout)),
+            ("attempts", Value::Integer(i64::from(policy.attempts))),
+            ("backoff", text(&policy.backoff)),
+            ("max_backoff", text(&policy.max_backoff)),
+        ])
+    };
+    let engine = match spec.engine {
+        crate::crd::saga_policy::Engine::Postgres => "postgres",
+        crate::crd::saga_policy::Engine::Temporal => "temporal",
+    };
+    let mut file = Table::new();
+    file.insert("engine".to_owned(), text(engine));
+    file.insert("step".to_owned(), step(&spec.step));
+    if !spec.steps.is_empty() {
+        file.insert(
+            "steps".to_owned(),
+            Value::Table(
+                spec.steps
+                    .iter()
+                    .map(|(name, policy)| (name.clone(), step(policy)))
+                    .collect(),
+            ),
+        );
+    }
+    file.insert("lease".to_owned(), text(&spec.lease));
+    file.insert(
+        "recovery_interval".to_owned(),
+        text(&spec.recovery_interval),
+    );
+    file.insert("payment_window".to_owned(), text(&spec.payment_window));
+    file.insert(
+        "reminders".to_owned(),
+        Value::Array(
+            spec.reminders
+                .iter()
+                .map(|offset| text(&offset.0))
+                .collect(),
+        ),
+    );
+    toml::to_string(&file).expect("a TOML table serialises")
+}

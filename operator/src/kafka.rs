@@ -1,0 +1,277 @@
+//! Topics through the Kafka admin API. `TopicAdmin` is what the KafkaTopic controller
+//! needs; `RdKafkaAdmin` speaks to a real cluster (one admin client per bootstrap list).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{operation} `{topic}`: {code}")]
+    Broker {
+        operation: &'static str,
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("{operation}: {source}")]
+    Client {
+        operation: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("metadata task: {0}")]
+    Join(String),
+}
+
+/// A topic as the broker has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    pub partitions: i32,
+    /// Configuration set on the topic itself (not broker defaults).
+    pub config: BTreeMap<String, String>,
+}
+
+#[async_trait]
+pub trait TopicAdmin: Send + Sync {
+    async fn describe(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+    ) -> Result<Option<TopicState>, AdminError>;
+    async fn create(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError>;
+    async fn grow(&self, bootstrap: &str, topic: &str, partitions: i32) -> Result<(), AdminError>;
+    async fn configure(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError>;
+    async fn delete(&self, bootstrap: &str, topic: &str) -> Result<(), AdminError>;
+}
+
+/// Admin clients by bootstrap list; a shop's topics all share one.
+#[derive(Default)]
+pub struct RdKafkaAdmin {
+    clients: Mutex<HashMap<String, Arc<AdminClient<DefaultClientContext>>>>,
+    timeout: Duration,
+}
+
+impl RdKafkaAdmin {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            clients: Mutex::default(),
+            timeout,
+        }
+    }
+
+    fn client(
+        &self,
+        bootstrap: &str,
+    ) -> Result<Arc<AdminClient<DefaultClientContext>>, AdminError> {
+        let mut clients = self.clients.lock().expect("admin client map poisoned");
+        if let Some(client) = clients.get(bootstrap) {
+            return Ok(client.clone());
+        }
+        let client: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", "commerce-operator")
+            .set("log_level", "4")
+            .create()
+            .map_err(|source| AdminError::Client {
+                operation: "connect",
+                source,
+            })?;
+        let client = Arc::new(client);
+        clients.insert(bootstrap.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new().operation_timeout(Some(self.timeout))
+    }
+}
+
+fn check(
+    operation: &'static str,
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    tolerated: &[RDKafkaErrorCode],
+) -> Result<(), AdminError> {
+    for result in results {
+        if let Err((topic, code)) = result
+            && !tolerated.contains(&code)
+        {
+            return Err(AdminError::Broker {
+                operation,
+                topic,
+                code,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TopicAdmin for RdKafkaAdmin {
+    async fn describe(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+    ) -> Result<Option<TopicState>, AdminError> {
+        let client = self.client(bootstrap)?;
+        let timeout = self.timeout;
+        let name = topic.to_owned();
+        let metadata_client = client.clone();
+        // Metadata requests block; keep them off the runtime's threads.
+        let partitions = tokio::task::spawn_blocking(move || {
+            metadata_client
+                .inner()
+                .fetch_metadata(Some(&name), timeout)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .first()
+                        .and_then(|topic| match topic.error() {
+                            None => Some(topic.partitions().len() as i32),
+                            Some(_) => None,
+                        })
+                })
+        })
+        .await
+        .map_err(|error| AdminError::Join(error.to_string()))?
+        .map_err(|source| AdminError::Client {
+            operation: "metadata",
+            source,
+        })?;
+        let Some(partitions) = partitions.filter(|count| *count > 0) else {
+            return Ok(None);
+        };
+        let described = client
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &self.options())
+            .await
+            .map_err(|source| AdminError::Client {
+                operation: "describe configs",
+                source,
+            })?;
+        let mut config = BTreeMap::new();
+        for resource in described {
+            let resource = resource.map_err(|code| AdminError::Broker {
+                operation: "describe configs",
+                topic: topic.to_owned(),
+                code,
+            })?;
+            for entry in resource.entries {
+                if !entry.is_default
+                    && matches!(entry.source, rdkafka::admin::ConfigSource::DynamicTopic)
+                    && let Some(value) = entry.value
+                {
+                    config.insert(entry.name, value);
+                }
+            }
+        }
+        Ok(Some(TopicState { partitions, config }))
+    }
+
+    async fn create(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let client = self.client(bootstrap)?;
+        let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        for (key, value) in config {
+            new_topic = new_topic.set(key, value);
+        }
+        let results = client
+            .create_topics([&new_topic], &self.options())
+            .await
+            .map_err(|source| AdminError::Client {
+                operation: "create topic",
+                source,
+            })?;
+        check(
+            "create topic",
+            results,
+            &[RDKafkaErrorCode::TopicAlreadyExists],
+        )
+    }
+
+    async fn grow(&self, bootstrap: &str, topic: &str, partitions: i32) -> Result<(), AdminError> {
+        let client = self.client(bootstrap)?;
+        let results = client
+            .create_partitions(
+                [&NewPartitions::new(topic, partitions as usize)],
+                &self.options(),
+            )
+            .await
+            .map_err(|source| AdminError::Client {
+                operation: "add partitions",
+                source,
+            })?;
+        check("add partitions", results, &[])
+    }
+
+    async fn configure(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let client = self.client(bootstrap)?;
+        // AlterConfigs replaces the topic's whole dynamic configuration: what the spec
+        // says is what the topic has.
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (key, value) in config {
+            alter = alter.set(key, value);
+        }
+        let results = client
+            .alter_configs([&alter], &self.options())
+            .await
+            .map_err(|source| AdminError::Client {
+                operation: "alter configs",
+                source,
+            })?;
+        for result in results {
+            result.map_err(|(_, code)| AdminError::Broker {
+                operation: "alter configs",
+                topic: topic.to_owned(),
+                code,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, bootstrap: &str, topic: &str) -> Result<(), AdminError> {
+        let client = self.client(bootstrap)?;
+        let results = client
+            .delete_topics(&[topic], &self.options())
+            .await
+            .map_err(|source| AdminError::Client {
+                operation: "delete topic",
+                source,
+            })?;
+        check(
+            "delete topic",
+            results,
+            &[RDKafkaErrorCode::UnknownTopicOrPartition],
+        )
+    }
+}

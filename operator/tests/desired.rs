@@ -1,0 +1,629 @@
+//! The pure "this resource wants these objects" functions, called directly.
+
+use std::collections::BTreeSet;
+
+use commerce_operator::catalog;
+use commerce_operator::crd::microservice::Autoscaling;
+use commerce_operator::crd::{Microservice, MicroserviceSpec, SagaPolicySpec, Shop};
+use commerce_operator::desired::microservice as ms;
+use commerce_operator::desired::shop::{self, DesiredError, Observed};
+use kube::ResourceExt;
+
+fn example_shop() -> Shop {
+    let mut shop: Shop = yaml_serde::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/examples/shop.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // As the API server returns it: with a uid, so children get owner references.
+    shop.metadata.uid = Some("3f1c1e7e-0000-4000-8000-000000000001".to_owned());
+    shop
+}
+
+fn observed() -> Observed {
+    Observed {
+        signing_key_ids: vec!["k20261201T000000Z".to_owned()],
+    }
+}
+
+fn find<'a>(children: &'a shop::ShopChildren, service: &str) -> &'a Microservice {
+    children
+        .microservices
+        .iter()
+        .find(|m| m.spec.target.as_deref() == Some(service))
+        .unwrap_or_else(|| panic!("no Microservice for {service}"))
+}
+
+fn config(microservice: &Microservice) -> toml::Table {
+    microservice.spec.config.as_ref().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_shop_wants_one_microservice_per_enabled_service_plus_the_storefront() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let names: BTreeSet<String> = children
+        .microservices
+        .iter()
+        .map(|m| m.name_any())
+        .collect();
+    let mut expected: BTreeSet<String> = catalog::SERVICES
+        .iter()
+        .map(|s| format!("demo-{}", s.name))
+        .collect();
+    expected.insert("demo-storefront".to_owned());
+    assert_eq!(names, expected);
+    for microservice in &children.microservices {
+        let owner = &microservice.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "Shop");
+        assert_eq!(owner.name, "demo");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(microservice.namespace().as_deref(), Some("commerce"));
+    }
+    // Overrides land where they were written, defaults elsewhere.
+    assert_eq!(find(&children, "order").spec.replicas, 3);
+    assert_eq!(find(&children, "cart").spec.replicas, 2);
+    assert_eq!(find(&children, "search").spec.replicas, 1);
+    assert_eq!(
+        find(&children, "gateway")
+            .spec
+            .autoscaling
+            .as_ref()
+            .map(|a| a.max_replicas),
+        Some(10)
+    );
+    assert!(find(&children, "gateway").spec.database.is_none());
+    assert_eq!(
+        find(&children, "auth").spec.database.as_ref().map(|d| (
+            d.name.as_str(),
+            d.instances,
+            d.storage_size.as_str()
+        )),
+        Some(("auth", 2, "5Gi"))
+    );
+}
+
+#[test]
+fn disabling_a_service_drops_its_microservice() {
+    let mut shop = example_shop();
+    shop.spec.services.chat.enabled = false;
+    shop.spec.storefront = None;
+    let children = shop::desired(&shop, &observed()).unwrap();
+    assert!(
+        children
+            .microservices
+            .iter()
+            .all(|m| m.spec.target.as_deref() != Some("chat"))
+    );
+    assert_eq!(children.microservices.len(), catalog::SERVICES.len() - 1);
+}
+
+#[test]
+fn topics_follow_the_kafka_settings() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    assert_eq!(children.topics.len(), catalog::TOPICS.len());
+    let events = children
+        .topics
+        .iter()
+        .find(|t| t.name_any() == "demo-commerce.order.events")
+        .unwrap();
+    assert_eq!(events.spec.partitions, 6);
+    assert_eq!(events.spec.replication_factor, 3);
+    assert_eq!(
+        events.spec.topic_name.as_deref(),
+        Some("commerce.order.events")
+    );
+    assert_eq!(
+        events
+            .spec
+            .config
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("2")
+    );
+    let dead_letters = children
+        .topics
+        .iter()
+        .find(|t| t.name_any() == "demo-commerce.order.dlq")
+        .unwrap();
+    assert_eq!(dead_letters.spec.partitions, 1);
+
+    let mut prefixed = example_shop();
+    prefixed.spec.kafka.topic_prefix = Some("staging.".to_owned());
+    let children = shop::desired(&prefixed, &observed()).unwrap();
+    assert!(children.topics.iter().all(|t| {
+        t.spec
+            .topic_name
+            .as_deref()
+            .unwrap()
+            .starts_with("staging.commerce.")
+    }));
+    let order = config(find(&children, "order"));
+    assert_eq!(order["kafka"]["topic_prefix"].as_str(), Some("staging."));
+}
+
+#[test]
+fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let order = config(find(&children, "order"));
+    let own = &order["services"]["order"];
+    assert_eq!(own["http_addr"].as_str(), Some("0.0.0.0:8084"));
+    assert_eq!(own["grpc_addr"].as_str(), Some("0.0.0.0:9084"));
+    assert_eq!(
+        own["peers"]["payment_grpc"].as_str(),
+        Some("http://demo-payment:9085")
+    );
+    assert_eq!(
+        own["peers"]["auth_http"].as_str(),
+        Some("http://demo-auth:8081")
+    );
+    assert_eq!(
+        own["saga_file"].as_str(),
+        Some("/etc/commerce/saga/saga.toml")
+    );
+    assert_eq!(order["redis"]["mode"].as_str(), Some("cluster"));
+    assert_eq!(
+        order["kafka"]["brokers"].as_str(),
+        Some("commerce-kafka-bootstrap.kafka:9092")
+    );
+    // Secrets travel as secretKeyRefs, never in the ConfigMap.
+    assert!(
+        !find(&children, "order")
+            .spec
+            .config
+            .as_ref()
+            .unwrap()
+            .contains("secret")
+    );
+    let env: Vec<_> = find(&children, "order")
+        .spec
+        .env
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["COMMERCE_SERVICES__ORDER__CLIENT_SECRET"]);
+    let auth_env: Vec<_> = find(&children, "auth")
+        .spec
+        .env
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(auth_env.len(), shop::SERVICE_CLIENTS.len());
+
+    let gateway = config(find(&children, "gateway"));
+    let upstreams = gateway["services"]["gateway"]["upstreams"]
+        .as_table()
+        .unwrap();
+    assert_eq!(upstreams.len(), 9);
+    assert_eq!(
+        upstreams["chat"]["url"].as_str(),
+        Some("http://demo-chat:8088")
+    );
+    assert_eq!(
+        gateway["services"]["gateway"]["cors"]["allowed_origins"][0].as_str(),
+        Some("https://shop.example.com")
+    );
+    let routes = &find(&children, "gateway").spec.routes;
+    assert_eq!(routes[0].hostnames, ["shop.example.com"]);
+    assert_eq!(routes[0].path_prefixes, ["/v1", "/.well-known"]);
+    assert_eq!(routes[0].parent.section_name.as_deref(), Some("websecure"));
+    assert_eq!(
+        find(&children, "notification").spec.env.len(),
+        2,
+        "client secret + the SMTP password override"
+    );
+}
+
+#[test]
+fn config_overrides_merge_over_the_generated_file() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let notification = config(find(&children, "notification"));
+    let own = &notification["services"]["notification"];
+    assert_eq!(own["smtp"]["host"].as_str(), Some("smtp.example.com"));
+    // Generated keys beside the override survive.
+    assert_eq!(own["http_addr"].as_str(), Some("0.0.0.0:8087"));
+    assert_eq!(
+        own["verify_email_url"].as_str(),
+        Some("https://shop.example.com/v1/auth/verify-email?token={token}")
+    );
+
+    let mut broken = example_shop();
+    broken.spec.services.payment.config = Some("[services.payment\nstripe = 1".to_owned());
+    match shop::desired(&broken, &observed()) {
+        Err(DesiredError::ConfigOverride { service, .. }) => assert_eq!(service, "payment"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    let mut clobbering = example_shop();
+    clobbering.spec.services.cart.config = Some("services = 1".to_owned());
+    let error = shop::desired(&clobbering, &observed()).unwrap_err();
+    assert!(
+        error.to_string().contains("spec.services.cart.config"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_saga_policy_is_owned_unless_the_shop_refers_to_another() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let policy = children.saga_policy.clone().unwrap();
+    assert_eq!(policy.name_any(), "demo");
+    assert_eq!(policy.spec.steps["reserve_stock"].attempts, 5);
+    let mounts = &find(&children, "order").spec.config_map_mounts;
+    assert_eq!(mounts[0].name, "demo-saga-policy");
+    assert!(mounts[0].optional);
+
+    let mut referring = example_shop();
+    referring.spec.saga = None;
+    referring.spec.saga_policy_ref = Some("black-friday".to_owned());
+    let children = shop::desired(&referring, &observed()).unwrap();
+    assert!(children.saga_policy.is_none());
+    assert_eq!(
+        find(&children, "order").spec.config_map_mounts[0].name,
+        "black-friday-saga-policy"
+    );
+}
+
+#[test]
+fn the_saga_file_is_what_the_order_service_reads() {
+    let mut spec = SagaPolicySpec::default();
+    spec.payment_window = "30m".to_owned();
+    spec.reminders = vec![commerce_operator::crd::saga_policy::Duration(
+        "10m".to_owned(),
+    )];
+    spec.steps.insert(
+        "reserve_stock".to_owned(),
+        commerce_operator::crd::saga_policy::StepPolicy {
+            attempts: 7,
+            ..Default::default()
+        },
+    );
+    let file = shop::saga_file(&spec);
+    // The order service's own parser takes it, with the values written.
+    let policy: commerce_order::saga::SagaPolicy = toml::from_str(&file).unwrap();
+    assert_eq!(policy.payment_window, std::time::Duration::from_secs(1800));
+    assert_eq!(policy.for_step("reserve_stock").attempts, 7);
+    assert_eq!(
+        policy.reminder_offsets(),
+        vec![std::time::Duration::from_secs(600)]
+    );
+    let names: Vec<&str> = [
+        commerce_order::placement::STEP_NAMES,
+        commerce_order::lifecycle::PAYMENT_STEPS,
+        commerce_order::lifecycle::EXPIRY_STEPS,
+        commerce_order::lifecycle::CANCEL_STEPS,
+        commerce_order::delivery::DELIVERY_STEPS,
+    ]
+    .concat();
+    assert!(policy.validate(&names).is_ok());
+}
+
+#[test]
+fn the_catalogue_matches_the_services() {
+    let names: Vec<&str> = [
+        commerce_order::placement::STEP_NAMES,
+        commerce_order::lifecycle::PAYMENT_STEPS,
+        commerce_order::lifecycle::EXPIRY_STEPS,
+        commerce_order::lifecycle::CANCEL_STEPS,
+        commerce_order::delivery::DELIVERY_STEPS,
+    ]
+    .concat();
+    assert_eq!(catalog::SAGA_STEPS, names.as_slice());
+
+    // Ports as the local configuration has them.
+    let local: toml::Table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/commerce.toml"
+    ))
+    .unwrap()
+    .parse()
+    .unwrap();
+    let services = local["services"].as_table().unwrap();
+    for service in catalog::SERVICES {
+        let entry = services
+            .get(service.name)
+            .unwrap_or_else(|| panic!("{} is not in config/commerce.toml", service.name));
+        let port = |key: &str| {
+            entry
+                .get(key)
+                .and_then(|v| v.as_str())
+                .and_then(|addr| addr.rsplit_once(':'))
+                .map(|(_, port)| port.parse::<i32>().unwrap())
+        };
+        assert_eq!(
+            port("http_addr"),
+            Some(service.http_port),
+            "{}",
+            service.name
+        );
+        assert_eq!(port("grpc_addr"), service.grpc_port, "{}", service.name);
+        assert_eq!(
+            entry.get("database").is_some(),
+            service.database,
+            "{}",
+            service.name
+        );
+    }
+    assert_eq!(services.len(), catalog::SERVICES.len());
+}
+
+#[test]
+fn an_image_upgrade_changes_every_deployment_and_nothing_else() {
+    let before = shop::desired(&example_shop(), &observed()).unwrap();
+    let mut upgraded = example_shop();
+    upgraded.spec.image = "ghcr.io/commerce/commerce:0.2.0".to_owned();
+    let after = shop::desired(&upgraded, &observed()).unwrap();
+    for (old, new) in before.microservices.iter().zip(&after.microservices) {
+        let old = ms::desired(old);
+        let new = ms::desired(new);
+        let image = |d: &k8s_openapi::api::apps::v1::Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+                .unwrap()
+        };
+        if image(&old.deployment).starts_with("ghcr.io/commerce/storefront") {
+            assert_eq!(old.deployment, new.deployment);
+            continue;
+        }
+        assert_eq!(image(&new.deployment), "ghcr.io/commerce/commerce:0.2.0");
+        // The configuration (and so its hash annotation) does not change with the image.
+        assert_eq!(old.config_map, new.config_map);
+        assert_eq!(old.service, new.service);
+        assert_eq!(old.database, new.database);
+        let migrate = &new
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .init_containers;
+        if let Some(migrate) = migrate {
+            assert_eq!(
+                migrate[0].image.as_deref(),
+                Some("ghcr.io/commerce/commerce:0.2.0")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_signing_key_rolls_auth_and_a_config_change_rolls_only_its_service() {
+    let shop = example_shop();
+    let before = shop::desired(&shop, &observed()).unwrap();
+    let rotated = shop::desired(
+        &shop,
+        &Observed {
+            signing_key_ids: vec![
+                "k20261201T000000Z".to_owned(),
+                "k20261202T000000Z".to_owned(),
+            ],
+        },
+    )
+    .unwrap();
+    let template_annotations = |children: &shop::ShopChildren, service: &str| {
+        ms::desired(find(children, service))
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap_or_default()
+    };
+    assert_ne!(
+        template_annotations(&before, "auth"),
+        template_annotations(&rotated, "auth")
+    );
+    assert_eq!(
+        template_annotations(&rotated, "auth")[shop::SIGNING_KEYS_ANNOTATION],
+        "k20261201T000000Z,k20261202T000000Z"
+    );
+    assert_eq!(
+        template_annotations(&before, "cart"),
+        template_annotations(&rotated, "cart")
+    );
+
+    let mut tuned = example_shop();
+    tuned.spec.services.cart.config = Some("[services.cart]\nsession_ttl = \"1h\"".to_owned());
+    let after = shop::desired(&tuned, &observed()).unwrap();
+    assert_ne!(
+        template_annotations(&before, "cart")["commerce.dev/config-hash"],
+        template_annotations(&after, "cart")["commerce.dev/config-hash"]
+    );
+    assert_eq!(
+        template_annotations(&before, "order"),
+        template_annotations(&after, "order")
+    );
+}
+
+fn microservice(spec: MicroserviceSpec) -> Microservice {
+    let mut microservice = Microservice::new("demo-cart", spec);
+    microservice.metadata.namespace = Some("commerce".to_owned());
+    microservice.metadata.uid = Some("3f1c1e7e-0000-4000-8000-000000000002".to_owned());
+    microservice
+}
+
+fn cart_spec() -> MicroserviceSpec {
+    let shop = example_shop();
+    find(&shop::desired(&shop, &observed()).unwrap(), "cart")
+        .spec
+        .clone()
+}
+
+#[test]
+fn a_microservice_wants_its_deployment_service_and_database() {
+    let children = ms::desired(&microservice(cart_spec()));
+    let deployment = children.deployment.spec.as_ref().unwrap();
+    assert_eq!(deployment.replicas, Some(2));
+    let pod = deployment.template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_ref().unwrap(),
+        &["serve", "--target", "cart"]
+    );
+    assert_eq!(
+        container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    let migrate = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        migrate.args.as_ref().unwrap(),
+        &["migrate", "--target", "cart"]
+    );
+    let database_url = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "COMMERCE_SERVICES__CART__DATABASE__URL")
+        .unwrap();
+    let secret = database_url
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("demo-cart-db-app", "uri")
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("demo-cart"));
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_non_root,
+        Some(true)
+    );
+
+    let ports: Vec<(String, i32)> = children
+        .service
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("http".to_owned(), 8083), ("grpc".to_owned(), 9083)]
+    );
+
+    let database = children.database.unwrap();
+    assert_eq!(database.name_any(), "demo-cart-db");
+    assert_eq!(database.spec.bootstrap.initdb.database, "cart");
+    assert_eq!(database.spec.instances, 2);
+    // Two replicas: a budget that lets one go at a time.
+    assert!(children.disruption_budget.is_some());
+    assert!(children.autoscaler.is_none());
+    assert!(children.routes.is_empty());
+    for owner in [
+        &children.deployment.metadata,
+        &children.service.metadata,
+        &children.service_account.metadata,
+        &database.metadata,
+    ] {
+        assert_eq!(
+            owner.owner_references.as_ref().unwrap()[0].kind,
+            "Microservice"
+        );
+    }
+}
+
+#[test]
+fn autoscaling_takes_the_replica_count_and_one_replica_gets_no_budget() {
+    let mut spec = cart_spec();
+    spec.autoscaling = Some(Autoscaling {
+        min_replicas: 3,
+        max_replicas: 8,
+        target_cpu_utilization: 60,
+    });
+    let children = ms::desired(&microservice(spec));
+    assert_eq!(children.deployment.spec.as_ref().unwrap().replicas, None);
+    let autoscaler = children.autoscaler.unwrap();
+    assert_eq!(autoscaler.spec.min_replicas, Some(3));
+    assert_eq!(autoscaler.spec.max_replicas, 8);
+    assert!(children.disruption_budget.is_some());
+
+    let mut single = cart_spec();
+    single.replicas = 1;
+    single.database = None;
+    single.config = None;
+    let children = ms::desired(&microservice(single));
+    assert!(children.disruption_budget.is_none());
+    assert!(children.database.is_none());
+    assert!(children.config_map.is_none());
+    let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    assert!(pod.init_containers.is_none(), "no database, no migrations");
+}
+
+#[test]
+fn routes_send_their_prefixes_to_the_http_port() {
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let gateway = ms::desired(find(&children, "gateway"));
+    let route = &gateway.routes[0];
+    let parent = &route.spec.parent_refs.as_ref().unwrap()[0];
+    assert_eq!(parent.name, "traefik-gateway");
+    assert_eq!(parent.namespace.as_deref(), Some("traefik"));
+    let rule = &route.spec.rules.as_ref().unwrap()[0];
+    let backend = &rule.backend_refs.as_ref().unwrap()[0];
+    assert_eq!(
+        (backend.name.as_str(), backend.port),
+        ("demo-gateway", Some(8080))
+    );
+    let prefixes: Vec<_> = rule
+        .matches
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.path.as_ref().unwrap().value.clone().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["/v1", "/.well-known"]);
+    let storefront = children
+        .microservices
+        .iter()
+        .find(|m| m.name_any() == "demo-storefront")
+        .unwrap();
+    let storefront = ms::desired(storefront);
+    assert_eq!(storefront.routes.len(), 1);
+    assert!(
+        storefront
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .args
+            .is_none()
+    );
+}
