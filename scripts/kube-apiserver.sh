@@ -27,6 +27,7 @@ install_build_packages() {
   command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
   command -v rsync >/dev/null || missing+=(rsync)
   command -v openssl >/dev/null || missing+=(openssl)
+  [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq
@@ -53,6 +54,13 @@ build() {
   fi
   local src
   src=$(ls -d "$KUBE_DIR"/src/kubernetes-*/ | head -n 1)
+  # The vendored reflect2 1.0.1 reads Go's map internals the way Go 1.17 laid them out;
+  # under Debian's Go 1.19 the API server dies with "fatal error: fault" in mapiterinit
+  # on its first CRD. Debian's own build uses its packaged reflect2 1.0.2, which fixed
+  # that; so does this one.
+  rm -rf "$src/vendor/github.com/modern-go/reflect2"
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
+  rm -rf "$src/vendor/github.com/modern-go/reflect2/.git" "$src/vendor/github.com/modern-go/reflect2/"*_test.go
   log "building kube-apiserver and kube-controller-manager (a few minutes each)"
   (cd "$src" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$LOG_DIR/kubernetes-build.log" 2>&1) \
     || die "kubernetes build failed; see $LOG_DIR/kubernetes-build.log"

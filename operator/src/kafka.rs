@@ -1,7 +1,7 @@
 //! Topics through the Kafka admin API. `TopicAdmin` is what the KafkaTopic controller
 //! needs; `RdKafkaAdmin` speaks to a real cluster (one admin client per bootstrap list).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,11 +33,24 @@ pub enum AdminError {
 }
 
 /// A topic as the broker has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicState {
     pub partitions: i32,
-    /// Configuration set on the topic itself (not broker defaults).
+    /// Every configuration value the broker reports for the topic.
     pub config: BTreeMap<String, String>,
+    /// The keys set on the topic itself rather than inherited from the broker.
+    pub overridden: BTreeSet<String>,
+}
+
+impl TopicState {
+    /// Whether the topic's configuration differs from `wanted`: a wanted value is
+    /// missing or different, or the topic overrides a key `wanted` does not name.
+    pub fn config_differs(&self, wanted: &BTreeMap<String, String>) -> bool {
+        wanted
+            .iter()
+            .any(|(key, value)| self.config.get(key) != Some(value))
+            || self.overridden.iter().any(|key| !wanted.contains_key(key))
+    }
 }
 
 #[async_trait]
@@ -169,6 +182,7 @@ impl TopicAdmin for RdKafkaAdmin {
                 source,
             })?;
         let mut config = BTreeMap::new();
+        let mut overridden = BTreeSet::new();
         for resource in described {
             let resource = resource.map_err(|code| AdminError::Broker {
                 operation: "describe configs",
@@ -176,15 +190,19 @@ impl TopicAdmin for RdKafkaAdmin {
                 code,
             })?;
             for entry in resource.entries {
-                if !entry.is_default
-                    && matches!(entry.source, rdkafka::admin::ConfigSource::DynamicTopic)
-                    && let Some(value) = entry.value
-                {
+                if matches!(entry.source, rdkafka::admin::ConfigSource::DynamicTopic) {
+                    overridden.insert(entry.name.clone());
+                }
+                if let Some(value) = entry.value {
                     config.insert(entry.name, value);
                 }
             }
         }
-        Ok(Some(TopicState { partitions, config }))
+        Ok(Some(TopicState {
+            partitions,
+            config,
+            overridden,
+        }))
     }
 
     async fn create(

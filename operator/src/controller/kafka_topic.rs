@@ -154,7 +154,7 @@ async fn converge(topic: &KafkaTopic, context: &Context) -> Result<Converged, Er
         });
     }
     let mut result = Converged::UpToDate(state.partitions);
-    if state.config != spec.config {
+    if state.config_differs(&spec.config) {
         admin
             .configure(&spec.bootstrap_servers, &name, &spec.config)
             .await?;

@@ -36,8 +36,8 @@ pub struct ShopSpec {
     #[schemars(length(min = 1))]
     pub image: String,
     /// Kubernetes image pull policy for every service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
     /// The public host name of the storefront and the `/v1` API.
     #[schemars(
         length(min = 1),
@@ -66,9 +66,12 @@ pub struct ShopSpec {
     pub signing_key: SigningKeySettings,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum PullPolicy {
     Always,
+    #[default]
     IfNotPresent,
     Never,
 }

@@ -186,9 +186,7 @@ pub enum DesiredError {
 }
 
 fn pull_policy(shop: &Shop) -> Option<String> {
-    shop.spec
-        .image_pull_policy
-        .map(|policy| policy.as_str().to_owned())
+    Some(shop.spec.image_pull_policy.as_str().to_owned())
 }
 
 fn route(shop: &Shop, prefixes: &[&str]) -> Route {
