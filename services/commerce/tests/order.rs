@@ -50,6 +50,7 @@ struct Shop {
     shutdown: CancellationToken,
     running: Option<Running>,
     _keys: tempfile::TempDir,
+    order_env: Vec<(String, String)>,
 }
 
 /// Saga timings short enough for tests; `saga_extra` is TOML for `[services.order.saga]`.
@@ -75,6 +76,11 @@ impl Shop {
     }
 
     async fn start_with(saga_extra: &str) -> Self {
+        Self::start_with_env(saga_extra, &[]).await
+    }
+
+    /// `order_env`: extra environment for the order process.
+    async fn start_with_env(saga_extra: &str, order_env: &[(&str, &str)]) -> Self {
         let auth_db = fresh_database("ordauth").await;
         let product_db = fresh_database("ordproduct").await;
         let cart_db = fresh_database("ordcart").await;
@@ -208,6 +214,10 @@ impl Shop {
             shutdown,
             running: Some(running),
             _keys: keys,
+            order_env: order_env
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
         };
         shop.start_order(&[]).await;
         shop
@@ -225,6 +235,7 @@ impl Shop {
             // its group until the broker times it out, and tansu's rebalances after such
             // deaths have stalled for over a minute. The inbox makes re-reading harmless.
             .env("COMMERCE_SERVICES__ORDER__CONSUMER_GROUP", unique("order"))
+            .envs(self.order_env.iter().map(|(key, value)| (key, value)))
             // Its logs land in the test's output, shown when the test fails.
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -2083,5 +2094,92 @@ async fn a_crash_at_every_delivery_change_step_resumes_after_restart() {
         .await;
     assert_eq!(confirmed["courier"], "standard");
     assert_eq!(shop.payment_pricing(&order).await.1, 0, "never re-priced");
+    shop.stop().await;
+}
+
+/// The SagaPolicy resource's path: the operator writes the policy into a mounted file and
+/// the running order service takes it up; orders placed after the change get the new
+/// payment window, and a broken file changes nothing.
+#[tokio::test]
+async fn a_changed_saga_policy_file_applies_without_a_restart() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let file = policy_dir.path().join("saga.toml");
+    let write = |window: &str, reminder: &str| {
+        // As the kubelet does: the new content appears at once (write, then rename).
+        let next = policy_dir.path().join(".saga.toml.next");
+        std::fs::write(
+            &next,
+            format!("payment_window = \"{window}\"\nreminders = [\"{reminder}\"]\n"),
+        )
+        .unwrap();
+        std::fs::rename(&next, &file).unwrap();
+    };
+    write("1h", "10m");
+    let path = file.display().to_string();
+    let shop = Shop::start_with_env(
+        "",
+        &[
+            ("COMMERCE_SERVICES__ORDER__SAGA_FILE", path.as_str()),
+            ("COMMERCE_SERVICES__ORDER__SAGA_RELOAD_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 10).await;
+    let pool = shop.order_pool.clone();
+    let window_of = move |placed: Value| {
+        let pool = pool.clone();
+        async move {
+            let hours: f64 = sqlx::query_scalar(
+                "SELECT (extract(epoch FROM payment_due_at - created_at) / 3600)::float8
+                 FROM orders WHERE id = $1::uuid",
+            )
+            .bind(placed["orderId"].as_str().unwrap())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            hours
+        }
+    };
+
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (status, first) = shop.place(&alice, "policy-1", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(
+        (window_of(first.clone()).await - 1.0).abs() < 0.01,
+        "{first}"
+    );
+
+    write("3h", "1h");
+    // Reloaded within a few intervals; an order placed after that gets three hours.
+    let mut window = 0.0;
+    for attempt in 0..50 {
+        let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+        let (status, placed) = shop
+            .place(&alice, &format!("policy-2-{attempt}"), &session)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        window = window_of(placed).await;
+        if (window - 3.0).abs() < 0.01 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        (window - 3.0).abs() < 0.01,
+        "the new window never applied: {window}h"
+    );
+
+    // A reminder after the window's end is refused; the three-hour policy stays.
+    write("3h", "4h");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let session = shop.checkout(&alice, &[(&mug, 1)], None).await;
+    let (status, placed) = shop.place(&alice, "policy-3", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert!(
+        (window_of(placed.clone()).await - 3.0).abs() < 0.01,
+        "{placed}"
+    );
     shop.stop().await;
 }

@@ -27,6 +27,7 @@ use crate::domain::{Address, Order, OrderStatus};
 use crate::lifecycle::{self, LifecycleContext};
 use crate::peers::{PeerAddresses, Peers};
 use crate::placement::{self, PlacementContext, PlacementSaga, STEP_NAMES};
+use crate::saga::SharedPolicy;
 use crate::saga::policy::Engine;
 use crate::saga::postgres::Orchestrator;
 use crate::saga::{Failpoints, FailureKind, SagaPolicy};
@@ -42,6 +43,12 @@ pub struct OrderSettings {
     pub issuer: String,
     #[serde(default)]
     pub saga: SagaPolicy,
+    /// A file holding the saga policy (the same keys as `saga`), read at start and
+    /// watched: a SagaPolicy resource's ConfigMap in Kubernetes. It wins over `saga`.
+    #[serde(default)]
+    pub saga_file: Option<std::path::PathBuf>,
+    #[serde(default = "default_saga_reload_interval", with = "humantime_serde")]
+    pub saga_reload_interval: Duration,
     /// How long a request waits for a saga that another request or process drives.
     #[serde(default = "default_request_wait", with = "humantime_serde")]
     pub request_wait: Duration,
@@ -179,8 +186,12 @@ struct SettingError {
     message: String,
 }
 
+fn default_saga_reload_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let settings: OrderSettings = context.settings()?;
+    let mut settings: OrderSettings = context.settings()?;
     let step_names: Vec<&str> = [
         STEP_NAMES,
         lifecycle::PAYMENT_STEPS,
@@ -196,6 +207,21 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             key: format!("saga.{key}"),
             message,
         })?;
+    // The policy file, when there is one, replaces `saga` from the start.
+    let mut policy_file_text = None;
+    if let Some(path) = &settings.saga_file {
+        let file_error = |message: String| SettingError {
+            key: "saga_file".to_owned(),
+            message,
+        };
+        if let Some(text) =
+            crate::saga::reload::read(path).map_err(|error| file_error(error.to_string()))?
+        {
+            settings.saga = crate::saga::reload::parse(path, &text, &step_names)
+                .map_err(|error| file_error(error.to_string()))?;
+            policy_file_text = Some(text);
+        }
+    }
     if settings.saga.engine == Engine::Temporal {
         return Err(SettingError {
             key: "saga.engine".to_owned(),
@@ -220,7 +246,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let redis = context.redis().await?;
     let queue =
         commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
-    let policy = Arc::new(settings.saga.clone());
+    let policy = SharedPolicy::new(settings.saga.clone());
     let saga = Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
         pool: pool.clone(),
         peers: peers.clone(),
@@ -335,6 +361,21 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             orders: orders.clone(),
         }),
     );
+    let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
+    if let Some(path) = settings.saga_file.clone() {
+        let watcher = crate::saga::reload::PolicyWatcher {
+            path,
+            shared: policy.clone(),
+            step_names: step_names.clone(),
+            interval: settings.saga_reload_interval,
+            last: policy_file_text,
+        };
+        let shutdown = context.shutdown.clone();
+        background_tasks.push(Box::pin(async move {
+            watcher.run(shutdown).await;
+            Ok(())
+        }));
+    }
     let feed = crate::status_feed::StatusFeed::new();
     let feed_task = {
         let (feed, pool, shutdown) = (feed.clone(), pool.clone(), context.shutdown.clone());
@@ -343,13 +384,16 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(orders, feed, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![
+        background: [
             relay_task,
             recovery_task,
             worker_task,
             consume_task,
             feed_task,
-        ],
+        ]
+        .into_iter()
+        .chain(background_tasks)
+        .collect(),
         readiness: vec![
             Arc::new(RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
@@ -361,7 +405,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 fn engine<D>(
     pool: &sqlx::PgPool,
     definition: lifecycle::Lifecycle<D>,
-    policy: &Arc<SagaPolicy>,
+    policy: &SharedPolicy,
     failpoints: &Failpoints,
 ) -> Arc<Orchestrator<lifecycle::Lifecycle<D>>>
 where

@@ -27,7 +27,7 @@ use crate::domain::OrderStatus;
 use crate::peers::Peers;
 use crate::placement::{ORDER_EXPIRED, TOPIC, expiry_task_id, reminder_task_id};
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError};
+use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
 
 pub const PAYMENT_SAGA: &str = "order_payment";
 pub const EXPIRY_SAGA: &str = "order_expiry";
@@ -60,7 +60,7 @@ pub struct LifecycleContext {
     pub pool: PgPool,
     pub peers: Peers,
     pub queue: TaskQueue,
-    pub policy: Arc<SagaPolicy>,
+    pub policy: SharedPolicy,
 }
 
 impl LifecycleContext {
@@ -79,7 +79,7 @@ impl LifecycleContext {
     /// Cancels the order's pending reminder and expiry tasks.
     async fn drop_tasks(&self, order_id: Uuid) -> Result<(), StepError> {
         let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
-        for reminder in 1..=self.policy.reminders.len() as i32 {
+        for reminder in 1..=self.policy.current().reminders.len() as i32 {
             self.queue
                 .cancel(&reminder_task_id(order_id, reminder))
                 .await

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::domain::{self, CheckoutSnapshot, LineItem, ShippingQuote, Totals};
 use crate::peers::Peers;
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError};
+use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
 
 pub const SAGA_TYPE: &str = "order_placement";
 pub const TOPIC: &str = "commerce.order.events";
@@ -82,7 +82,7 @@ pub struct PlacementContext {
     pub pool: PgPool,
     pub peers: Peers,
     pub queue: TaskQueue,
-    pub policy: Arc<SagaPolicy>,
+    pub policy: SharedPolicy,
 }
 
 pub struct PlacementSaga {
@@ -326,7 +326,7 @@ impl Step<Placement> for AwaitPayment {
             .payment
             .as_ref()
             .ok_or_else(|| StepError::Retryable("no payment intent yet".into()))?;
-        let window = chrono::Duration::from_std(self.0.policy.payment_window)
+        let window = chrono::Duration::from_std(self.0.policy.current().payment_window)
             .map_err(|error| StepError::Retryable(error.to_string()))?;
         let due_at = data.placed_at + window;
         let mut tx = self.0.pool.begin().await?;
@@ -371,8 +371,11 @@ impl Step<Placement> for SchedulePaymentReminders {
             .payment_due_at
             .ok_or_else(|| StepError::Retryable("no payment deadline yet".into()))?;
         let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
-        let times =
-            domain::reminder_times(data.placed_at, due_at, &self.0.policy.reminder_offsets());
+        let times = domain::reminder_times(
+            data.placed_at,
+            due_at,
+            &self.0.policy.current().reminder_offsets(),
+        );
         // Task ids make a repeated run schedule nothing twice.
         for (index, at) in times.into_iter().enumerate() {
             let reminder = index as i32 + 1;

@@ -5,6 +5,7 @@
 
 pub mod policy;
 pub mod postgres;
+pub mod reload;
 
 use std::collections::HashSet;
 
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use policy::{SagaPolicy, StepPolicy};
+pub use policy::{SagaPolicy, SharedPolicy, StepPolicy};
 
 /// Why a saga gave up, as the customer's answer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,6 +119,34 @@ fn default_reminders() -> Vec<humantime_serde::Serde<Duration>> {
         .collect()
 }
 
+/// The policy in force, shared by every saga of the process. A reload (the `saga_file`
+/// a SagaPolicy resource renders) replaces it; each step reads it when it starts, so
+/// running sagas take the new timeouts and retries from their next step on.
+#[derive(Debug, Clone)]
+pub struct SharedPolicy(std::sync::Arc<std::sync::RwLock<std::sync::Arc<SagaPolicy>>>);
+
+impl SharedPolicy {
+    pub fn new(policy: SagaPolicy) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(policy),
+        )))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<SagaPolicy> {
+        self.0.read().expect("policy lock poisoned").clone()
+    }
+
+    pub fn replace(&self, policy: SagaPolicy) {
+        *self.0.write().expect("policy lock poisoned") = std::sync::Arc::new(policy);
+    }
+}
+
+impl From<std::sync::Arc<SagaPolicy>> for SharedPolicy {
+    fn from(policy: std::sync::Arc<SagaPolicy>) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(policy)))
+    }
+}
+
 impl SagaPolicy {
     pub fn for_step(&self, name: &str) -> StepPolicy {
         self.steps.get(name).copied().unwrap_or(self.step)

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
+use super::{
+    Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, SharedPolicy, StepError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -72,7 +74,7 @@ struct LeaseLost;
 pub struct Orchestrator<S: SagaDefinition> {
     pool: PgPool,
     definition: Arc<S>,
-    policy: Arc<SagaPolicy>,
+    policy: SharedPolicy,
     failpoints: Failpoints,
     /// This process, as the holder of saga leases.
     owner: Uuid,
@@ -112,21 +114,21 @@ impl<S: SagaDefinition> Orchestrator<S> {
     pub fn new(
         pool: PgPool,
         definition: Arc<S>,
-        policy: Arc<SagaPolicy>,
+        policy: impl Into<SharedPolicy>,
         failpoints: Failpoints,
     ) -> Self {
         Self {
             pool,
             definition,
-            policy,
+            policy: policy.into(),
             failpoints,
             owner: Uuid::new_v4(),
             driving: Arc::default(),
         }
     }
 
-    pub fn policy(&self) -> &SagaPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<SagaPolicy> {
+        self.policy.current()
     }
 
     /// Records a new saga inside the caller's transaction, leased to this process so the
@@ -147,7 +149,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         .bind(order_id)
         .bind(serde_json::to_value(data)?)
         .bind(self.owner)
-        .bind(self.policy.lease.as_secs_f64())
+        .bind(self.policy.current().lease.as_secs_f64())
         .execute(connection)
         .await?;
         Ok(())
@@ -404,7 +406,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
             Action::Run(index) | Action::Compensate(index) => (index as i32, steps[index].name()),
             Action::Finalize => (steps.len() as i32, "compensated"),
         };
-        let policy = self.policy.for_step(name);
+        let policy = self.policy.current().for_step(name);
         let failure: Option<Failure> = record
             .failure
             .clone()
@@ -511,7 +513,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(saga_id)
         .bind(self.owner)
-        .bind(self.policy.lease.as_secs_f64())
+        .bind(self.policy.current().lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(id, status, step, data, failure)| Record {
@@ -530,7 +532,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(saga_id)
         .bind(self.owner)
-        .bind(self.policy.lease.as_secs_f64())
+        .bind(self.policy.current().lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(renewed.rows_affected() == 1)
@@ -587,11 +589,8 @@ impl<S: SagaDefinition> Orchestrator<S> {
 
     /// Gives the saga back until its next attempt is due.
     async fn defer(&self, record: &Record) -> Result<(), EngineError> {
-        let pause = self
-            .policy
-            .step
-            .max_backoff
-            .max(self.policy.recovery_interval);
+        let policy = self.policy.current();
+        let pause = policy.step.max_backoff.max(policy.recovery_interval);
         sqlx::query(
             "UPDATE saga_states
              SET next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL,
@@ -637,7 +636,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         self: Arc<Self>,
         shutdown: CancellationToken,
     ) -> Result<(), EngineError> {
-        let interval: Duration = self.policy.recovery_interval;
+        let interval: Duration = self.policy.current().recovery_interval;
         loop {
             if let Err(error) = self.recover_once().await {
                 tracing::warn!(%error, saga = self.definition.saga_type(), "saga recovery pass failed");
