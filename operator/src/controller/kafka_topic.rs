@@ -103,7 +103,8 @@ async fn reconcile_inner(topic: Arc<KafkaTopic>, context: Arc<Context>) -> Resul
     status.topic_name = Some(topic_name.clone());
     status.partitions = partitions;
     status.observed_generation = generation;
-    if changed {
+    // An Event when something happened, not on every periodic check.
+    if changed && reason != "UpToDate" {
         let type_ = if ready {
             EventType::Normal
         } else {

@@ -67,7 +67,12 @@ pub fn set_condition(
     now: Time,
 ) {
     let status = if status { "True" } else { "False" }.to_owned();
-    let message = message.into();
+    let mut message = message.into();
+    // Kubernetes 1.20's API server reads an empty string in a custom resource's status as
+    // null and refuses it; the reason says as much as nothing would.
+    if message.is_empty() {
+        message = reason.to_owned();
+    }
     match conditions
         .iter_mut()
         .find(|condition| condition.type_ == type_)
