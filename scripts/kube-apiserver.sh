@@ -27,6 +27,7 @@ install_build_packages() {
   command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
   command -v rsync >/dev/null || missing+=(rsync)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
   [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -105,7 +106,7 @@ KUBECONFIG
 
 up() {
   build
-  command -v etcd >/dev/null || install_build_packages
+  { command -v etcd && command -v curl && command -v openssl; } >/dev/null || install_build_packages
   write_credentials
   if ! daemon_running etcd-kube; then
     rm -rf "$KUBE_RUN/etcd"
@@ -132,7 +133,7 @@ up() {
   fi
   local ok=""
   for _ in $(seq 150); do
-    if kubectl --kubeconfig "$KUBE_RUN/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1; then ok=1; break; fi
+    if curl -fsk -H "Authorization: Bearer $ADMIN_TOKEN" "https://127.0.0.1:$COMMERCE_KUBE_PORT/readyz" >/dev/null 2>&1; then ok=1; break; fi
     sleep 0.2
   done
   [ -n "$ok" ] || die "kube-apiserver is not ready; see $LOG_DIR/kube-apiserver.log"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs every check and test:
-# formatting, clippy, buf lint, the generated TypeScript client, and the whole workspace
-# under cargo-nextest against real PostgreSQL, Redis (standalone and a 6-node cluster), a
-# Kafka-protocol broker and, for the API contract, schemathesis.
+# formatting, clippy, buf lint, the generated TypeScript client, the operator's manifests
+# against the Kubernetes schemas, and the whole workspace under cargo-nextest against real
+# PostgreSQL, Redis (standalone and a 6-node cluster), a Kafka-protocol broker, a real
+# Kubernetes API server (built from Debian's source on first use) and, for the API
+# contract, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,7 +12,9 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 scripts/infra.sh up
 scripts/redis-cluster.sh up
+scripts/kube-apiserver.sh up
 eval "$(scripts/infra.sh env)"
+eval "$(scripts/kube-apiserver.sh env)"
 
 # Every test makes its own databases (about 8 MB each, hundreds per run). They are dropped
 # before the run and when it ends, passed or not: the disk can be small and shared.
@@ -50,6 +54,8 @@ log "GraphQL supergraph composes from graphql/subgraphs with no breaking change"
 (cd graphql && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check)
 log "SMTP sink for the notification tests (scripts/smtp-sink, MailDev)"
 (cd scripts/smtp-sink && npm ci --no-audit --no-fund --loglevel=error)
+log "operator manifests against the Kubernetes schemas"
+scripts/check-manifests.sh
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"

@@ -1,5 +1,9 @@
 //! `KafkaTopic`: one topic, kept in step through the Kafka admin API.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's
+// attribute list as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -2,6 +2,10 @@
 //! ConfigMap, Deployment (migrations in an init container), Service, its PostgreSQL
 //! (CloudNativePG `Cluster`), HorizontalPodAutoscaler, PodDisruptionBudget and HTTPRoute.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's
+// attribute list as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};

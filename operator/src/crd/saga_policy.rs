@@ -1,6 +1,10 @@
 //! `SagaPolicy`: how the order service runs its sagas. The operator renders it into a
 //! ConfigMap the order pods mount; the service reloads the file without a restart.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's
+// attribute list as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

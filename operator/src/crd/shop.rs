@@ -2,6 +2,10 @@
 //! the `KafkaTopic`s they need, a `SagaPolicy`, the signing-key and service-client
 //! Secrets and the Gateway API routes, and rolls their status up.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's
+// attribute list as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};

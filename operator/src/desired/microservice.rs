@@ -553,7 +553,6 @@ fn routes(microservice: &Microservice, name: &str) -> Vec<HttpRoute> {
                         }]),
                         ..HttpRouteRules::default()
                     }]),
-                    ..HttpRouteSpec::default()
                 },
                 status: None,
             }
