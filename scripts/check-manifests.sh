@@ -2,8 +2,9 @@
 # Offline checks of what the operator ships and renders: the CRDs, the operator's own
 # manifests and every object the example Shop becomes, validated against the Kubernetes
 # OpenAPI schemas of the oldest and newest versions the operator's API types cover
-# (kubernetes-validate, strict: unknown fields fail). Custom kinds (Shop, Microservice,
-# ...) are checked against their CRDs by the operator's tests (tests/crds.rs).
+# (kubernetes-validate, strict: unknown fields fail); the example resources and the
+# custom resources a Shop renders against the generated CRDs' schemas. CEL rules are
+# evaluated by the operator's tests (tests/crds.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -30,3 +31,6 @@ for version in 1.32.0 1.36.0; do
     manifests/operator/namespace.yaml manifests/operator/rbac.yaml manifests/operator/deployment.yaml \
     "$work/rendered.yaml"
 done
+
+log "custom resources (manifests/examples, the example Shop's children) against the CRDs"
+python3 scripts/validate-custom-resources.py crds/*.commerce.dev.yaml -- manifests/examples/*.yaml "$work/rendered.yaml"

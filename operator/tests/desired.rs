@@ -274,7 +274,9 @@ fn the_saga_policy_is_owned_unless_the_shop_refers_to_another() {
 fn the_saga_file_is_what_the_order_service_reads() {
     let mut spec = SagaPolicySpec {
         payment_window: "30m".to_owned(),
-        reminders: vec![commerce_operator::crd::saga_policy::Duration("10m".to_owned())],
+        reminders: vec![commerce_operator::crd::saga_policy::Duration(
+            "10m".to_owned(),
+        )],
         ..SagaPolicySpec::default()
     };
     spec.steps.insert(

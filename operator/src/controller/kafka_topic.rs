@@ -18,7 +18,14 @@ pub const FINALIZER: &str = "commerce.dev/kafka-topic";
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(topic: Arc<KafkaTopic>, context: Arc<Context>) -> Result<Action, Error> {
-    super::measured("kafkatopic", reconcile_inner(topic, context)).await
+    let (object, shared) = (topic.clone(), context.clone());
+    super::measured(
+        "kafkatopic",
+        object.as_ref(),
+        &shared,
+        reconcile_inner(topic, context),
+    )
+    .await
 }
 
 async fn reconcile_inner(topic: Arc<KafkaTopic>, context: Arc<Context>) -> Result<Action, Error> {
@@ -229,6 +236,6 @@ async fn patch_finalizers(
     Ok(())
 }
 
-pub fn error_policy(topic: Arc<KafkaTopic>, error: &Error, _context: Arc<Context>) -> Action {
-    super::error_policy(topic, error, "kafkatopic")
+pub fn error_policy(topic: Arc<KafkaTopic>, error: &Error, context: Arc<Context>) -> Action {
+    super::error_policy(topic, error, "kafkatopic", &context)
 }

@@ -25,7 +25,14 @@ pub async fn reconcile(
     microservice: Arc<Microservice>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    super::measured("microservice", reconcile_inner(microservice, context)).await
+    let (object, shared) = (microservice.clone(), context.clone());
+    super::measured(
+        "microservice",
+        object.as_ref(),
+        &shared,
+        reconcile_inner(microservice, context),
+    )
+    .await
 }
 
 /// Problems that leave the service running but not as specified.
@@ -292,7 +299,7 @@ async fn announce(
 pub fn error_policy(
     microservice: Arc<Microservice>,
     error: &Error,
-    _context: Arc<Context>,
+    context: Arc<Context>,
 ) -> Action {
-    super::error_policy(microservice, error, "microservice")
+    super::error_policy(microservice, error, "microservice", &context)
 }

@@ -56,6 +56,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub topics: Arc<dyn TopicAdmin>,
+    /// Consecutive failed reconciles per object, for its backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -68,6 +70,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             topics,
+            failures: std::sync::Mutex::default(),
         }
     }
 
@@ -147,32 +150,92 @@ pub fn kind_missing(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(response) if response.code == 404)
 }
 
-/// Backoff per object: failures retry sooner than the periodic resync, later each time
-/// (the controller's own queue also rate-limits). Jitter spreads a burst of failures.
-pub fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, controller: &str) -> Action {
+/// The pause before retrying an object that failed `failures` times in a row: 5 s,
+/// doubling, at most 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let doubled = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_secs(doubled.min(300))
+}
+
+fn object_key<K: ResourceExt>(controller: &str, object: &K) -> String {
+    format!(
+        "{controller}/{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// Backoff per object: each consecutive failure waits longer (see `backoff`), with up to
+/// 10% jitter so a burst of failures does not retry in step; a success resets it.
+pub fn error_policy<K: ResourceExt>(
+    object: Arc<K>,
+    error: &Error,
+    controller: &str,
+    context: &Context,
+) -> Action {
+    let failures = {
+        let mut failures = context.failures.lock().expect("failure counts poisoned");
+        let count = failures
+            .entry(object_key(controller, object.as_ref()))
+            .or_insert(0);
+        *count += 1;
+        *count
+    };
+    let delay = backoff(failures);
     tracing::warn!(
         controller,
         name = object.name_any(),
         namespace = object.namespace().unwrap_or_default(),
+        failures,
+        retry_in = ?delay,
         %error,
         "reconcile failed"
     );
     metrics::counter!("operator_reconcile_errors_total", "controller" => controller.to_owned(), "reason" => error.reason()).increment(1);
-    let jitter = rand::random_range(0..5000u64);
-    Action::requeue(Duration::from_secs(15) + Duration::from_millis(jitter))
+    let jitter = rand::random_range(0..=delay.as_millis() as u64 / 10);
+    Action::requeue(delay + Duration::from_millis(jitter))
 }
 
-/// Times a reconcile and counts its outcome.
-pub async fn measured<F, T>(controller: &'static str, future: F) -> Result<T, Error>
+/// Times a reconcile and counts its outcome; a success clears the object's backoff.
+pub async fn measured<K, F, T>(
+    controller: &'static str,
+    object: &K,
+    context: &Context,
+    future: F,
+) -> Result<T, Error>
 where
+    K: ResourceExt,
     F: Future<Output = Result<T, Error>>,
 {
+    let key = object_key(controller, object);
     let started = Instant::now();
     let result = future.await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
+    if result.is_ok() {
+        context
+            .failures
+            .lock()
+            .expect("failure counts poisoned")
+            .remove(&key);
+    }
     metrics::counter!("operator_reconciles_total", "controller" => controller, "result" => outcome)
         .increment(1);
     metrics::histogram!("operator_reconcile_duration_seconds", "controller" => controller)
         .record(started.elapsed().as_secs_f64());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let delays: Vec<u64> = [1, 2, 3, 4, 7, 8, 40]
+            .map(|n| backoff(n).as_secs())
+            .to_vec();
+        assert_eq!(delays, [5, 10, 20, 40, 300, 300, 300]);
+        assert_eq!(backoff(6), Duration::from_secs(160));
+    }
 }

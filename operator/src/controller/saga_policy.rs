@@ -22,7 +22,14 @@ use crate::crd::{SagaPolicy, SagaPolicySpec, is_true, set_condition};
 use crate::desired::shop::{SAGA_FILE_NAME, saga_config_map_name, saga_file};
 
 pub async fn reconcile(policy: Arc<SagaPolicy>, context: Arc<Context>) -> Result<Action, Error> {
-    super::measured("sagapolicy", reconcile_inner(policy, context)).await
+    let (object, shared) = (policy.clone(), context.clone());
+    super::measured(
+        "sagapolicy",
+        object.as_ref(),
+        &shared,
+        reconcile_inner(policy, context),
+    )
+    .await
 }
 
 /// The ConfigMap a valid policy becomes.
@@ -189,6 +196,6 @@ pub fn validate(spec: &SagaPolicySpec) -> Result<(), (String, String)> {
     Ok(())
 }
 
-pub fn error_policy(policy: Arc<SagaPolicy>, error: &Error, _context: Arc<Context>) -> Action {
-    super::error_policy(policy, error, "sagapolicy")
+pub fn error_policy(policy: Arc<SagaPolicy>, error: &Error, context: Arc<Context>) -> Action {
+    super::error_policy(policy, error, "sagapolicy", &context)
 }

@@ -30,7 +30,14 @@ pub const ROTATION_ANNOTATION: &str = "commerce.dev/signing-key-rotation";
 const KEYS_KEPT: usize = 2;
 
 pub async fn reconcile(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {
-    super::measured("shop", reconcile_inner(shop, context)).await
+    let (object, shared) = (shop.clone(), context.clone());
+    super::measured(
+        "shop",
+        object.as_ref(),
+        &shared,
+        reconcile_inner(shop, context),
+    )
+    .await
 }
 
 async fn reconcile_inner(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {
@@ -484,6 +491,6 @@ async fn ensure_service_clients(
     Ok(())
 }
 
-pub fn error_policy(shop: Arc<Shop>, error: &Error, _context: Arc<Context>) -> Action {
-    super::error_policy(shop, error, "shop")
+pub fn error_policy(shop: Arc<Shop>, error: &Error, context: Arc<Context>) -> Action {
+    super::error_policy(shop, error, "shop", &context)
 }
