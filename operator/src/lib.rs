@@ -11,3 +11,4 @@ pub mod keys;
 pub mod leader;
 pub mod render;
 pub mod run;
+pub mod telemetry;

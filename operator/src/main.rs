@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use commerce_operator::leader::LeaseSettings;
 use commerce_operator::run::{self, Settings};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +38,9 @@ enum Command {
         lease_duration: Duration,
         #[arg(long, default_value = "30s", value_parser = humantime_serde::re::humantime::parse_duration)]
         kafka_timeout: Duration,
+        /// OTLP/gRPC collector for traces, e.g. http://alloy.monitoring:4317.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Print the CustomResourceDefinitions (or write one file per CRD into a directory).
     Crds {
@@ -79,14 +81,9 @@ async fn main() -> anyhow::Result<()> {
             lease_name,
             lease_duration,
             kafka_timeout,
+            otlp_endpoint,
         } => {
-            tracing_subscriber::fmt()
-                .json()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,rdkafka=warn")),
-                )
-                .init();
+            let traces = commerce_operator::telemetry::init(otlp_endpoint.as_deref())?;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the Kubernetes API")?;
@@ -103,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 kafka_timeout,
             };
-            run::run(client, settings).await?;
+            let outcome = run::run(client, settings).await;
+            if let Err(error) = tokio::task::spawn_blocking(move || traces.shutdown()).await {
+                eprintln!("telemetry shutdown: {error}");
+            }
+            outcome?;
         }
     }
     Ok(())
