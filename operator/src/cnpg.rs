@@ -26,6 +26,22 @@ pub struct ClusterSpec {
     pub image_name: Option<String>,
     pub storage: StorageConfiguration,
     pub bootstrap: BootstrapConfiguration,
+    pub affinity: AffinityConfiguration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// Instances on different nodes (CloudNativePG's own anti-affinity), on the nodes the
+/// selector and tolerations allow.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AffinityConfiguration {
+    pub enable_pod_anti_affinity: bool,
+    pub topology_key: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -629,3 +629,52 @@ fn routes_send_their_prefixes_to_the_http_port() {
             .is_none()
     );
 }
+
+#[test]
+fn scheduling_puts_services_on_the_stateless_pool_and_databases_on_the_stateful_one() {
+    let mut shop = example_shop();
+    shop.spec.services.order.scheduling = Some(commerce_operator::crd::microservice::Scheduling {
+        priority_class_name: Some("commerce-critical".to_owned()),
+        ..Default::default()
+    });
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let pod = |service: &str| {
+        ms::desired(find(&children, service))
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    };
+    let cart = pod("cart");
+    assert_eq!(
+        cart.node_selector.unwrap()["commerce.dev/pool"],
+        "stateless"
+    );
+    assert_eq!(
+        cart.tolerations.unwrap()[0].key.as_deref(),
+        Some("cloud.google.com/gke-spot")
+    );
+    assert_eq!(
+        cart.topology_spread_constraints.unwrap()[0].topology_key,
+        "kubernetes.io/hostname"
+    );
+    // A service's own placement replaces the shop's.
+    let order = pod("order");
+    assert!(order.node_selector.is_none() && order.tolerations.is_none());
+    assert_eq!(
+        order.priority_class_name.as_deref(),
+        Some("commerce-critical")
+    );
+    let database = ms::desired(find(&children, "cart")).database.unwrap();
+    assert_eq!(
+        database.spec.affinity.node_selector["commerce.dev/pool"],
+        "stateful"
+    );
+    assert!(
+        database.spec.affinity.tolerations.is_empty(),
+        "no databases on spot nodes"
+    );
+    assert!(database.spec.affinity.enable_pod_anti_affinity);
+}

@@ -14,7 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::kafka_topic::DeletionPolicy;
-use super::microservice::{Autoscaling, GatewayParent};
+use super::microservice::{Autoscaling, GatewayParent, Scheduling};
 use super::saga_policy::SagaPolicySpec;
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -68,6 +68,10 @@ pub struct ShopSpec {
     pub saga_policy_ref: Option<String>,
     #[serde(default)]
     pub signing_key: SigningKeySettings,
+    /// Placement of every service's pods (the stateless pool, spot nodes); a service's
+    /// own `scheduling` replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<Scheduling>,
 }
 
 #[derive(
@@ -150,6 +154,8 @@ pub struct ServiceOverrides {
     /// Extra environment, e.g. `COMMERCE_SERVICES__PAYMENT__STRIPE__SECRET_KEY` from a Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<Scheduling>,
     /// TOML merged over the generated configuration of this service (`[services.<name>]`
     /// keys and any other section), e.g. SMTP settings for notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +174,7 @@ impl Default for ServiceOverrides {
             resources: None,
             autoscaling: None,
             env: Vec::new(),
+            scheduling: None,
             config: None,
         }
     }
@@ -211,6 +218,9 @@ pub struct PostgresSettings {
     /// The PostgreSQL operand image; CloudNativePG's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
+    /// Where the database instances run (the stateful node pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<Scheduling>,
 }
 
 fn postgres_instances() -> i32 {
@@ -227,6 +237,7 @@ impl Default for PostgresSettings {
             storage_size: postgres_storage(),
             storage_class: None,
             image_name: None,
+            scheduling: None,
         }
     }
 }

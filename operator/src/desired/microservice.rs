@@ -18,7 +18,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -28,7 +29,8 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 use crate::cnpg::{
-    BootstrapConfiguration, BootstrapInitDb, Cluster, ClusterSpec, StorageConfiguration,
+    AffinityConfiguration, BootstrapConfiguration, BootstrapInitDb, Cluster, ClusterSpec,
+    StorageConfiguration,
 };
 use crate::crd::Microservice;
 
@@ -134,6 +136,24 @@ pub fn desired(microservice: &Microservice) -> MicroserviceChildren {
                     owner: database.name.clone(),
                 },
             },
+            affinity: AffinityConfiguration {
+                enable_pod_anti_affinity: true,
+                topology_key: "kubernetes.io/hostname".to_owned(),
+                node_selector: database
+                    .scheduling
+                    .as_ref()
+                    .map(|s| s.node_selector.clone())
+                    .unwrap_or_default(),
+                tolerations: database
+                    .scheduling
+                    .as_ref()
+                    .map(|s| s.tolerations.clone())
+                    .unwrap_or_default(),
+            },
+            priority_class_name: database
+                .scheduling
+                .as_ref()
+                .and_then(|s| s.priority_class_name.clone()),
         },
         status: None,
     });
@@ -413,6 +433,32 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
                     }),
                     init_containers,
                     containers: vec![container],
+                    node_selector: spec
+                        .scheduling
+                        .as_ref()
+                        .map(|s| s.node_selector.clone())
+                        .filter(|selector| !selector.is_empty()),
+                    tolerations: spec
+                        .scheduling
+                        .as_ref()
+                        .map(|s| s.tolerations.clone())
+                        .filter(|tolerations| !tolerations.is_empty()),
+                    affinity: spec.scheduling.as_ref().and_then(|s| s.affinity.clone()),
+                    priority_class_name: spec
+                        .scheduling
+                        .as_ref()
+                        .and_then(|s| s.priority_class_name.clone()),
+                    // Replicas on different nodes where the cluster allows it.
+                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                        max_skew: 1,
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector(microservice)),
+                            ..LabelSelector::default()
+                        }),
+                        ..TopologySpreadConstraint::default()
+                    }]),
                     volumes: Some(volumes),
                     termination_grace_period_seconds: Some(30),
                     ..PodSpec::default()

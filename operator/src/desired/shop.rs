@@ -135,6 +135,7 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
                 config_map_mounts: Vec::new(),
                 scratch_dirs: Vec::new(),
                 routes: vec![route(shop, &["/"])],
+                scheduling: shop.spec.scheduling.clone(),
                 autoscaling: None,
                 pod_annotations: BTreeMap::new(),
             },
@@ -270,12 +271,17 @@ fn microservice(
                 storage_size: shop.spec.postgres.storage_size.clone(),
                 storage_class: shop.spec.postgres.storage_class.clone(),
                 image_name: shop.spec.postgres.image_name.clone(),
+                scheduling: shop.spec.postgres.scheduling.clone(),
             }),
             secret_mounts,
             config_map_mounts,
             scratch_dirs,
             routes,
             autoscaling: overrides.autoscaling.clone(),
+            scheduling: overrides
+                .scheduling
+                .clone()
+                .or_else(|| shop.spec.scheduling.clone()),
             pod_annotations,
         },
         status: None,
