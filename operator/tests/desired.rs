@@ -55,6 +55,7 @@ fn a_shop_wants_one_microservice_per_enabled_service_plus_the_storefront() {
         .map(|s| format!("demo-{}", s.name))
         .collect();
     expected.insert("demo-storefront".to_owned());
+    expected.insert("demo-graphql".to_owned());
     assert_eq!(names, expected);
     for microservice in &children.microservices {
         let owner = &microservice.metadata.owner_references.as_ref().unwrap()[0];
@@ -91,6 +92,7 @@ fn disabling_a_service_drops_its_microservice() {
     let mut shop = example_shop();
     shop.spec.services.chat.enabled = false;
     shop.spec.storefront = None;
+    shop.spec.graphql = None;
     let children = shop::desired(&shop, &observed()).unwrap();
     assert!(
         children
@@ -99,6 +101,17 @@ fn disabling_a_service_drops_its_microservice() {
             .all(|m| m.spec.target.as_deref() != Some("chat"))
     );
     assert_eq!(children.microservices.len(), catalog::SERVICES.len() - 1);
+    // The gateway neither routes to chat nor knows it.
+    let gateway = config(find(&children, "gateway"));
+    let own = &gateway["services"]["gateway"];
+    assert!(own["upstreams"].get("chat").is_none());
+    assert!(
+        own["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["upstream"].as_str() != Some("chat"))
+    );
 }
 
 #[test]
@@ -199,7 +212,7 @@ fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
     let upstreams = gateway["services"]["gateway"]["upstreams"]
         .as_table()
         .unwrap();
-    assert_eq!(upstreams.len(), 9);
+    assert_eq!(upstreams.len(), 10, "nine services and GraphQL");
     assert_eq!(
         upstreams["chat"]["url"].as_str(),
         Some("http://demo-chat:8088")
@@ -377,7 +390,7 @@ fn an_image_upgrade_changes_every_deployment_and_nothing_else() {
                 .clone()
                 .unwrap()
         };
-        if image(&old.deployment).starts_with("ghcr.io/commerce/storefront") {
+        if !image(&old.deployment).starts_with("ghcr.io/commerce/commerce:") {
             assert_eq!(old.deployment, new.deployment);
             continue;
         }
@@ -677,4 +690,67 @@ fn scheduling_puts_services_on_the_stateless_pool_and_databases_on_the_stateful_
         "no databases on spot nodes"
     );
     assert!(database.spec.affinity.enable_pod_anti_affinity);
+}
+
+#[test]
+fn the_gateway_gets_the_local_route_table_and_graphql_when_the_shop_runs_it() {
+    let local: toml::Table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/commerce.toml"
+    ))
+    .unwrap()
+    .parse()
+    .unwrap();
+    let local_routes = local["services"]["gateway"]["routes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(local_routes.len() > 20);
+
+    let shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let gateway = config(find_named(&children, "demo-gateway"));
+    let own = &gateway["services"]["gateway"];
+    assert_eq!(own["routes"].as_array().unwrap(), &local_routes);
+    assert_eq!(
+        own["upstreams"]["graphql"]["url"].as_str(),
+        Some("http://demo-graphql:8090")
+    );
+    let graphql = find_named(&children, "demo-graphql");
+    assert!(graphql.spec.target.is_none());
+    assert_eq!(graphql.spec.readiness_path, "/readiness");
+    assert!(
+        graphql.spec.routes.is_empty(),
+        "reached through the REST gateway only"
+    );
+    let env: Vec<(String, String)> = graphql
+        .spec
+        .env
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap()))
+        .collect();
+    assert!(env.contains(&(
+        "COMMERCE_SUBGRAPH_ORDER_URL".to_owned(),
+        "http://demo-order:8084/graphql".to_owned()
+    )));
+
+    let mut without = example_shop();
+    without.spec.graphql = None;
+    let children = shop::desired(&without, &observed()).unwrap();
+    let gateway = config(find_named(&children, "demo-gateway"));
+    let routes = gateway["services"]["gateway"]["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), local_routes.len() - 1);
+    assert!(
+        routes
+            .iter()
+            .all(|r| r["prefix"].as_str() != Some("/graphql"))
+    );
+}
+
+fn find_named<'a>(children: &'a shop::ShopChildren, name: &str) -> &'a Microservice {
+    children
+        .microservices
+        .iter()
+        .find(|m| m.name_any() == name)
+        .unwrap_or_else(|| panic!("no Microservice {name}"))
 }

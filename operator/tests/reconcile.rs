@@ -269,7 +269,10 @@ async fn a_shop_keeps_its_secrets_applies_its_children_and_prunes_a_disabled_ser
         .into_iter()
         .filter(|call| call.is_apply() && call.path().contains("/microservices/"))
         .count();
-    assert_eq!(applied_microservices, 11);
+    assert_eq!(
+        applied_microservices, 12,
+        "ten services, the storefront and GraphQL"
+    );
     let applied_topics = api
         .calls()
         .into_iter()
@@ -296,7 +299,7 @@ async fn a_shop_keeps_its_secrets_applies_its_children_and_prunes_a_disabled_ser
 
     let status = written_status(&api);
     assert_eq!(status["phase"], "Progressing");
-    assert_eq!(status["readyServices"], "0/11");
+    assert_eq!(status["readyServices"], "0/12");
     assert_eq!(condition(&status, "SagaPolicyValid")["reason"], "NotFound");
     assert!(
         events(&api)

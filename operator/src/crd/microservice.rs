@@ -61,6 +61,11 @@ pub struct MicroserviceSpec {
     pub replicas: i32,
     #[schemars(range(min = 1, max = 65535))]
     pub http_port: i32,
+    /// Readiness and liveness probe paths on the HTTP port.
+    #[serde(default = "readiness_path")]
+    pub readiness_path: String,
+    #[serde(default = "liveness_path")]
+    pub liveness_path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub grpc_port: Option<i32>,
@@ -100,6 +105,14 @@ pub struct MicroserviceSpec {
 
 fn one() -> i32 {
     1
+}
+
+fn readiness_path() -> String {
+    "/readyz".to_owned()
+}
+
+fn liveness_path() -> String {
+    "/healthz".to_owned()
 }
 
 /// Pod placement: copied into the pod spec as written.

@@ -56,6 +56,10 @@ pub struct ShopSpec {
     /// The storefront's static site, served at `/` of the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storefront: Option<Storefront>,
+    /// The GraphQL federation gateway (Hive Gateway, `graphql/Dockerfile`) behind the
+    /// REST gateway's `/graphql`; without it that route is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<GraphqlGateway>,
     #[serde(default)]
     pub postgres: PostgresSettings,
     pub redis: RedisSettings,
@@ -189,6 +193,16 @@ pub struct Storefront {
     #[serde(default = "storefront_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    #[serde(default = "storefront_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphqlGateway {
+    #[schemars(length(min = 1))]
+    pub image: String,
     #[serde(default = "storefront_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,

@@ -353,11 +353,11 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
         ports: Some(ports),
         env: Some(env.clone()),
         resources: Some(resources.clone()),
-        readiness_probe: Some(probe("/readyz", 5, 3)),
-        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe(&spec.readiness_path, 5, 3)),
+        liveness_probe: Some(probe(&spec.liveness_path, 10, 3)),
         // Migrations ran in the init container; a cold start still loads keys and
         // connects to the broker, so give it a minute before liveness counts.
-        startup_probe: Some(probe("/healthz", 2, 30)),
+        startup_probe: Some(probe(&spec.liveness_path, 2, 30)),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts.clone()),
         ..Container::default()

@@ -118,29 +118,44 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
         microservices.push(microservice(shop, service, overrides, observed)?);
     }
     if let Some(storefront) = &shop.spec.storefront {
-        microservices.push(Microservice {
-            metadata: child_meta(shop, microservice_name(&shop_name, "storefront")),
-            spec: MicroserviceSpec {
-                image: storefront.image.clone(),
-                image_pull_policy: pull_policy(shop),
-                target: None,
+        // A static site: its root answers both probes.
+        microservices.push(web_microservice(
+            shop,
+            "storefront",
+            WebSpec {
+                image: &storefront.image,
                 replicas: storefront.replicas,
-                http_port: storefront.port,
-                grpc_port: None,
-                config: None,
-                env: Vec::new(),
-                resources: None,
-                database: None,
-                secret_mounts: Vec::new(),
-                config_map_mounts: Vec::new(),
-                scratch_dirs: Vec::new(),
+                port: storefront.port,
                 routes: vec![route(shop, &["/"])],
-                scheduling: shop.spec.scheduling.clone(),
-                autoscaling: None,
-                pod_annotations: BTreeMap::new(),
+                env: Vec::new(),
+                readiness_path: "/",
+                liveness_path: "/",
             },
-            status: None,
-        });
+        ));
+    }
+    if let Some(graphql) = &shop.spec.graphql {
+        let env = ["auth", "product", "order"]
+            .iter()
+            .map(|subgraph| EnvVar {
+                name: format!("COMMERCE_SUBGRAPH_{}_URL", subgraph.to_ascii_uppercase()),
+                value: Some(format!("{}/graphql", peer_http(shop, subgraph))),
+                ..EnvVar::default()
+            })
+            .collect();
+        // Reached only through the REST gateway, which checks tokens first.
+        microservices.push(web_microservice(
+            shop,
+            GRAPHQL,
+            WebSpec {
+                image: &graphql.image,
+                replicas: graphql.replicas,
+                port: GRAPHQL_PORT,
+                routes: Vec::new(),
+                env,
+                readiness_path: "/readiness",
+                liveness_path: "/healthcheck",
+            },
+        ));
     }
 
     let kafka = &shop.spec.kafka;
@@ -184,6 +199,49 @@ pub enum DesiredError {
     ConfigOverride { service: String, message: String },
     #[error("spec.services.{service}.config: {message}")]
     ConfigMerge { service: String, message: String },
+}
+
+/// The GraphQL federation gateway's Microservice name suffix and port.
+pub const GRAPHQL: &str = "graphql";
+pub const GRAPHQL_PORT: i32 = 8090;
+
+/// A component that is not a `commerce` service: its own image and entry point.
+struct WebSpec<'a> {
+    image: &'a str,
+    replicas: i32,
+    port: i32,
+    routes: Vec<Route>,
+    env: Vec<EnvVar>,
+    readiness_path: &'a str,
+    liveness_path: &'a str,
+}
+
+fn web_microservice(shop: &Shop, component: &str, web: WebSpec<'_>) -> Microservice {
+    Microservice {
+        metadata: child_meta(shop, microservice_name(&name(shop), component)),
+        spec: MicroserviceSpec {
+            image: web.image.to_owned(),
+            image_pull_policy: pull_policy(shop),
+            target: None,
+            replicas: web.replicas,
+            http_port: web.port,
+            readiness_path: web.readiness_path.to_owned(),
+            liveness_path: web.liveness_path.to_owned(),
+            grpc_port: None,
+            config: None,
+            env: web.env,
+            resources: None,
+            database: None,
+            secret_mounts: Vec::new(),
+            config_map_mounts: Vec::new(),
+            scratch_dirs: Vec::new(),
+            routes: web.routes,
+            scheduling: shop.spec.scheduling.clone(),
+            autoscaling: None,
+            pod_annotations: BTreeMap::new(),
+        },
+        status: None,
+    }
 }
 
 fn pull_policy(shop: &Shop) -> Option<String> {
@@ -261,6 +319,8 @@ fn microservice(
             target: Some(service.name.to_owned()),
             replicas: overrides.replicas.unwrap_or(default_replicas),
             http_port: service.http_port,
+            readiness_path: "/readyz".to_owned(),
+            liveness_path: "/healthz".to_owned(),
             grpc_port: service.grpc_port,
             config: Some(toml::to_string(&config).expect("a TOML table serialises")),
             env,
@@ -441,9 +501,10 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                     Value::Array(vec![text(format!("https://{}", shop.spec.hostname))]),
                 )]),
             );
-            let upstreams: Table = service
+            let mut upstreams: Table = service
                 .peers
                 .iter()
+                .filter(|peer| shop.spec.services.get(peer).is_some_and(|o| o.enabled))
                 .map(|peer| {
                     (
                         (*peer).to_owned(),
@@ -451,7 +512,25 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                     )
                 })
                 .collect();
+            if shop.spec.graphql.is_some() {
+                upstreams.insert(
+                    GRAPHQL.to_owned(),
+                    table([("url", text(url(shop, GRAPHQL, GRAPHQL_PORT)))]),
+                );
+            }
+            // The route table is the one `config/commerce.toml` defines (one source for
+            // both), less the routes to upstreams this shop does not run.
+            let routes: Vec<Value> = gateway_routes()
+                .into_iter()
+                .filter(|route| {
+                    route
+                        .get("upstream")
+                        .and_then(Value::as_str)
+                        .is_some_and(|upstream| upstreams.contains_key(upstream))
+                })
+                .collect();
             own.insert("upstreams".to_owned(), Value::Table(upstreams));
+            own.insert("routes".to_owned(), Value::Array(routes));
         }
         _ => {}
     }
@@ -504,6 +583,20 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
         )])),
     );
     config
+}
+
+/// The REST gateway's routes, from the local configuration compiled in.
+pub fn gateway_routes() -> Vec<Value> {
+    let local: Table = include_str!("../../../config/commerce.toml")
+        .parse()
+        .expect("config/commerce.toml is valid TOML (its own tests load it)");
+    local
+        .get("services")
+        .and_then(|services| services.get("gateway"))
+        .and_then(|gateway| gateway.get("routes"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Deep-merges `extra` into `base`: tables merge key by key, anything else replaces.
