@@ -24,10 +24,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --package commerce --bin commerce
+# Writable state directories, owned by the runtime user so volumes mounted there start
+# out writable (the runtime image has no shell to make them).
+RUN mkdir -p /state/keys /state/chat-attachments /state/search-index
 
 # glibc, libgcc and CA certificates; no shell, no package manager; uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /src/target/release/commerce /usr/local/bin/commerce
+COPY --from=builder --chown=65532:65532 /state /var/lib/commerce
 USER 65532:65532
 EXPOSE 8080-8089 9081-9089
 HEALTHCHECK NONE
