@@ -1,0 +1,14 @@
+output "cluster_name" {
+  description = "The GKE cluster: gcloud container clusters get-credentials <name> --region <region>."
+  value       = module.cluster.name
+}
+
+output "telemetry_buckets" {
+  description = "Where logs, traces and metrics are stored."
+  value       = module.monitoring.buckets
+}
+
+output "storefront_pages_subdomain" {
+  description = "The storefront's pages.dev host."
+  value       = module.storefront.pages_subdomain
+}

@@ -1,0 +1,46 @@
+# Argo CD, then the ApplicationSets in manifests/argocd that bring everything else.
+
+resource "helm_release" "this" {
+  name             = "argocd"
+  repository       = "https://argoproj.github.io/argo-helm"
+  chart            = "argo-cd"
+  version          = var.chart_version
+  namespace        = var.namespace
+  create_namespace = true
+  atomic           = true
+  timeout          = 600
+
+  values = [yamlencode(merge({
+    global  = { nodeSelector = { "commerce.dev/pool" = "infra" } }
+    configs = { params = { "server.insecure" = false } }
+  }, var.values))]
+}
+
+# The root of the GitOps tree: ArgoCD applies manifests/argocd from the repository.
+resource "helm_release" "root" {
+  name       = "commerce-root"
+  repository = "https://argoproj.github.io/argo-helm"
+  chart      = "argocd-apps"
+  version    = var.apps_chart_version
+  namespace  = var.namespace
+  depends_on = [helm_release.this]
+
+  values = [yamlencode({
+    applications = {
+      commerce-root = {
+        namespace = var.namespace
+        project   = "default"
+        source = {
+          repoURL        = var.repository_url
+          targetRevision = var.revision
+          path           = "manifests/argocd"
+        }
+        destination = {
+          server    = "https://kubernetes.default.svc"
+          namespace = var.namespace
+        }
+        syncPolicy = { automated = { prune = true, selfHeal = true } }
+      }
+    }
+  })]
+}
