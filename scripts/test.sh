@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs every check and test:
 # formatting, clippy, buf lint, the generated TypeScript client, the operator's manifests
-# against the Kubernetes schemas, and the whole workspace under cargo-nextest against real
+# against the Kubernetes schemas, the deployment files (scripts/check-deploy.sh), and the whole workspace under cargo-nextest against real
 # PostgreSQL, Redis (standalone and a 6-node cluster), a Kafka-protocol broker, a real
 # Kubernetes API server (built from Debian's source on first use) and, for the API
 # contract, schemathesis.
@@ -56,6 +56,8 @@ log "SMTP sink for the notification tests (scripts/smtp-sink, MailDev)"
 (cd scripts/smtp-sink && npm ci --no-audit --no-fund --loglevel=error)
 log "operator manifests against the Kubernetes schemas"
 scripts/check-manifests.sh
+log "deployment files: Kustomize, schemas, Compose, workflows, Terraform, checkov, yamllint"
+scripts/check-deploy.sh
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"

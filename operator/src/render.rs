@@ -30,6 +30,7 @@ pub fn everything(shop_resource: &Shop) -> Result<Vec<Value>, DesiredError> {
         }
         objects.push(value(&owned.deployment));
         objects.push(value(&owned.service));
+        objects.push(value(&owned.network_policy));
         if let Some(database) = &owned.database {
             objects.push(value(database));
         }

@@ -754,3 +754,45 @@ fn find_named<'a>(children: &'a shop::ShopChildren, name: &str) -> &'a Microserv
         .find(|m| m.name_any() == name)
         .unwrap_or_else(|| panic!("no Microservice {name}"))
 }
+
+#[test]
+fn a_service_admits_only_the_shop_the_gateway_and_monitoring() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let children = ms::desired(&microservice(cart_spec()));
+    let spec = children.network_policy.spec.unwrap();
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let rule = &spec.ingress.unwrap()[0];
+    let ports: Vec<_> = rule
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.port.clone().unwrap())
+        .collect();
+    assert_eq!(ports, [IntOrString::Int(8083), IntOrString::Int(9083)]);
+    let from = rule.from.as_ref().unwrap();
+    let shop_pods = from[0]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(shop_pods["app.kubernetes.io/part-of"], "commerce");
+    let namespaces: Vec<String> = from[1..]
+        .iter()
+        .map(|peer| {
+            let labels = peer
+                .namespace_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap();
+            labels["kubernetes.io/metadata.name"].clone()
+        })
+        .collect();
+    assert_eq!(namespaces, ["traefik", "monitoring"]);
+    let selected = spec.pod_selector.unwrap().match_labels.unwrap();
+    assert_eq!(selected["app.kubernetes.io/instance"], "demo-cart");
+}

@@ -80,7 +80,8 @@ async fn a_microservice_without_cloudnativepg_or_gateway_api_is_degraded_but_app
             "configmaps",
             "clusters",
             "deployments",
-            "services"
+            "services",
+            "networkpolicies"
         ],
         "one replica: no budget; no autoscaling: no HPA"
     );

@@ -76,6 +76,7 @@ async fn reconcile_inner(
     }
     let deployment = apply(client, &children.deployment).await?;
     apply(client, &children.service).await?;
+    apply(client, &children.network_policy).await?;
     match &children.autoscaler {
         Some(autoscaler) => {
             apply(client, autoscaler).await?;

@@ -21,6 +21,10 @@ use k8s_openapi::api::core::v1::{
     Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
     VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -51,6 +55,7 @@ pub struct MicroserviceChildren {
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     pub disruption_budget: Option<PodDisruptionBudget>,
     pub routes: Vec<HttpRoute>,
+    pub network_policy: NetworkPolicy,
 }
 
 pub fn labels(microservice: &Microservice) -> BTreeMap<String, String> {
@@ -169,6 +174,7 @@ pub fn desired(microservice: &Microservice) -> MicroserviceChildren {
         autoscaler: autoscaler(microservice, &name),
         disruption_budget: disruption_budget(microservice, &name),
         routes: routes(microservice, &name),
+        network_policy: network_policy(microservice, &name),
         config_map,
         database,
     }
@@ -552,6 +558,68 @@ fn disruption_budget(microservice: &Microservice, name: &str) -> Option<PodDisru
         }),
         status: None,
     })
+}
+
+/// Namespaces whose pods may reach every service: the Gateway's (routes) and
+/// monitoring's (scrapes).
+pub const TRUSTED_NAMESPACES: &[&str] = &["traefik", "monitoring"];
+
+/// Ingress only to the service's own ports, only from the shop's other pods and the
+/// trusted namespaces. Egress stays open: services reach databases, brokers and outside
+/// providers (Stripe, SMTP) whose addresses the operator does not know.
+fn network_policy(microservice: &Microservice, name: &str) -> NetworkPolicy {
+    let spec = &microservice.spec;
+    let mut ports = vec![NetworkPolicyPort {
+        port: Some(IntOrString::Int(spec.http_port)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    }];
+    if let Some(grpc) = spec.grpc_port {
+        ports.push(NetworkPolicyPort {
+            port: Some(IntOrString::Int(grpc)),
+            protocol: Some("TCP".to_owned()),
+            ..NetworkPolicyPort::default()
+        });
+    }
+    let mut from = vec![NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/part-of".to_owned(),
+                "commerce".to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }];
+    from.extend(
+        TRUSTED_NAMESPACES
+            .iter()
+            .map(|namespace| NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_owned(),
+                        (*namespace).to_owned(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }),
+    );
+    NetworkPolicy {
+        metadata: child_meta(microservice, name.to_owned()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(microservice)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: Some(ports),
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
 }
 
 fn routes(microservice: &Microservice, name: &str) -> Vec<HttpRoute> {

@@ -42,6 +42,7 @@ module "cluster" {
   pods_range_name     = module.network.pods_range_name
   services_range_name = module.network.services_range_name
   authorized_networks = var.authorized_networks
+  rbac_security_group = var.rbac_security_group
   labels              = local.labels
 }
 

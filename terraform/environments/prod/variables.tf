@@ -17,6 +17,11 @@ variable "authorized_networks" {
   }))
 }
 
+variable "rbac_security_group" {
+  description = "Google Group for Kubernetes RBAC (gke-security-groups@<domain>)."
+  type        = string
+}
+
 variable "repository_url" {
   description = "The Git repository Argo CD follows."
   type        = string

