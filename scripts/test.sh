@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs every check and test:
 # formatting, clippy, buf lint, the generated TypeScript client, the operator's manifests
-# against the Kubernetes schemas, the deployment files (scripts/check-deploy.sh), and the whole workspace under cargo-nextest against real
-# PostgreSQL, Redis (standalone and a 6-node cluster), a Kafka-protocol broker, a real
-# Kubernetes API server (built from Debian's source on first use) and, for the API
-# contract, schemathesis.
+# against the Kubernetes schemas, the deployment files (scripts/check-deploy.sh), and the
+# whole workspace under cargo-nextest against real PostgreSQL, Redis (standalone and a
+# 6-node cluster), a Kafka-protocol broker, a real Kubernetes API server (built from
+# Debian's source on first use) and, for the API contract, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
