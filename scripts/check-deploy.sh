@@ -6,6 +6,7 @@
 #   Compose       compose.yaml against the Compose Specification's schema
 #   workflows     .github/workflows with GitHub's workflow parser
 #   Terraform     terraform fmt -check (validate needs providers from the registry)
+#   dashboards    every metric a Grafana query names is emitted by the code
 #   scanners      checkov on Terraform, Dockerfiles and the rendered objects; yamllint
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,12 @@ python3 scripts/deploy-tools/check-compose.py \
 log "GitHub workflows"
 (cd scripts/deploy-tools && node --import ./register-json-modules.mjs check-workflows.mjs ../../.github/workflows/*.yml)
 
+log "Grafana dashboards: JSON, panel ids, every queried metric emitted somewhere"
+python3 scripts/deploy-tools/check-dashboards.py manifests/infrastructure/monitoring/dashboards/*.json
+
+log "Tiltfile parses (Starlark is a Python subset; Tilt itself needs Docker)"
+python3 -c "import ast, sys; ast.parse(open('Tiltfile').read(), 'Tiltfile')"
+
 log "terraform fmt"
 TF_CLI_CONFIG_FILE=/dev/null terraform fmt -recursive -check -diff terraform
 
@@ -69,6 +76,6 @@ yamllint --strict compose.yaml manifests .github .yamllint.yaml .checkov.yaml
 log "checkov: Terraform, Dockerfiles, rendered Kubernetes objects"
 checkov --quiet --compact --skip-download -d terraform --framework terraform 2>/dev/null
 checkov --quiet --compact --skip-download --framework dockerfile \
-  -f Dockerfile -f operator/Dockerfile -f graphql/Dockerfile -f deploy/tilt/Dockerfile 2>/dev/null
+  -f Dockerfile -f operator/Dockerfile -f graphql/Dockerfile -f frontend/Dockerfile -f deploy/tilt/Dockerfile 2>/dev/null
 checkov --quiet --compact --skip-download --config-file .checkov.yaml -d "$work/k8s" --framework kubernetes 2>/dev/null
 log "deployment checks passed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole shop on this machine: local PostgreSQL, Redis and the
 # Kafka-protocol broker, every service in one `commerce serve --target all` process, the
-# GraphQL federation gateway, an SMTP sink to read the shop's e-mail in (MailDev), and the
+# GraphQL federation gateway, the storefront, an SMTP sink to read the shop's e-mail in (MailDev), and the
 # demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ if [ ! -x graphql/node_modules/.bin/hive-gateway ]; then
   log "installing the GraphQL federation gateway (graphql/, npm)"
   (cd graphql && npm ci --no-audit --no-fund --loglevel=error)
 fi
+log "building the storefront (frontend/, npm)"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 if [ ! -x scripts/smtp-sink/node_modules/.bin/maildev ]; then
   log "installing the SMTP sink (scripts/smtp-sink, npm)"
   (cd scripts/smtp-sink && npm ci --no-audit --no-fund --loglevel=error)
@@ -31,6 +33,10 @@ log "starting the GraphQL federation gateway (Hive Gateway) on 127.0.0.1:8090; l
 (cd graphql && exec node_modules/.bin/hive-gateway supergraph supergraph.graphql --host 127.0.0.1 --port 8090) \
   >"$LOG_DIR/graphql-gateway.log" 2>&1 &
 graphql_gateway=$!
-trap 'kill "$graphql_gateway" "$smtp_sink" 2>/dev/null || true' EXIT
-log "starting every service; try: curl localhost:8080/v1/products, the API docs at http://localhost:8080/docs, GraphQL at localhost:8080/graphql, mail at http://127.0.0.1:1080 (README lists the demo accounts)"
+log "serving the storefront on http://localhost:5173 (it calls the gateway on :8080)"
+(cd frontend && exec node_modules/.bin/vite preview --host 127.0.0.1 --port 5173 --strictPort) \
+  >"$LOG_DIR/storefront.log" 2>&1 &
+storefront=$!
+trap 'kill "$graphql_gateway" "$smtp_sink" "$storefront" 2>/dev/null || true' EXIT
+log "starting every service; the storefront is at http://localhost:5173; try: curl localhost:8080/v1/products, the API docs at http://localhost:8080/docs, GraphQL at localhost:8080/graphql, mail at http://127.0.0.1:1080 (README lists the demo accounts)"
 ./target/release/commerce serve --target all

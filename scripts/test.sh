@@ -50,6 +50,8 @@ log "buf lint"
 (cd proto && npx --yes @bufbuild/buf@1.75.0 lint)
 log "TypeScript client (frontend/src/api) matches openapi/openapi.yaml and type-checks"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:api)
+log "storefront: unit and component tests (Vitest), production build"
+(cd frontend && npm test --silent && npm run --silent build)
 log "GraphQL supergraph composes from graphql/subgraphs with no breaking change"
 (cd graphql && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check)
 log "SMTP sink for the notification tests (scripts/smtp-sink, MailDev)"

@@ -1,0 +1,24 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { RouterProvider } from "@tanstack/react-router";
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { createApiClient } from "./api/client";
+import { ApiProvider } from "./api/context";
+import { createAppRouter } from "./router";
+
+const queryClient = new QueryClient({
+  defaultOptions: { queries: { staleTime: 30_000, retry: 1 } },
+});
+const router = createAppRouter(queryClient);
+// The gateway: same origin by default (the Gateway routes /v1 and / on one host).
+const api = createApiClient({ baseUrl: import.meta.env.VITE_API_URL ?? "" });
+
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <ApiProvider client={api}>
+      <QueryClientProvider client={queryClient}>
+        <RouterProvider router={router} />
+      </QueryClientProvider>
+    </ApiProvider>
+  </StrictMode>,
+);

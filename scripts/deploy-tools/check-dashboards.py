@@ -1,0 +1,49 @@
+"""Checks the Grafana dashboards: valid JSON with unique panel ids, and every metric a
+query names is one the code emits (or an exporter's, listed below), so a renamed metric
+cannot leave a dashboard silently empty. usage: check-dashboards.py DASHBOARD... """
+
+import json
+import pathlib
+import re
+import sys
+
+# Metrics from outside this repository: Strimzi's Kafka Exporter.
+EXTERNAL = {"kafka_consumergroup_lag"}
+SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def emitted():
+    names = set()
+    pattern = re.compile(r'(?:counter|histogram|gauge)!\(\s*"([a-z_]+)"')
+    for path in pathlib.Path(".").glob("**/src/**/*.rs"):
+        if "target" in path.parts:
+            continue
+        names.update(pattern.findall(path.read_text()))
+    return names
+
+
+def main(paths):
+    known = emitted() | EXTERNAL
+    errors = []
+    for path in paths:
+        dashboard = json.loads(pathlib.Path(path).read_text())
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        if len(ids) != len(set(ids)):
+            errors.append(f"{path}: panel ids repeat")
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                for name in re.findall(r"\b([a-z_]+)(?=\{|\[|\))", target["expr"]):
+                    base = name
+                    for suffix in SUFFIXES:
+                        if name.endswith(suffix) and name[: -len(suffix)] in known:
+                            base = name[: -len(suffix)]
+                    if base.endswith(("_total", "_seconds", "_lag")) and base not in known:
+                        errors.append(f"{path}: panel `{panel['title']}` queries `{name}`, which nothing emits")
+    for error in errors:
+        print(f"ERROR {error}")
+    print(f"{len(paths)} dashboards, {len(errors)} errors")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
