@@ -2,22 +2,25 @@
 import react from "@vitejs/plugin-react";
 import { defineConfig } from "vite";
 
-// `npm run dev` serves on :5173 and sends /v1 to the REST gateway `make run` starts.
+// `npm run dev` serves on :5173 and sends /v1 to the REST gateway `make run` starts
+// (COMMERCE_GATEWAY_URL points elsewhere, as the end-to-end test does).
+const gateway = process.env.COMMERCE_GATEWAY_URL ?? "http://127.0.0.1:8080";
+
 export default defineConfig({
   plugins: [react()],
   server: {
     port: 5173,
     proxy: {
-      "/v1": "http://127.0.0.1:8080",
-      "/graphql": "http://127.0.0.1:8080",
+      "/v1": gateway,
+      "/graphql": gateway,
     },
   },
   // `vite preview` (what `make run` serves) proxies the same way.
   preview: {
     port: 5173,
     proxy: {
-      "/v1": "http://127.0.0.1:8080",
-      "/graphql": "http://127.0.0.1:8080",
+      "/v1": gateway,
+      "/graphql": gateway,
     },
   },
   build: {

@@ -50,6 +50,10 @@ log "buf lint"
 (cd proto && npx --yes @bufbuild/buf@1.75.0 lint)
 log "TypeScript client (frontend/src/api) matches openapi/openapi.yaml and type-checks"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:api)
+if ! command -v chromium >/dev/null; then
+  log "installing Debian's Chromium for the storefront's browser test"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 log "storefront: unit and component tests (Vitest), production build"
 (cd frontend && npm test --silent && npm run --silent build)
 log "GraphQL supergraph composes from graphql/subgraphs with no breaking change"

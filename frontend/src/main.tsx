@@ -5,6 +5,7 @@ import { createRoot } from "react-dom/client";
 import { createApiClient } from "./api/client";
 import { ApiProvider } from "./api/context";
 import { createAppRouter } from "./router";
+import "./styles.css";
 
 const queryClient = new QueryClient({
   defaultOptions: { queries: { staleTime: 30_000, retry: 1 } },
