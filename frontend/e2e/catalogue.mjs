@@ -1,5 +1,6 @@
 // The storefront in a real browser (Debian's Chromium driven by playwright-core) against
-// a running shop: search with a typo, open the product. Screenshots go to $SCREENSHOTS.
+// a running shop: sign in (a wrong password first), search with a typo, open the product,
+// add it to the cart, see the cart priced. Screenshots go to $SCREENSHOTS.
 //   STOREFRONT_URL=http://localhost:5173 node e2e/catalogue.mjs
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -26,7 +27,19 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(20_000);
+  // Sign in as the seeded customer.
   await page.goto(base);
+  await page.getByRole("link", { name: "Sign in" }).click();
+  await page.getByLabel("E-mail").fill("customer@commerce.local");
+  await page.getByLabel("Password").fill("wrong-password-1");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("The e-mail or the password is wrong.").waitFor();
+  await page.getByLabel("Password").fill("customer-demo-password-1");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Your cart" }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+
+  await page.getByRole("link", { name: "Commerce" }).click();
   await page.getByRole("status").filter({ hasText: /\d+ products/ }).waitFor();
   await page.screenshot({ path: join(screenshots, "catalogue.png"), fullPage: true });
 
@@ -46,6 +59,18 @@ try {
   const price = await page.locator(".price").first().textContent();
   if (!price || !/^\$\d+\.\d\d$/.test(price.trim())) throw new Error(`no price on the product page: ${price}`);
   await page.screenshot({ path: join(screenshots, "product.png"), fullPage: true });
+
+  // Into the signed-in customer's cart, priced by the cart service.
+  await page.getByRole("button", { name: "Add to cart" }).click();
+  await page.getByText("Added to your cart.").waitFor();
+  await page.getByRole("link", { name: "Cart (1)" }).click();
+  const line = page.getByRole("row").filter({ hasText: /Stoneware mug/ });
+  await line.waitFor();
+  const quantity = await line.getByRole("spinbutton").inputValue();
+  if (quantity !== "1") throw new Error(`quantity ${quantity} in the cart, not 1`);
+  const total = (await page.getByTestId("cart-total").textContent())?.trim();
+  if (total !== price.trim()) throw new Error(`cart total ${total}, product price ${price}`);
+  await page.screenshot({ path: join(screenshots, "cart.png"), fullPage: true });
   console.log(`storefront e2e passed; screenshots in ${screenshots}`);
 } finally {
   await browser.close();

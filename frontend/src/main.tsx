@@ -2,8 +2,9 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { RouterProvider } from "@tanstack/react-router";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
-import { createApiClient } from "./api/client";
 import { ApiProvider } from "./api/context";
+import { createSessionClient } from "./session";
+import { SessionProvider } from "./session-context";
 import { createAppRouter } from "./router";
 import "./styles.css";
 
@@ -12,14 +13,21 @@ const queryClient = new QueryClient({
 });
 const router = createAppRouter(queryClient);
 // The gateway: same origin by default (the Gateway routes /v1 and / on one host).
-const api = createApiClient({ baseUrl: import.meta.env.VITE_API_URL ?? "" });
+const { api, session } = createSessionClient({
+  baseUrl: import.meta.env.VITE_API_URL ?? "",
+  storage: window.localStorage,
+});
+// A stored session starts with a refresh (the access token was only in memory).
+void session.refresh();
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
-    <ApiProvider client={api}>
-      <QueryClientProvider client={queryClient}>
-        <RouterProvider router={router} />
-      </QueryClientProvider>
-    </ApiProvider>
+    <SessionProvider store={session}>
+      <ApiProvider client={api}>
+        <QueryClientProvider client={queryClient}>
+          <RouterProvider router={router} />
+        </QueryClientProvider>
+      </ApiProvider>
+    </SessionProvider>
   </StrictMode>,
 );

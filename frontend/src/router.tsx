@@ -1,5 +1,5 @@
 // Typed routes; each page is its own chunk, loaded when first visited.
-import { QueryClient } from "@tanstack/react-query";
+import { QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
 import {
   Link,
   Outlet,
@@ -8,6 +8,8 @@ import {
   createRouter,
   type RouterHistory,
 } from "@tanstack/react-router";
+import { useApi } from "./api/context";
+import { useSession, useSessionStore } from "./session-context";
 
 export interface RouterContext {
   queryClient: QueryClient;
@@ -37,14 +39,48 @@ export function parseCatalogueSearch(raw: Record<string, unknown>): CatalogueSea
   };
 }
 
+function Header() {
+  const api = useApi();
+  const session = useSession();
+  const store = useSessionStore();
+  const queryClient = useQueryClient();
+  const cart = useQuery({
+    queryKey: ["cart"],
+    queryFn: async () => {
+      const { data, error } = await api.GET("/v1/cart");
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+  });
+  const count = cart.data?.items.reduce((sum, line) => sum + line.quantity, 0) ?? 0;
+  const signOut = async () => {
+    await api.POST("/v1/auth/logout");
+    store.signOut();
+    await queryClient.invalidateQueries();
+  };
+  return (
+    <header>
+      <Link to="/" search={{}} className="brand">
+        Commerce
+      </Link>
+      <nav aria-label="Account">
+        <Link to="/cart">Cart ({count})</Link>
+        {session.signedIn ? (
+          <button type="button" onClick={() => void signOut()}>
+            Sign out
+          </button>
+        ) : (
+          <Link to="/login">Sign in</Link>
+        )}
+      </nav>
+    </header>
+  );
+}
+
 const rootRoute = createRootRouteWithContext<RouterContext>()({
   component: () => (
     <div className="shop">
-      <header>
-        <Link to="/" search={{}}>
-          Commerce
-        </Link>
-      </header>
+      <Header />
       <main>
         <Outlet />
       </main>
@@ -63,7 +99,17 @@ const productRoute = createRoute({
   path: "/products/$productId",
 }).lazy(() => import("./routes/product").then((module) => module.Route));
 
-const routeTree = rootRoute.addChildren([catalogueRoute, productRoute]);
+const cartRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/cart",
+}).lazy(() => import("./routes/cart").then((module) => module.Route));
+
+const loginRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/login",
+}).lazy(() => import("./routes/login").then((module) => module.Route));
+
+const routeTree = rootRoute.addChildren([catalogueRoute, productRoute, cartRoute, loginRoute]);
 
 export function createAppRouter(queryClient: QueryClient, history?: RouterHistory) {
   return createRouter({

@@ -4,8 +4,9 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { RouterProvider, createMemoryHistory } from "@tanstack/react-router";
 import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
-import { createApiClient } from "../api/client";
 import { ApiProvider } from "../api/context";
+import { createSessionClient } from "../session";
+import { SessionProvider } from "../session-context";
 import { createAppRouter, parseCatalogueSearch } from "../router";
 
 afterEach(cleanup);
@@ -16,6 +17,13 @@ function renderShop(path: string, handler: Handler) {
   const requests: URL[] = [];
   const fetch = async (input: RequestInfo | URL) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.pathname === "/v1/cart") {
+      // The header's cart badge: an empty guest cart.
+      return new Response(
+        JSON.stringify({ id: "c1", items: [], promo: null, subtotal: "0.00", discount: "0.00", total: "0.00", currency: "USD" }),
+        { status: 200, headers: { "content-type": "application/json" } },
+      );
+    }
     requests.push(url);
     const { status, body } = handler(url);
     return new Response(JSON.stringify(body), {
@@ -25,13 +33,20 @@ function renderShop(path: string, handler: Handler) {
   };
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   const router = createAppRouter(queryClient, createMemoryHistory({ initialEntries: [path] }));
-  const api = createApiClient({ baseUrl: "http://shop.test", fetch: fetch as typeof globalThis.fetch });
+  window.localStorage.clear();
+  const { api, session } = createSessionClient({
+    baseUrl: "http://shop.test",
+    storage: window.localStorage,
+    fetch: fetch as typeof globalThis.fetch,
+  });
   render(
-    <ApiProvider client={api}>
-      <QueryClientProvider client={queryClient}>
-        <RouterProvider router={router} />
-      </QueryClientProvider>
-    </ApiProvider>,
+    <SessionProvider store={session}>
+      <ApiProvider client={api}>
+        <QueryClientProvider client={queryClient}>
+          <RouterProvider router={router} />
+        </QueryClientProvider>
+      </ApiProvider>
+    </SessionProvider>,
   );
   return { requests, router };
 }

@@ -1,5 +1,5 @@
 // One product: details, price, stock.
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute, useParams } from "@tanstack/react-router";
 import { useApi } from "../api/context";
 import { formatMoney } from "../format";
@@ -9,6 +9,15 @@ export const Route = createLazyRoute("/products/$productId")({ component: Produc
 export function ProductPage() {
   const { productId } = useParams({ from: "/products/$productId" });
   const api = useApi();
+  const queryClient = useQueryClient();
+  const addToCart = useMutation({
+    mutationFn: async () => {
+      const { data, error } = await api.POST("/v1/cart/items", { body: { productId, quantity: 1 } });
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+    onSuccess: (cart) => queryClient.setQueryData(["cart"], cart),
+  });
   const product = useQuery({
     queryKey: ["product", productId],
     queryFn: async () => {
@@ -37,6 +46,13 @@ export function ProductPage() {
       <p className="price">{formatMoney(item.price.amount, item.price.currency)}</p>
       <p>{item.description}</p>
       <p>{available > 0 ? `${available} in stock` : "Sold out"}</p>
+      <p>
+        <button type="button" disabled={available <= 0 || addToCart.isPending} onClick={() => addToCart.mutate()}>
+          {addToCart.isPending ? "Adding…" : "Add to cart"}
+        </button>
+        {addToCart.isSuccess ? <span role="status"> Added to your cart.</span> : null}
+        {addToCart.isError ? <span role="alert"> {addToCart.error.message}</span> : null}
+      </p>
       <p>
         <Link to="/" search={{ category: item.category }}>
           More in {item.category}

@@ -15,7 +15,7 @@ fn frontend() -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_shopper_finds_a_product_despite_a_typo() {
+async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
     let frontend = frontend();
     assert!(
         frontend.join("dist/index.html").exists()
@@ -113,7 +113,12 @@ async fn a_shopper_finds_a_product_despite_a_typo() {
         String::from_utf8_lossy(&output.stderr),
         std::fs::read_to_string(shop.scratch("storefront.log")).unwrap_or_default()
     );
-    for shot in ["catalogue.png", "search-with-typo.png", "product.png"] {
+    for shot in [
+        "catalogue.png",
+        "search-with-typo.png",
+        "product.png",
+        "cart.png",
+    ] {
         let path = PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../target/e2e-screenshots"

@@ -1,0 +1,104 @@
+// The cart: lines with quantities, totals priced by the cart service.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Link, createLazyRoute } from "@tanstack/react-router";
+import { useApi } from "../api/context";
+import { formatMoney } from "../format";
+
+export const Route = createLazyRoute("/cart")({ component: CartPage });
+
+export function useCart() {
+  const api = useApi();
+  return useQuery({
+    queryKey: ["cart"],
+    queryFn: async () => {
+      const { data, error } = await api.GET("/v1/cart");
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+  });
+}
+
+export function CartPage() {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const cart = useCart();
+  const setQuantity = useMutation({
+    mutationFn: async ({ productId, quantity }: { productId: string; quantity: number }) => {
+      const { data, error } =
+        quantity === 0
+          ? await api.DELETE("/v1/cart/items/{productId}", { params: { path: { productId } } })
+          : await api.PUT("/v1/cart/items/{productId}", { params: { path: { productId } }, body: { quantity } });
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+    onSuccess: (updated) => queryClient.setQueryData(["cart"], updated),
+  });
+
+  if (cart.isPending) return <p role="status">Loading your cart…</p>;
+  if (cart.isError) return <p role="alert">The cart could not be loaded: {cart.error.message}</p>;
+  const { items, subtotal, discount, total, currency } = cart.data;
+  if (items.length === 0) {
+    return (
+      <section>
+        <h1>Your cart</h1>
+        <p>Your cart is empty. <Link to="/" search={{}}>Browse the catalogue</Link></p>
+      </section>
+    );
+  }
+  return (
+    <section aria-busy={setQuantity.isPending}>
+      <h1>Your cart</h1>
+      {setQuantity.isError ? <p role="alert">{setQuantity.error.message}</p> : null}
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Product</th>
+            <th scope="col">Quantity</th>
+            <th scope="col">Price</th>
+          </tr>
+        </thead>
+        <tbody>
+          {items.map((line) => (
+            <tr key={line.productId}>
+              <td>
+                <Link to="/products/$productId" params={{ productId: line.productId }}>
+                  {line.name}
+                </Link>
+              </td>
+              <td>
+                <label htmlFor={`quantity-${line.productId}`} className="visually-hidden">
+                  Quantity of {line.name}
+                </label>
+                <input
+                  id={`quantity-${line.productId}`}
+                  type="number"
+                  min={0}
+                  max={99}
+                  value={line.quantity}
+                  onChange={(event) => {
+                    const quantity = Number(event.target.value);
+                    if (Number.isInteger(quantity) && quantity >= 0 && quantity <= 99) {
+                      setQuantity.mutate({ productId: line.productId, quantity });
+                    }
+                  }}
+                />
+                <button type="button" onClick={() => setQuantity.mutate({ productId: line.productId, quantity: 0 })}>
+                  Remove
+                </button>
+              </td>
+              <td className="price">{formatMoney(line.unitPrice, line.currency)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <dl className="totals">
+        <dt>Subtotal</dt>
+        <dd className="price">{formatMoney(subtotal, currency)}</dd>
+        <dt>Discount</dt>
+        <dd className="price">{formatMoney(discount, currency)}</dd>
+        <dt>Total</dt>
+        <dd className="price" data-testid="cart-total">{formatMoney(total, currency)}</dd>
+      </dl>
+    </section>
+  );
+}

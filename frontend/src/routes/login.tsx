@@ -1,0 +1,111 @@
+// Sign in. The form checks what the server would refuse before asking it; the server's
+// own refusal lands on the field it names (or on the password, for wrong credentials).
+import { useForm } from "@tanstack/react-form";
+import { useQueryClient } from "@tanstack/react-query";
+import { createLazyRoute, useNavigate } from "@tanstack/react-router";
+import { useState } from "react";
+import { useApi } from "../api/context";
+import { useSessionStore } from "../session-context";
+
+export const Route = createLazyRoute("/login")({ component: Login });
+
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+export function Login() {
+  const api = useApi();
+  const session = useSessionStore();
+  const queryClient = useQueryClient();
+  const navigate = useNavigate();
+  const [serverError, setServerError] = useState<{ field: string; message: string } | null>(null);
+  const form = useForm({
+    defaultValues: { email: "", password: "" },
+    onSubmit: async ({ value }) => {
+      setServerError(null);
+      const { data, error, response } = await api.POST("/v1/auth/login", { body: value });
+      if (data) {
+        session.signIn(data);
+        // Cart and orders are someone else's now.
+        await queryClient.invalidateQueries();
+        await navigate({ to: "/cart" });
+        return;
+      }
+      const field = error?.error.field === "email" ? "email" : "password";
+      setServerError({
+        field,
+        message:
+          response.status === 401 ? "The e-mail or the password is wrong." : (error?.error.message ?? `Sign-in failed (${response.status}).`),
+      });
+    },
+  });
+  const fieldError = (name: "email" | "password", errors: unknown[]) =>
+    errors.length > 0 ? String(errors[0]) : serverError?.field === name ? serverError.message : null;
+
+  return (
+    <section>
+      <h1>Sign in</h1>
+      <form
+        noValidate
+        onSubmit={(event) => {
+          event.preventDefault();
+          void form.handleSubmit();
+        }}
+      >
+        <form.Field
+          name="email"
+          validators={{ onChange: ({ value }) => (EMAIL.test(value.trim()) ? undefined : "Enter an e-mail address.") }}
+        >
+          {(field) => {
+            const message = fieldError("email", field.state.meta.isTouched ? field.state.meta.errors : []);
+            return (
+              <p>
+                <label htmlFor="email">E-mail</label>
+                <input
+                  id="email"
+                  type="email"
+                  autoComplete="username"
+                  value={field.state.value}
+                  aria-invalid={message ? true : undefined}
+                  aria-describedby={message ? "email-error" : undefined}
+                  onBlur={field.handleBlur}
+                  onChange={(event) => field.handleChange(event.target.value)}
+                />
+                {message ? <span id="email-error" role="alert">{message}</span> : null}
+              </p>
+            );
+          }}
+        </form.Field>
+        <form.Field
+          name="password"
+          validators={{ onChange: ({ value }) => (value.length > 0 ? undefined : "Enter your password.") }}
+        >
+          {(field) => {
+            const message = fieldError("password", field.state.meta.isTouched ? field.state.meta.errors : []);
+            return (
+              <p>
+                <label htmlFor="password">Password</label>
+                <input
+                  id="password"
+                  type="password"
+                  autoComplete="current-password"
+                  value={field.state.value}
+                  aria-invalid={message ? true : undefined}
+                  aria-describedby={message ? "password-error" : undefined}
+                  onBlur={field.handleBlur}
+                  onChange={(event) => field.handleChange(event.target.value)}
+                />
+                {message ? <span id="password-error" role="alert">{message}</span> : null}
+              </p>
+            );
+          }}
+        </form.Field>
+        <form.Subscribe selector={(state) => [state.canSubmit, state.isSubmitting] as const}>
+          {([canSubmit, isSubmitting]) => (
+            <button type="submit" disabled={!canSubmit || isSubmitting}>
+              {isSubmitting ? "Signing in…" : "Sign in"}
+            </button>
+          )}
+        </form.Subscribe>
+      </form>
+    </section>
+  );
+}

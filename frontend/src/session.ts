@@ -1,0 +1,128 @@
+// The signed-in session. The access token lives in memory only; the refresh token in
+// localStorage, so a reload keeps the session (an XSS on this origin could read it: the
+// page loads no third-party script, and the server rotates refresh tokens and revokes the
+// whole session when an old one is replayed). A 401 triggers one refresh (shared by
+// concurrent requests) and one retry.
+import type { Middleware } from "openapi-fetch";
+import { createApiClient, type TokenPair } from "./api/client";
+
+const REFRESH_KEY = "commerce.refreshToken";
+const GUEST_CART_KEY = "commerce.guestCart";
+
+export interface SessionState {
+  signedIn: boolean;
+}
+
+export class SessionStore {
+  private accessToken: string | undefined;
+  private refreshing: Promise<boolean> | undefined;
+  private listeners = new Set<() => void>();
+  private snapshot: SessionState;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly refreshWith: (refreshToken: string) => Promise<TokenPair | undefined>,
+  ) {
+    this.snapshot = { signedIn: this.refreshToken() !== null };
+  }
+
+  subscribe = (listener: () => void) => {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  };
+
+  state = () => this.snapshot;
+
+  token = () => this.accessToken;
+
+  refreshToken = () => this.storage.getItem(REFRESH_KEY);
+
+  /** The guest cart's id while signed out, made on first use. */
+  guestCart = () => {
+    if (this.snapshot.signedIn) return undefined;
+    let id = this.storage.getItem(GUEST_CART_KEY);
+    if (!id) {
+      id = crypto.randomUUID();
+      this.storage.setItem(GUEST_CART_KEY, id);
+    }
+    return id;
+  };
+
+  signIn(pair: TokenPair) {
+    this.accessToken = pair.accessToken;
+    this.storage.setItem(REFRESH_KEY, pair.refreshToken);
+    this.publish({ signedIn: true });
+  }
+
+  signOut() {
+    this.accessToken = undefined;
+    this.storage.removeItem(REFRESH_KEY);
+    this.publish({ signedIn: false });
+  }
+
+  /** One refresh at a time; `false` when the session is over (signed out). */
+  refresh(): Promise<boolean> {
+    const refreshToken = this.refreshToken();
+    if (!refreshToken) return Promise.resolve(false);
+    this.refreshing ??= this.refreshWith(refreshToken)
+      .then((pair) => {
+        if (pair) {
+          this.signIn(pair);
+          return true;
+        }
+        this.signOut();
+        return false;
+      })
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
+  }
+
+  private publish(state: SessionState) {
+    this.snapshot = state;
+    for (const listener of this.listeners) listener();
+  }
+}
+
+/** The API client bound to a session: tokens on requests, refresh-and-retry on 401. */
+export function createSessionClient(options: {
+  baseUrl: string;
+  storage: Storage;
+  fetch?: typeof globalThis.fetch;
+}) {
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const bare = createApiClient({ baseUrl: options.baseUrl, fetch: fetchFn });
+  const session = new SessionStore(options.storage, async (refreshToken) => {
+    const { data, response } = await bare.POST("/v1/auth/refresh", { body: { refreshToken } });
+    if (data) return data;
+    // A network failure is not the end of the session; 400/401 are.
+    if (response.status >= 500) throw new Error(`refresh failed: ${response.status}`);
+    return undefined;
+  });
+  const api = createApiClient({
+    baseUrl: options.baseUrl,
+    fetch: fetchFn,
+    accessToken: session.token,
+    guestCart: session.guestCart,
+  });
+  // A request's body is read when it is sent: keep an unread copy for the retry.
+  const unsent = new WeakMap<Request, Request>();
+  const retryOnExpiry: Middleware = {
+    onRequest({ request }) {
+      unsent.set(request, request.clone());
+      return request;
+    },
+    async onResponse({ request, response }) {
+      const path = new URL(request.url).pathname;
+      if (response.status !== 401 || path.startsWith("/v1/auth/")) return response;
+      const copy = unsent.get(request);
+      if (!copy || !(await session.refresh())) return response;
+      copy.headers.set("Authorization", `Bearer ${session.token()}`);
+      copy.headers.delete("X-Guest-Cart");
+      return fetchFn(copy);
+    },
+  };
+  api.use(retryOnExpiry);
+  return { api, session };
+}
