@@ -1,5 +1,6 @@
 // The storefront in a real browser (Debian's Chromium driven by playwright-core) against
-// a running shop: sign in (a wrong password first), search with a typo, open the product,
+// a running shop: sign up, confirm the address from the e-mail (read from MailDev at
+// $MAILDEV_URL), sign in (a wrong password first), search with a typo, open the product,
 // add it to the cart, see the cart priced. Screenshots go to $SCREENSHOTS.
 //   STOREFRONT_URL=http://localhost:5173 node e2e/catalogue.mjs
 import { mkdirSync } from "node:fs";
@@ -9,6 +10,19 @@ import { chromium } from "playwright-core";
 const base = process.env.STOREFRONT_URL ?? "http://localhost:5173";
 const screenshots = process.env.SCREENSHOTS ?? "e2e-screenshots";
 mkdirSync(screenshots, { recursive: true });
+
+/** Polls MailDev ($MAILDEV_URL) for the mail to `address`; the link in it. */
+async function verificationLink(address) {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const mails = await (await fetch(`${process.env.MAILDEV_URL}/email`)).json();
+    const mail = mails.find((candidate) => candidate.to?.[0]?.address === address);
+    const link = mail?.text?.match(/https?:\/\/\S+\/verify-email\?token=\S+/)?.[0];
+    if (link) return link;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`no verification e-mail for ${address} within 60 s`);
+}
 
 // The flags keep Chromium off the network it cannot reach here and out of the sandbox
 // root cannot use.
@@ -27,14 +41,33 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(20_000);
-  // Sign in as the seeded customer.
+  // Sign up; the form refuses a weak password before the server sees it.
+  const email = `shopper-${Date.now()}@example.com`;
+  const password = "correct horse battery 9";
   await page.goto(base);
-  await page.getByRole("link", { name: "Sign in" }).click();
-  await page.getByLabel("E-mail").fill("customer@commerce.local");
+  await page.getByRole("link", { name: "Create account" }).click();
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill("short1");
+  await page.getByText("At least 12 characters.").waitFor();
+  await page.getByLabel("Password").fill(password);
+  await page.getByLabel("First name").fill("Sam");
+  await page.getByLabel("Last name").fill("Lee");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("heading", { name: "Check your e-mail" }).waitFor();
+  await page.screenshot({ path: join(screenshots, "signed-up.png"), fullPage: true });
+
+  // The verification e-mail, read from the SMTP sink; its link opens the storefront.
+  const link = await verificationLink(email);
+  await page.goto(link);
+  await page.getByRole("heading", { name: "E-mail confirmed" }).waitFor();
+
+  // Sign in (a wrong password first).
+  await page.getByRole("link", { name: "Sign in" }).first().click();
+  await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Password").fill("wrong-password-1");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("The e-mail or the password is wrong.").waitFor();
-  await page.getByLabel("Password").fill("customer-demo-password-1");
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Your cart" }).waitFor();
   await page.getByRole("button", { name: "Sign out" }).waitFor();

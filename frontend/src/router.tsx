@@ -70,7 +70,10 @@ function Header() {
             Sign out
           </button>
         ) : (
-          <Link to="/login">Sign in</Link>
+          <>
+            <Link to="/login">Sign in</Link>
+            <Link to="/register">Create account</Link>
+          </>
         )}
       </nav>
     </header>
@@ -109,7 +112,27 @@ const loginRoute = createRoute({
   path: "/login",
 }).lazy(() => import("./routes/login").then((module) => module.Route));
 
-const routeTree = rootRoute.addChildren([catalogueRoute, productRoute, cartRoute, loginRoute]);
+const registerRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/register",
+}).lazy(() => import("./routes/register").then((module) => module.Route));
+
+const verifyEmailRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/verify-email",
+  validateSearch: (raw: Record<string, unknown>): { token?: string } => ({
+    token: typeof raw.token === "string" && raw.token ? raw.token : undefined,
+  }),
+}).lazy(() => import("./routes/verify-email").then((module) => module.Route));
+
+const routeTree = rootRoute.addChildren([
+  catalogueRoute,
+  productRoute,
+  cartRoute,
+  loginRoute,
+  registerRoute,
+  verifyEmailRoute,
+]);
 
 export function createAppRouter(queryClient: QueryClient, history?: RouterHistory) {
   return createRouter({

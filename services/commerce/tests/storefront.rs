@@ -1,5 +1,5 @@
 //! The storefront in a real browser against the whole shop: `commerce serve --target all`
-//! on its own databases and ports, the storefront's production build served by
+//! on its own databases and ports with MailDev as its SMTP server, the storefront's production build served by
 //! `vite preview` with /v1 sent to this shop's gateway, and Debian's Chromium driven by
 //! playwright-core (`frontend/e2e/`). Screenshots land in `target/e2e-screenshots/`.
 
@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
+use commerce_testkit::MailSink;
 use support::{LocalShop, Process};
 
 fn frontend() -> PathBuf {
@@ -15,14 +16,29 @@ fn frontend() -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
+async fn a_shopper_signs_up_confirms_by_mail_finds_a_product_despite_a_typo_and_carts_it() {
     let frontend = frontend();
     assert!(
         frontend.join("dist/index.html").exists()
             && frontend.join("node_modules/.bin/vite").exists(),
         "the storefront is not built: (cd frontend && npm ci && npm run build)"
     );
-    let shop = LocalShop::new("storefront").await;
+    // The storefront's port is known before the shop starts: the verification e-mail's
+    // link points at the storefront's page, which confirms the address.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let sink = MailSink::start();
+    let mut shop = LocalShop::new("storefront").await;
+    shop.env.push((
+        "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".into(),
+        sink.smtp_port.to_string(),
+    ));
+    shop.env.push((
+        "COMMERCE_SERVICES__NOTIFICATION__VERIFY_EMAIL_URL".into(),
+        format!("http://127.0.0.1:{port}/verify-email?token={{token}}"),
+    ));
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);
     let _running = shop.serve();
@@ -51,10 +67,6 @@ async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
     )
     .await;
 
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let log = std::fs::File::create(shop.scratch("storefront.log")).unwrap();
     let _storefront = Process(
         Command::new(frontend.join("node_modules/.bin/vite"))
@@ -92,6 +104,7 @@ async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../target/e2e-screenshots"
     ));
+    let mail_web = sink.web.clone();
     let output = tokio::task::spawn_blocking({
         let frontend = frontend.clone();
         move || {
@@ -100,6 +113,7 @@ async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
                 .current_dir(&frontend)
                 .env("STOREFRONT_URL", &storefront)
                 .env("SCREENSHOTS", &screenshots)
+                .env("MAILDEV_URL", &mail_web)
                 .output()
                 .unwrap()
         }
@@ -114,6 +128,7 @@ async fn a_shopper_signs_in_finds_a_product_despite_a_typo_and_carts_it() {
         std::fs::read_to_string(shop.scratch("storefront.log")).unwrap_or_default()
     );
     for shot in [
+        "signed-up.png",
         "catalogue.png",
         "search-with-typo.png",
         "product.png",
