@@ -16,13 +16,20 @@ CHECKOV_VERSION=3.3.30
 YAMLLINT_VERSION=1.38.0
 pip_install() {
   local package=$1 version=$2
-  if ! python3 -m pip show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+  if ! python3 -m pip show "$package" 2>/dev/null | grep -x "Version: $version" >/dev/null; then
     log "installing $package $version"
     python3 -m pip install --quiet --disable-pip-version-check "$package==$version"
   fi
 }
-pip_install checkov "$CHECKOV_VERSION"
 pip_install yamllint "$YAMLLINT_VERSION"
+# checkov pins versions schemathesis's dependencies outgrew: it gets its own environment.
+CHECKOV_VENV="$COMMERCE_STATE_DIR/venvs/checkov-$CHECKOV_VERSION"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  log "installing checkov $CHECKOV_VERSION in $CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
+checkov() { "$CHECKOV_VENV/bin/checkov" "$@"; }
 (cd scripts/deploy-tools && npm ci --no-audit --no-fund --loglevel=error)
 command -v kubectl >/dev/null || die "kubectl is needed for kustomize (the machine image has it)"
 command -v terraform >/dev/null || die "terraform is needed for fmt (the machine image has it)"

@@ -31,7 +31,7 @@ fi
 
 # schemathesis holds the running shop to openapi/openapi.yaml (services/commerce/tests/api_contract.rs).
 SCHEMATHESIS_VERSION=4.32.5
-if ! python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+if ! python3 -m pip show schemathesis 2>/dev/null | grep -x "Version: $SCHEMATHESIS_VERSION" >/dev/null; then
   log "installing schemathesis $SCHEMATHESIS_VERSION"
   python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
