@@ -40,7 +40,11 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.setDefaultTimeout(20_000);
+  // Generous: the shop shares two cores with the rest of the test run.
+  page.setDefaultTimeout(60_000);
+  page.on("console", (message) => {
+    if (message.type() === "error") console.error(`browser console: ${message.text()}`);
+  });
   // Sign up; the form refuses a weak password before the server sees it.
   const email = `shopper-${Date.now()}@example.com`;
   const password = "correct horse battery 9";
@@ -105,6 +109,14 @@ try {
   if (total !== price.trim()) throw new Error(`cart total ${total}, product price ${price}`);
   await page.screenshot({ path: join(screenshots, "cart.png"), fullPage: true });
   console.log(`storefront e2e passed; screenshots in ${screenshots}`);
+} catch (error) {
+  // What the browser showed when it went wrong.
+  const [page] = browser.contexts().flatMap((context) => context.pages());
+  if (page) {
+    await page.screenshot({ path: join(screenshots, "failure.png"), fullPage: true }).catch(() => {});
+    console.error(`failed at ${page.url()}:\n${await page.locator("body").innerText().catch(() => "")}`);
+  }
+  throw error;
 } finally {
   await browser.close();
 }

@@ -5,6 +5,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { createLazyRoute, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
+import { TextField } from "../components/TextField";
 import { useSessionStore } from "../session-context";
 
 export const Route = createLazyRoute("/login")({ component: Login });
@@ -37,8 +38,6 @@ export function Login() {
       });
     },
   });
-  const fieldError = (name: "email" | "password", errors: unknown[]) =>
-    errors.length > 0 ? String(errors[0]) : serverError?.field === name ? serverError.message : null;
 
   return (
     <section>
@@ -54,49 +53,29 @@ export function Login() {
           name="email"
           validators={{ onChange: ({ value }) => (EMAIL.test(value.trim()) ? undefined : "Enter an e-mail address.") }}
         >
-          {(field) => {
-            const message = fieldError("email", field.state.meta.isTouched ? field.state.meta.errors : []);
-            return (
-              <p>
-                <label htmlFor="email">E-mail</label>
-                <input
-                  id="email"
-                  type="email"
-                  autoComplete="username"
-                  value={field.state.value}
-                  aria-invalid={message ? true : undefined}
-                  aria-describedby={message ? "email-error" : undefined}
-                  onBlur={field.handleBlur}
-                  onChange={(event) => field.handleChange(event.target.value)}
-                />
-                {message ? <span id="email-error" role="alert">{message}</span> : null}
-              </p>
-            );
-          }}
+          {(field) => (
+            <TextField
+              field={field}
+              label="E-mail"
+              type="email"
+              autoComplete="username"
+              serverMessage={serverError?.field === "email" ? serverError.message : null}
+            />
+          )}
         </form.Field>
         <form.Field
           name="password"
           validators={{ onChange: ({ value }) => (value.length > 0 ? undefined : "Enter your password.") }}
         >
-          {(field) => {
-            const message = fieldError("password", field.state.meta.isTouched ? field.state.meta.errors : []);
-            return (
-              <p>
-                <label htmlFor="password">Password</label>
-                <input
-                  id="password"
-                  type="password"
-                  autoComplete="current-password"
-                  value={field.state.value}
-                  aria-invalid={message ? true : undefined}
-                  aria-describedby={message ? "password-error" : undefined}
-                  onBlur={field.handleBlur}
-                  onChange={(event) => field.handleChange(event.target.value)}
-                />
-                {message ? <span id="password-error" role="alert">{message}</span> : null}
-              </p>
-            );
-          }}
+          {(field) => (
+            <TextField
+              field={field}
+              label="Password"
+              type="password"
+              autoComplete="current-password"
+              serverMessage={serverError?.field === "password" ? serverError.message : null}
+            />
+          )}
         </form.Field>
         <form.Subscribe selector={(state) => [state.canSubmit, state.isSubmitting] as const}>
           {([canSubmit, isSubmitting]) => (

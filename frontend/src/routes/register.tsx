@@ -5,6 +5,7 @@ import { useForm } from "@tanstack/react-form";
 import { Link, createLazyRoute } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
+import { TextField } from "../components/TextField";
 
 export const Route = createLazyRoute("/register")({ component: Register });
 
@@ -82,27 +83,14 @@ export function Register() {
           <form.Field key={name} name={name} validators={{ onChange: ({ value }) => RULES[name](value) }}>
             {(field) => {
               const [label, type, autoComplete] = LABELS[name];
-              const local = field.state.meta.isTouched ? field.state.meta.errors[0] : undefined;
-              const message = local ? String(local) : serverError?.field === name ? serverError.message : null;
               return (
-                <p>
-                  <label htmlFor={name}>{label}</label>
-                  <input
-                    id={name}
-                    type={type}
-                    autoComplete={autoComplete}
-                    value={field.state.value}
-                    aria-invalid={message ? true : undefined}
-                    aria-describedby={message ? `${name}-error` : undefined}
-                    onBlur={field.handleBlur}
-                    onChange={(event) => field.handleChange(event.target.value)}
-                  />
-                  {message ? (
-                    <span id={`${name}-error`} role="alert">
-                      {message}
-                    </span>
-                  ) : null}
-                </p>
+                <TextField
+                  field={field}
+                  label={label}
+                  type={type}
+                  autoComplete={autoComplete}
+                  serverMessage={serverError?.field === name ? serverError.message : null}
+                />
               );
             }}
           </form.Field>

@@ -236,41 +236,43 @@ fn volumes(microservice: &Microservice, name: &str) -> (Vec<Volume>, Vec<VolumeM
             ..VolumeMount::default()
         });
     }
-    for (index, mount) in spec.secret_mounts.iter().enumerate() {
-        let volume = format!("secret-{index}");
-        volumes.push(Volume {
-            name: volume.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(mount.name.clone()),
-                optional: Some(mount.optional),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
+    // Secrets and ConfigMaps mounted read-only, as the spec lists them.
+    let sources = spec
+        .secret_mounts
+        .iter()
+        .enumerate()
+        .map(|(index, mount)| {
+            let volume = Volume {
+                name: format!("secret-{index}"),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(mount.name.clone()),
+                    optional: Some(mount.optional),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            };
+            (volume, mount)
+        })
+        .chain(spec.config_map_mounts.iter().enumerate().map(|(index, mount)| {
+            let volume = Volume {
+                name: format!("configmap-{index}"),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: mount.name.clone(),
+                    optional: Some(mount.optional),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            };
+            (volume, mount)
+        }));
+    for (volume, mount) in sources {
         mounts.push(VolumeMount {
-            name: volume,
+            name: volume.name.clone(),
             mount_path: mount.mount_path.clone(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
-    }
-    for (index, mount) in spec.config_map_mounts.iter().enumerate() {
-        let volume = format!("configmap-{index}");
-        volumes.push(Volume {
-            name: volume.clone(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: mount.name.clone(),
-                optional: Some(mount.optional),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: volume,
-            mount_path: mount.mount_path.clone(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        volumes.push(volume);
     }
     for (index, path) in spec.scratch_dirs.iter().enumerate() {
         let volume = format!("scratch-{index}");
