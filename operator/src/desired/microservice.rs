@@ -253,18 +253,23 @@ fn volumes(microservice: &Microservice, name: &str) -> (Vec<Volume>, Vec<VolumeM
             };
             (volume, mount)
         })
-        .chain(spec.config_map_mounts.iter().enumerate().map(|(index, mount)| {
-            let volume = Volume {
-                name: format!("configmap-{index}"),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: mount.name.clone(),
-                    optional: Some(mount.optional),
-                    ..ConfigMapVolumeSource::default()
+        .chain(
+            spec.config_map_mounts
+                .iter()
+                .enumerate()
+                .map(|(index, mount)| {
+                    let volume = Volume {
+                        name: format!("configmap-{index}"),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: mount.name.clone(),
+                            optional: Some(mount.optional),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    };
+                    (volume, mount)
                 }),
-                ..Volume::default()
-            };
-            (volume, mount)
-        }));
+        );
     for (volume, mount) in sources {
         mounts.push(VolumeMount {
             name: volume.name.clone(),
