@@ -1,7 +1,8 @@
 // The storefront in a real browser (Debian's Chromium driven by playwright-core) against
 // a running shop: sign up, confirm the address from the e-mail (read from MailDev at
 // $MAILDEV_URL), sign in (a wrong password first), search with a typo, open the product,
-// add it to the cart, see the cart priced. Screenshots go to $SCREENSHOTS.
+// add it to the cart, see the cart priced, check out with a new address, pay with the
+// offline gateway and see the order confirmed live. Screenshots go to $SCREENSHOTS.
 //   STOREFRONT_URL=http://localhost:5173 node e2e/catalogue.mjs
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -108,6 +109,26 @@ try {
   const total = (await page.getByTestId("cart-total").textContent())?.trim();
   if (total !== price.trim()) throw new Error(`cart total ${total}, product price ${price}`);
   await page.screenshot({ path: join(screenshots, "cart.png"), fullPage: true });
+
+  // Checkout: a first address, a courier, the order placed; pay with the offline gateway
+  // and watch the status turn to Confirmed without reloading.
+  await page.getByRole("link", { name: "Check out" }).click();
+  await page.getByLabel("Recipient").fill("Sam Lee");
+  await page.getByLabel("Street and number").fill("1 Main Street");
+  await page.getByLabel("City").fill("Springfield");
+  await page.getByLabel("Postal code").fill("12345");
+  await page.getByLabel("Country (two letters)").fill("us");
+  await page.getByRole("button", { name: "Save address" }).click();
+  await page.getByRole("radio", { name: /Sam Lee, 1 Main Street/ }).waitFor();
+  await page.screenshot({ path: join(screenshots, "checkout.png"), fullPage: true });
+  await page.getByRole("button", { name: "Place order" }).click();
+  const status = page.getByTestId("order-status");
+  await status.filter({ hasText: "Waiting for your payment" }).waitFor();
+  const orderTotal = (await page.getByTestId("order-total").textContent())?.trim();
+  await page.getByRole("button", { name: "Pay now" }).click();
+  await status.filter({ hasText: "Confirmed" }).waitFor();
+  console.log(`order total ${orderTotal}, confirmed`);
+  await page.screenshot({ path: join(screenshots, "order-confirmed.png"), fullPage: true });
   console.log(`storefront e2e passed; screenshots in ${screenshots}`);
 } catch (error) {
   // What the browser showed when it went wrong.

@@ -125,7 +125,19 @@ const verifyEmailRoute = createRoute({
   }),
 }).lazy(() => import("./routes/verify-email").then((module) => module.Route));
 
+const checkoutRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/checkout",
+}).lazy(() => import("./routes/checkout").then((module) => module.Route));
+
+const orderRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/orders/$orderId",
+}).lazy(() => import("./routes/order").then((module) => module.Route));
+
 const routeTree = rootRoute.addChildren([
+  checkoutRoute,
+  orderRoute,
   catalogueRoute,
   productRoute,
   cartRoute,

@@ -99,6 +99,9 @@ export function CartPage() {
         <dt>Total</dt>
         <dd className="price" data-testid="cart-total">{formatMoney(total, currency)}</dd>
       </dl>
+      <p>
+        <Link to="/checkout">Check out</Link>
+      </p>
     </section>
   );
 }

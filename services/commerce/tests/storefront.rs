@@ -16,7 +16,7 @@ fn frontend() -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_shopper_signs_up_confirms_by_mail_finds_a_product_despite_a_typo_and_carts_it() {
+async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_confirmed() {
     let frontend = frontend();
     assert!(
         frontend.join("dist/index.html").exists()
@@ -133,6 +133,8 @@ async fn a_shopper_signs_up_confirms_by_mail_finds_a_product_despite_a_typo_and_
         "search-with-typo.png",
         "product.png",
         "cart.png",
+        "checkout.png",
+        "order-confirmed.png",
     ] {
         let path = PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
