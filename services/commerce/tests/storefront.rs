@@ -106,7 +106,7 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
     ));
     let mail_web = sink.web.clone();
     let output = tokio::task::spawn_blocking({
-        let frontend = frontend.clone();
+        let (frontend, screenshots) = (frontend.clone(), screenshots.clone());
         move || {
             Command::new("node")
                 .arg("e2e/catalogue.mjs")
@@ -136,11 +136,7 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
         "checkout.png",
         "order-confirmed.png",
     ] {
-        let path = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/e2e-screenshots"
-        ))
-        .join(shot);
+        let path = screenshots.join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{shot}: {size} bytes");
     }
