@@ -713,6 +713,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/shipping/quotes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What each courier charges for a parcel, before the order is placed.
+         * @description The parcel is `units` items of the default unit weight, priced the way the order
+         *     service prices it; couriers that cannot take it to `country` are left out.
+         */
+        get: operations["quoteShipping"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/fulfillments/{orderId}": {
         parameters: {
             query?: never;
@@ -3498,6 +3519,43 @@ export interface operations {
                     };
                 };
             };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    quoteShipping: {
+        parameters: {
+            query: {
+                /** @description ISO 3166-1 alpha-2 destination. */
+                country: string;
+                /** @description How many items the parcel holds. */
+                units: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The couriers that take the parcel, with their price. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        country: string;
+                        items: {
+                            courier: string;
+                            name: string;
+                            cost: components["schemas"]["Decimal"];
+                            currency: string;
+                            estimatedDays: number;
+                            weightGrams: number;
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
             429: components["responses"]["TooManyRequests"];
         };
     };

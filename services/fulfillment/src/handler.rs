@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use commerce_access::{Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings};
@@ -142,7 +142,9 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 
 /// Public: which couriers a shopper may choose.
 pub fn courier_api() -> ApiRoutes<FulfillmentService> {
-    ApiRoutes::new().get("/v1/shipping/couriers", couriers)
+    ApiRoutes::new()
+        .get("/v1/shipping/couriers", couriers)
+        .get("/v1/shipping/quotes", quotes)
 }
 
 /// Shipments: their owners and staff read them, staff and carriers report on them.
@@ -305,6 +307,52 @@ async fn couriers(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let couriers = fulfillment.couriers().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "items": couriers })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteQuery {
+    country: String,
+    units: i64,
+}
+
+/// Public: the shipping cost per courier before an order is placed, for the checkout page.
+async fn quotes(
+    State(fulfillment): State<FulfillmentService>,
+    query: Result<Query<QuoteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    if !(1..=10_000).contains(&query.units) {
+        return Err(ApiError::invalid("units", "must be 1 to 10000"));
+    }
+    let country = query.country.trim().to_uppercase();
+    if crate::domain::check_country(&country).is_err() {
+        return Err(ApiError::invalid(
+            "country",
+            "must be a two-letter ISO 3166-1 code such as US",
+        ));
+    }
+    let quotes = fulfillment
+        .quotes(&country, query.units)
+        .await
+        .map_err(ApiError::internal)?;
+    let items: Vec<_> = quotes
+        .into_iter()
+        .map(|(courier, quote)| {
+            serde_json::json!({
+                "courier": courier.code,
+                "name": courier.name,
+                "cost": quote.rate.price.to_string(),
+                "currency": quote.rate.currency,
+                "estimatedDays": quote.rate.estimated_days,
+                "weightGrams": quote.weight_g,
+            })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "country": country, "items": items }),
+    ))
 }
 
 struct GrpcHandler {

@@ -71,4 +71,28 @@ impl FulfillmentService {
     pub async fn couriers(&self) -> Result<Vec<Courier>, FulfillmentError> {
         Ok(repo::active_couriers(&self.pool).await?)
     }
+
+    /// What each active courier charges for `units` default-weight units to `country`
+    /// (the order service prices the same parcel the same way); couriers that cannot take
+    /// it are left out.
+    pub async fn quotes(
+        &self,
+        country: &str,
+        units: i64,
+    ) -> Result<Vec<(Courier, Quote)>, FulfillmentError> {
+        let lines = [ParcelLine {
+            quantity: units,
+            unit_weight_g: None,
+        }];
+        let mut quotes = Vec::new();
+        for courier in self.couriers().await? {
+            match self.shipping_cost(&courier.code, country, &lines).await {
+                Ok(quote) => quotes.push((courier, quote)),
+                // Paused or no rate for this parcel: not on offer.
+                Err(FulfillmentError::NotDeliverable(_) | FulfillmentError::UnknownCourier(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(quotes)
+    }
 }

@@ -176,6 +176,57 @@ async fn shipping_costs_follow_courier_zone_and_weight() {
         ["pickup", "standard"],
         "the paused courier is not offered"
     );
+
+    // The checkout page's quotes price the parcel exactly as the order will be priced.
+    let http = running.http_addrs[0].1;
+    let quotes: serde_json::Value = reqwest::get(format!(
+        "http://{http}/v1/shipping/quotes?country=us&units=2"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(quotes["country"], "US");
+    let offered: Vec<_> = quotes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|quote| quote["courier"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(offered, ["pickup", "standard"], "{quotes}");
+    let standard = grpc
+        .get_shipping_cost(ask("standard", "US", vec![item(2, 0)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let quoted = &quotes["items"][1];
+    assert_eq!(quoted["cost"], standard.cost.unwrap().amount.as_str());
+    assert_eq!(quoted["estimatedDays"], standard.estimated_days);
+    assert_eq!(quoted["weightGrams"], 1000);
+    // Pick-up points are US only: abroad only standard is offered.
+    let abroad: serde_json::Value = reqwest::get(format!(
+        "http://{http}/v1/shipping/quotes?country=DE&units=1"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(abroad["items"].as_array().unwrap().len(), 1, "{abroad}");
+    assert_eq!(abroad["items"][0]["cost"], "12.00");
+    for (query, field) in [
+        ("country=USA&units=1", "country"),
+        ("country=US&units=0", "units"),
+        ("country=US", "query"),
+    ] {
+        let refused = reqwest::get(format!("http://{http}/v1/shipping/quotes?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{query}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+    }
     shutdown.cancel();
     running.wait().await.unwrap();
 }
