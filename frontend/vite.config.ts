@@ -2,7 +2,7 @@
 import react from "@vitejs/plugin-react";
 import { defineConfig } from "vite";
 
-// `npm run dev` serves on :5173 and sends /v1 to the REST gateway `make run` starts
+// `npm run dev` serves on :5173 and sends /v1 (the chat WebSocket too) to the REST gateway `make run` starts
 // (COMMERCE_GATEWAY_URL points elsewhere, as the end-to-end test does).
 const gateway = process.env.COMMERCE_GATEWAY_URL ?? "http://127.0.0.1:8080";
 
@@ -11,7 +11,7 @@ export default defineConfig({
   server: {
     port: 5173,
     proxy: {
-      "/v1": gateway,
+      "/v1": { target: gateway, ws: true },
       "/graphql": gateway,
     },
   },
@@ -19,7 +19,7 @@ export default defineConfig({
   preview: {
     port: 5173,
     proxy: {
-      "/v1": gateway,
+      "/v1": { target: gateway, ws: true },
       "/graphql": gateway,
     },
   },

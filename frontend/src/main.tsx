@@ -6,6 +6,7 @@ import { ApiProvider } from "./api/context";
 import { createSessionClient } from "./session";
 import { SessionProvider } from "./session-context";
 import { createAppRouter } from "./router";
+import { API_BASE } from "./config";
 import "./styles.css";
 
 const queryClient = new QueryClient({
@@ -14,7 +15,7 @@ const queryClient = new QueryClient({
 const router = createAppRouter(queryClient);
 // The gateway: same origin by default (the Gateway routes /v1 and / on one host).
 const { api, session } = createSessionClient({
-  baseUrl: import.meta.env.VITE_API_URL ?? "",
+  baseUrl: API_BASE,
   storage: window.localStorage,
 });
 // A stored session starts with a refresh (the access token was only in memory).

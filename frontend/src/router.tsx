@@ -6,9 +6,11 @@ import {
   createRootRouteWithContext,
   createRoute,
   createRouter,
+  redirect,
   type RouterHistory,
 } from "@tanstack/react-router";
 import { useApi } from "./api/context";
+import { NotificationBell } from "./components/NotificationBell";
 import { useSession, useSessionStore } from "./session-context";
 
 export interface RouterContext {
@@ -66,9 +68,16 @@ function Header() {
       <nav aria-label="Account">
         <Link to="/cart">Cart ({count})</Link>
         {session.signedIn ? (
-          <button type="button" onClick={() => void signOut()}>
-            Sign out
-          </button>
+          <>
+            <Link to="/orders">Orders</Link>
+            <Link to="/account">Account</Link>
+            {session.role === "customer" ? <Link to="/support">Support</Link> : null}
+            {session.role === "admin" || session.role === "support" ? <Link to="/admin">Back office</Link> : null}
+            <NotificationBell />
+            <button type="button" onClick={() => void signOut()}>
+              Sign out
+            </button>
+          </>
         ) : (
           <>
             <Link to="/login">Sign in</Link>
@@ -135,7 +144,71 @@ const orderRoute = createRoute({
   path: "/orders/$orderId",
 }).lazy(() => import("./routes/order").then((module) => module.Route));
 
+const ordersRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/orders",
+}).lazy(() => import("./routes/orders").then((module) => module.Route));
+
+const accountRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/account",
+}).lazy(() => import("./routes/account").then((module) => module.Route));
+
+const supportRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/support",
+}).lazy(() => import("./routes/support").then((module) => module.Route));
+
+const adminRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/admin",
+}).lazy(() => import("./routes/admin").then((module) => module.Route));
+
+const adminIndexRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/",
+  beforeLoad: () => {
+    throw redirect({ to: "/admin/orders" });
+  },
+});
+
+const adminOrdersRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/orders",
+}).lazy(() => import("./routes/admin-orders").then((module) => module.Route));
+
+const adminProductsRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/products",
+}).lazy(() => import("./routes/admin-products").then((module) => module.Route));
+
+const adminPaymentsRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/payments",
+}).lazy(() => import("./routes/admin-payments").then((module) => module.Route));
+
+const adminPromoCodesRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/promo-codes",
+}).lazy(() => import("./routes/admin-promo-codes").then((module) => module.Route));
+
+const adminSupportRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/support",
+}).lazy(() => import("./routes/admin-support").then((module) => module.Route));
+
 const routeTree = rootRoute.addChildren([
+  ordersRoute,
+  accountRoute,
+  supportRoute,
+  adminRoute.addChildren([
+    adminIndexRoute,
+    adminOrdersRoute,
+    adminProductsRoute,
+    adminPaymentsRoute,
+    adminPromoCodesRoute,
+    adminSupportRoute,
+  ]),
   checkoutRoute,
   orderRoute,
   catalogueRoute,

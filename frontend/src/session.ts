@@ -9,8 +9,26 @@ import { createApiClient, type TokenPair } from "./api/client";
 const REFRESH_KEY = "commerce.refreshToken";
 const GUEST_CART_KEY = "commerce.guestCart";
 
+export type Role = "customer" | "support" | "admin";
+
 export interface SessionState {
   signedIn: boolean;
+  /** From the access token (unknown until the first one arrives after a reload). */
+  userId?: string;
+  role?: Role;
+}
+
+/** Who the access token says the user is; the server checks the signature, not this page. */
+export function tokenIdentity(accessToken: string): { userId?: string; role?: Role } {
+  try {
+    const payload = accessToken.split(".")[1] ?? "";
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims = JSON.parse(json) as { sub?: unknown; role?: unknown };
+    const role = ["customer", "support", "admin"].find((candidate) => candidate === claims.role) as Role | undefined;
+    return { userId: typeof claims.sub === "string" ? claims.sub : undefined, role };
+  } catch {
+    return {};
+  }
 }
 
 export class SessionStore {
@@ -51,7 +69,7 @@ export class SessionStore {
   signIn(pair: TokenPair) {
     this.accessToken = pair.accessToken;
     this.storage.setItem(REFRESH_KEY, pair.refreshToken);
-    this.publish({ signedIn: true });
+    this.publish({ signedIn: true, ...tokenIdentity(pair.accessToken) });
   }
 
   signOut() {

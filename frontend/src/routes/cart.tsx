@@ -1,6 +1,8 @@
 // The cart: lines with quantities, totals priced by the cart service.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute } from "@tanstack/react-router";
+import { useState } from "react";
+import type { Cart } from "../api/client";
 import { useApi } from "../api/context";
 import { formatMoney } from "../format";
 
@@ -36,7 +38,7 @@ export function CartPage() {
 
   if (cart.isPending) return <p role="status">Loading your cart…</p>;
   if (cart.isError) return <p role="alert">The cart could not be loaded: {cart.error.message}</p>;
-  const { items, subtotal, discount, total, currency } = cart.data;
+  const { items, subtotal, discount, total, currency, promo } = cart.data;
   if (items.length === 0) {
     return (
       <section>
@@ -91,6 +93,7 @@ export function CartPage() {
           ))}
         </tbody>
       </table>
+      <PromoCode promo={promo} />
       <dl className="totals">
         <dt>Subtotal</dt>
         <dd className="price">{formatMoney(subtotal, currency)}</dd>
@@ -103,5 +106,72 @@ export function CartPage() {
         <Link to="/checkout">Check out</Link>
       </p>
     </section>
+  );
+}
+
+/** The promo code on the cart: the cart service says whether it applies, and why not. */
+function PromoCode({ promo }: { promo: Cart["promo"] }) {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const [code, setCode] = useState("");
+  const apply = useMutation({
+    mutationFn: async (value: string) => {
+      const { data, error } = await api.POST("/v1/cart/promo", { body: { code: value } });
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+    onSuccess: (updated) => {
+      queryClient.setQueryData(["cart"], updated);
+      setCode("");
+    },
+  });
+  const remove = useMutation({
+    mutationFn: async () => {
+      const { data, error } = await api.DELETE("/v1/cart/promo");
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+    onSuccess: (updated) => queryClient.setQueryData(["cart"], updated),
+  });
+  const trimmed = code.trim();
+  const localError = trimmed.length > 32 ? "A promo code has at most 32 characters." : null;
+  const message = localError ?? (apply.isError ? apply.error.message : null);
+  return (
+    <div className="promo">
+      {promo ? (
+        <p data-testid="promo-state">
+          Promo code <strong>{promo.code}</strong>: {promo.applies ? "applied" : `does not apply (${promo.reason ?? "not now"})`}{" "}
+          <button type="button" disabled={remove.isPending} onClick={() => remove.mutate()}>
+            Remove code
+          </button>
+        </p>
+      ) : null}
+      <form
+        noValidate
+        aria-label="Apply a promo code"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (trimmed && !localError) apply.mutate(trimmed);
+        }}
+      >
+        <label htmlFor="promo-code">Promo code</label>
+        <input
+          id="promo-code"
+          value={code}
+          autoComplete="off"
+          aria-invalid={message ? true : undefined}
+          aria-describedby={message ? "promo-code-error" : undefined}
+          onChange={(event) => setCode(event.target.value)}
+        />
+        <button type="submit" disabled={!trimmed || apply.isPending}>
+          {apply.isPending ? "Applying…" : "Apply"}
+        </button>
+        {message ? (
+          <span id="promo-code-error" role="alert">
+            {message}
+          </span>
+        ) : null}
+      </form>
+    </div>
   );
 }

@@ -1,32 +1,15 @@
 // Checkout: where it goes (an address from the book, or a new one), how (courier), and
 // the order placed with an idempotency key kept for this attempt, so a double click or a
 // retried request places one order.
-import { useForm } from "@tanstack/react-form";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
-import { TextField } from "../components/TextField";
-import { formatMoney } from "../format";
+import { AddressForm } from "../components/AddressForm";
+import { addDecimals, formatMoney } from "../format";
 import { useSession } from "../session-context";
 
 export const Route = createLazyRoute("/checkout")({ component: Checkout });
-
-type AddressField = "recipient" | "line1" | "city" | "postalCode" | "country";
-const ADDRESS_FIELDS: [AddressField, string, string][] = [
-  ["recipient", "Recipient", "name"],
-  ["line1", "Street and number", "address-line1"],
-  ["city", "City", "address-level2"],
-  ["postalCode", "Postal code", "postal-code"],
-  ["country", "Country (two letters)", "country"],
-];
-const ADDRESS_RULES: Record<AddressField, (value: string) => string | undefined> = {
-  recipient: (value) => (value.trim() ? undefined : "Who receives it?"),
-  line1: (value) => (value.trim() ? undefined : "Enter the street."),
-  city: (value) => (value.trim() ? undefined : "Enter the city."),
-  postalCode: (value) => (value.trim() ? undefined : "Enter the postal code."),
-  country: (value) => (/^[A-Za-z]{2}$/.test(value.trim()) ? undefined : "Two letters, e.g. US."),
-};
 
 export function Checkout() {
   const api = useApi();
@@ -47,14 +30,6 @@ export function Checkout() {
       return data.items;
     },
   });
-  const couriers = useQuery({
-    queryKey: ["couriers"],
-    queryFn: async () => {
-      const { data, error } = await api.GET("/v1/shipping/couriers");
-      if (error) throw new Error(error.error.message);
-      return data.items;
-    },
-  });
   const cart = useQuery({
     queryKey: ["cart"],
     queryFn: async () => {
@@ -64,22 +39,28 @@ export function Checkout() {
     },
   });
 
-  const addAddress = useForm({
-    defaultValues: { recipient: "", line1: "", city: "", postalCode: "", country: "" },
-    onSubmit: async ({ value }) => {
-      const { data, error } = await api.POST("/v1/users/me/addresses", {
-        body: { ...value, country: value.country.trim().toUpperCase(), isDefault: true },
+  const selectedAddress =
+    addressId ?? addresses.data?.find((a) => a.isDefault)?.id ?? addresses.data?.[0]?.id ?? null;
+  const country = addresses.data?.find((a) => a.id === selectedAddress)?.country;
+  const units = cart.data?.items.reduce((sum, line) => sum + line.quantity, 0) ?? 0;
+  // What each courier charges for this parcel to this country, priced as the order will be.
+  const quotes = useQuery({
+    queryKey: ["shipping-quotes", country, units],
+    enabled: Boolean(country) && units > 0,
+    queryFn: async () => {
+      const { data, error } = await api.GET("/v1/shipping/quotes", {
+        params: { query: { country: country!, units } },
       });
       if (error) throw new Error(error.error.message);
-      await queryClient.invalidateQueries({ queryKey: ["addresses"] });
-      setAddressId(data.id);
+      return data.items;
     },
   });
+  const chosenQuote = quotes.data?.find((q) => q.courier === courier) ?? quotes.data?.[0];
 
   const place = useMutation({
     mutationFn: async () => {
-      const chosenAddress = addressId ?? addresses.data?.find((a) => a.isDefault)?.id ?? addresses.data?.[0]?.id;
-      const chosenCourier = courier ?? couriers.data?.[0]?.code;
+      const chosenAddress = selectedAddress;
+      const chosenCourier = chosenQuote?.courier;
       if (!chosenAddress || !chosenCourier) throw new Error("Choose an address and a courier.");
       const started = await api.POST("/v1/checkout", {
         body: { addressId: chosenAddress, courier: chosenCourier, paymentGateway: "offline" },
@@ -105,11 +86,10 @@ export function Checkout() {
       </p>
     );
   }
-  if (addresses.isPending || couriers.isPending || cart.isPending) return <p role="status">Loading…</p>;
-  if (addresses.isError || couriers.isError || cart.isError) {
+  if (addresses.isPending || cart.isPending) return <p role="status">Loading…</p>;
+  if (addresses.isError || cart.isError) {
     return <p role="alert">Checkout could not be loaded.</p>;
   }
-  const selectedAddress = addressId ?? addresses.data.find((a) => a.isDefault)?.id ?? addresses.data[0]?.id ?? null;
 
   return (
     <section aria-busy={place.isPending}>
@@ -131,41 +111,53 @@ export function Checkout() {
           ))}
         </fieldset>
       ) : (
-        <form
-          noValidate
-          aria-label="New address"
-          onSubmit={(event) => {
-            event.preventDefault();
-            void addAddress.handleSubmit();
-          }}
-        >
-          {ADDRESS_FIELDS.map(([name, label, autoComplete]) => (
-            <addAddress.Field key={name} name={name} validators={{ onChange: ({ value }) => ADDRESS_RULES[name](value) }}>
-              {(field) => <TextField field={field} label={label} type="text" autoComplete={autoComplete} />}
-            </addAddress.Field>
-          ))}
-          <button type="submit">Save address</button>
-        </form>
+        <AddressForm makeDefault onSaved={(address) => setAddressId(address.id)} />
       )}
       <h2>Courier</h2>
-      <label htmlFor="courier">Courier</label>
-      <select id="courier" value={courier ?? couriers.data[0]?.code ?? ""} onChange={(event) => setCourier(event.target.value)}>
-        {couriers.data.map((option) => (
-          <option key={option.code} value={option.code}>
-            {option.name}
-          </option>
-        ))}
-      </select>
+      {!country ? <p>Add an address to see the couriers and what they charge.</p> : null}
+      {quotes.isFetching && !quotes.data ? <p role="status">Pricing the delivery…</p> : null}
+      {quotes.isError ? <p role="alert">Shipping could not be priced: {quotes.error.message}</p> : null}
+      {quotes.data && quotes.data.length === 0 ? <p role="alert">No courier delivers this parcel to {country}.</p> : null}
+      {quotes.data && quotes.data.length > 0 ? (
+        <fieldset>
+          <legend>Courier</legend>
+          {quotes.data.map((quote) => (
+            <label key={quote.courier} className="choice">
+              <input
+                type="radio"
+                name="courier"
+                value={quote.courier}
+                checked={chosenQuote?.courier === quote.courier}
+                onChange={() => setCourier(quote.courier)}
+              />
+              {quote.name} — <span className="price">{formatMoney(quote.cost, quote.currency)}</span>, about{" "}
+              {quote.estimatedDays} days
+            </label>
+          ))}
+        </fieldset>
+      ) : null}
       <h2>Your order</h2>
-      <p>
-        {cart.data.items.reduce((sum, line) => sum + line.quantity, 0)} items,{" "}
-        <span className="price">{formatMoney(cart.data.total, cart.data.currency)}</span> before shipping. You pay on the
-        next page.
-      </p>
+      <dl className="totals">
+        <dt>Items ({units})</dt>
+        <dd className="price">{formatMoney(cart.data.total, cart.data.currency)}</dd>
+        <dt>Shipping</dt>
+        <dd className="price" data-testid="checkout-shipping">
+          {chosenQuote ? formatMoney(chosenQuote.cost, chosenQuote.currency) : "—"}
+        </dd>
+        {chosenQuote && chosenQuote.currency === cart.data.currency ? (
+          <>
+            <dt>Total</dt>
+            <dd className="price" data-testid="checkout-total">
+              {formatMoney(addDecimals(cart.data.total, chosenQuote.cost), cart.data.currency)}
+            </dd>
+          </>
+        ) : null}
+      </dl>
+      <p>You pay on the next page.</p>
       {place.isError ? <p role="alert">{place.error.message}</p> : null}
       <button
         type="button"
-        disabled={!selectedAddress || cart.data.items.length === 0 || place.isPending}
+        disabled={!selectedAddress || !chosenQuote || cart.data.items.length === 0 || place.isPending}
         onClick={() => place.mutate()}
       >
         {place.isPending ? "Placing your order…" : "Place order"}

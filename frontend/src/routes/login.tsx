@@ -6,6 +6,7 @@ import { createLazyRoute, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
 import { TextField } from "../components/TextField";
+import { tokenIdentity } from "../session";
 import { useSessionStore } from "../session-context";
 
 export const Route = createLazyRoute("/login")({ component: Login });
@@ -27,7 +28,9 @@ export function Login() {
         session.signIn(data);
         // Cart and orders are someone else's now.
         await queryClient.invalidateQueries();
-        await navigate({ to: "/cart" });
+        // Staff go to the back office; customers back to their cart.
+        const { role } = tokenIdentity(data.accessToken);
+        await navigate({ to: role === "admin" || role === "support" ? "/admin/orders" : "/cart" });
         return;
       }
       const field = error?.error.field === "email" ? "email" : "password";

@@ -1,29 +1,76 @@
-// One order, followed live: the page re-reads it every second while something is still
-// to happen (placing, waiting for the payment's confirmation), and offers the offline
-// gateway's "pay" step while payment is due.
-import { useMutation, useQuery } from "@tanstack/react-query";
-import { createLazyRoute, useParams } from "@tanstack/react-router";
+// One order, followed live: the GraphQL subscription `orderStatus` (SSE through the
+// gateway) says each status as it is committed, with the order's items and their products
+// from the product subgraph; each change re-reads the order over REST for its totals and
+// payment. While the subscription is down the page polls instead. The offline gateway's
+// "pay" step is offered while payment is due.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Link, createLazyRoute, useParams } from "@tanstack/react-router";
+import { useEffect, useState } from "react";
 import { useApi } from "../api/context";
+import { API_BASE } from "../config";
+import { followEvents } from "../events";
 import { formatMoney } from "../format";
+import { useSessionStore } from "../session-context";
+import { STATUS_TEXT } from "./order-status";
+
+const ORDER_STATUS_SUBSCRIPTION = `subscription ($id: ID!) {
+  orderStatus(id: $id) { orderId status order { items { quantity product { id name images } } } }
+}`;
+
+interface StatusChange {
+  status: string;
+  products: { id: string; name: string; images: string[] }[];
+}
+
+/** The order's status as the subscription tells it; `live` while the stream is open. */
+export function useOrderStatusStream(orderId: string, fetch?: typeof globalThis.fetch) {
+  const store = useSessionStore();
+  const [change, setChange] = useState<StatusChange | null>(null);
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    const stop = new AbortController();
+    void followEvents({
+      url: `${API_BASE}/graphql`,
+      session: store,
+      fetch,
+      signal: stop.signal,
+      onConnected: setLive,
+      request: () => ({
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ query: ORDER_STATUS_SUBSCRIPTION, variables: { id: orderId } }),
+      }),
+      onEvent: (event) => {
+        if (event.event === "complete") {
+          // A final status: nothing more will happen to this order.
+          stop.abort();
+          setLive(false);
+          return;
+        }
+        const result = JSON.parse(event.data) as {
+          data?: { orderStatus?: { status: string; order?: { items: { product: StatusChange["products"][number] }[] } } };
+        };
+        const next = result.data?.orderStatus;
+        if (next) {
+          setChange({ status: next.status, products: next.order?.items.map((item) => item.product) ?? [] });
+        }
+      },
+    }).finally(() => setLive(false));
+    return () => stop.abort();
+  }, [orderId, store, fetch]);
+  return { change, live };
+}
 
 export const Route = createLazyRoute("/orders/$orderId")({ component: OrderPage });
 
-const SETTLED = new Set(["CONFIRMED", "SHIPPED", "DELIVERED", "EXPIRED", "CANCELED", "FAILED"]);
-const STATUS_TEXT: Record<string, string> = {
-  PLACING: "Placing your order…",
-  PENDING_PAYMENT: "Waiting for your payment",
-  PAID: "Paid — confirming…",
-  CONFIRMED: "Confirmed",
-  SHIPPED: "Shipped",
-  DELIVERED: "Delivered",
-  EXPIRED: "Expired (not paid in time)",
-  CANCELED: "Canceled",
-  FAILED: "Could not be placed",
-};
+// Nothing happens to an order after these (the subscription ends there too).
+const FINAL = new Set(["DELIVERED", "EXPIRED", "CANCELED", "FAILED"]);
 
 export function OrderPage() {
   const { orderId } = useParams({ from: "/orders/$orderId" });
   const api = useApi();
+  const queryClient = useQueryClient();
+  const stream = useOrderStatusStream(orderId);
   const order = useQuery({
     queryKey: ["order", orderId],
     queryFn: async () => {
@@ -31,8 +78,14 @@ export function OrderPage() {
       if (error) throw new Error(error.error.message);
       return data;
     },
-    refetchInterval: (query) => (query.state.data && SETTLED.has(query.state.data.status) ? false : 1000),
+    // Polling only stands in for the subscription while it is down.
+    refetchInterval: (query) =>
+      stream.live || (query.state.data && FINAL.has(query.state.data.status)) ? false : 3000,
   });
+  const streamed = stream.change?.status;
+  useEffect(() => {
+    if (streamed) void queryClient.invalidateQueries({ queryKey: ["order", orderId] });
+  }, [streamed, orderId, queryClient]);
   const pay = useMutation({
     mutationFn: async (paymentId: string) => {
       const { error } = await api.POST("/v1/payments/{id}/offline/pay", {
@@ -46,17 +99,27 @@ export function OrderPage() {
 
   if (order.isPending) return <p role="status">Loading your order…</p>;
   if (order.isError) return <p role="alert">The order could not be loaded: {order.error.message}</p>;
-  const { status, items, totals, currency, paymentId, paymentGateway } = order.data;
+  const { items, totals, currency, paymentId, paymentGateway } = order.data;
+  // The stream is ahead of the REST read for the moment between a change and its re-read.
+  const status = stream.change?.status ?? order.data.status;
+  const imageOf = (productId: string) => stream.change?.products.find((p) => p.id === productId)?.images[0];
   return (
     <article>
       <h1>Order {order.data.id.slice(0, 8)}</h1>
       <p role="status" aria-live="polite" data-testid="order-status">
         {STATUS_TEXT[status] ?? status}
       </p>
+      <p className="muted" data-testid="order-live">
+        {stream.live ? "Following live" : FINAL.has(status) ? "" : "Checking every few seconds"}
+      </p>
       <ul>
         {items.map((item) => (
           <li key={item.productId}>
-            {item.quantity} × {item.name} — {currency ? formatMoney(item.unitPrice, currency) : item.unitPrice}
+            {imageOf(item.productId) ? <img src={imageOf(item.productId)} alt="" width={48} height={48} /> : null}
+            <Link to="/products/$productId" params={{ productId: item.productId }}>
+              {item.name}
+            </Link>{" "}
+            ×{item.quantity} — {currency ? formatMoney(item.unitPrice, currency) : item.unitPrice}
           </li>
         ))}
       </ul>

@@ -5,7 +5,6 @@
 //! caller's identity forwarded to each; a subscription follows the order's status as it
 //! is paid.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use commerce_testkit::eventually;
@@ -14,51 +13,6 @@ use serde_json::{Value, json};
 
 mod support;
 use support::{LocalShop, Process, demo_login};
-
-const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
-
-/// Hive Gateway on the shop's GraphQL port, over a supergraph routed to the shop's subgraphs.
-fn federation_gateway(shop: &LocalShop) -> Process {
-    let supergraph = shop.scratch("supergraph.graphql");
-    let composed = Command::new("node")
-        .current_dir(GRAPHQL_DIR)
-        .args(["compose.mjs", "--out", supergraph.to_str().unwrap()])
-        .env(
-            "COMMERCE_SUBGRAPH_AUTH_URL",
-            format!("{}/graphql", shop.url(8081)),
-        )
-        .env(
-            "COMMERCE_SUBGRAPH_PRODUCT_URL",
-            format!("{}/graphql", shop.url(8082)),
-        )
-        .env(
-            "COMMERCE_SUBGRAPH_ORDER_URL",
-            format!("{}/graphql", shop.url(8084)),
-        )
-        .output()
-        .expect("node runs graphql/compose.mjs (`make test` installs graphql/node_modules)");
-    assert!(
-        composed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&composed.stderr)
-    );
-    let log = std::fs::File::create(shop.scratch("hive.log")).unwrap();
-    Process(
-        Command::new(format!("{GRAPHQL_DIR}/node_modules/.bin/hive-gateway"))
-            .current_dir(GRAPHQL_DIR)
-            .args([
-                "supergraph",
-                supergraph.to_str().unwrap(),
-                "--host",
-                "127.0.0.1",
-            ])
-            .args(["--port", &shop.port(8090).to_string()])
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("graphql/node_modules/.bin/hive-gateway (run `npm ci` in graphql/)"),
-    )
-}
 
 async fn call(request: reqwest::RequestBuilder) -> Value {
     let response = request.send().await.unwrap();
@@ -75,7 +29,7 @@ async fn one_query_returns_an_order_with_its_products_and_customer() {
     shop.run(&["seed"]);
     let _services = shop.serve();
     shop.wait_until_ready().await;
-    let _federation = federation_gateway(&shop);
+    let _federation = shop.federation_gateway();
     let gateway = shop.url(8080);
     let client = reqwest::Client::new();
 

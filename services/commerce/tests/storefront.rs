@@ -1,7 +1,9 @@
 //! The storefront in a real browser against the whole shop: `commerce serve --target all`
-//! on its own databases and ports with MailDev as its SMTP server, the storefront's production build served by
-//! `vite preview` with /v1 sent to this shop's gateway, and Debian's Chromium driven by
-//! playwright-core (`frontend/e2e/`). Screenshots land in `target/e2e-screenshots/`.
+//! on its own databases and ports with MailDev as its SMTP server, Hive Gateway for
+//! GraphQL, the storefront's production build served by `vite preview` with /v1 and
+//! /graphql sent to this shop's gateway, and Debian's Chromium driven by playwright-core
+//! (`frontend/e2e/shop.mjs`): a customer, a support agent and an admin, each in their own
+//! browser context. Screenshots land in `target/e2e-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,7 +18,7 @@ fn frontend() -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_confirmed() {
+async fn a_shopper_signs_up_buys_with_a_promo_code_chats_with_support_and_sees_the_order_shipped() {
     let frontend = frontend();
     assert!(
         frontend.join("dist/index.html").exists()
@@ -43,6 +45,7 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
     shop.run(&["seed"]);
     let _running = shop.serve();
     shop.wait_until_ready().await;
+    let _federation = shop.federation_gateway();
     let gateway = shop.url(8080);
 
     // The seeded catalogue reaches the search index through Kafka.
@@ -62,6 +65,26 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
                     .await
                     .ok()?;
                 (found["total"].as_u64()? > 0).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // The order page follows its order through GraphQL: Hive must be answering.
+    commerce_testkit::eventually(
+        Duration::from_secs(60),
+        "the GraphQL gateway to answer",
+        || {
+            let (client, gateway) = (client.clone(), gateway.clone());
+            async move {
+                client
+                    .post(format!("{gateway}/graphql"))
+                    .json(&serde_json::json!({"query": "{ __typename }"}))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
             }
         },
     )
@@ -109,7 +132,7 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
         let (frontend, screenshots) = (frontend.clone(), screenshots.clone());
         move || {
             Command::new("node")
-                .arg("e2e/catalogue.mjs")
+                .arg("e2e/shop.mjs")
                 .current_dir(&frontend)
                 .env("STOREFRONT_URL", &storefront)
                 .env("SCREENSHOTS", &screenshots)
@@ -135,6 +158,13 @@ async fn a_shopper_signs_up_finds_a_product_despite_a_typo_buys_it_and_sees_it_c
         "cart.png",
         "checkout.png",
         "order-confirmed.png",
+        "admin-promo-codes.png",
+        "support-chat-customer.png",
+        "support-chat-agent.png",
+        "admin-orders.png",
+        "order-shipped.png",
+        "admin-payments.png",
+        "account.png",
     ] {
         let path = screenshots.join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, unique};
 
+const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_commerce");
 
 /// The services that own a database.
@@ -232,6 +234,50 @@ impl LocalShop {
                 .stderr(Stdio::from(log))
                 .spawn()
                 .unwrap(),
+        )
+    }
+
+    /// Hive Gateway (`graphql/`) on this shop's GraphQL port, over a supergraph composed
+    /// with this shop's subgraph addresses, as `make run` starts it.
+    pub fn federation_gateway(&self) -> Process {
+        let supergraph = self.scratch("supergraph.graphql");
+        let composed = Command::new("node")
+            .current_dir(GRAPHQL_DIR)
+            .args(["compose.mjs", "--out", supergraph.to_str().unwrap()])
+            .env(
+                "COMMERCE_SUBGRAPH_AUTH_URL",
+                format!("{}/graphql", self.url(8081)),
+            )
+            .env(
+                "COMMERCE_SUBGRAPH_PRODUCT_URL",
+                format!("{}/graphql", self.url(8082)),
+            )
+            .env(
+                "COMMERCE_SUBGRAPH_ORDER_URL",
+                format!("{}/graphql", self.url(8084)),
+            )
+            .output()
+            .expect("node runs graphql/compose.mjs (`make test` installs graphql/node_modules)");
+        assert!(
+            composed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&composed.stderr)
+        );
+        let log = std::fs::File::create(self.scratch("hive.log")).unwrap();
+        Process(
+            Command::new(format!("{GRAPHQL_DIR}/node_modules/.bin/hive-gateway"))
+                .current_dir(GRAPHQL_DIR)
+                .args([
+                    "supergraph",
+                    supergraph.to_str().unwrap(),
+                    "--host",
+                    "127.0.0.1",
+                ])
+                .args(["--port", &self.port(8090).to_string()])
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("graphql/node_modules/.bin/hive-gateway (run `npm ci` in graphql/)"),
         )
     }
 
