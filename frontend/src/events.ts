@@ -13,9 +13,14 @@ export interface ServerEvent {
 /** Splits a text/event-stream into events as chunks arrive (any chunk boundaries). */
 export class EventStreamParser {
   private buffer = "";
+  private carriageReturn = false;
 
   feed(chunk: string): ServerEvent[] {
-    this.buffer += chunk.replace(/\r\n?/g, "\n");
+    // A CR at the end of a chunk may be the first half of a CRLF: decide with the next.
+    let text = (this.carriageReturn ? "\r" : "") + chunk;
+    this.carriageReturn = text.endsWith("\r");
+    if (this.carriageReturn) text = text.slice(0, -1);
+    this.buffer += text.replace(/\r\n?/g, "\n");
     const events: ServerEvent[] = [];
     let end: number;
     while ((end = this.buffer.indexOf("\n\n")) >= 0) {
