@@ -66,7 +66,9 @@ describe("followEvents", () => {
       fetch: fetch as typeof globalThis.fetch,
       signal: stop.signal,
       retryMs: 1,
-      request: (lastEventId) => ({ headers: lastEventId ? { "Last-Event-ID": lastEventId } : {} }),
+      request: (lastEventId): { headers: Record<string, string> } => ({
+        headers: lastEventId ? { "Last-Event-ID": lastEventId } : {},
+      }),
       onEvent: (event) => {
         events.push(event);
         if (events.length === 2) stop.abort();

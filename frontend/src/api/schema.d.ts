@@ -619,6 +619,23 @@ export interface paths {
         patch: operations["changeOrderDelivery"];
         trace?: never;
     };
+    "/v1/payments/gateways": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The payment gateways checkout offers, with what a browser needs to pay through each. */
+        get: operations["listPaymentGateways"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/payments/webhooks/{gateway}": {
         parameters: {
             query?: never;
@@ -3358,6 +3375,45 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    listPaymentGateways: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description `flow` says how the browser pays: `offline` (the shop's test gateway: POST
+             *     `/v1/payments/{id}/offline/pay`), `stripeElements` (Stripe.js confirms the order's
+             *     `clientSecret` with `publishableKey`), `redirect` (the `clientSecret` is the
+             *     provider's hosted payment page).
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            /**
+                             * @example offline
+                             * @example stripe
+                             * @example xendit
+                             */
+                            code: string;
+                            /** @enum {string} */
+                            flow: "offline" | "stripeElements" | "redirect";
+                            /** @description Only with `stripeElements`. */
+                            publishableKey?: string;
+                        }[];
+                    };
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
         };
     };
     paymentWebhook: {

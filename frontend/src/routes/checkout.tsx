@@ -8,8 +8,15 @@ import { useApi } from "../api/context";
 import { AddressForm } from "../components/AddressForm";
 import { addDecimals, formatMoney } from "../format";
 import { useSession } from "../session-context";
+import { usePaymentGateways } from "./payment-gateways";
 
 export const Route = createLazyRoute("/checkout")({ component: Checkout });
+
+const GATEWAY_NAMES: Record<string, string> = {
+  offline: "Pay on the order page (test gateway)",
+  stripe: "Card (Stripe)",
+  xendit: "Xendit (bank transfer, e-wallet, card)",
+};
 
 export function Checkout() {
   const api = useApi();
@@ -18,6 +25,9 @@ export function Checkout() {
   const queryClient = useQueryClient();
   const [addressId, setAddressId] = useState<string | null>(null);
   const [courier, setCourier] = useState<string | null>(null);
+  const [gateway, setGateway] = useState<string | null>(null);
+  const gateways = usePaymentGateways();
+  const chosenGateway = gateway ?? gateways.data?.[0]?.code ?? "offline";
   // One key per checkout attempt: a retry of the same attempt gets the same order.
   const [idempotencyKey] = useState(() => crypto.randomUUID());
 
@@ -63,7 +73,7 @@ export function Checkout() {
       const chosenCourier = chosenQuote?.courier;
       if (!chosenAddress || !chosenCourier) throw new Error("Choose an address and a courier.");
       const started = await api.POST("/v1/checkout", {
-        body: { addressId: chosenAddress, courier: chosenCourier, paymentGateway: "offline" },
+        body: { addressId: chosenAddress, courier: chosenCourier, paymentGateway: chosenGateway },
       });
       if (!started.data) throw new Error(started.error?.error.message ?? "Checkout failed.");
       const placed = await api.POST("/v1/orders", {
@@ -136,6 +146,27 @@ export function Checkout() {
           ))}
         </fieldset>
       ) : null}
+      <h2>Payment</h2>
+      {gateways.isError ? <p role="alert">Payment options could not be loaded.</p> : null}
+      {gateways.data && gateways.data.length > 1 ? (
+        <fieldset>
+          <legend>Pay with</legend>
+          {gateways.data.map((option) => (
+            <label key={option.code} className="choice">
+              <input
+                type="radio"
+                name="gateway"
+                value={option.code}
+                checked={chosenGateway === option.code}
+                onChange={() => setGateway(option.code)}
+              />
+              {GATEWAY_NAMES[option.code] ?? option.code}
+            </label>
+          ))}
+        </fieldset>
+      ) : (
+        <p>{GATEWAY_NAMES[chosenGateway] ?? chosenGateway}</p>
+      )}
       <h2>Your order</h2>
       <dl className="totals">
         <dt>Items ({units})</dt>

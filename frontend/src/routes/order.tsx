@@ -8,7 +8,9 @@ import { Link, createLazyRoute, useParams } from "@tanstack/react-router";
 import { useEffect, useState } from "react";
 import { useApi } from "../api/context";
 import { API_BASE } from "../config";
+import { StripePayment } from "../components/StripePayment";
 import { followEvents } from "../events";
+import { usePaymentGateways } from "./payment-gateways";
 import { formatMoney } from "../format";
 import { useSessionStore } from "../session-context";
 import { STATUS_TEXT } from "./order-status";
@@ -86,6 +88,7 @@ export function OrderPage() {
   useEffect(() => {
     if (streamed) void queryClient.invalidateQueries({ queryKey: ["order", orderId] });
   }, [streamed, orderId, queryClient]);
+  const gateways = usePaymentGateways();
   const pay = useMutation({
     mutationFn: async (paymentId: string) => {
       const { error } = await api.POST("/v1/payments/{id}/offline/pay", {
@@ -99,7 +102,8 @@ export function OrderPage() {
 
   if (order.isPending) return <p role="status">Loading your order…</p>;
   if (order.isError) return <p role="alert">The order could not be loaded: {order.error.message}</p>;
-  const { items, totals, currency, paymentId, paymentGateway } = order.data;
+  const { items, totals, currency, paymentId, paymentGateway, clientSecret } = order.data;
+  const flow = gateways.data?.find((gateway) => gateway.code === paymentGateway);
   // The stream is ahead of the REST read for the moment between a change and its re-read.
   const status = stream.change?.status ?? order.data.status;
   const imageOf = (productId: string) => stream.change?.products.find((p) => p.id === productId)?.images[0];
@@ -143,6 +147,18 @@ export function OrderPage() {
             {pay.isPending ? "Paying…" : "Pay now"}
           </button>
           {pay.isError ? <span role="alert"> {pay.error.message}</span> : null}
+        </p>
+      ) : null}
+      {status === "PENDING_PAYMENT" && clientSecret && flow?.flow === "stripeElements" && flow.publishableKey ? (
+        <StripePayment
+          publishableKey={flow.publishableKey}
+          clientSecret={clientSecret}
+          onConfirmed={() => void queryClient.invalidateQueries({ queryKey: ["order", orderId] })}
+        />
+      ) : null}
+      {status === "PENDING_PAYMENT" && clientSecret && flow?.flow === "redirect" && /^https:\/\//.test(clientSecret) ? (
+        <p>
+          <a href={clientSecret}>Pay on {paymentGateway}'s page</a>
         </p>
       ) : null}
     </article>

@@ -75,6 +75,17 @@ describe("checkout", () => {
             ],
           });
         }
+        if (url.pathname === "/v1/payments/gateways") {
+          return json(200, {
+            items: [
+              { code: "stripe", flow: "stripeElements", publishableKey: "pk_test_1" },
+              { code: "offline", flow: "offline" },
+            ],
+          });
+        }
+        if (url.pathname === "/v1/checkout") {
+          return json(409, { error: { code: "conflict", message: "a product's price changed; review the cart" } });
+        }
         if (url.pathname === "/v1/shipping/quotes") {
           return json(200, {
             country: "US",
@@ -95,6 +106,17 @@ describe("checkout", () => {
     expect(screen.getByTestId("checkout-shipping").textContent).toBe("$8.90");
     const asked = calls.find((c) => c.url.pathname === "/v1/shipping/quotes")!;
     expect(Object.fromEntries(asked.url.searchParams)).toEqual({ country: "US", units: "3" });
+
+    // Stripe is configured, so it is offered first; the shopper picks the offline gateway.
+    expect((screen.getByRole("radio", { name: "Card (Stripe)" }) as HTMLInputElement).checked).toBe(true);
+    fireEvent.click(screen.getByRole("radio", { name: /test gateway/ }));
+    fireEvent.click(screen.getByRole("button", { name: "Place order" }));
+    expect((await screen.findByRole("alert")).textContent).toContain("a product's price changed");
+    expect(calls.find((c) => c.url.pathname === "/v1/checkout")?.body).toEqual({
+      addressId: "a1",
+      courier: "standard",
+      paymentGateway: "offline",
+    });
   });
 });
 

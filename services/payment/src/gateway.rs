@@ -47,9 +47,28 @@ pub enum WebhookError {
     Payload(String),
 }
 
+/// How a shopper's browser pays through a gateway.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(
+    tag = "flow",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum BrowserFlow {
+    /// The shop's own test gateway: a "pay" button calls `/v1/payments/{id}/offline/pay`.
+    Offline,
+    /// Stripe.js confirms the PaymentIntent with its client secret and this key.
+    StripeElements { publishable_key: String },
+    /// The client secret is the provider's hosted payment page.
+    Redirect,
+}
+
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     fn name(&self) -> &'static str;
+    /// What the storefront needs to pay through this gateway; `None` when the browser
+    /// cannot (the gateway is configured without its public half).
+    fn browser_flow(&self) -> Option<BrowserFlow>;
     /// `idempotency_key` makes a retried call return the same intent at the provider.
     async fn create_intent(
         &self,
@@ -147,6 +166,10 @@ impl PaymentGateway for OfflineGateway {
         "offline"
     }
 
+    fn browser_flow(&self) -> Option<BrowserFlow> {
+        Some(BrowserFlow::Offline)
+    }
+
     async fn create_intent(
         &self,
         _charge: &Charge,
@@ -229,6 +252,14 @@ impl Gateways {
         self
     }
 
+    /// The gateways a shopper can pay with from a browser, by name.
+    pub fn offered(&self) -> Vec<(&'static str, BrowserFlow)> {
+        self.gateways
+            .iter()
+            .filter_map(|gateway| Some((gateway.name(), gateway.browser_flow()?)))
+            .collect()
+    }
+
     pub fn offline(&self) -> Option<&OfflineGateway> {
         self.offline.as_deref()
     }
@@ -248,6 +279,10 @@ struct SharedOffline(std::sync::Arc<OfflineGateway>);
 impl PaymentGateway for SharedOffline {
     fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    fn browser_flow(&self) -> Option<BrowserFlow> {
+        self.0.browser_flow()
     }
     async fn create_intent(&self, charge: &Charge, key: &str) -> Result<Intent, GatewayError> {
         self.0.create_intent(charge, key).await

@@ -104,6 +104,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<PaymentService> {
     ApiRoutes::new()
+        .get("/v1/payments/gateways", gateways)
         .post("/v1/payments/webhooks/{gateway}", webhook)
         .get("/v1/payments/{id}", show)
         .post("/v1/payments/{id}/offline/pay", pay_offline)
@@ -188,6 +189,20 @@ async fn show(
 struct OfflinePay {
     /// `succeeded` (default) or `failed`.
     outcome: Option<String>,
+}
+
+/// Public: which payment gateways checkout offers, with the public half of their setup.
+async fn gateways(State(payments): State<PaymentService>) -> Json<serde_json::Value> {
+    let items: Vec<serde_json::Value> = payments
+        .offered_gateways()
+        .into_iter()
+        .map(|(code, flow)| {
+            let mut item = serde_json::to_value(flow).unwrap_or_default();
+            item["code"] = code.into();
+            item
+        })
+        .collect();
+    Json(serde_json::json!({ "items": items }))
 }
 
 async fn pay_offline(

@@ -129,6 +129,11 @@ impl PaymentService {
         }
     }
 
+    /// The gateways a shopper can choose at checkout, with what the browser needs.
+    pub fn offered_gateways(&self) -> Vec<(&'static str, crate::gateway::BrowserFlow)> {
+        self.gateways.offered()
+    }
+
     /// One intent per order: a repeated call with the same charge and gateway returns it.
     #[tracing::instrument(skip_all, fields(order = %order_id, gateway))]
     pub async fn create_intent(

@@ -9,7 +9,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::domain::{Charge, WebhookEvent, WebhookKind};
-use crate::gateway::{GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError};
+use crate::gateway::{
+    BrowserFlow, GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError,
+};
 use crate::signature;
 
 /// `services.payment.stripe`.
@@ -19,6 +21,10 @@ pub struct StripeSettings {
     pub base_url: String,
     pub secret_key: String,
     pub webhook_secret: String,
+    /// The `pk_…` key Stripe.js uses in the storefront; without it shoppers cannot pick
+    /// Stripe at checkout (server-side intents still work).
+    #[serde(default)]
+    pub publishable_key: Option<String>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -172,6 +178,11 @@ fn text(value: &serde_json::Value, key: &str) -> String {
 impl PaymentGateway for StripeGateway {
     fn name(&self) -> &'static str {
         "stripe"
+    }
+
+    fn browser_flow(&self) -> Option<BrowserFlow> {
+        let publishable_key = self.settings.publishable_key.clone()?;
+        Some(BrowserFlow::StripeElements { publishable_key })
     }
 
     async fn create_intent(

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::domain::{Charge, WebhookEvent, WebhookKind};
-use crate::gateway::{GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError};
+use crate::gateway::{
+    BrowserFlow, GatewayError, Intent, PaymentGateway, RefundReceipt, WebhookError,
+};
 
 /// `services.payment.xendit`.
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +178,11 @@ fn decimal(value: &Value) -> Option<Decimal> {
 impl PaymentGateway for XenditGateway {
     fn name(&self) -> &'static str {
         "xendit"
+    }
+
+    /// The client secret is the invoice's hosted page.
+    fn browser_flow(&self) -> Option<BrowserFlow> {
+        Some(BrowserFlow::Redirect)
     }
 
     async fn create_intent(

@@ -156,11 +156,25 @@ fn now() -> i64 {
 async fn stripe_intents_webhooks_and_refunds() {
     let (stripe_url, fake) = fake_stripe().await;
     let payment = PaymentUnderTest::start(&format!(
-        r#"stripe = {{ base_url = "{stripe_url}", secret_key = "{SECRET_KEY}", webhook_secret = "{WEBHOOK_SECRET}" }}"#
+        r#"stripe = {{ base_url = "{stripe_url}", secret_key = "{SECRET_KEY}", webhook_secret = "{WEBHOOK_SECRET}", publishable_key = "pk_test_commerce" }}"#
     ))
     .await;
     let (database, issuer) = (&payment.database, &payment.issuer);
     let http = payment.http.clone();
+    // Checkout offers Stripe with the key Stripe.js needs, beside the offline gateway.
+    let offered: Value = reqwest::get(format!("{http}/v1/payments/gateways"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        offered["items"],
+        json!([
+            {"code": "stripe", "flow": "stripeElements", "publishableKey": "pk_test_commerce"},
+            {"code": "offline", "flow": "offline"},
+        ])
+    );
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
         .await
         .unwrap();

@@ -188,6 +188,17 @@ async fn xendit_invoices_callbacks_and_refunds() {
     ))
     .await;
     let http = payment.http.clone();
+    // Xendit pays on its hosted invoice page; Stripe is not configured, so not offered.
+    let offered: Value = reqwest::get(format!("{http}/v1/payments/gateways"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        offered["items"],
+        json!([{"code": "xendit", "flow": "redirect"}, {"code": "offline", "flow": "offline"}])
+    );
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
         .await
         .unwrap();
