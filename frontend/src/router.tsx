@@ -25,6 +25,9 @@ export interface CatalogueSearch {
   category?: string;
   sort?: Sort;
   page?: number;
+  minPrice?: string;
+  maxPrice?: string;
+  inStock?: boolean;
 }
 
 /** Search parameters from the URL, checked: anything unknown is dropped. */
@@ -33,11 +36,19 @@ export function parseCatalogueSearch(raw: Record<string, unknown>): CatalogueSea
     typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
   const page = Number(raw.page);
   const sort = SORTS.find((candidate) => candidate === raw.sort);
+  // Prices are decimals the search service parses; the router may hand numbers.
+  const price = (value: unknown) => {
+    const candidate = typeof value === "number" ? String(value) : value;
+    return typeof candidate === "string" && /^\d{1,9}(\.\d{1,2})?$/.test(candidate.trim()) ? candidate.trim() : undefined;
+  };
   return {
     q: text(raw.q),
     category: text(raw.category),
     sort,
     page: Number.isInteger(page) && page > 1 ? page : undefined,
+    ...(price(raw.minPrice) ? { minPrice: price(raw.minPrice) } : {}),
+    ...(price(raw.maxPrice) ? { maxPrice: price(raw.maxPrice) } : {}),
+    ...(raw.inStock === true || raw.inStock === "true" ? { inStock: true } : {}),
   };
 }
 

@@ -29,7 +29,7 @@ export function fakeAccessToken(sub: string, role: string) {
 
 export function renderShop(
   path: string,
-  handler: (call: Call) => Reply | undefined,
+  handler: (call: Call) => Reply | Promise<Reply> | undefined,
   options: { role?: "customer" | "support" | "admin" } = {},
 ) {
   const calls: Call[] = [];
@@ -48,7 +48,7 @@ export function renderShop(
         sessionId: "00000000-0000-4000-8000-000000000001",
       });
     }
-    const reply = handler(call) ?? (call.url.pathname === "/v1/cart" ? json(200, emptyCart) : undefined);
+    const reply = (await handler(call)) ?? (call.url.pathname === "/v1/cart" ? json(200, emptyCart) : undefined);
     if (reply instanceof Response) return reply;
     if (!reply) {
       // Streams nobody in the test cares about stay open and quiet.

@@ -33,6 +33,24 @@ export function CartPage() {
       if (error) throw new Error(error.error.message);
       return data;
     },
+    // The line shows its new quantity at once; the server's priced cart replaces it, and
+    // a refusal puts the old cart back.
+    onMutate: async ({ productId, quantity }) => {
+      await queryClient.cancelQueries({ queryKey: ["cart"] });
+      const previous = queryClient.getQueryData<Cart>(["cart"]);
+      if (previous) {
+        queryClient.setQueryData<Cart>(["cart"], {
+          ...previous,
+          items: previous.items
+            .map((line) => (line.productId === productId ? { ...line, quantity } : line))
+            .filter((line) => line.quantity > 0),
+        });
+      }
+      return { previous };
+    },
+    onError: (_error, _change, context) => {
+      if (context?.previous) queryClient.setQueryData(["cart"], context.previous);
+    },
     onSuccess: (updated) => queryClient.setQueryData(["cart"], updated),
   });
 

@@ -95,6 +95,25 @@ describe("catalogue", () => {
     expect(requests.at(-1)?.searchParams.get("category")).toBe("office");
   });
 
+  it("filters by price and stock through the URL, refusing a range upside down", async () => {
+    const { requests, router } = renderShop("/", () => ({
+      status: 200,
+      body: { items: [hit("p1", "Blue mug", "12.50")], total: 1, page: 1, pageSize: 24, categories: [] },
+    }));
+    await screen.findByText("Blue mug");
+    fireEvent.change(screen.getByLabelText("From $"), { target: { value: "20" } });
+    fireEvent.change(screen.getByLabelText("to $"), { target: { value: "5" } });
+    expect(screen.getByRole("alert").textContent).toBe("The lowest price is above the highest.");
+    fireEvent.change(screen.getByLabelText("from $", { exact: false }), { target: { value: "5" } });
+    fireEvent.change(screen.getByLabelText("to $"), { target: { value: "20.50" } });
+    fireEvent.click(screen.getByRole("button", { name: "Search" }));
+    await waitFor(() => expect(router.state.location.search).toEqual({ minPrice: "5", maxPrice: "20.50" }));
+    fireEvent.click(screen.getByRole("checkbox", { name: "In stock only" }));
+    await waitFor(() => expect(requests.at(-1)?.searchParams.get("inStock")).toBe("true"));
+    expect(requests.at(-1)?.searchParams.get("minPrice")).toBe("5");
+    expect(requests.at(-1)?.searchParams.get("maxPrice")).toBe("20.50");
+  });
+
   it("says when the catalogue cannot be loaded", async () => {
     renderShop("/", () => ({
       status: 503,
@@ -111,6 +130,7 @@ describe("catalogue", () => {
       sort: "price_asc",
       page: 3,
     });
+    expect(parseCatalogueSearch({ minPrice: 5, maxPrice: "1e9", inStock: "true" })).toEqual({ minPrice: "5", inStock: true });
     expect(parseCatalogueSearch({ sort: "cheapest", page: "-1", q: "" })).toEqual({
       q: undefined,
       category: undefined,

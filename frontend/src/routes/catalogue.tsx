@@ -1,5 +1,5 @@
-// The catalogue: search (typos forgiven by the search service), category facets, sort
-// and pages, all kept in the URL.
+// The catalogue: search (typos forgiven by the search service, names completed as you
+// type), category facets, price and stock filters, sort and pages, all kept in the URL.
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { Link, createLazyRoute, useNavigate, useSearch } from "@tanstack/react-router";
 import { useState, type FormEvent } from "react";
@@ -16,6 +16,18 @@ export function Catalogue() {
   const navigate = useNavigate({ from: "/" });
   const api = useApi();
   const [draft, setDraft] = useState(search.q ?? "");
+  const [minPrice, setMinPrice] = useState(search.minPrice ?? "");
+  const [maxPrice, setMaxPrice] = useState(search.maxPrice ?? "");
+  const typed = draft.trim();
+  const completions = useQuery({
+    queryKey: ["autocomplete", typed],
+    enabled: typed.length >= 2 && typed !== search.q,
+    staleTime: 60_000,
+    queryFn: async () => {
+      const { data } = await api.GET("/v1/search/autocomplete", { params: { query: { q: typed.slice(0, 100), limit: 8 } } });
+      return data?.items ?? [];
+    },
+  });
   const results = useQuery({
     queryKey: ["search", search],
     placeholderData: keepPreviousData,
@@ -27,6 +39,9 @@ export function Catalogue() {
             category: search.category,
             sort: search.sort,
             page: search.page,
+            minPrice: search.minPrice,
+            maxPrice: search.maxPrice,
+            inStock: search.inStock,
             pageSize: PAGE_SIZE,
           },
         },
@@ -37,9 +52,21 @@ export function Catalogue() {
   });
   const update = (next: Partial<CatalogueSearch>) =>
     navigate({ search: (previous: CatalogueSearch) => ({ ...previous, page: undefined, ...next }) });
+  const PRICE = /^\d{1,9}(\.\d{1,2})?$/;
+  const priceError =
+    (minPrice.trim() && !PRICE.test(minPrice.trim())) || (maxPrice.trim() && !PRICE.test(maxPrice.trim()))
+      ? "Prices are amounts such as 10 or 24.50."
+      : minPrice.trim() && maxPrice.trim() && Number(minPrice) > Number(maxPrice)
+        ? "The lowest price is above the highest."
+        : null;
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    update({ q: draft.trim() || undefined });
+    if (priceError) return;
+    update({
+      q: draft.trim() || undefined,
+      minPrice: minPrice.trim() || undefined,
+      maxPrice: maxPrice.trim() || undefined,
+    });
   };
   const pages = results.data ? Math.max(1, Math.ceil(results.data.total / PAGE_SIZE)) : 1;
   const page = search.page ?? 1;
@@ -54,8 +81,48 @@ export function Catalogue() {
           value={draft}
           onChange={(event) => setDraft(event.target.value)}
           placeholder="mug, hoodie, lamp…"
+          list="catalogue-completions"
+          autoComplete="off"
         />
+        <datalist id="catalogue-completions">
+          {(completions.data ?? []).map((name) => (
+            <option key={name} value={name} />
+          ))}
+        </datalist>
         <button type="submit">Search</button>
+        <label htmlFor="catalogue-min-price">From $</label>
+        <input
+          id="catalogue-min-price"
+          inputMode="decimal"
+          size={6}
+          value={minPrice}
+          aria-invalid={priceError ? true : undefined}
+          aria-describedby={priceError ? "catalogue-price-error" : undefined}
+          onChange={(event) => setMinPrice(event.target.value)}
+        />
+        <label htmlFor="catalogue-max-price">to $</label>
+        <input
+          id="catalogue-max-price"
+          inputMode="decimal"
+          size={6}
+          value={maxPrice}
+          aria-invalid={priceError ? true : undefined}
+          aria-describedby={priceError ? "catalogue-price-error" : undefined}
+          onChange={(event) => setMaxPrice(event.target.value)}
+        />
+        <label className="choice">
+          <input
+            type="checkbox"
+            checked={search.inStock ?? false}
+            onChange={(event) => update({ inStock: event.target.checked || undefined })}
+          />{" "}
+          In stock only
+        </label>
+        {priceError ? (
+          <span id="catalogue-price-error" role="alert">
+            {priceError}
+          </span>
+        ) : null}
         <label htmlFor="catalogue-sort">Sort</label>
         <select
           id="catalogue-sort"

@@ -50,6 +50,29 @@ describe("cart promo code", () => {
   });
 });
 
+describe("cart quantities", () => {
+  it("shows a new quantity at once and puts the old one back when the server refuses", async () => {
+    let release: (reply: ReturnType<typeof json>) => void = () => undefined;
+    renderShop(
+      "/cart",
+      ({ method, url }) => {
+        if (url.pathname === "/v1/cart") return json(200, cart(null));
+        if (method === "PUT" && url.pathname === "/v1/cart/items/p1") {
+          return new Promise<ReturnType<typeof json>>((resolve) => (release = resolve));
+        }
+        return undefined;
+      },
+      { role: "customer" },
+    );
+    const quantity = (await screen.findByLabelText("Quantity of Blue mug")) as HTMLInputElement;
+    fireEvent.change(quantity, { target: { value: "5" } });
+    await waitFor(() => expect(quantity.value).toBe("5"));
+    release(json(409, { error: { code: "conflict", message: "only 4 in stock", field: "quantity" } }));
+    expect((await screen.findByRole("alert")).textContent).toContain("only 4 in stock");
+    expect(quantity.value).toBe("3");
+  });
+});
+
 describe("checkout", () => {
   it("prices each courier for the parcel and shows the total with shipping before placing", async () => {
     const { calls } = renderShop(

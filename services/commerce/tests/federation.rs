@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
-use support::{LocalShop, Process, demo_login};
+use support::{LocalShop, demo_login};
 
 async fn call(request: reqwest::RequestBuilder) -> Value {
     let response = request.send().await.unwrap();
