@@ -70,7 +70,13 @@ export function NotificationBell({ fetch }: { fetch?: typeof globalThis.fetch })
   // Streamed ones first, then the stored page without repeats.
   const shown = [...live, ...(recent.data ?? []).filter((n) => !live.some((l) => l.id === n.id))].slice(0, 10);
   return (
-    <div className="bell">
+    <div
+      className="bell"
+      onKeyDown={(event) => {
+        // Escape closes the panel, as it would a menu.
+        if (event.key === "Escape") setOpen(false);
+      }}
+    >
       <button
         type="button"
         aria-expanded={open}

@@ -181,5 +181,7 @@ describe("notification bell", () => {
     fireEvent.click(bell);
     const panel = await screen.findByRole("region", { name: "Notifications" });
     expect(within(panel).getByText("Order confirmed")).toBeTruthy();
+    fireEvent.keyDown(panel, { key: "Escape" });
+    expect(screen.queryByRole("region", { name: "Notifications" })).toBeNull();
   });
 });
