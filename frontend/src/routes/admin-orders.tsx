@@ -1,10 +1,10 @@
 // Every customer's orders, newest first, with the fulfillment step staff report by hand
 // (shipped, then delivered) when no carrier webhook does it.
-import { useInfiniteQuery, useMutation, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute } from "@tanstack/react-router";
 import { useApi } from "../api/context";
 import { formatMoney } from "../format";
-import { STATUS_TEXT } from "./order-status";
+import { STATUS_TEXT, useOrderPages } from "./order-status";
 
 export const Route = createLazyRoute("/admin/orders")({ component: AdminOrders });
 
@@ -13,19 +13,7 @@ const NEXT_STEP: Record<string, "SHIPPED" | "DELIVERED"> = { CONFIRMED: "SHIPPED
 export function AdminOrders() {
   const api = useApi();
   const queryClient = useQueryClient();
-  const orders = useInfiniteQuery({
-    queryKey: ["admin-orders"],
-    initialPageParam: undefined as string | undefined,
-    queryFn: async ({ pageParam }) => {
-      const { data, error } = await api.GET("/v1/orders", {
-        params: { query: { limit: 25, ...(pageParam ? { before: pageParam } : {}) } },
-      });
-      if (error) throw new Error(error.error.message);
-      return data;
-    },
-    getNextPageParam: (last) => last.nextBefore ?? undefined,
-    refetchInterval: 5000,
-  });
+  const orders = useOrderPages("admin-orders", { pageSize: 25, refetchInterval: 5000 });
   const report = useMutation({
     mutationFn: async ({ orderId, status }: { orderId: string; status: "SHIPPED" | "DELIVERED" }) => {
       const { error } = await api.PATCH("/v1/admin/fulfillments/{orderId}", {

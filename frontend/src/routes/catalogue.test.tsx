@@ -1,53 +1,18 @@
 // The catalogue page through the real router, query cache and typed client; only the
 // network is a function here (the shop end to end is the Playwright suite's).
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { RouterProvider, createMemoryHistory } from "@tanstack/react-router";
-import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { cleanup, fireEvent, screen, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
-import { ApiProvider } from "../api/context";
-import { createSessionClient } from "../session";
-import { SessionProvider } from "../session-context";
-import { createAppRouter, parseCatalogueSearch } from "../router";
+import { parseCatalogueSearch } from "../router";
+import { renderShop } from "../test-shop";
 
 afterEach(cleanup);
 
 type Handler = (url: URL) => { status: number; body: unknown };
 
-function renderShop(path: string, handler: Handler) {
-  const requests: URL[] = [];
-  const fetch = async (input: RequestInfo | URL) => {
-    const url = new URL(input instanceof Request ? input.url : String(input));
-    if (url.pathname === "/v1/cart") {
-      // The header's cart badge: an empty guest cart.
-      return new Response(
-        JSON.stringify({ id: "c1", items: [], promo: null, subtotal: "0.00", discount: "0.00", total: "0.00", currency: "USD" }),
-        { status: 200, headers: { "content-type": "application/json" } },
-      );
-    }
-    requests.push(url);
-    const { status, body } = handler(url);
-    return new Response(JSON.stringify(body), {
-      status,
-      headers: { "content-type": "application/json" },
-    });
-  };
-  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
-  const router = createAppRouter(queryClient, createMemoryHistory({ initialEntries: [path] }));
-  window.localStorage.clear();
-  const { api, session } = createSessionClient({
-    baseUrl: "http://shop.test",
-    storage: window.localStorage,
-    fetch: fetch as typeof globalThis.fetch,
-  });
-  render(
-    <SessionProvider store={session}>
-      <ApiProvider client={api}>
-        <QueryClientProvider client={queryClient}>
-          <RouterProvider router={router} />
-        </QueryClientProvider>
-      </ApiProvider>
-    </SessionProvider>,
-  );
+/** The shop over a fake network; `requests()` lists what was asked beside the cart badge. */
+function renderCatalogue(path: string, handler: Handler) {
+  const { calls, router } = renderShop(path, ({ url }) => (url.pathname === "/v1/cart" ? undefined : handler(url)));
+  const requests = () => calls.filter((call) => call.url.pathname !== "/v1/cart").map((call) => call.url);
   return { requests, router };
 }
 
@@ -66,7 +31,7 @@ const hit = (id: string, name: string, price: string, stock = 5) => ({
 
 describe("catalogue", () => {
   it("shows the hits, their prices and the category facets, and filters by a facet", async () => {
-    const { requests, router } = renderShop("/?q=mgu", (url) => ({
+    const { requests, router } = renderCatalogue("/?q=mgu", (url) => ({
       status: 200,
       body: {
         items:
@@ -86,17 +51,17 @@ describe("catalogue", () => {
     expect(screen.getByText("$12.50")).toBeTruthy();
     expect(screen.getByText("Sold out")).toBeTruthy();
     expect(screen.getByText("2 products for “mgu”")).toBeTruthy();
-    expect(requests[0]?.pathname).toBe("/v1/search");
-    expect(requests[0]?.searchParams.get("q")).toBe("mgu");
+    expect(requests()[0]?.pathname).toBe("/v1/search");
+    expect(requests()[0]?.searchParams.get("q")).toBe("mgu");
 
     fireEvent.click(screen.getByRole("button", { name: "office (1)" }));
     expect(await screen.findByText("Desk lamp")).toBeTruthy();
     expect(router.state.location.search).toEqual({ q: "mgu", category: "office" });
-    expect(requests.at(-1)?.searchParams.get("category")).toBe("office");
+    expect(requests().at(-1)?.searchParams.get("category")).toBe("office");
   });
 
   it("filters by price and stock through the URL, refusing a range upside down", async () => {
-    const { requests, router } = renderShop("/", () => ({
+    const { requests, router } = renderCatalogue("/", () => ({
       status: 200,
       body: { items: [hit("p1", "Blue mug", "12.50")], total: 1, page: 1, pageSize: 24, categories: [] },
     }));
@@ -109,13 +74,13 @@ describe("catalogue", () => {
     fireEvent.click(screen.getByRole("button", { name: "Search" }));
     await waitFor(() => expect(router.state.location.search).toEqual({ minPrice: "5", maxPrice: "20.50" }));
     fireEvent.click(screen.getByRole("checkbox", { name: "In stock only" }));
-    await waitFor(() => expect(requests.at(-1)?.searchParams.get("inStock")).toBe("true"));
-    expect(requests.at(-1)?.searchParams.get("minPrice")).toBe("5");
-    expect(requests.at(-1)?.searchParams.get("maxPrice")).toBe("20.50");
+    await waitFor(() => expect(requests().at(-1)?.searchParams.get("inStock")).toBe("true"));
+    expect(requests().at(-1)?.searchParams.get("minPrice")).toBe("5");
+    expect(requests().at(-1)?.searchParams.get("maxPrice")).toBe("20.50");
   });
 
   it("says when the catalogue cannot be loaded", async () => {
-    renderShop("/", () => ({
+    renderCatalogue("/", () => ({
       status: 503,
       body: { error: { code: "unavailable", message: "search is down" } },
     }));
@@ -142,7 +107,7 @@ describe("catalogue", () => {
 
 describe("product page", () => {
   it("shows the product and says so when it does not exist", async () => {
-    renderShop("/products/p1", (url) =>
+    renderCatalogue("/products/p1", (url) =>
       url.pathname.endsWith("/p1")
         ? {
             status: 200,
@@ -168,7 +133,7 @@ describe("product page", () => {
     expect(await screen.findByRole("heading", { name: "Blue mug" })).toBeTruthy();
     expect(screen.getByText("3 in stock")).toBeTruthy();
     cleanup();
-    renderShop("/products/p9", () => ({
+    renderCatalogue("/products/p9", () => ({
       status: 404,
       body: { error: { code: "not_found", message: "no product" } },
     }));

@@ -1,29 +1,14 @@
 // The customer's orders, newest first, a page at a time.
-import { useInfiniteQuery } from "@tanstack/react-query";
 import { Link, createLazyRoute } from "@tanstack/react-router";
-import { useApi } from "../api/context";
 import { formatMoney } from "../format";
 import { useSession } from "../session-context";
-import { STATUS_TEXT } from "./order-status";
+import { STATUS_TEXT, useOrderPages } from "./order-status";
 
 export const Route = createLazyRoute("/orders")({ component: OrdersPage });
 
 export function OrdersPage() {
-  const api = useApi();
   const session = useSession();
-  const orders = useInfiniteQuery({
-    queryKey: ["orders"],
-    enabled: session.signedIn,
-    initialPageParam: undefined as string | undefined,
-    queryFn: async ({ pageParam }) => {
-      const { data, error } = await api.GET("/v1/orders", {
-        params: { query: { limit: 20, ...(pageParam ? { before: pageParam } : {}) } },
-      });
-      if (error) throw new Error(error.error.message);
-      return data;
-    },
-    getNextPageParam: (last) => last.nextBefore ?? undefined,
-  });
+  const orders = useOrderPages("orders", { pageSize: 20, enabled: session.signedIn });
   if (!session.signedIn) {
     return (
       <p>
