@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole shop on this machine: local PostgreSQL, Redis and the
-# Kafka-protocol broker, every service in one `commerce serve --target all` process, the
+# Sets up and runs the whole shop on this machine: local PostgreSQL, Redis, the
+# Kafka-protocol broker and the Temporal dev server, every service in one `commerce serve --target all` process, the
 # GraphQL federation gateway, the storefront, an SMTP sink to read the shop's e-mail in (MailDev), and the
 # demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
 set -euo pipefail
@@ -8,6 +8,16 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/infra.sh up
+# The order saga's engine: `postgres` (the built-in orchestrator, the default) or
+# `temporal` (workflows on the Temporal dev server that infra.sh started), e.g.
+# `COMMERCE_SAGA_ENGINE=temporal make run`.
+if [ -n "${COMMERCE_SAGA_ENGINE:-}" ]; then
+  case "$COMMERCE_SAGA_ENGINE" in
+    postgres|temporal) export COMMERCE_SERVICES__ORDER__SAGA__ENGINE="$COMMERCE_SAGA_ENGINE" ;;
+    *) die "COMMERCE_SAGA_ENGINE must be postgres or temporal, not '$COMMERCE_SAGA_ENGINE'" ;;
+  esac
+fi
+log "order sagas run on the ${COMMERCE_SERVICES__ORDER__SAGA__ENGINE:-postgres} engine"
 export COMMERCE_SERVICES__AUTH__KEYS__DIR="${COMMERCE_SERVICES__AUTH__KEYS__DIR:-$COMMERCE_STATE_DIR/keys}"
 export COMMERCE_SERVICES__SEARCH__INDEX_DIR="${COMMERCE_SERVICES__SEARCH__INDEX_DIR:-$COMMERCE_STATE_DIR/search-index}"
 export COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR="${COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR:-$COMMERCE_STATE_DIR/chat-attachments}"

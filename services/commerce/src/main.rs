@@ -18,6 +18,7 @@ const SERVICES: &[ServiceDefinition] = &[
     commerce_fulfillment::DEFINITION,
     commerce_payment::DEFINITION,
     commerce_order::DEFINITION,
+    commerce_order::WORKER_DEFINITION,
     commerce_notification::DEFINITION,
     commerce_chat::DEFINITION,
     commerce_search::DEFINITION,

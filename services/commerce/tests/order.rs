@@ -30,7 +30,15 @@ const STEPS: &[&str] = &[
     "schedule_payment_reminders",
 ];
 
+/// Which saga engine the shop runs its orders on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    Temporal,
+}
+
 struct Shop {
+    engine: Engine,
     auth: String,
     product: String,
     cart: String,
@@ -53,6 +61,14 @@ struct Shop {
     order_env: Vec<(String, String)>,
 }
 
+/// One activity of an order workflow, as its history tells it.
+struct Activity {
+    kind: String,
+    step: String,
+    attempts: i32,
+    completed: bool,
+}
+
 /// Saga timings short enough for tests; `saga_extra` is TOML for `[services.order.saga]`.
 const FAST_SAGA: &str = r#"
     lease = "3s"
@@ -71,16 +87,17 @@ impl Drop for Shop {
 }
 
 impl Shop {
-    async fn start() -> Self {
-        Self::start_with("").await
+    async fn start(engine: Engine) -> Self {
+        Self::start_with(engine, "").await
     }
 
-    async fn start_with(saga_extra: &str) -> Self {
-        Self::start_with_env(saga_extra, &[]).await
+    async fn start_with(engine: Engine, saga_extra: &str) -> Self {
+        Self::start_with_env(engine, saga_extra, &[]).await
     }
 
-    /// `order_env`: extra environment for the order process.
-    async fn start_with_env(saga_extra: &str, order_env: &[(&str, &str)]) -> Self {
+    /// `order_env`: extra environment for the order process. On Temporal the order process
+    /// runs the `order-worker` target too, on a task queue of the test's own.
+    async fn start_with_env(engine: Engine, saga_extra: &str, order_env: &[(&str, &str)]) -> Self {
         let auth_db = fresh_database("ordauth").await;
         let product_db = fresh_database("ordproduct").await;
         let cart_db = fresh_database("ordcart").await;
@@ -88,7 +105,29 @@ impl Shop {
         let payment_db = fresh_database("ordpayment").await;
         let order_db = fresh_database("ordorder").await;
         let keys = tempfile::tempdir().unwrap();
-        let p: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        let p: Vec<u16> = (0..13).map(|_| free_port()).collect();
+        let temporal = match engine {
+            Engine::Postgres => String::new(),
+            Engine::Temporal => format!(
+                r#"
+                [services.order.temporal]
+                url = "{url}"
+                task_queue = "{queue}"
+                sticky_timeout = "1s"
+                [services.order-worker]
+                http_addr = "127.0.0.1:{port}"
+                database = {{ url = "{order_db}" }}
+                "#,
+                url = required_env("COMMERCE_TEST_TEMPORAL_URL"),
+                queue = unique("orders"),
+                port = p[12],
+                order_db = order_db.url,
+            ),
+        };
+        let engine_name = match engine {
+            Engine::Postgres => "postgres",
+            Engine::Temporal => "temporal",
+        };
         let jwks = format!("http://127.0.0.1:{}/.well-known/jwks.json", p[0]);
         let toml = format!(
             r#"
@@ -141,8 +180,10 @@ impl Shop {
             request_wait = "20s"
             peers = {{ auth_http = "http://127.0.0.1:{p0}", cart_grpc = "http://127.0.0.1:{p5}", product_grpc = "http://127.0.0.1:{p3}", fulfillment_grpc = "http://127.0.0.1:{p7}", payment_grpc = "http://127.0.0.1:{p9}" }}
             [services.order.saga]
+            engine = "{engine_name}"
             {FAST_SAGA}
             {saga_extra}
+            {temporal}
             "#,
             kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
@@ -189,6 +230,7 @@ impl Shop {
         .await
         .unwrap();
         let mut shop = Self {
+            engine,
             auth: format!("http://127.0.0.1:{}", p[0]),
             product: format!("http://127.0.0.1:{}", p[2]),
             cart: format!("http://127.0.0.1:{}", p[4]),
@@ -229,7 +271,14 @@ impl Shop {
         let child = Command::new(env!("CARGO_BIN_EXE_commerce"))
             .arg("--config")
             .arg(self.config_file.path())
-            .args(["serve", "--target", "order"])
+            .args([
+                "serve",
+                "--target",
+                match self.engine {
+                    Engine::Postgres => "order",
+                    Engine::Temporal => "order,order-worker",
+                },
+            ])
             .env("COMMERCE_SERVICES__ORDER__FAILPOINTS", failpoints)
             // A fresh consumer group per start: a process that died at a failpoint stays in
             // its group until the broker times it out, and tansu's rebalances after such
@@ -535,7 +584,152 @@ impl Shop {
         .unwrap()
     }
 
+    /// What the order's saga undid, in order, then `compensated` once it recorded the failure.
+    /// The placement saga's steps on this engine: on Temporal the order workflow's timers
+    /// do what `schedule_payment_reminders` does.
+    fn placement_steps(&self) -> Vec<&'static str> {
+        STEPS
+            .iter()
+            .copied()
+            .filter(|step| self.engine == Engine::Postgres || *step != "schedule_payment_reminders")
+            .collect()
+    }
+
+    /// The placement steps that succeeded, in order.
+    async fn steps_done(&self, order: &str) -> Vec<String> {
+        if self.engine == Engine::Temporal {
+            return self
+                .activities(order)
+                .await
+                .into_iter()
+                .filter(|activity| activity.completed && activity.kind == "run_step")
+                .map(|activity| activity.step)
+                .collect();
+        }
+        sqlx::query_scalar(
+            "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+             WHERE st.order_id = $1::uuid AND s.phase = 'forward' AND s.outcome = 'succeeded'
+             ORDER BY s.id",
+        )
+        .bind(order)
+        .fetch_all(&self.order_pool)
+        .await
+        .unwrap()
+    }
+
+    /// How often the placement step `step` was tried.
+    async fn attempts(&self, order: &str, step: &str) -> i64 {
+        if self.engine == Engine::Temporal {
+            return self
+                .activities(order)
+                .await
+                .into_iter()
+                .filter(|activity| activity.kind == "run_step" && activity.step == step)
+                .map(|activity| i64::from(activity.attempts))
+                .sum();
+        }
+        sqlx::query_scalar(
+            "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+             WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.phase = 'forward'",
+        )
+        .bind(order)
+        .bind(step)
+        .fetch_one(&self.order_pool)
+        .await
+        .unwrap()
+    }
+
+    /// The activities of the order's workflow, from its history on the Temporal server.
+    async fn activities(&self, order: &str) -> Vec<Activity> {
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        let url = required_env("COMMERCE_TEST_TEMPORAL_URL");
+        let connection = temporalio_client::Connection::connect(
+            temporalio_client::ConnectionOptions::new(
+                url.parse::<temporalio_client::Url>().unwrap(),
+            )
+            .build(),
+        )
+        .await
+        .unwrap();
+        let client = temporalio_client::Client::new(
+            connection,
+            temporalio_client::ClientOptions::new("default").build(),
+        )
+        .unwrap();
+        let events = client
+            .get_workflow_handle::<commerce_order::workflow::OrderWorkflow>(format!(
+                "order-{order}"
+            ))
+            .fetch_history(Default::default())
+            .into_events()
+            .await
+            .unwrap();
+        let mut activities: Vec<(i64, Activity)> = Vec::new();
+        for event in events {
+            match event.attributes {
+                Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) => {
+                    let input: Value = scheduled
+                        .input
+                        .and_then(|input| input.payloads.into_iter().next())
+                        .map(|payload| serde_json::from_slice(&payload.data).unwrap())
+                        .unwrap_or_default();
+                    activities.push((
+                        event.event_id,
+                        Activity {
+                            // `SagaActivities::run_step` → `run_step`.
+                            kind: scheduled
+                                .activity_type
+                                .unwrap_or_default()
+                                .name
+                                .rsplit("::")
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            step: input["step"].as_str().unwrap_or_default().to_owned(),
+                            attempts: 0,
+                            completed: false,
+                        },
+                    ));
+                }
+                Some(Attributes::ActivityTaskStartedEventAttributes(started)) => {
+                    if let Some((_, activity)) = activities
+                        .iter_mut()
+                        .find(|(id, _)| *id == started.scheduled_event_id)
+                    {
+                        activity.attempts = started.attempt;
+                    }
+                }
+                Some(Attributes::ActivityTaskCompletedEventAttributes(completed)) => {
+                    if let Some((_, activity)) = activities
+                        .iter_mut()
+                        .find(|(id, _)| *id == completed.scheduled_event_id)
+                    {
+                        activity.completed = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        activities
+            .into_iter()
+            .map(|(_, activity)| activity)
+            .collect()
+    }
+
     async fn compensations(&self, order: &str) -> Vec<String> {
+        if self.engine == Engine::Temporal {
+            return self
+                .activities(order)
+                .await
+                .into_iter()
+                .filter(|activity| activity.completed)
+                .filter_map(|activity| match activity.kind.as_str() {
+                    "compensate_step" => Some(activity.step),
+                    "finish_compensation" => Some("compensated".to_owned()),
+                    _ => None,
+                })
+                .collect();
+        }
         sqlx::query_scalar(
             "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
              WHERE st.order_id = $1::uuid AND s.phase = 'compensate' AND s.outcome = 'succeeded'
@@ -548,9 +742,8 @@ impl Shop {
     }
 }
 
-#[tokio::test]
-async fn an_order_is_placed_across_the_real_services() {
-    let shop = Shop::start().await;
+async fn an_order_is_placed_across_the_real_services(engine: Engine) {
+    let shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, alice_id) = shop.user("customer").await;
     let (bob, _) = shop.user("customer").await;
@@ -647,18 +840,14 @@ async fn an_order_is_placed_across_the_real_services() {
     })
     .await;
 
-    // Every step ran once, in order, and nothing was compensated.
-    let log: Vec<(String, String)> = sqlx::query_as(
-        "SELECT s.step_name, s.outcome FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-         WHERE st.order_id = $1::uuid AND s.phase = 'forward' ORDER BY s.id",
-    )
-    .bind(&order_id)
-    .fetch_all(&shop.order_pool)
-    .await
-    .unwrap();
-    let names: Vec<&str> = log.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, STEPS);
-    assert!(log.iter().all(|(_, outcome)| outcome == "succeeded"));
+    // Every step ran once, in order, and nothing was compensated (on Temporal the
+    // workflow's timers do what `schedule_payment_reminders` does).
+    let expected = shop.placement_steps();
+    assert_eq!(shop.steps_done(&order_id).await, expected);
+    for step in &expected {
+        assert_eq!(shop.attempts(&order_id, step).await, 1, "{step}");
+    }
+    assert!(shop.compensations(&order_id).await.is_empty());
 
     // Reading orders: the owner (with the client secret), staff, nobody else.
     let (status, mine) = shop
@@ -740,9 +929,8 @@ async fn an_order_is_placed_across_the_real_services() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_gets_the_same_answer() {
-    let shop = Shop::start().await;
+async fn the_same_idempotency_key_gets_the_same_answer(engine: Engine) {
+    let shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "9.99", 20).await;
@@ -805,9 +993,8 @@ async fn the_same_idempotency_key_gets_the_same_answer() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn each_failing_step_compensates_and_leaves_stock_as_it_was() {
-    let shop = Shop::start().await;
+async fn each_failing_step_compensates_and_leaves_stock_as_it_was(engine: Engine) {
+    let shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let (bob, _) = shop.user("customer").await;
@@ -910,15 +1097,11 @@ async fn each_failing_step_compensates_and_leaves_stock_as_it_was() {
     let (status, body) = shop.place(&alice, "no-payment", &session).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let order = failed_order(&shop, &body).await;
-    let attempts: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-         WHERE st.order_id = $1::uuid AND s.step_name = 'create_payment_intent' AND s.phase = 'forward'",
-    )
-    .bind(&order)
-    .fetch_one(&shop.order_pool)
-    .await
-    .unwrap();
-    assert_eq!(attempts, 3, "the policy's attempts");
+    assert_eq!(
+        shop.attempts(&order, "create_payment_intent").await,
+        3,
+        "the policy's attempts"
+    );
     assert_eq!(
         shop.compensations(&order).await,
         vec!["create_payment_intent", "reserve_stock", "compensated"]
@@ -936,9 +1119,8 @@ async fn each_failing_step_compensates_and_leaves_stock_as_it_was() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn promo_code_limits_hold_when_orders_race() {
-    let shop = Shop::start().await;
+async fn promo_code_limits_hold_when_orders_race(engine: Engine) {
+    let shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let mug = shop.product(&admin, "20.00", 50).await;
     let (status, promo) = shop
@@ -999,14 +1181,13 @@ async fn promo_code_limits_hold_when_orders_race() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn a_crash_at_every_step_resumes_after_restart() {
-    let mut shop = Shop::start().await;
+async fn a_crash_at_every_step_resumes_after_restart(engine: Engine) {
+    let mut shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "15.00", 100).await;
     let mut reserved = 0;
-    for step in STEPS {
+    for step in shop.placement_steps() {
         let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
         shop.stop_order();
         shop.start_order(&[&format!("after:{step}")]).await;
@@ -1047,15 +1228,18 @@ async fn a_crash_at_every_step_resumes_after_restart() {
             1,
             "{step}: OrderCreated once"
         );
-        let runs: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-             WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.outcome = 'succeeded'",
-        )
-        .bind(&order)
-        .bind(step)
-        .fetch_one(&shop.order_pool)
-        .await
-        .unwrap();
+        let runs = match shop.engine {
+            Engine::Postgres => sqlx::query_scalar(
+                "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
+                 WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.outcome = 'succeeded'",
+            )
+            .bind(&order)
+            .bind(step)
+            .fetch_one(&shop.order_pool)
+            .await
+            .unwrap(),
+            Engine::Temporal => shop.attempts(&order, step).await,
+        };
         assert_eq!(runs, 2, "{step}: ran before the crash and again after it");
     }
 
@@ -1105,9 +1289,9 @@ async fn a_crash_at_every_step_resumes_after_restart() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn reminders_go_out_while_unpaid_and_the_order_expires() {
+async fn reminders_go_out_while_unpaid_and_the_order_expires(engine: Engine) {
     let shop = Shop::start_with(
+        engine,
         r#"reminders = ["1s", "2s"]
         payment_window = "4s""#,
     )
@@ -1172,7 +1356,7 @@ async fn reminders_go_out_while_unpaid_and_the_order_expires() {
 
 #[tokio::test]
 async fn a_bad_saga_policy_stops_the_service_naming_the_key() {
-    let shop = Shop::start().await;
+    let shop = Shop::start(Engine::Postgres).await;
     let output = Command::new(env!("CARGO_BIN_EXE_commerce"))
         .arg("--config")
         .arg(shop.config_file.path())
@@ -1227,9 +1411,9 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-#[tokio::test]
-async fn paying_confirms_the_order_deducts_stock_and_stops_reminders() {
+async fn paying_confirms_the_order_deducts_stock_and_stops_reminders(engine: Engine) {
     let shop = Shop::start_with(
+        engine,
         r#"reminders = ["3s"]
         payment_window = "5s""#,
     )
@@ -1339,7 +1523,7 @@ async fn paying_confirms_the_order_deducts_stock_and_stops_reminders() {
 
 #[tokio::test]
 async fn webhooks_are_authenticated_and_take_effect_once() {
-    let shop = Shop::start().await;
+    let shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "12.00", 10).await;
@@ -1425,9 +1609,9 @@ async fn webhooks_are_authenticated_and_take_effect_once() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn a_payment_after_expiry_is_refunded_not_confirmed() {
+async fn a_payment_after_expiry_is_refunded_not_confirmed(engine: Engine) {
     let shop = Shop::start_with(
+        engine,
         r#"reminders = []
         payment_window = "2s""#,
     )
@@ -1473,9 +1657,8 @@ async fn a_payment_after_expiry_is_refunded_not_confirmed() {
     shop.stop().await;
 }
 
-#[tokio::test]
-async fn orders_are_canceled_before_shipping_with_stock_and_money_returned() {
-    let shop = Shop::start().await;
+async fn orders_are_canceled_before_shipping_with_stock_and_money_returned(engine: Engine) {
+    let shop = Shop::start(engine).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let (bob, _) = shop.user("customer").await;
@@ -1559,7 +1742,7 @@ async fn orders_are_canceled_before_shipping_with_stock_and_money_returned() {
 /// recorded) and checks the restarted one finishes it with every effect exactly once.
 #[tokio::test]
 async fn a_crash_at_every_payment_step_resumes_after_restart() {
-    let mut shop = Shop::start().await;
+    let mut shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "15.00", 100).await;
@@ -1608,7 +1791,7 @@ async fn a_crash_at_every_payment_step_resumes_after_restart() {
 /// The same for the cancel saga, on paid and confirmed orders.
 #[tokio::test]
 async fn a_crash_at_every_cancel_step_resumes_after_restart() {
-    let mut shop = Shop::start().await;
+    let mut shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "15.00", 100).await;
@@ -1691,6 +1874,7 @@ async fn a_crash_at_every_cancel_step_resumes_after_restart() {
 #[tokio::test]
 async fn a_crash_at_every_expiry_step_resumes_after_restart() {
     let mut shop = Shop::start_with(
+        Engine::Postgres,
         r#"reminders = []
         payment_window = "2s""#,
     )
@@ -1732,7 +1916,7 @@ async fn a_crash_at_every_expiry_step_resumes_after_restart() {
 /// signed payment webhook → confirmed → shipment with the carrier → shipped → delivered.
 #[tokio::test]
 async fn an_order_travels_from_cart_to_doorstep() {
-    let shop = Shop::start().await;
+    let shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let (bob, _) = shop.user("customer").await;
@@ -1881,7 +2065,7 @@ fn berlin() -> Value {
 
 #[tokio::test]
 async fn the_delivery_changes_while_unpaid_and_the_payment_follows() {
-    let shop = Shop::start().await;
+    let shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let (bob, _) = shop.user("customer").await;
@@ -2014,7 +2198,7 @@ async fn the_delivery_changes_while_unpaid_and_the_payment_follows() {
 /// change is applied exactly once after a restart (the customer asking again).
 #[tokio::test]
 async fn a_crash_at_every_delivery_change_step_resumes_after_restart() {
-    let mut shop = Shop::start().await;
+    let mut shop = Shop::start(Engine::Postgres).await;
     let (admin, _) = shop.user("admin").await;
     let (alice, _) = shop.user("customer").await;
     let mug = shop.product(&admin, "10.00", 100).await;
@@ -2117,6 +2301,7 @@ async fn a_changed_saga_policy_file_applies_without_a_restart() {
     write("1h", "10m");
     let path = file.display().to_string();
     let shop = Shop::start_with_env(
+        Engine::Postgres,
         "",
         &[
             ("COMMERCE_SERVICES__ORDER__SAGA_FILE", path.as_str()),
@@ -2183,3 +2368,37 @@ async fn a_changed_saga_policy_file_applies_without_a_restart() {
     );
     shop.stop().await;
 }
+
+/// The scenarios that hold on either saga engine, once per engine.
+macro_rules! on_both_engines {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Engine::Postgres).await
+                }
+            )*
+        }
+        mod temporal {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Engine::Temporal).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    an_order_is_placed_across_the_real_services,
+    the_same_idempotency_key_gets_the_same_answer,
+    each_failing_step_compensates_and_leaves_stock_as_it_was,
+    promo_code_limits_hold_when_orders_race,
+    a_crash_at_every_step_resumes_after_restart,
+    reminders_go_out_while_unpaid_and_the_order_expires,
+    paying_confirms_the_order_deducts_stock_and_stops_reminders,
+    a_payment_after_expiry_is_refunded_not_confirmed,
+    orders_are_canceled_before_shipping_with_stock_and_money_returned,
+);

@@ -32,6 +32,7 @@ use crate::saga::policy::Engine;
 use crate::saga::postgres::Orchestrator;
 use crate::saga::{Failpoints, FailureKind, SagaPolicy};
 use crate::service::{Engines, OrderError, OrderService, PlaceAnswer, Viewer};
+use crate::workflow::TemporalOrders;
 
 /// `services.order` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +61,9 @@ pub struct OrderSettings {
     pub failpoints: Vec<String>,
     #[serde(default = "default_consumer_group")]
     pub consumer_group: String,
+    /// The Temporal server, when `saga.engine` is `temporal`.
+    #[serde(default)]
+    pub temporal: crate::saga::temporal::TemporalSettings,
 }
 
 fn default_consumer_group() -> String {
@@ -107,7 +111,9 @@ impl EventHandler for PeerEvents {
                     .await
                     .map_err(|error| HandlerError::Retryable(error.to_string()))?;
                 // Driven once the inbox transaction commits; recovery if this gives up.
-                tokio::spawn(self.orders.engines().payment.clone().kick(saga));
+                if let Some(saga) = saga {
+                    tokio::spawn(self.orders.engines().payment.clone().kick(saga));
+                }
             }
             FULFILLMENT_CREATED => {
                 let created: fulfillment_pb::FulfillmentCreated = event.decode()?;
@@ -190,8 +196,12 @@ fn default_saga_reload_interval() -> Duration {
     Duration::from_secs(2)
 }
 
-pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let mut settings: OrderSettings = context.settings()?;
+/// `services.order`, checked, with the saga policy file (when there is one) applied; the
+/// file's text, to notice changes; and every saga step name, for the policy's keys.
+pub(crate) fn load_settings(
+    config: &commerce_runtime::Config,
+) -> Result<(OrderSettings, Option<String>, Vec<&'static str>), BoxError> {
+    let mut settings: OrderSettings = config.service_section("order")?;
     let step_names: Vec<&str> = [
         STEP_NAMES,
         lifecycle::PAYMENT_STEPS,
@@ -222,17 +232,34 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             policy_file_text = Some(text);
         }
     }
-    if settings.saga.engine == Engine::Temporal {
-        return Err(SettingError {
-            key: "saga.engine".to_owned(),
-            message: "the Temporal engine is not in this build yet; use `postgres`".to_owned(),
-        }
-        .into());
-    }
     if !settings.failpoints.is_empty() {
         tracing::warn!(failpoints = ?settings.failpoints, "saga failpoints are set: this process aborts at them");
     }
-    let pool = context.database()?;
+    Ok((settings, policy_file_text, step_names))
+}
+
+/// The saga definitions, over what their steps share.
+pub(crate) struct Sagas {
+    pub placement: Arc<PlacementSaga>,
+    pub payment: Arc<lifecycle::Lifecycle<lifecycle::PaymentReceived>>,
+    pub expiry: Arc<lifecycle::Lifecycle<lifecycle::Expiry>>,
+    pub cancel: Arc<lifecycle::Lifecycle<lifecycle::Cancellation>>,
+    pub delivery: Arc<lifecycle::Lifecycle<crate::delivery::DeliveryChange>>,
+}
+
+/// What both the service and the Temporal worker build from `services.order`.
+pub(crate) struct Foundation {
+    pub sagas: Sagas,
+    pub queue: commerce_redis::TaskQueue,
+    pub redis: commerce_redis::RedisClient,
+}
+
+pub(crate) async fn foundation(
+    context: &ServiceContext,
+    settings: &OrderSettings,
+    pool: &sqlx::PgPool,
+    policy: &SharedPolicy,
+) -> Result<Foundation, BoxError> {
     let peers = Peers::new(
         &PeerAddresses {
             auth_http: &settings.peers.auth_http,
@@ -246,51 +273,63 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let redis = context.redis().await?;
     let queue =
         commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
-    let policy = SharedPolicy::new(settings.saga.clone());
-    let saga = Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
-        pool: pool.clone(),
-        peers: peers.clone(),
-        queue: queue.clone(),
-        policy: policy.clone(),
-    })));
-    let failpoints = Failpoints::new(settings.failpoints.clone());
     let lifecycle = Arc::new(LifecycleContext {
         pool: pool.clone(),
         peers: peers.clone(),
         queue: queue.clone(),
         policy: policy.clone(),
     });
+    Ok(Foundation {
+        sagas: Sagas {
+            placement: Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
+                pool: pool.clone(),
+                peers,
+                queue: queue.clone(),
+                policy: policy.clone(),
+            }))),
+            payment: Arc::new(lifecycle::payment_saga(lifecycle.clone())),
+            expiry: Arc::new(lifecycle::expiry_saga(lifecycle.clone())),
+            cancel: Arc::new(lifecycle::cancel_saga(lifecycle.clone())),
+            delivery: Arc::new(crate::delivery::delivery_saga(lifecycle)),
+        },
+        queue,
+        redis,
+    })
+}
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let (settings, policy_file_text, step_names) = load_settings(&context.config)?;
+    let pool = context.database()?;
+    let policy = SharedPolicy::new(settings.saga.clone());
+    let Foundation {
+        sagas,
+        queue,
+        redis,
+    } = foundation(&context, &settings, &pool, &policy).await?;
+    let failpoints = Failpoints::new(settings.failpoints.clone());
+    let temporal = match settings.saga.engine {
+        Engine::Postgres => None,
+        Engine::Temporal => Some(TemporalOrders::new(
+            crate::saga::temporal::connect(&settings.temporal).await?,
+            settings.temporal.task_queue.clone(),
+            sagas.placement.clone(),
+            sagas.payment.clone(),
+            sagas.expiry.clone(),
+            policy.clone(),
+        )),
+    };
     let engines = Engines {
         placement: Arc::new(Orchestrator::new(
             pool.clone(),
-            saga,
+            sagas.placement,
             policy.clone(),
             failpoints.clone(),
         )),
-        payment: engine(
-            &pool,
-            lifecycle::payment_saga(lifecycle.clone()),
-            &policy,
-            &failpoints,
-        ),
-        expiry: engine(
-            &pool,
-            lifecycle::expiry_saga(lifecycle.clone()),
-            &policy,
-            &failpoints,
-        ),
-        cancel: engine(
-            &pool,
-            lifecycle::cancel_saga(lifecycle.clone()),
-            &policy,
-            &failpoints,
-        ),
-        delivery: engine(
-            &pool,
-            crate::delivery::delivery_saga(lifecycle.clone()),
-            &policy,
-            &failpoints,
-        ),
+        payment: engine(&pool, sagas.payment, &policy, &failpoints),
+        expiry: engine(&pool, sagas.expiry, &policy, &failpoints),
+        cancel: engine(&pool, sagas.cancel, &policy, &failpoints),
+        delivery: engine(&pool, sagas.delivery, &policy, &failpoints),
+        temporal,
     };
     let orders = OrderService::new(
         pool.clone(),
@@ -404,7 +443,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 /// An orchestrator for one lifecycle saga, sharing the service's pool, policy and failpoints.
 fn engine<D>(
     pool: &sqlx::PgPool,
-    definition: lifecycle::Lifecycle<D>,
+    definition: Arc<lifecycle::Lifecycle<D>>,
     policy: &SharedPolicy,
     failpoints: &Failpoints,
 ) -> Arc<Orchestrator<lifecycle::Lifecycle<D>>>
@@ -413,7 +452,7 @@ where
 {
     Arc::new(Orchestrator::new(
         pool.clone(),
-        Arc::new(definition),
+        definition,
         policy.clone(),
         failpoints.clone(),
     ))

@@ -13,6 +13,8 @@ pub mod repository;
 pub mod saga;
 pub mod service;
 pub mod status_feed;
+pub mod worker;
+pub mod workflow;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -24,4 +26,14 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: Some(&MIGRATOR),
     messaging: true,
     start: |context| Box::pin(handler::start(context)),
+};
+
+/// The Temporal worker of the order workflows (saga engine `temporal`): it reads
+/// `services.order` for everything but its own address and database.
+pub const WORKER_DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "order-worker",
+    summary: "the order workflows' Temporal worker (saga engine `temporal`)",
+    migrator: Some(&MIGRATOR),
+    messaging: true,
+    start: |context| Box::pin(worker::start(context)),
 };

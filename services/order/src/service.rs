@@ -17,7 +17,9 @@ use crate::lifecycle::{Cancellation, Expiry, Lifecycle, PaymentReceived};
 use crate::placement::{self, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC};
 use crate::repository as repo;
 use crate::saga::postgres::{EngineError, Orchestrator, Outcome};
+use crate::saga::temporal::SagaEnd;
 use crate::saga::{Failure, FailureKind, StepError};
+use crate::workflow::TemporalOrders;
 
 pub use crate::lifecycle::CANCELABLE;
 
@@ -101,6 +103,10 @@ pub struct Engines {
     pub expiry: Arc<Orchestrator<Lifecycle<Expiry>>>,
     pub cancel: Arc<Orchestrator<Lifecycle<Cancellation>>>,
     pub delivery: Arc<Orchestrator<Lifecycle<DeliveryChange>>>,
+    /// Set when the shop's saga engine is Temporal: orders are placed, wait for payment
+    /// and expire in order workflows there (cancel and delivery changes stay on the
+    /// orchestrator, which works on the order rows either way).
+    pub temporal: Option<TemporalOrders>,
 }
 
 #[derive(Clone)]
@@ -183,6 +189,17 @@ impl OrderService {
             }
             // The first request did not live to answer (its process died): the saga is
             // resumed, here or by the recovery loop, and its outcome is the answer.
+            if let Some(temporal) = &self.engines.temporal {
+                // Started again if it never was: the workflow id is the order's.
+                temporal
+                    .start(&Placement::new(
+                        record.order_id,
+                        user_id,
+                        checkout_session_id,
+                    ))
+                    .await?;
+                return self.temporal_outcome(temporal, record.order_id).await;
+            }
             return self.outcome(record.order_id).await;
         }
         if let Some(existing) =
@@ -200,14 +217,16 @@ impl OrderService {
             )));
         }
         repo::insert_idempotency_key(&mut tx, user_id, key, checkout_session_id, order_id).await?;
+        let placement = Placement::new(order_id, user_id, checkout_session_id);
+        if let Some(temporal) = &self.engines.temporal {
+            tx.commit().await?;
+            tracing::info!(%order_id, %checkout_session_id, "placing order (Temporal)");
+            temporal.start(&placement).await?;
+            return self.temporal_outcome(temporal, order_id).await;
+        }
         self.engines
             .placement
-            .create(
-                &mut tx,
-                Uuid::now_v7(),
-                order_id,
-                &Placement::new(order_id, user_id, checkout_session_id),
-            )
+            .create(&mut tx, Uuid::now_v7(), order_id, &placement)
             .await?;
         tx.commit().await?;
         tracing::info!(%order_id, %checkout_session_id, "placing order");
@@ -240,6 +259,44 @@ impl OrderService {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Outcome::InProgress => {
+                    return Err(OrderError::Busy(format!(
+                        "order {order_id} is still being placed; retry with the same Idempotency-Key"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Waits for the order workflow's placement to end.
+    async fn temporal_outcome(
+        &self,
+        temporal: &TemporalOrders,
+        order_id: Uuid,
+    ) -> Result<PlaceAnswer, OrderError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            match temporal.placement(order_id).await? {
+                Some(SagaEnd::Completed { data }) => {
+                    let placement: Placement = serde_json::from_value(data)
+                        .map_err(|error| OrderError::Unavailable(error.to_string()))?;
+                    let order = repo::order(&mut *self.pool.acquire().await?, order_id)
+                        .await?
+                        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+                    return Ok(PlaceAnswer::Placed(Box::new(Placed {
+                        order,
+                        client_secret: placement
+                            .payment
+                            .map(|payment| payment.client_secret)
+                            .unwrap_or_default(),
+                    })));
+                }
+                Some(SagaEnd::Compensated { failure, .. }) => {
+                    return Ok(PlaceAnswer::Failed { order_id, failure });
+                }
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => {
                     return Err(OrderError::Busy(format!(
                         "order {order_id} is still being placed; retry with the same Idempotency-Key"
                     )));
@@ -305,28 +362,7 @@ impl OrderService {
     /// Payment reminder number `reminder`: published once, and only while the order
     /// still waits for payment. `true` when it was published now.
     pub async fn remind(&self, order_id: Uuid, reminder: i32) -> Result<bool, OrderError> {
-        let mut tx = self.pool.begin().await?;
-        if !repo::claim_reminder(&mut tx, order_id, reminder).await? {
-            return Ok(false);
-        }
-        let order = repo::order(&mut tx, order_id)
-            .await?
-            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
-        let event = pb::PaymentReminderDue {
-            order_id: order_id.to_string(),
-            user_id: order.user_id.to_string(),
-            reminder,
-            total: total_money(&order),
-            payment_due_at: order.payment_due_at.map(timestamp),
-        };
-        outbox::enqueue(
-            &mut tx,
-            NewEvent::protobuf(TOPIC, order_id.to_string(), PAYMENT_REMINDER_DUE, &event),
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(%order_id, reminder, "payment reminder due");
-        Ok(true)
+        publish_reminder(&self.pool, order_id, reminder).await
     }
 
     /// The payment window closed: the expiry saga expires the order if it is still unpaid
@@ -390,7 +426,12 @@ impl OrderService {
                 self.engines.cancel.forget(saga).await?;
                 Err(refusal(failure))
             }
-            _ => self.order(viewer, order_id).await,
+            _ => {
+                if let Some(temporal) = &self.engines.temporal {
+                    temporal.canceled(order_id).await?;
+                }
+                self.order(viewer, order_id).await
+            }
         }
     }
 
@@ -509,27 +550,65 @@ impl OrderService {
     }
 
     /// Starts the payment saga for an order inside the caller's (inbox) transaction; the
-    /// returned saga id is driven once that commits.
+    /// returned saga id is driven once that commits. On Temporal the order's workflow is
+    /// signalled instead (a repeated signal counts once) and there is nothing to drive.
     pub async fn payment_received(
         &self,
         connection: &mut sqlx::PgConnection,
         order_id: Uuid,
         payment_id: String,
-    ) -> Result<Uuid, OrderError> {
-        Ok(self
-            .engines
-            .payment
-            .create_or_get(
-                connection,
-                order_id,
-                &PaymentReceived::new(order_id, payment_id),
-            )
-            .await?)
+    ) -> Result<Option<Uuid>, OrderError> {
+        if let Some(temporal) = &self.engines.temporal {
+            temporal.paid(order_id, payment_id).await?;
+            return Ok(None);
+        }
+        Ok(Some(
+            self.engines
+                .payment
+                .create_or_get(
+                    connection,
+                    order_id,
+                    &PaymentReceived::new(order_id, payment_id),
+                )
+                .await?,
+        ))
     }
 
     pub fn engines(&self) -> &Engines {
         &self.engines
     }
+}
+
+/// Publishes payment reminder number `reminder` (`PaymentReminderDue`) once, and only
+/// while the order still waits for payment; `true` when it was published now. Both engines
+/// call it: the task queue's reminder task and the order workflow's reminder timer.
+pub async fn publish_reminder(
+    pool: &PgPool,
+    order_id: Uuid,
+    reminder: i32,
+) -> Result<bool, OrderError> {
+    let mut tx = pool.begin().await?;
+    if !repo::claim_reminder(&mut tx, order_id, reminder).await? {
+        return Ok(false);
+    }
+    let order = repo::order(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+    let event = pb::PaymentReminderDue {
+        order_id: order_id.to_string(),
+        user_id: order.user_id.to_string(),
+        reminder,
+        total: total_money(&order),
+        payment_due_at: order.payment_due_at.map(timestamp),
+    };
+    outbox::enqueue(
+        &mut tx,
+        NewEvent::protobuf(TOPIC, order_id.to_string(), PAYMENT_REMINDER_DUE, &event),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(%order_id, reminder, "payment reminder due");
+    Ok(true)
 }
 
 /// What a compensated saga tells the customer.

@@ -17,7 +17,7 @@ use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
-use super::{Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
+use super::{Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
 
 /// A saga definition with its data as JSON, so one set of activities serves every type.
 #[async_trait]
@@ -131,6 +131,17 @@ impl SagaRun {
             pivot: saga.pivot(),
         }
     }
+
+    /// The plan without the step `name` (a step another mechanism of this engine does).
+    pub fn without(mut self, name: &str) -> Self {
+        if let Some(index) = self.steps.iter().position(|step| step.name == name) {
+            self.steps.remove(index);
+            if index < self.pivot {
+                self.pivot -= 1;
+            }
+        }
+        self
+    }
 }
 
 /// How a saga ended.
@@ -170,6 +181,7 @@ pub struct CompensatedCall {
 /// The activities: every registered saga definition, by type.
 pub struct SagaActivities {
     sagas: HashMap<&'static str, Arc<dyn ErasedSaga>>,
+    failpoints: Failpoints,
 }
 
 impl SagaActivities {
@@ -179,7 +191,14 @@ impl SagaActivities {
                 .into_iter()
                 .map(|saga| (saga.saga_type(), saga))
                 .collect(),
+            failpoints: Failpoints::default(),
         }
+    }
+
+    /// Abort the process at these points, as the PostgreSQL engine does (tests only).
+    pub fn with_failpoints(mut self, failpoints: Failpoints) -> Self {
+        self.failpoints = failpoints;
+        self
     }
 
     fn saga(&self, saga_type: &str) -> Result<&Arc<dyn ErasedSaga>, ActivityError> {
@@ -213,8 +232,12 @@ impl SagaActivities {
         call: StepCall,
     ) -> Result<StepAnswer, ActivityError> {
         let saga = self.saga(&call.saga_type)?;
+        self.failpoints.hit(&format!("before:{}", call.step));
         match saga.run_step(&call.step, call.data).await {
-            Ok(data) => Ok(StepAnswer::Done { data }),
+            Ok(data) => {
+                self.failpoints.hit(&format!("after:{}", call.step));
+                Ok(StepAnswer::Done { data })
+            }
             Err(StepError::Rejected { kind, message }) => {
                 Ok(StepAnswer::Rejected { kind, message })
             }
@@ -232,7 +255,9 @@ impl SagaActivities {
         let saga = self.saga(&call.saga_type)?;
         saga.compensate_step(&call.step, call.data)
             .await
-            .map_err(|error| retryable(error.to_string()))
+            .map_err(|error| retryable(error.to_string()))?;
+        self.failpoints.hit(&format!("compensated:{}", call.step));
+        Ok(())
     }
 
     /// What the definition does once everything is undone; retried until it succeeds.
@@ -358,7 +383,7 @@ async fn compensate<W>(
     Ok(())
 }
 
-fn workflow_failure(
+pub(crate) fn workflow_failure(
     error: impl std::error::Error + Send + Sync + 'static,
 ) -> temporalio_sdk::WorkflowTermination {
     temporalio_sdk::ApplicationFailure::new(error).into()
@@ -376,4 +401,80 @@ impl SagaWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>, run: SagaRun) -> WorkflowResult<SagaEnd> {
         run_saga(ctx, run).await
     }
+}
+
+/// Where the Temporal engine's server is and which task queue the order worker polls
+/// (`services.order.temporal`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemporalSettings {
+    #[serde(default = "default_url")]
+    pub url: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_task_queue")]
+    pub task_queue: String,
+    /// How long an order's next workflow task waits for the worker that ran its last one
+    /// (which has its state cached) before any worker may take it: after a worker dies,
+    /// its workflows stall this long.
+    #[serde(default = "default_sticky_timeout", with = "humantime_serde")]
+    pub sticky_timeout: Duration,
+}
+
+impl Default for TemporalSettings {
+    fn default() -> Self {
+        Self {
+            url: default_url(),
+            namespace: default_namespace(),
+            task_queue: default_task_queue(),
+            sticky_timeout: default_sticky_timeout(),
+        }
+    }
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:7233".to_owned()
+}
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+fn default_task_queue() -> String {
+    "commerce-orders".to_owned()
+}
+fn default_sticky_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("services.order.temporal.url: `{url}` is not a URL: {message}")]
+    Url { url: String, message: String },
+    #[error("the Temporal server at {url} does not answer: {message}")]
+    Unreachable { url: String, message: String },
+}
+
+/// A client of the settings' server and namespace.
+pub async fn connect(
+    settings: &TemporalSettings,
+) -> Result<temporalio_client::Client, ConnectError> {
+    let url = settings
+        .url
+        .parse::<temporalio_client::Url>()
+        .map_err(|error| ConnectError::Url {
+            url: settings.url.clone(),
+            message: error.to_string(),
+        })?;
+    let unreachable = |message: String| ConnectError::Unreachable {
+        url: settings.url.clone(),
+        message,
+    };
+    let connection = temporalio_client::Connection::connect(
+        temporalio_client::ConnectionOptions::new(url).build(),
+    )
+    .await
+    .map_err(|error| unreachable(error.to_string()))?;
+    temporalio_client::Client::new(
+        connection,
+        temporalio_client::ClientOptions::new(settings.namespace.clone()).build(),
+    )
+    .map_err(|error| unreachable(error.to_string()))
 }

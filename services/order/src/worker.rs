@@ -1,0 +1,138 @@
+//! The `order-worker` target: the Temporal worker that runs the order workflows and their
+//! activities (the saga steps, over the same peers and database as the order service).
+//! Workflow code runs on one thread (the SDK's worker is not `Send`), so the worker has a
+//! thread and a single-threaded runtime of its own; activities share the service's pool
+//! and gRPC channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{Foundation, foundation, load_settings};
+use crate::saga::SharedPolicy;
+use crate::saga::temporal::{ErasedSaga, SagaActivities, SagaWorkflow, TemporalSettings};
+use crate::workflow::{OrderActivities, OrderWorkflow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the Temporal worker: {0}")]
+    Temporal(String),
+    #[error("the Temporal worker's thread: {0}")]
+    Thread(String),
+}
+
+fn temporal(error: impl std::fmt::Display) -> WorkerError {
+    WorkerError::Temporal(error.to_string())
+}
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let (settings, _, _) = load_settings(&context.config)?;
+    if settings.saga.engine == crate::saga::policy::Engine::Postgres {
+        tracing::info!("saga engine is postgres: the order worker has nothing to run");
+        return Ok(ServiceParts::default());
+    }
+    let pool = context.database()?;
+    let policy = SharedPolicy::new(settings.saga.clone());
+    let Foundation { sagas, .. } = foundation(&context, &settings, &pool, &policy).await?;
+    // Connecting here makes a wrong URL or a missing server a start-up error.
+    crate::saga::temporal::connect(&settings.temporal).await?;
+    let saga_activities = SagaActivities::new([
+        sagas.placement as Arc<dyn ErasedSaga>,
+        sagas.payment,
+        sagas.expiry,
+        sagas.cancel,
+        sagas.delivery,
+    ])
+    .with_failpoints(crate::saga::Failpoints::new(settings.failpoints.clone()));
+    let order_activities = OrderActivities { pool };
+    let shutdown = context.shutdown.clone();
+    let temporal_settings = settings.temporal.clone();
+    let task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        run_on_own_thread(
+            temporal_settings,
+            saga_activities,
+            order_activities,
+            shutdown,
+        )
+        .await
+        .map_err(BoxError::from)
+    });
+    Ok(ServiceParts {
+        http: axum::Router::new(),
+        grpc: None,
+        background: vec![task],
+        readiness: Vec::new(),
+    })
+}
+
+async fn run_on_own_thread(
+    settings: TemporalSettings,
+    saga_activities: SagaActivities,
+    order_activities: OrderActivities,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread_shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("temporal-worker".to_owned())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(temporal)
+                .and_then(|runtime| {
+                    runtime.block_on(run_worker(
+                        settings,
+                        saga_activities,
+                        order_activities,
+                        thread_shutdown,
+                    ))
+                });
+            let _ = done_tx.send(result);
+        })
+        .map_err(|error| WorkerError::Thread(error.to_string()))?;
+    tokio::select! {
+        result = done_rx => result.map_err(|error| WorkerError::Thread(error.to_string()))?,
+        () = async {
+            shutdown.cancelled().await;
+            // In-flight polls end on the server's schedule; the process does not wait for
+            // them beyond this.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => {
+            tracing::warn!("the Temporal worker did not stop within 10s of shutdown; leaving it");
+            Ok(())
+        }
+    }
+}
+
+async fn run_worker(
+    settings: TemporalSettings,
+    saga_activities: SagaActivities,
+    order_activities: OrderActivities,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let runtime = Runtime::from_current_tokio(Default::default()).map_err(temporal)?;
+    let client = crate::saga::temporal::connect(&settings)
+        .await
+        .map_err(temporal)?;
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .register_workflow::<OrderWorkflow>()
+        .map_err(temporal)?
+        .register_workflow::<SagaWorkflow>()
+        .map_err(temporal)?
+        .register_activities(saga_activities)
+        .register_activities(order_activities)
+        .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).map_err(temporal)?;
+    let stop = worker.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop();
+    });
+    tracing::info!(task_queue = %settings.task_queue, url = %settings.url, "Temporal worker polling");
+    worker.run().await.map_err(temporal)
+}

@@ -1,0 +1,394 @@
+//! An order on the Temporal engine: one workflow per order, `order-{id}`, runs the
+//! placement saga, then waits for payment with a selector over the payment signal, the
+//! reminder timers and the expiry timer (no delayed-task queue on this engine), and ends
+//! with the post-payment saga as a child workflow (`order-{id}-payment`) or the expiry
+//! saga. The same saga definitions run here as on the PostgreSQL engine; only
+//! `schedule_payment_reminders` is left out, since the timers do its work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
+use temporalio_client::{
+    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
+};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{
+    ActivityOptions, ChildWorkflowOptions, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
+};
+use temporalio_workflow::workflows::select;
+use uuid::Uuid;
+
+use crate::domain;
+use crate::lifecycle::{Expiry, PaymentReceived};
+use crate::placement::Placement;
+use crate::saga::temporal::{
+    ErasedSaga, SagaEnd, SagaRun, SagaWorkflow, run_saga, workflow_failure,
+};
+use crate::saga::{Failure, SharedPolicy};
+use crate::service::OrderError;
+
+/// The placement step whose work the workflow's timers do on this engine.
+const SCHEDULING_STEP: &str = "schedule_payment_reminders";
+
+pub fn order_workflow_id(order_id: Uuid) -> String {
+    format!("order-{order_id}")
+}
+
+pub fn payment_workflow_id(order_id: Uuid) -> String {
+    format!("order-{order_id}-payment")
+}
+
+/// What an order workflow starts with: the sagas' plans, fixed at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRun {
+    pub order_id: Uuid,
+    pub placement: SagaRun,
+    /// Its data is filled in from the payment signal.
+    pub payment: SagaRun,
+    pub expiry: SagaRun,
+    /// Reminder times after placement, as `services.order.saga.reminders` says.
+    pub reminder_offsets_ms: Vec<u64>,
+}
+
+/// How an order workflow ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "end", rename_all = "camelCase")]
+pub enum OrderEnd {
+    /// The placement saga compensated.
+    NotPlaced {
+        failure: Failure,
+    },
+    Paid,
+    Expired,
+    Canceled,
+}
+
+/// A payment reminder to publish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReminderCall {
+    pub order_id: Uuid,
+    pub reminder: i32,
+}
+
+/// Activities of the order workflow beyond saga steps.
+pub struct OrderActivities {
+    pub pool: sqlx::PgPool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ActivityFailed(String);
+
+#[activities]
+impl OrderActivities {
+    /// Publishes `PaymentReminderDue` once, if the order still waits for payment.
+    #[activity]
+    pub async fn remind(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        call: ReminderCall,
+    ) -> Result<bool, ActivityError> {
+        crate::service::publish_reminder(&self.pool, call.order_id, call.reminder)
+            .await
+            .map_err(|error| {
+                ActivityError::application(temporalio_sdk::ApplicationFailure::new(ActivityFailed(
+                    error.to_string(),
+                )))
+            })
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct OrderWorkflow {
+    placement: Option<SagaEnd>,
+    payment_id: Option<String>,
+    canceled: bool,
+}
+
+fn at(time: Option<std::time::SystemTime>) -> DateTime<Utc> {
+    time.map(DateTime::<Utc>::from).unwrap_or_default()
+}
+
+#[workflow_methods]
+impl OrderWorkflow {
+    #[run(name = "order")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, run: OrderRun) -> WorkflowResult<OrderEnd> {
+        let placed = run_saga(ctx, run.placement.clone()).await?;
+        ctx.state_mut(|state| state.placement = Some(placed.clone()));
+        let placement: Placement = match placed {
+            SagaEnd::Completed { data } => {
+                serde_json::from_value(data).map_err(workflow_failure)?
+            }
+            SagaEnd::Compensated { failure, .. } => {
+                settle_payment(ctx, &run).await?;
+                return Ok(OrderEnd::NotPlaced { failure });
+            }
+        };
+        let due = placement.payment_due_at.unwrap_or(placement.placed_at);
+        let offsets: Vec<Duration> = run
+            .reminder_offsets_ms
+            .iter()
+            .map(|millis| Duration::from_millis(*millis))
+            .collect();
+        let reminders = domain::reminder_times(placement.placed_at, due, &offsets);
+        let mut sent = 0;
+        let end = loop {
+            let (next, reminder) = match reminders.get(sent) {
+                Some(time) => (*time, Some(sent as i32 + 1)),
+                None => (due, None),
+            };
+            let wait = (next - at(ctx.workflow_time()))
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(1));
+            let woken = select! {
+                _ = ctx.wait_condition(|state| state.payment_id.is_some() || state.canceled) => false,
+                _ = ctx.timer(wait) => true,
+            };
+            if !woken {
+                break if ctx.state(|state| state.payment_id.is_some()) {
+                    OrderEnd::Paid
+                } else {
+                    OrderEnd::Canceled
+                };
+            }
+            match reminder {
+                Some(reminder) => {
+                    ctx.execute_activity(
+                        OrderActivities::remind,
+                        ReminderCall {
+                            order_id: run.order_id,
+                            reminder,
+                        },
+                        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                            .build(),
+                    )
+                    .await
+                    .map_err(workflow_failure)?;
+                    sent += 1;
+                }
+                None => {
+                    run_saga(ctx, run.expiry.clone()).await?;
+                    break OrderEnd::Expired;
+                }
+            }
+        };
+        // Paid — or a payment that came for an expired or canceled order, which the payment
+        // saga refunds.
+        settle_payment(ctx, &run).await?;
+        Ok(end)
+    }
+
+    /// A payment succeeded for the order (from Kafka's `PaymentSucceeded`); the first counts.
+    #[signal(name = "paid")]
+    pub fn paid(&mut self, _ctx: &mut SyncWorkflowContext<Self>, payment_id: String) {
+        self.payment_id.get_or_insert(payment_id);
+    }
+
+    /// The order was canceled: stop waiting for its payment.
+    #[signal(name = "canceled")]
+    pub fn canceled(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.canceled = true;
+    }
+
+    /// How placement ended, once it has.
+    #[query(name = "placement")]
+    pub fn placement(&self, _ctx: &WorkflowContextView) -> Option<SagaEnd> {
+        self.placement.clone()
+    }
+}
+
+/// Runs the post-payment saga as a child workflow when a payment came.
+async fn settle_payment(
+    ctx: &WorkflowContext<OrderWorkflow>,
+    run: &OrderRun,
+) -> WorkflowResult<()> {
+    let Some(payment_id) = ctx.state(|state| state.payment_id.clone()) else {
+        return Ok(());
+    };
+    let mut payment = run.payment.clone();
+    payment.data = serde_json::to_value(PaymentReceived::new(run.order_id, payment_id))
+        .map_err(workflow_failure)?;
+    let child = ctx
+        .start_child_workflow(
+            SagaWorkflow::run,
+            payment,
+            ChildWorkflowOptions::builder()
+                .workflow_id(payment_workflow_id(run.order_id))
+                .build(),
+        )
+        .await
+        .map_err(workflow_failure)?;
+    child.result().await.map_err(workflow_failure)?;
+    Ok(())
+}
+
+/// The order service's side of the engine: starting, signalling and asking order
+/// workflows.
+#[derive(Clone)]
+pub struct TemporalOrders {
+    client: Client,
+    task_queue: String,
+    placement: Arc<dyn ErasedSaga>,
+    payment: Arc<dyn ErasedSaga>,
+    expiry: Arc<dyn ErasedSaga>,
+    policy: SharedPolicy,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> OrderError {
+    OrderError::Unavailable(format!("Temporal: {error}"))
+}
+
+impl TemporalOrders {
+    pub fn new(
+        client: Client,
+        task_queue: String,
+        placement: Arc<dyn ErasedSaga>,
+        payment: Arc<dyn ErasedSaga>,
+        expiry: Arc<dyn ErasedSaga>,
+        policy: SharedPolicy,
+    ) -> Self {
+        Self {
+            client,
+            task_queue,
+            placement,
+            payment,
+            expiry,
+            policy,
+        }
+    }
+
+    /// Starts the order's workflow, or finds it running: the workflow id is the order's, so
+    /// a retried request never starts a second one.
+    pub async fn start(&self, placement: &Placement) -> Result<(), OrderError> {
+        let policy = self.policy.current();
+        let order_id = placement.order_id;
+        let run = OrderRun {
+            order_id,
+            placement: SagaRun::plan(
+                self.placement.as_ref(),
+                &policy,
+                serde_json::to_value(placement).map_err(unavailable)?,
+            )
+            .without(SCHEDULING_STEP),
+            payment: SagaRun::plan(self.payment.as_ref(), &policy, serde_json::Value::Null),
+            expiry: SagaRun::plan(
+                self.expiry.as_ref(),
+                &policy,
+                serde_json::to_value(Expiry {
+                    order_id,
+                    expired: None,
+                })
+                .map_err(unavailable)?,
+            ),
+            reminder_offsets_ms: policy
+                .reminder_offsets()
+                .iter()
+                .map(|offset| offset.as_millis().min(u64::MAX as u128) as u64)
+                .collect(),
+        };
+        let options = WorkflowStartOptions::new(&self.task_queue, order_workflow_id(order_id))
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .build();
+        match self
+            .client
+            .start_workflow(OrderWorkflow::run, run, options)
+            .await
+        {
+            // Closed already: its outcome is what the query (or the order row) says.
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// How the order's placement ended; `None` while it runs (or while no worker answers).
+    pub async fn placement(&self, order_id: Uuid) -> Result<Option<SagaEnd>, OrderError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        let query = handle.query(
+            OrderWorkflow::placement,
+            (),
+            WorkflowQueryOptions::default(),
+        );
+        match tokio::time::timeout(Duration::from_secs(5), query).await {
+            Ok(Ok(end)) => Ok(end),
+            Ok(Err(WorkflowQueryError::NotFound(_))) => {
+                Err(OrderError::NotFound(format!("order {order_id}")))
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%order_id, %error, "placement query failed; asking again");
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A payment succeeded: the order's workflow is told. When it has ended (the order
+    /// expired, was canceled or never placed), the payment saga runs on its own, and
+    /// refunds a payment the order does not take.
+    pub async fn paid(&self, order_id: Uuid, payment_id: String) -> Result<(), OrderError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        match handle
+            .signal(
+                OrderWorkflow::paid,
+                payment_id.clone(),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(WorkflowInteractionError::NotFound(_)) => {}
+            Err(error) => return Err(unavailable(error)),
+        }
+        let policy = self.policy.current();
+        let run = SagaRun::plan(
+            self.payment.as_ref(),
+            &policy,
+            serde_json::to_value(PaymentReceived::new(order_id, payment_id))
+                .map_err(unavailable)?,
+        );
+        let options = WorkflowStartOptions::new(&self.task_queue, payment_workflow_id(order_id))
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .build();
+        match self
+            .client
+            .start_workflow(SagaWorkflow::run, run, options)
+            .await
+        {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// The order was canceled: its workflow stops waiting (an ended one has nothing to stop).
+    pub async fn canceled(&self, order_id: Uuid) -> Result<(), OrderError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        match handle
+            .signal(
+                OrderWorkflow::canceled,
+                (),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+        {
+            Ok(()) | Err(WorkflowInteractionError::NotFound(_)) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}
