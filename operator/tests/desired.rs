@@ -365,7 +365,123 @@ fn the_catalogue_matches_the_services() {
             service.name
         );
     }
-    assert_eq!(services.len(), catalog::SERVICES.len());
+    // And the order worker's, whose section is `order_worker`.
+    assert_eq!(
+        services["order_worker"]["http_addr"].as_str(),
+        Some(format!("127.0.0.1:{}", shop::ORDER_WORKER_PORT).as_str())
+    );
+    assert_eq!(services.len(), catalog::SERVICES.len() + 1);
+}
+
+#[test]
+fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
+    let mut shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    assert!(
+        children
+            .microservices
+            .iter()
+            .all(|m| m.spec.target.as_deref() != Some(shop::ORDER_WORKER))
+    );
+    assert!(
+        config(find(&children, "order"))["services"]["order"]
+            .get("temporal")
+            .is_none()
+    );
+
+    shop.spec.temporal = Some(
+        yaml_serde::from_str(
+            "address: http://temporal-frontend.temporal:7233\nworker: {replicas: 3}",
+        )
+        .unwrap(),
+    );
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let order = find(&children, "order");
+    let order_config = config(order);
+    let temporal = &order_config["services"]["order"]["temporal"];
+    assert_eq!(
+        temporal["url"].as_str(),
+        Some("http://temporal-frontend.temporal:7233")
+    );
+    assert_eq!(temporal["namespace"].as_str(), Some("default"));
+    assert_eq!(temporal["task_queue"].as_str(), Some("commerce-orders"));
+
+    let worker = find(&children, shop::ORDER_WORKER);
+    assert_eq!(worker.name_any(), "demo-order-worker");
+    assert_eq!(worker.spec.replicas, 3);
+    assert_eq!(worker.spec.http_port, shop::ORDER_WORKER_PORT);
+    assert!(worker.spec.grpc_port.is_none());
+    assert!(worker.spec.routes.is_empty());
+    assert!(worker.spec.database.is_none(), "it uses the order database");
+    assert_eq!(
+        worker.spec.config_map_mounts, order.spec.config_map_mounts,
+        "the saga policy file"
+    );
+    let worker_config = config(worker);
+    assert_eq!(
+        worker_config["services"]["order"], order_config["services"]["order"],
+        "the worker reads services.order"
+    );
+    assert_eq!(
+        worker_config["services"]["order_worker"]["http_addr"].as_str(),
+        Some("0.0.0.0:8091")
+    );
+
+    // The order database's credentials (the ones the order pods get) and the order
+    // client secret, from Secrets.
+    let order_env = ms::desired(order)
+        .deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let worker_deployment = ms::desired(worker).deployment;
+    let pod = worker_deployment.spec.unwrap().template.spec.unwrap();
+    assert!(pod.init_containers.is_none(), "the order pods migrate");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_deref(),
+        Some(
+            ["serve", "--target", "order-worker"]
+                .map(str::to_owned)
+                .as_slice()
+        )
+    );
+    let worker_env = container.env.clone().unwrap();
+    let source = |env: &[k8s_openapi::api::core::v1::EnvVar], name: &str| {
+        env.iter()
+            .find(|var| var.name == name)
+            .and_then(|var| var.value_from.clone())
+            .and_then(|from| from.secret_key_ref)
+            .map(|secret| (secret.name, secret.key))
+            .unwrap_or_else(|| panic!("no {name} from a Secret"))
+    };
+    assert_eq!(
+        source(
+            &worker_env,
+            "COMMERCE_SERVICES__ORDER_WORKER__DATABASE__URL"
+        ),
+        source(&order_env, "COMMERCE_SERVICES__ORDER__DATABASE__URL")
+    );
+    assert_eq!(
+        source(&worker_env, "COMMERCE_SERVICES__ORDER__CLIENT_SECRET"),
+        source(&order_env, "COMMERCE_SERVICES__ORDER__CLIENT_SECRET")
+    );
+
+    // Without the order service there is nothing to work for.
+    shop.spec.services.order.enabled = false;
+    let children = shop::desired(&shop, &observed()).unwrap();
+    assert!(
+        children
+            .microservices
+            .iter()
+            .all(|m| m.spec.target.as_deref() != Some(shop::ORDER_WORKER))
+    );
 }
 
 #[test]

@@ -70,6 +70,12 @@ pub struct ShopSpec {
     /// Or the name of a `SagaPolicy` in this namespace managed separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saga_policy_ref: Option<String>,
+    /// The Temporal server the order saga's `temporal` engine (SagaPolicy `spec.engine`)
+    /// runs on. With it the order service is pointed at it and the shop runs an
+    /// `order-worker` Deployment polling its task queue; without it the `temporal` engine
+    /// has nowhere to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<TemporalSettings>,
     #[serde(default)]
     pub signing_key: SigningKeySettings,
     /// Placement of every service's pods (the stateless pool, spot nodes); a service's
@@ -96,6 +102,30 @@ impl PullPolicy {
             PullPolicy::Never => "Never",
         }
     }
+}
+
+/// Where the order workflows run, and their worker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemporalSettings {
+    /// The Temporal frontend's gRPC URL, e.g. `http://temporal-frontend.temporal:7233`.
+    #[schemars(length(min = 1))]
+    pub address: String,
+    #[serde(default = "default_temporal_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_task_queue")]
+    pub task_queue: String,
+    /// The `order-worker` Deployment: replicas, resources, scheduling, env, extra TOML.
+    #[serde(default)]
+    pub worker: ServiceOverrides,
+}
+
+fn default_temporal_namespace() -> String {
+    "default".to_owned()
+}
+
+fn default_task_queue() -> String {
+    "commerce-orders".to_owned()
 }
 
 /// One entry per service of the `commerce` binary.

@@ -117,6 +117,12 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
     for (service, overrides) in enabled_services(shop) {
         microservices.push(microservice(shop, service, overrides, observed)?);
     }
+    if let Some(temporal) = &shop.spec.temporal
+        && shop.spec.services.order.enabled
+        && temporal.worker.enabled
+    {
+        microservices.push(order_worker(shop, temporal, observed)?);
+    }
     if let Some(storefront) = &shop.spec.storefront {
         // A static site: its root answers both probes.
         microservices.push(web_microservice(
@@ -191,6 +197,74 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
         topics,
         saga_policy,
     })
+}
+
+/// The `order-worker` target and its port (`[services.order_worker]`).
+pub const ORDER_WORKER: &str = "order-worker";
+pub const ORDER_WORKER_PORT: i32 = 8091;
+
+/// The Temporal worker of the order workflows: the order service's configuration (the
+/// worker reads `services.order`: peers, saga policy file, Temporal), credentials and
+/// database, plus its own address; no routes, no gRPC, no database of its own.
+fn order_worker(
+    shop: &Shop,
+    temporal: &crate::crd::shop::TemporalSettings,
+    observed: &Observed,
+) -> Result<Microservice, DesiredError> {
+    let order = catalog::find("order").expect("order is in the catalogue");
+    let mut worker = microservice(shop, order, &temporal.worker, observed)?;
+    let shop_name = name(shop);
+    let mut config: Table = worker
+        .spec
+        .config
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .expect("the order configuration was just rendered");
+    if let Some(Value::Table(services)) = config.get_mut("services") {
+        services.insert(
+            "order_worker".to_owned(),
+            table([("http_addr", text(format!("0.0.0.0:{ORDER_WORKER_PORT}")))]),
+        );
+    }
+    if let Some(Value::Table(kafka)) = config.get_mut("kafka") {
+        kafka.insert(
+            "client_id".to_owned(),
+            text(microservice_name(&shop_name, ORDER_WORKER)),
+        );
+    }
+    let spec = &mut worker.spec;
+    worker.metadata = child_meta(shop, microservice_name(&shop_name, ORDER_WORKER));
+    spec.target = Some(ORDER_WORKER.to_owned());
+    spec.http_port = ORDER_WORKER_PORT;
+    spec.grpc_port = None;
+    spec.routes = Vec::new();
+    spec.config = Some(toml::to_string(&config).expect("a TOML table serialises"));
+    // The order service's database: the worker's activities are the order's saga steps.
+    spec.database = None;
+    spec.env.insert(
+        0,
+        EnvVar {
+            name: format!(
+                "{}DATABASE__URL",
+                crate::desired::microservice::env_prefix(ORDER_WORKER)
+            ),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: crate::cnpg::app_secret_name(
+                        &crate::desired::microservice::database_cluster_name(&microservice_name(
+                            &shop_name, "order",
+                        )),
+                    ),
+                    key: "uri".to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+    );
+    Ok(worker)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -463,6 +537,16 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                     "saga_file".to_owned(),
                     text(format!("{SAGA_DIR}/{SAGA_FILE_NAME}")),
                 );
+                if let Some(temporal) = &shop.spec.temporal {
+                    own.insert(
+                        "temporal".to_owned(),
+                        table([
+                            ("url", text(&temporal.address)),
+                            ("namespace", text(&temporal.namespace)),
+                            ("task_queue", text(&temporal.task_queue)),
+                        ]),
+                    );
+                }
             }
             if service.name == "notification" {
                 own.insert("jwks_url".to_owned(), text(&jwks));

@@ -114,7 +114,7 @@ impl Shop {
                 url = "{url}"
                 task_queue = "{queue}"
                 sticky_timeout = "1s"
-                [services.order-worker]
+                [services.order_worker]
                 http_addr = "127.0.0.1:{port}"
                 database = {{ url = "{order_db}" }}
                 "#,

@@ -199,13 +199,16 @@ impl Config {
                 || database.url.starts_with("postgresql://"))
             {
                 return Err(ConfigError::new(
-                    format!("services.{service}.database.url"),
+                    format!("services.{}.database.url", service.replace('-', "_")),
                     "must be a postgres:// URL",
                 ));
             }
             if database.max_connections == 0 {
                 return Err(ConfigError::new(
-                    format!("services.{service}.database.max_connections"),
+                    format!(
+                        "services.{}.database.max_connections",
+                        service.replace('-', "_")
+                    ),
                     "must be at least 1",
                 ));
             }
@@ -213,9 +216,11 @@ impl Config {
         Ok(endpoints)
     }
 
-    /// Extracts `services.<name>` into a service's own typed settings.
+    /// Extracts `services.<name>` into a service's own typed settings. A `-` in a target's
+    /// name is `_` in its section (`order-worker` → `services.order_worker`), as in the
+    /// environment (`COMMERCE_SERVICES__ORDER_WORKER__…`), where `-` cannot be written.
     pub fn service_section<T: DeserializeOwned>(&self, service: &str) -> Result<T, ConfigError> {
-        let key = format!("services.{service}");
+        let key = format!("services.{}", service.replace('-', "_"));
         if !self.figment.contains(&key) {
             return Err(ConfigError::new(key, "section is missing"));
         }
@@ -316,6 +321,31 @@ mod tests {
             let error = config.endpoints("product").unwrap_err();
             assert_eq!(error.key, "services.product.grpc_addr");
             assert!(error.message.contains("COMMERCE_"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    // figment's Jail fixes the closure's error type; its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    fn a_hyphenated_target_reads_its_underscored_section_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let toml = format!("{BASE}\n[services.order_worker]\nhttp_addr = \"127.0.0.1:8091\"\n");
+            jail.create_file("commerce.toml", &toml)?;
+            let config = Config::load(Some(Path::new("commerce.toml"))).expect("loads");
+            assert_eq!(
+                config.endpoints("order-worker").unwrap().http_addr.port(),
+                8091
+            );
+            jail.set_env(
+                "COMMERCE_SERVICES__ORDER_WORKER__DATABASE__URL",
+                "mysql://nope",
+            );
+            let config = Config::load(Some(Path::new("commerce.toml"))).expect("loads");
+            assert_eq!(
+                config.endpoints("order-worker").unwrap_err().key,
+                "services.order_worker.database.url"
+            );
             Ok(())
         });
     }

@@ -478,3 +478,69 @@ pub async fn connect(
     )
     .map_err(|error| unreachable(error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(names: &[&str], pivot: usize) -> SagaRun {
+        SagaRun {
+            saga_type: "test".to_owned(),
+            data: Value::Null,
+            steps: names
+                .iter()
+                .map(|name| PlannedStep {
+                    name: (*name).to_owned(),
+                    compensable: false,
+                    timeout_ms: 1,
+                    attempts: 1,
+                    backoff_ms: 1,
+                    max_backoff_ms: 1,
+                })
+                .collect(),
+            pivot,
+        }
+    }
+
+    fn names(run: &SagaRun) -> Vec<&str> {
+        run.steps.iter().map(|step| step.name.as_str()).collect()
+    }
+
+    #[test]
+    fn leaving_out_a_step_keeps_the_pivot_on_the_same_step() {
+        let before = run(&["a", "b", "c", "d"], 2).without("a");
+        assert_eq!((names(&before), before.pivot), (vec!["b", "c", "d"], 1));
+        let after = run(&["a", "b", "c", "d"], 2).without("d");
+        assert_eq!((names(&after), after.pivot), (vec!["a", "b", "c"], 2));
+        let absent = run(&["a", "b"], 1).without("z");
+        assert_eq!((names(&absent), absent.pivot), (vec!["a", "b"], 1));
+    }
+
+    #[test]
+    fn a_step_past_the_pivot_is_retried_without_limit() {
+        let step = &run(&["a"], 0).steps[0];
+        let limited = PlannedStep {
+            attempts: 4,
+            ..step.clone()
+        };
+        assert_eq!(retry_policy(&limited, false).maximum_attempts(), 4);
+        assert_eq!(retry_policy(&limited, true).maximum_attempts(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_bad_server_url_is_named() {
+        let error = connect(&TemporalSettings {
+            url: "not a url".to_owned(),
+            ..TemporalSettings::default()
+        })
+        .await
+        .err()
+        .expect("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("services.order.temporal.url: `not a url`"),
+            "{error}"
+        );
+    }
+}
