@@ -529,13 +529,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_server_url_is_named() {
-        let error = connect(&TemporalSettings {
+        let Err(error) = connect(&TemporalSettings {
             url: "not a url".to_owned(),
             ..TemporalSettings::default()
         })
         .await
-        .err()
-        .expect("refused");
+        else {
+            panic!("a bad URL is refused");
+        };
         assert!(
             error
                 .to_string()
