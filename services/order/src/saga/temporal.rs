@@ -195,6 +195,46 @@ impl SagaActivities {
         }
     }
 
+    /// Runs one attempt of a step (or compensation) in a `saga.step` span, counted and timed
+    /// under the same metrics as the PostgreSQL engine's (`saga_step_attempts_total`,
+    /// `saga_step_duration_seconds`).
+    async fn observed<T>(
+        ctx: &ActivityContext,
+        saga_type: &str,
+        step: &str,
+        phase: &'static str,
+        attempt: impl std::future::Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
+        let info = ctx.info();
+        let span = tracing::info_span!(
+            "saga.step",
+            saga.workflow = info.workflow_id.as_deref().unwrap_or_default(),
+            saga.r#type = saga_type,
+            step,
+            phase,
+            attempt = info.attempt
+        );
+        let clock = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(attempt, span).await;
+        let outcome = match &result {
+            Ok(_) => "succeeded",
+            Err(StepError::Rejected { .. }) => "failed",
+            Err(StepError::Retryable(_)) => "retrying",
+        };
+        metrics::counter!("saga_step_attempts_total",
+            "saga" => saga_type.to_owned(), "step" => step.to_owned(),
+            "phase" => phase, "outcome" => outcome)
+        .increment(1);
+        metrics::histogram!("saga_step_duration_seconds",
+            "saga" => saga_type.to_owned(), "step" => step.to_owned(), "phase" => phase)
+        .record(clock.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            tracing::warn!(saga.r#type = saga_type, step, phase, attempt = ctx.info().attempt,
+                %error, "saga step attempt failed");
+        }
+        result
+    }
+
     /// Abort the process at these points, as the PostgreSQL engine does (tests only).
     pub fn with_failpoints(mut self, failpoints: Failpoints) -> Self {
         self.failpoints = failpoints;
@@ -228,12 +268,13 @@ impl SagaActivities {
     #[activity]
     pub async fn run_step(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         call: StepCall,
     ) -> Result<StepAnswer, ActivityError> {
         let saga = self.saga(&call.saga_type)?;
         self.failpoints.hit(&format!("before:{}", call.step));
-        match saga.run_step(&call.step, call.data).await {
+        let attempt = saga.run_step(&call.step, call.data);
+        match Self::observed(&ctx, &call.saga_type, &call.step, "forward", attempt).await {
             Ok(data) => {
                 self.failpoints.hit(&format!("after:{}", call.step));
                 Ok(StepAnswer::Done { data })
@@ -249,11 +290,12 @@ impl SagaActivities {
     #[activity]
     pub async fn compensate_step(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         call: StepCall,
     ) -> Result<(), ActivityError> {
         let saga = self.saga(&call.saga_type)?;
-        saga.compensate_step(&call.step, call.data)
+        let attempt = saga.compensate_step(&call.step, call.data);
+        Self::observed(&ctx, &call.saga_type, &call.step, "compensate", attempt)
             .await
             .map_err(|error| retryable(error.to_string()))?;
         self.failpoints.hit(&format!("compensated:{}", call.step));
@@ -264,11 +306,12 @@ impl SagaActivities {
     #[activity]
     pub async fn finish_compensation(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         call: CompensatedCall,
     ) -> Result<(), ActivityError> {
         let saga = self.saga(&call.saga_type)?;
-        saga.compensated(call.data, &call.failure)
+        let attempt = saga.compensated(call.data, &call.failure);
+        Self::observed(&ctx, &call.saga_type, "compensated", "compensate", attempt)
             .await
             .map_err(|error| retryable(error.to_string()))
     }
