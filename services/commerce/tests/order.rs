@@ -2325,8 +2325,7 @@ async fn a_crash_at_every_delivery_change_step_resumes_after_restart(engine: Eng
 /// The SagaPolicy resource's path: the operator writes the policy into a mounted file and
 /// the running order service takes it up; orders placed after the change get the new
 /// payment window, and a broken file changes nothing.
-#[tokio::test]
-async fn a_changed_saga_policy_file_applies_without_a_restart() {
+async fn a_changed_saga_policy_file_applies_without_a_restart(engine: Engine) {
     let policy_dir = tempfile::tempdir().unwrap();
     let file = policy_dir.path().join("saga.toml");
     let write = |window: &str, reminder: &str| {
@@ -2342,7 +2341,7 @@ async fn a_changed_saga_policy_file_applies_without_a_restart() {
     write("1h", "10m");
     let path = file.display().to_string();
     let shop = Shop::start_with_env(
-        Engine::Postgres,
+        engine,
         "",
         &[
             ("COMMERCE_SERVICES__ORDER__SAGA_FILE", path.as_str()),
@@ -2448,4 +2447,5 @@ on_both_engines!(
     an_order_travels_from_cart_to_doorstep,
     the_delivery_changes_while_unpaid_and_the_payment_follows,
     a_crash_at_every_delivery_change_step_resumes_after_restart,
+    a_changed_saga_policy_file_applies_without_a_restart,
 );

@@ -29,7 +29,7 @@ fn temporal(error: impl std::fmt::Display) -> WorkerError {
 }
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let (settings, _, _) = load_settings(&context.config)?;
+    let (settings, policy_file_text, step_names) = load_settings(&context.config)?;
     if settings.saga.engine == crate::saga::policy::Engine::Postgres {
         tracing::info!("saga engine is postgres: the order worker has nothing to run");
         return Ok(ServiceParts::default());
@@ -60,10 +60,27 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         .await
         .map_err(BoxError::from)
     });
+    let mut background = vec![task];
+    // Steps read the policy when they start (the payment window, for one), so the worker
+    // follows the policy file as the service does.
+    if let Some(path) = settings.saga_file.clone() {
+        let watcher = crate::saga::reload::PolicyWatcher {
+            path,
+            shared: policy,
+            step_names,
+            interval: settings.saga_reload_interval,
+            last: policy_file_text,
+        };
+        let shutdown = context.shutdown.clone();
+        background.push(Box::pin(async move {
+            watcher.run(shutdown).await;
+            Ok(())
+        }));
+    }
     Ok(ServiceParts {
         http: axum::Router::new(),
         grpc: None,
-        background: vec![task],
+        background,
         readiness: Vec::new(),
     })
 }
