@@ -18,6 +18,7 @@ pub fn everything(shop_resource: &Shop) -> Result<Vec<Value>, DesiredError> {
         shop_resource,
         &Observed {
             signing_key_ids: vec!["k20260101T000000Z".to_owned()],
+            referenced_saga_engine: None,
         },
     )?;
     let mut objects = Vec::new();

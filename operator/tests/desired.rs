@@ -26,6 +26,7 @@ fn example_shop() -> Shop {
 fn observed() -> Observed {
     Observed {
         signing_key_ids: vec!["k20261201T000000Z".to_owned()],
+        referenced_saga_engine: None,
     }
 }
 
@@ -545,6 +546,7 @@ fn a_new_signing_key_rolls_auth_and_a_config_change_rolls_only_its_service() {
                 "k20261201T000000Z".to_owned(),
                 "k20261202T000000Z".to_owned(),
             ],
+            referenced_saga_engine: None,
         },
     )
     .unwrap();
@@ -911,4 +913,59 @@ fn a_service_admits_only_the_shop_the_gateway_and_monitoring() {
     assert_eq!(namespaces, ["traefik", "monitoring"]);
     let selected = spec.pod_selector.unwrap().match_labels.unwrap();
     assert_eq!(selected["app.kubernetes.io/instance"], "demo-cart");
+}
+
+#[test]
+fn a_saga_engine_change_rolls_the_order_pods_and_only_them() {
+    use commerce_operator::crd::saga_policy::Engine;
+    let annotation = |children: &shop::ShopChildren, target: &str| {
+        let deployment = ms::desired(find(children, target)).deployment;
+        deployment
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap_or_default()
+            .get(shop::SAGA_ENGINE_ANNOTATION)
+            .cloned()
+    };
+    let mut shop = example_shop();
+    shop.spec.temporal = Some(yaml_serde::from_str("address: http://temporal:7233").unwrap());
+    let before = shop::desired(&shop, &observed()).unwrap();
+    assert_eq!(annotation(&before, "order").as_deref(), Some("postgres"));
+    assert_eq!(
+        annotation(&before, shop::ORDER_WORKER).as_deref(),
+        Some("postgres")
+    );
+
+    shop.spec.saga.get_or_insert_with(Default::default).engine = Engine::Temporal;
+    let after = shop::desired(&shop, &observed()).unwrap();
+    assert_eq!(annotation(&after, "order").as_deref(), Some("temporal"));
+    assert_eq!(
+        annotation(&after, shop::ORDER_WORKER).as_deref(),
+        Some("temporal")
+    );
+    assert_eq!(annotation(&after, "cart"), None);
+    assert_eq!(
+        ms::desired(find(&before, "cart")).deployment,
+        ms::desired(find(&after, "cart")).deployment,
+        "other services do not roll"
+    );
+
+    // A policy managed separately: its engine as read from the cluster.
+    shop.spec.saga = None;
+    shop.spec.saga_policy_ref = Some("black-friday".to_owned());
+    let unread = shop::desired(&shop, &observed()).unwrap();
+    assert_eq!(annotation(&unread, "order").as_deref(), Some("postgres"));
+    let read = shop::desired(
+        &shop,
+        &Observed {
+            referenced_saga_engine: Some(Engine::Temporal),
+            ..observed()
+        },
+    )
+    .unwrap();
+    assert_eq!(annotation(&read, "order").as_deref(), Some("temporal"));
 }

@@ -48,7 +48,17 @@ async fn reconcile_inner(shop: Arc<Shop>, context: Arc<Context>) -> Result<Actio
     let signing_key_ids = ensure_signing_keys(&context, &shop, &namespace).await?;
     ensure_service_clients(&context, &shop, &namespace).await?;
 
-    let observed = Observed { signing_key_ids };
+    let referenced_saga_engine = match &shop.spec.saga_policy_ref {
+        Some(policy) => Api::<SagaPolicy>::namespaced(client.clone(), &namespace)
+            .get_opt(policy)
+            .await?
+            .map(|policy| policy.spec.engine),
+        None => None,
+    };
+    let observed = Observed {
+        signing_key_ids,
+        referenced_saga_engine,
+    };
     let children = match desired::desired(&shop, &observed) {
         Ok(children) => children,
         Err(error) => {

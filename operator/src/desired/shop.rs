@@ -43,6 +43,25 @@ pub struct ShopChildren {
 pub struct Observed {
     /// The key ids in the signing-key Secret, sorted.
     pub signing_key_ids: Vec<String>,
+    /// The engine of the SagaPolicy the shop refers to (`spec.sagaPolicyRef`), if it exists.
+    pub referenced_saga_engine: Option<crate::crd::saga_policy::Engine>,
+}
+
+/// The annotation on the order pods naming their saga engine: the order service reloads
+/// its policy without a restart except for the engine, so an engine change rolls them.
+pub const SAGA_ENGINE_ANNOTATION: &str = "commerce.dev/saga-engine";
+
+/// The saga engine the shop's order service runs on.
+pub fn saga_engine(shop: &Shop, observed: &Observed) -> crate::crd::saga_policy::Engine {
+    match &shop.spec.saga_policy_ref {
+        Some(_) => observed.referenced_saga_engine.unwrap_or_default(),
+        None => shop
+            .spec
+            .saga
+            .as_ref()
+            .map(|policy| policy.engine)
+            .unwrap_or_default(),
+    }
 }
 
 pub fn name(shop: &Shop) -> String {
@@ -372,12 +391,19 @@ fn microservice(
                 observed.signing_key_ids.join(","),
             );
         }
-        "order" => config_map_mounts.push(Mount {
-            name: saga_config_map_name(&saga_policy_name(shop)),
-            mount_path: SAGA_DIR.to_owned(),
-            // The SagaPolicy may be applied after the shop; the file appears when it is.
-            optional: true,
-        }),
+        "order" => {
+            config_map_mounts.push(Mount {
+                name: saga_config_map_name(&saga_policy_name(shop)),
+                mount_path: SAGA_DIR.to_owned(),
+                // The SagaPolicy may be applied after the shop; the file appears when it is.
+                optional: true,
+            });
+            let engine = match saga_engine(shop, observed) {
+                crate::crd::saga_policy::Engine::Postgres => "postgres",
+                crate::crd::saga_policy::Engine::Temporal => "temporal",
+            };
+            pod_annotations.insert(SAGA_ENGINE_ANNOTATION.to_owned(), engine.to_owned());
+        }
         "search" => scratch_dirs.push("/var/lib/commerce/search-index".to_owned()),
         "chat" => scratch_dirs.push("/var/lib/commerce/chat-attachments".to_owned()),
         "gateway" => routes.push(route(shop, &["/v1", "/.well-known"])),
