@@ -296,16 +296,27 @@ impl TemporalOrders {
                 .map(|offset| offset.as_millis().min(u64::MAX as u128) as u64)
                 .collect(),
         };
-        let options = WorkflowStartOptions::new(&self.task_queue, order_workflow_id(order_id))
+        self.start_once(OrderWorkflow::run, run, order_workflow_id(order_id))
+            .await
+    }
+
+    /// Starts workflow `workflow_id` unless it runs or ran already (then its outcome
+    /// stands): one workflow per id, ever.
+    async fn start_once<W>(
+        &self,
+        workflow: W,
+        input: W::Input,
+        workflow_id: String,
+    ) -> Result<(), OrderError>
+    where
+        W: temporalio_common::HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        let options = WorkflowStartOptions::new(&self.task_queue, workflow_id)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .build();
-        match self
-            .client
-            .start_workflow(OrderWorkflow::run, run, options)
-            .await
-        {
-            // Closed already: its outcome is what the query (or the order row) says.
+        match self.client.start_workflow(workflow, input, options).await {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
             Err(error) => Err(unavailable(error)),
         }
@@ -360,18 +371,8 @@ impl TemporalOrders {
             serde_json::to_value(PaymentReceived::new(order_id, payment_id))
                 .map_err(unavailable)?,
         );
-        let options = WorkflowStartOptions::new(&self.task_queue, payment_workflow_id(order_id))
-            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .build();
-        match self
-            .client
-            .start_workflow(SagaWorkflow::run, run, options)
+        self.start_once(SagaWorkflow::run, run, payment_workflow_id(order_id))
             .await
-        {
-            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
-            Err(error) => Err(unavailable(error)),
-        }
     }
 
     /// The order was canceled: its workflow stops waiting (an ended one has nothing to stop).
