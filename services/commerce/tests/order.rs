@@ -1329,6 +1329,46 @@ async fn a_crash_at_every_step_resumes_after_restart(engine: Engine) {
     shop.stop().await;
 }
 
+/// The process dies right after storing the order, before its saga took a step (on
+/// Temporal: before its workflow started), and the customer never retries: the order is
+/// placed all the same.
+async fn an_order_cut_off_before_its_saga_began_is_placed_without_a_retry(engine: Engine) {
+    let mut shop = Shop::start(engine).await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop.product(&admin, "15.00", 10).await;
+    let session = shop.checkout(&alice, &[(&mug, 2)], None).await;
+    shop.stop_order();
+    shop.start_order(&[match engine {
+        Engine::Postgres => "before:get_checkout_session",
+        Engine::Temporal => "before:start_workflow",
+    }])
+    .await;
+    let cut_off = shop
+        .place_request(&alice, Some("cut-off"), &session)
+        .send()
+        .await;
+    assert!(cut_off.is_err(), "the request should have been cut off");
+    shop.await_order_crash().await;
+    let order: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM orders WHERE checkout_session_id = $1::uuid")
+            .bind(&session)
+            .fetch_one(&shop.order_pool)
+            .await
+            .unwrap();
+    assert_eq!(shop.order_status(&order.to_string()).await, "PLACING");
+
+    shop.start_order(&[]).await;
+    shop.await_status(&order.to_string(), "PENDING_PAYMENT")
+        .await;
+    assert_eq!(shop.stock(&mug).await, (10, 2));
+    // A late retry gets that order.
+    let (status, body) = shop.place(&alice, "cut-off", &session).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["orderId"], order.to_string());
+    shop.stop().await;
+}
+
 async fn reminders_go_out_while_unpaid_and_the_order_expires(engine: Engine) {
     let shop = Shop::start_with(
         engine,
@@ -2448,4 +2488,5 @@ on_both_engines!(
     the_delivery_changes_while_unpaid_and_the_payment_follows,
     a_crash_at_every_delivery_change_step_resumes_after_restart,
     a_changed_saga_policy_file_applies_without_a_restart,
+    an_order_cut_off_before_its_saga_began_is_placed_without_a_retry,
 );

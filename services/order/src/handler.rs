@@ -311,6 +311,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         Engine::Postgres => None,
         Engine::Temporal => Some(TemporalOrders::new(
             crate::saga::temporal::connect(&settings.temporal).await?,
+            failpoints.clone(),
             settings.temporal.task_queue.clone(),
             sagas.placement.clone(),
             sagas.payment.clone(),
@@ -401,6 +402,15 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }),
     );
     let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
+    if let Some(temporal) = orders.engines().temporal.clone() {
+        let (pool, shutdown) = (pool.clone(), context.shutdown.clone());
+        background_tasks.push(Box::pin(async move {
+            temporal
+                .run_recovery(pool, shutdown)
+                .await
+                .map_err(BoxError::from)
+        }));
+    }
     if let Some(path) = settings.saga_file.clone() {
         let watcher = crate::saga::reload::PolicyWatcher {
             path,

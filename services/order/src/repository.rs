@@ -121,6 +121,22 @@ async fn record_status(
 }
 
 /// A new order in PLACING. `false` when the checkout session already has a live order.
+/// Orders still PLACING that were created more than `older_than` ago: (id, user,
+/// checkout session, created at).
+pub async fn stale_placing_orders(
+    pool: &sqlx::PgPool,
+    older_than: std::time::Duration,
+) -> Result<Vec<(Uuid, Uuid, Uuid, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, user_id, checkout_session_id, created_at FROM orders
+         WHERE status = 'PLACING' AND created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at LIMIT 100",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn insert_order(
     connection: &mut PgConnection,
     id: Uuid,

@@ -237,6 +237,7 @@ async fn settle_payment(
 #[derive(Clone)]
 pub struct TemporalOrders {
     client: Client,
+    failpoints: crate::saga::Failpoints,
     task_queue: String,
     placement: Arc<dyn ErasedSaga>,
     payment: Arc<dyn ErasedSaga>,
@@ -251,6 +252,7 @@ fn unavailable(error: impl std::fmt::Display) -> OrderError {
 impl TemporalOrders {
     pub fn new(
         client: Client,
+        failpoints: crate::saga::Failpoints,
         task_queue: String,
         placement: Arc<dyn ErasedSaga>,
         payment: Arc<dyn ErasedSaga>,
@@ -259,6 +261,7 @@ impl TemporalOrders {
     ) -> Self {
         Self {
             client,
+            failpoints,
             task_queue,
             placement,
             payment,
@@ -270,6 +273,8 @@ impl TemporalOrders {
     /// Starts the order's workflow, or finds it running: the workflow id is the order's, so
     /// a retried request never starts a second one.
     pub async fn start(&self, placement: &Placement) -> Result<(), OrderError> {
+        // A test hook: the order is stored, its workflow not started yet.
+        self.failpoints.hit("before:start_workflow");
         let policy = self.policy.current();
         let order_id = placement.order_id;
         let run = OrderRun {
@@ -319,6 +324,36 @@ impl TemporalOrders {
         match self.client.start_workflow(workflow, input, options).await {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
             Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// Starts the workflows of orders stored but never started (the process died between
+    /// the two, and nobody retried the request), every `recovery_interval`.
+    pub async fn run_recovery(
+        self,
+        pool: sqlx::PgPool,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<(), OrderError> {
+        loop {
+            let policy = self.policy.current();
+            match crate::repository::stale_placing_orders(&pool, policy.lease).await {
+                Ok(orders) => {
+                    for (order_id, user_id, checkout_session_id, created_at) in orders {
+                        let mut placement = Placement::new(order_id, user_id, checkout_session_id);
+                        placement.placed_at = created_at;
+                        if let Err(error) = self.start(&placement).await {
+                            tracing::warn!(%order_id, %error, "starting an order's workflow failed; trying again");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "looking for orders without a workflow failed")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(policy.recovery_interval) => {}
+            }
         }
     }
 
