@@ -3,9 +3,9 @@
 //! `SagaDefinition` trait runs as a workflow whose steps are activities — forward to the
 //! end; a rejection compensates the steps done (the failed one too) in reverse and records
 //! the failure; a step that keeps failing is retried as its policy says, then compensated;
-//! past the point of no return a failing step is retried until it succeeds; and a worker
-//! process killed mid-saga is replaced by another that finishes it (the saga's state is the
-//! server's, not the worker's).
+//! past the point of no return a failing step is retried until it succeeds. (A worker
+//! killed mid-saga is tested on the real order workflows: `services/commerce/tests/order.rs`
+//! aborts the process running the worker after every step, on both engines.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,7 +19,6 @@ use commerce_order::saga::{
 };
 use commerce_testkit::required_env;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, WorkflowGetResultOptions,
     WorkflowStartOptions,
@@ -46,8 +45,6 @@ struct Log {
     /// Attempts of the step past the pivot.
     forward_attempts: AtomicU32,
     forward_fails: AtomicU32,
-    /// The slow step waits while this is set (the worker "dies" meanwhile).
-    slow_hold: std::sync::atomic::AtomicBool,
 }
 
 struct Named {
@@ -74,11 +71,6 @@ impl Step<Trip> for Named {
                 let attempt = self.log.flaky_attempts.fetch_add(1, Ordering::SeqCst) + 1;
                 if attempt < self.log.flaky_until.load(Ordering::SeqCst) {
                     return Err(StepError::Retryable(format!("flaky attempt {attempt}")));
-                }
-            }
-            "slow" => {
-                while self.log.slow_hold.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
             "ship" => {
@@ -192,33 +184,6 @@ fn start_worker(task_queue: &str, log: Arc<Log>) {
     ready_rx.recv().expect("the worker starts");
 }
 
-/// Not a test on its own: the worker process the kill test starts (and kills), when
-/// `TRIP_WORKER_QUEUE` is set. Its slow step waits while the file `TRIP_WORKER_HOLD` exists.
-#[test]
-fn trip_worker_process() {
-    let Ok(task_queue) = std::env::var("TRIP_WORKER_QUEUE") else {
-        return;
-    };
-    let hold = std::path::PathBuf::from(std::env::var("TRIP_WORKER_HOLD").unwrap());
-    let log = Arc::new(Log::default());
-    start_worker(&task_queue, log.clone());
-    loop {
-        log.slow_hold.store(hold.exists(), Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// This test binary as a worker process on `task_queue`.
-fn spawn_worker_process(task_queue: &str, hold: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "trip_worker_process", "--nocapture"])
-        .env("TRIP_WORKER_QUEUE", task_queue)
-        .env("TRIP_WORKER_HOLD", hold)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn policy(attempts: u32, timeout: Duration) -> SagaPolicy {
     let step = StepPolicy {
         timeout,
@@ -267,7 +232,7 @@ fn done(end: &SagaEnd) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn sagas_run_forward_compensate_retry_and_survive_a_worker() {
+async fn sagas_run_forward_compensate_and_retry_as_their_policy_says() {
     let client = client().await;
     let task_queue = format!("trips-{}", Uuid::now_v7());
     let log = Arc::new(Log::default());
@@ -338,43 +303,4 @@ async fn sagas_run_forward_compensate_retry_and_survive_a_worker() {
         "2 refused, then done"
     );
     assert!(log.undone.lock().unwrap().is_empty());
-
-    // A worker process is killed while a step runs; a new one finishes the saga (the
-    // step's attempt times out and is tried again there).
-    let task_queue = format!("trips-{}", Uuid::now_v7());
-    let scratch = tempfile::tempdir().unwrap();
-    let hold = scratch.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
-    let mut first = spawn_worker_process(&task_queue, &hold);
-    let saga = TripSaga::new(log.clone());
-    let run = SagaRun::plan(
-        &saga,
-        &policy(5, Duration::from_secs(2)),
-        json!({"done": [], "refuse_at": null}),
-    );
-    let handle = client
-        .start_workflow(
-            SagaWorkflow::run,
-            run,
-            WorkflowStartOptions::new(&task_queue, format!("trip-{}", Uuid::now_v7())).build(),
-        )
-        .await
-        .unwrap();
-    // Until the slow step runs (its first attempt, held), nothing can finish the saga.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
-    std::fs::remove_file(&hold).unwrap();
-    let mut second = spawn_worker_process(&task_queue, &hold);
-    let end = tokio::time::timeout(
-        Duration::from_secs(60),
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("the saga ends on the second worker")
-    .unwrap();
-    second.kill().unwrap();
-    second.wait().unwrap();
-    assert!(matches!(end, SagaEnd::Completed { .. }), "{end:?}");
-    assert_eq!(done(&end), ["reserve", "charge", "flaky", "slow", "ship"]);
 }
