@@ -813,6 +813,23 @@ async fn an_order_is_placed_across_the_real_services(engine: Engine) {
     let (status, error) = shop.place(&bob, "bob-1", &session).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 
+    // On Temporal the service is ready only while the server answers.
+    let (_, ready) = shop
+        .send(shop.client.get(format!("{}/readyz", shop.order)))
+        .await;
+    let checks: Vec<&str> = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["ok"] == true)
+        .map(|check| check["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks.contains(&"temporal"),
+        engine == Engine::Temporal,
+        "{ready}"
+    );
+
     let (status, placed) = shop.place(&alice, "alice-1", &session).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order_id = placed["orderId"].as_str().unwrap().to_owned();

@@ -401,6 +401,10 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             orders: orders.clone(),
         }),
     );
+    let temporal_check = orders.engines().temporal.as_ref().map(|temporal| {
+        Arc::new(crate::workflow::TemporalCheck(temporal.client().clone()))
+            as Arc<dyn commerce_runtime::health::ReadinessCheck>
+    });
     let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
     if let Some(temporal) = orders.engines().temporal.clone() {
         let (pool, shutdown) = (pool.clone(), context.shutdown.clone());
@@ -443,10 +447,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         .into_iter()
         .chain(background_tasks)
         .collect(),
-        readiness: vec![
-            Arc::new(RedisCheck(redis)),
+        readiness: [
+            Arc::new(RedisCheck(redis)) as Arc<dyn commerce_runtime::health::ReadinessCheck>,
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
-        ],
+        ]
+        .into_iter()
+        .chain(temporal_check)
+        .collect(),
     })
 }
 

@@ -38,7 +38,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let policy = SharedPolicy::new(settings.saga.clone());
     let Foundation { sagas, .. } = foundation(&context, &settings, &pool, &policy).await?;
     // Connecting here makes a wrong URL or a missing server a start-up error.
-    crate::saga::temporal::connect(&settings.temporal).await?;
+    let readiness_client = crate::saga::temporal::connect(&settings.temporal).await?;
     let saga_activities = SagaActivities::new([
         sagas.placement as Arc<dyn ErasedSaga>,
         sagas.payment,
@@ -81,7 +81,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         http: axum::Router::new(),
         grpc: None,
         background,
-        readiness: Vec::new(),
+        readiness: vec![Arc::new(crate::workflow::TemporalCheck(readiness_client))],
     })
 }
 

@@ -245,11 +245,39 @@ pub struct TemporalOrders {
     policy: SharedPolicy,
 }
 
+/// Readiness: the Temporal server answers in the namespace (asking for a workflow that
+/// does not exist is enough).
+pub struct TemporalCheck(pub Client);
+
+#[async_trait::async_trait]
+impl commerce_runtime::health::ReadinessCheck for TemporalCheck {
+    fn name(&self) -> &str {
+        "temporal"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let handle = self
+            .0
+            .get_workflow_handle::<OrderWorkflow>("commerce-readiness-probe");
+        match tokio::time::timeout(Duration::from_secs(3), handle.describe(Default::default()))
+            .await
+        {
+            Ok(Ok(_)) | Ok(Err(WorkflowInteractionError::NotFound(_))) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("no answer within 3s".to_owned()),
+        }
+    }
+}
+
 fn unavailable(error: impl std::fmt::Display) -> OrderError {
     OrderError::Unavailable(format!("Temporal: {error}"))
 }
 
 impl TemporalOrders {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn new(
         client: Client,
         failpoints: crate::saga::Failpoints,
