@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use opentelemetry::trace::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
@@ -269,6 +270,12 @@ impl commerce_runtime::health::ReadinessCheck for TemporalCheck {
     }
 }
 
+/// The trace context of the request (or event) being handled, for the Temporal client's
+/// tracing plugin, which reads OpenTelemetry's current context rather than tracing's.
+fn request_context() -> opentelemetry::Context {
+    tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current())
+}
+
 fn unavailable(error: impl std::fmt::Display) -> OrderError {
     OrderError::Unavailable(format!("Temporal: {error}"))
 }
@@ -349,7 +356,12 @@ impl TemporalOrders {
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .build();
-        match self.client.start_workflow(workflow, input, options).await {
+        match self
+            .client
+            .start_workflow(workflow, input, options)
+            .with_context(request_context())
+            .await
+        {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
             Err(error) => Err(unavailable(error)),
         }
@@ -421,6 +433,7 @@ impl TemporalOrders {
                 payment_id.clone(),
                 WorkflowSignalOptions::default(),
             )
+            .with_context(request_context())
             .await
         {
             Ok(()) => return Ok(()),
@@ -449,6 +462,7 @@ impl TemporalOrders {
                 (),
                 WorkflowSignalOptions::default(),
             )
+            .with_context(request_context())
             .await
         {
             Ok(()) | Err(WorkflowInteractionError::NotFound(_)) => Ok(()),

@@ -13,17 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_order::saga::temporal::TemporalSettings;
 use commerce_order::saga::temporal::{ErasedSaga, SagaActivities, SagaEnd, SagaRun, SagaWorkflow};
 use commerce_order::saga::{
     Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError, StepPolicy,
 };
 use commerce_testkit::required_env;
+use opentelemetry::trace::{FutureExt as _, TraceContextExt as _};
 use serde::{Deserialize, Serialize};
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, WorkflowGetResultOptions,
-    WorkflowStartOptions,
-};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 /// A trip: what each step did is in the data; what each compensation did is in `undone`.
@@ -42,6 +42,8 @@ struct Log {
     flaky_attempts: AtomicU32,
     /// The flaky step fails until this many attempts have been made.
     flaky_until: AtomicU32,
+    /// The trace each step ran in.
+    trace_ids: Mutex<Vec<String>>,
     /// Attempts of the step past the pivot.
     forward_attempts: AtomicU32,
     forward_fails: AtomicU32,
@@ -60,6 +62,14 @@ impl Step<Trip> for Named {
     }
 
     async fn run(&self, data: &mut Trip) -> Result<(), StepError> {
+        self.log.trace_ids.lock().unwrap().push(
+            tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+        );
         if data.refuse_at.as_deref() == Some(self.name) {
             return Err(StepError::rejected(
                 FailureKind::Conflict,
@@ -147,14 +157,14 @@ impl SagaDefinition for TripSaga {
     }
 }
 
+/// A client as the order service makes one (with the tracing plugin).
 async fn client() -> Client {
-    let url = required_env("COMMERCE_TEST_TEMPORAL_URL");
-    let connection = Connection::connect(
-        ConnectionOptions::new(url.parse::<temporalio_client::Url>().unwrap()).build(),
-    )
+    commerce_order::saga::temporal::connect(&TemporalSettings {
+        url: required_env("COMMERCE_TEST_TEMPORAL_URL"),
+        ..TemporalSettings::default()
+    })
     .await
-    .expect("the Temporal dev server answers (scripts/infra.sh up)");
-    Client::new(connection, ClientOptions::new("default").build()).unwrap()
+    .expect("the Temporal dev server answers (scripts/infra.sh up)")
 }
 
 /// A worker for the trip saga on `task_queue`, on a thread of its own (workflow code runs
@@ -303,4 +313,59 @@ async fn sagas_run_forward_compensate_and_retry_as_their_policy_says() {
         "2 refused, then done"
     );
     assert!(log.undone.lock().unwrap().is_empty());
+}
+
+/// A trace goes on from the code that starts a saga into every step it runs: the tracing
+/// plugin carries W3C trace context in the workflow's and the activities' headers, and
+/// each step's `saga.step` span hangs under its activity's span.
+#[tokio::test]
+async fn the_steps_continue_the_trace_that_started_the_saga() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test"))),
+    )
+    .unwrap();
+
+    let client = client().await;
+    let task_queue = format!("trips-{}", Uuid::now_v7());
+    let log = Arc::new(Log::default());
+    start_worker(&task_queue, log.clone());
+    let request = tracing::info_span!("checkout request");
+    let context = request.context();
+    let trace_id = context.span().span_context().trace_id().to_string();
+    let run = SagaRun::plan(
+        &TripSaga::new(log.clone()),
+        &policy(3, Duration::from_secs(5)),
+        serde_json::to_value(Trip::default()).unwrap(),
+    );
+    let handle = client
+        .start_workflow(
+            SagaWorkflow::run,
+            run,
+            WorkflowStartOptions::new(&task_queue, format!("trip-{}", Uuid::now_v7())).build(),
+        )
+        .with_context(context)
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(
+        Duration::from_secs(60),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the saga ends within a minute")
+    .unwrap();
+    assert!(matches!(end, SagaEnd::Completed { .. }), "{end:?}");
+    let seen = log.trace_ids.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(
+        seen.iter().all(|seen| *seen == trace_id),
+        "{trace_id}: {seen:?}"
+    );
 }

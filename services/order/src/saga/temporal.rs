@@ -214,6 +214,12 @@ impl SagaActivities {
             phase,
             attempt = info.attempt
         );
+        // Under the activity's span, which the tracing plugin made current from the
+        // workflow's headers.
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+            &span,
+            opentelemetry::Context::current(),
+        );
         let clock = std::time::Instant::now();
         let result = tracing::Instrument::instrument(attempt, span).await;
         let outcome = match &result {
@@ -515,9 +521,17 @@ pub async fn connect(
     )
     .await
     .map_err(|error| unreachable(error.to_string()))?;
+    // Trace context travels in workflow and activity headers (W3C, through the global
+    // propagator), so a request's trace goes on into the workflow, its activities and the
+    // peers they call; a worker built on this client gets the same plugin.
+    let tracing = temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder()
+        .global_propagator()
+        .build();
     temporalio_client::Client::new(
         connection,
-        temporalio_client::ClientOptions::new(settings.namespace.clone()).build(),
+        temporalio_client::ClientOptions::new(settings.namespace.clone())
+            .plugin(tracing)
+            .build(),
     )
     .map_err(|error| unreachable(error.to_string()))
 }
