@@ -659,12 +659,18 @@ impl Shop {
                 .map(|activity| activity.step)
                 .collect();
         }
+        self.succeeded_steps(order, "forward").await
+    }
+
+    /// On the PostgreSQL engine: the order's steps of `phase` that succeeded, in order.
+    async fn succeeded_steps(&self, order: &str, phase: &str) -> Vec<String> {
         sqlx::query_scalar(
             "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-             WHERE st.order_id = $1::uuid AND s.phase = 'forward' AND s.outcome = 'succeeded'
+             WHERE st.order_id = $1::uuid AND s.phase = $2 AND s.outcome = 'succeeded'
              ORDER BY s.id",
         )
         .bind(order)
+        .bind(phase)
         .fetch_all(&self.order_pool)
         .await
         .unwrap()
@@ -770,15 +776,7 @@ impl Shop {
                 })
                 .collect();
         }
-        sqlx::query_scalar(
-            "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-             WHERE st.order_id = $1::uuid AND s.phase = 'compensate' AND s.outcome = 'succeeded'
-             ORDER BY s.id",
-        )
-        .bind(order)
-        .fetch_all(&self.order_pool)
-        .await
-        .unwrap()
+        self.succeeded_steps(order, "compensate").await
     }
 }
 

@@ -238,6 +238,27 @@ pub(crate) fn load_settings(
     Ok((settings, policy_file_text, step_names))
 }
 
+/// Follows the saga policy file, when there is one, into `policy` until shutdown.
+pub(crate) fn policy_watcher(
+    settings: &OrderSettings,
+    policy: &SharedPolicy,
+    step_names: Vec<&'static str>,
+    policy_file_text: Option<String>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Option<commerce_runtime::service::BackgroundTask> {
+    let watcher = crate::saga::reload::PolicyWatcher {
+        path: settings.saga_file.clone()?,
+        shared: policy.clone(),
+        step_names,
+        interval: settings.saga_reload_interval,
+        last: policy_file_text,
+    };
+    Some(Box::pin(async move {
+        watcher.run(shutdown).await;
+        Ok(())
+    }))
+}
+
 /// The saga definitions, over what their steps share.
 pub(crate) struct Sagas {
     pub placement: Arc<PlacementSaga>,
@@ -415,20 +436,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
                 .map_err(BoxError::from)
         }));
     }
-    if let Some(path) = settings.saga_file.clone() {
-        let watcher = crate::saga::reload::PolicyWatcher {
-            path,
-            shared: policy.clone(),
-            step_names: step_names.clone(),
-            interval: settings.saga_reload_interval,
-            last: policy_file_text,
-        };
-        let shutdown = context.shutdown.clone();
-        background_tasks.push(Box::pin(async move {
-            watcher.run(shutdown).await;
-            Ok(())
-        }));
-    }
+    background_tasks.extend(policy_watcher(
+        &settings,
+        &policy,
+        step_names.clone(),
+        policy_file_text,
+        context.shutdown.clone(),
+    ));
     let feed = crate::status_feed::StatusFeed::new();
     let feed_task = {
         let (feed, pool, shutdown) = (feed.clone(), pool.clone(), context.shutdown.clone());

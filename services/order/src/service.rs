@@ -239,19 +239,7 @@ impl OrderService {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             match self.engines.placement.drive(saga_id).await? {
-                Outcome::Completed(placement) => {
-                    let order = repo::order(&mut *self.pool.acquire().await?, order_id)
-                        .await?
-                        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
-                    let client_secret = placement
-                        .payment
-                        .map(|payment| payment.client_secret)
-                        .unwrap_or_default();
-                    return Ok(PlaceAnswer::Placed(Box::new(Placed {
-                        order,
-                        client_secret,
-                    })));
-                }
+                Outcome::Completed(placement) => return self.placed(order_id, placement).await,
                 Outcome::Compensated(_, failure) => {
                     return Ok(PlaceAnswer::Failed { order_id, failure });
                 }
@@ -267,6 +255,25 @@ impl OrderService {
         }
     }
 
+    /// The answer for an order whose placement completed.
+    async fn placed(
+        &self,
+        order_id: Uuid,
+        placement: Placement,
+    ) -> Result<PlaceAnswer, OrderError> {
+        let order = repo::order(&mut *self.pool.acquire().await?, order_id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+        let client_secret = placement
+            .payment
+            .map(|payment| payment.client_secret)
+            .unwrap_or_default();
+        Ok(PlaceAnswer::Placed(Box::new(Placed {
+            order,
+            client_secret,
+        })))
+    }
+
     /// Waits for the order workflow's placement to end.
     async fn temporal_outcome(
         &self,
@@ -279,16 +286,7 @@ impl OrderService {
                 Some(SagaEnd::Completed { data }) => {
                     let placement: Placement = serde_json::from_value(data)
                         .map_err(|error| OrderError::Unavailable(error.to_string()))?;
-                    let order = repo::order(&mut *self.pool.acquire().await?, order_id)
-                        .await?
-                        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
-                    return Ok(PlaceAnswer::Placed(Box::new(Placed {
-                        order,
-                        client_secret: placement
-                            .payment
-                            .map(|payment| payment.client_secret)
-                            .unwrap_or_default(),
-                    })));
+                    return self.placed(order_id, placement).await;
                 }
                 Some(SagaEnd::Compensated { failure, .. }) => {
                     return Ok(PlaceAnswer::Failed { order_id, failure });

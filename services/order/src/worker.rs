@@ -37,8 +37,9 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let pool = context.database()?;
     let policy = SharedPolicy::new(settings.saga.clone());
     let Foundation { sagas, .. } = foundation(&context, &settings, &pool, &policy).await?;
-    // Connecting here makes a wrong URL or a missing server a start-up error.
-    let readiness_client = crate::saga::temporal::connect(&settings.temporal).await?;
+    // Connecting here makes a wrong URL or a missing server a start-up error; the worker
+    // and the readiness check share the connection.
+    let client = crate::saga::temporal::connect(&settings.temporal).await?;
     let saga_activities = SagaActivities::new([
         sagas.placement as Arc<dyn ErasedSaga>,
         sagas.payment,
@@ -50,9 +51,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let order_activities = OrderActivities { pool };
     let shutdown = context.shutdown.clone();
     let temporal_settings = settings.temporal.clone();
+    let worker_client = client.clone();
     let task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
         run_on_own_thread(
             temporal_settings,
+            worker_client,
             saga_activities,
             order_activities,
             shutdown,
@@ -63,30 +66,24 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let mut background = vec![task];
     // Steps read the policy when they start (the payment window, for one), so the worker
     // follows the policy file as the service does.
-    if let Some(path) = settings.saga_file.clone() {
-        let watcher = crate::saga::reload::PolicyWatcher {
-            path,
-            shared: policy,
-            step_names,
-            interval: settings.saga_reload_interval,
-            last: policy_file_text,
-        };
-        let shutdown = context.shutdown.clone();
-        background.push(Box::pin(async move {
-            watcher.run(shutdown).await;
-            Ok(())
-        }));
-    }
+    background.extend(crate::handler::policy_watcher(
+        &settings,
+        &policy,
+        step_names,
+        policy_file_text,
+        context.shutdown.clone(),
+    ));
     Ok(ServiceParts {
         http: axum::Router::new(),
         grpc: None,
         background,
-        readiness: vec![Arc::new(crate::workflow::TemporalCheck(readiness_client))],
+        readiness: vec![Arc::new(crate::workflow::TemporalCheck(client))],
     })
 }
 
 async fn run_on_own_thread(
     settings: TemporalSettings,
+    client: temporalio_client::Client,
     saga_activities: SagaActivities,
     order_activities: OrderActivities,
     shutdown: CancellationToken,
@@ -103,6 +100,7 @@ async fn run_on_own_thread(
                 .and_then(|runtime| {
                     runtime.block_on(run_worker(
                         settings,
+                        client,
                         saga_activities,
                         order_activities,
                         thread_shutdown,
@@ -127,14 +125,12 @@ async fn run_on_own_thread(
 
 async fn run_worker(
     settings: TemporalSettings,
+    client: temporalio_client::Client,
     saga_activities: SagaActivities,
     order_activities: OrderActivities,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(temporal)?;
-    let client = crate::saga::temporal::connect(&settings)
-        .await
-        .map_err(temporal)?;
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<OrderWorkflow>()
         .map_err(temporal)?

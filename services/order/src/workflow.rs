@@ -285,6 +285,14 @@ impl TemporalOrders {
         &self.client
     }
 
+    fn order_handle(
+        &self,
+        order_id: Uuid,
+    ) -> temporalio_client::WorkflowHandle<Client, OrderWorkflow> {
+        self.client
+            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id))
+    }
+
     pub fn new(
         client: Client,
         failpoints: crate::saga::Failpoints,
@@ -399,9 +407,7 @@ impl TemporalOrders {
 
     /// How the order's placement ended; `None` while it runs (or while no worker answers).
     pub async fn placement(&self, order_id: Uuid) -> Result<Option<SagaEnd>, OrderError> {
-        let handle = self
-            .client
-            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        let handle = self.order_handle(order_id);
         let query = handle.query(
             OrderWorkflow::placement,
             (),
@@ -424,9 +430,7 @@ impl TemporalOrders {
     /// expired, was canceled or never placed), the payment saga runs on its own, and
     /// refunds a payment the order does not take.
     pub async fn paid(&self, order_id: Uuid, payment_id: String) -> Result<(), OrderError> {
-        let handle = self
-            .client
-            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        let handle = self.order_handle(order_id);
         match handle
             .signal(
                 OrderWorkflow::paid,
@@ -453,9 +457,7 @@ impl TemporalOrders {
 
     /// The order was canceled: its workflow stops waiting (an ended one has nothing to stop).
     pub async fn canceled(&self, order_id: Uuid) -> Result<(), OrderError> {
-        let handle = self
-            .client
-            .get_workflow_handle::<OrderWorkflow>(order_workflow_id(order_id));
+        let handle = self.order_handle(order_id);
         match handle
             .signal(
                 OrderWorkflow::canceled,

@@ -31,6 +31,17 @@ pub trait ErasedSaga: Send + Sync {
     async fn compensated(&self, data: Value, failure: &Failure) -> Result<(), StepError>;
 }
 
+fn step_named<'a, S: SagaDefinition>(
+    saga: &'a S,
+    name: &str,
+) -> Result<&'a dyn super::Step<S::Data>, StepError> {
+    saga.steps()
+        .iter()
+        .find(|step| step.name() == name)
+        .map(|step| step.as_ref())
+        .ok_or_else(|| StepError::rejected(FailureKind::Invalid, format!("no step `{name}`")))
+}
+
 fn undecodable(error: serde_json::Error) -> StepError {
     StepError::rejected(FailureKind::Invalid, format!("saga data: {error}"))
 }
@@ -53,26 +64,14 @@ impl<S: SagaDefinition> ErasedSaga for S {
     }
 
     async fn run_step(&self, name: &str, data: Value) -> Result<Value, StepError> {
-        let step = self
-            .steps()
-            .iter()
-            .find(|step| step.name() == name)
-            .ok_or_else(|| {
-                StepError::rejected(FailureKind::Invalid, format!("no step `{name}`"))
-            })?;
+        let step = step_named(self, name)?;
         let mut data: S::Data = serde_json::from_value(data).map_err(undecodable)?;
         step.run(&mut data).await?;
         serde_json::to_value(&data).map_err(undecodable)
     }
 
     async fn compensate_step(&self, name: &str, data: Value) -> Result<(), StepError> {
-        let step = self
-            .steps()
-            .iter()
-            .find(|step| step.name() == name)
-            .ok_or_else(|| {
-                StepError::rejected(FailureKind::Invalid, format!("no step `{name}`"))
-            })?;
+        let step = step_named(self, name)?;
         let data: S::Data = serde_json::from_value(data).map_err(undecodable)?;
         step.compensate(&data).await
     }
