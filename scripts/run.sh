@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole shop on this machine: local PostgreSQL, Redis, the
-# Kafka-protocol broker and the Temporal dev server, every service in one `commerce serve --target all` process, the
+# Apache Kafka broker (KRaft) and the Temporal dev server, every service in one `commerce serve --target all` process, the
 # GraphQL federation gateway, the storefront, an SMTP sink to read the shop's e-mail in (MailDev), and the
 # demo catalogue. Ctrl-C stops the services; `scripts/infra.sh down` stops the rest.
 set -euo pipefail

@@ -3,13 +3,16 @@
 # formatting, clippy, buf lint, the generated TypeScript client, the operator's manifests
 # against the Kubernetes schemas, the deployment files (scripts/check-deploy.sh), and the
 # whole workspace under cargo-nextest against real PostgreSQL, Redis (standalone and a
-# 6-node cluster), a Kafka-protocol broker, a real Kubernetes API server (built from
-# Debian's source on first use) and, for the API contract, schemathesis.
+# 6-node cluster), a three-node Apache Kafka cluster (KRaft; replication factor 3,
+# min.insync.replicas 2), a real Kubernetes API server (built from Debian's source on
+# first use) and, for the API contract, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 started=$(date +%s)
+# Every test talks to the three-node Kafka cluster; the fault tests start private ones.
+export COMMERCE_KAFKA_TOPOLOGY=cluster
 scripts/infra.sh up
 scripts/redis-cluster.sh up
 scripts/kube-apiserver.sh up

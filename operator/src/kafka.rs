@@ -28,6 +28,14 @@ pub enum AdminError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error(
+        "create topic `{topic}`: spec.replicationFactor is {wanted} but the cluster has {brokers} broker(s); lower it to at most {brokers} or add brokers"
+    )]
+    ReplicationFactorTooHigh {
+        topic: String,
+        wanted: i32,
+        brokers: usize,
+    },
     #[error("metadata task: {0}")]
     Join(String),
 }
@@ -225,6 +233,30 @@ impl TopicAdmin for RdKafkaAdmin {
                 operation: "create topic",
                 source,
             })?;
+        let refused = results.iter().any(|result| {
+            matches!(result, Err((_, code)) if *code == RDKafkaErrorCode::InvalidReplicationFactor)
+        });
+        if refused {
+            let metadata_client = client.clone();
+            let timeout = self.timeout;
+            let brokers = tokio::task::spawn_blocking(move || {
+                metadata_client
+                    .inner()
+                    .fetch_metadata(None, timeout)
+                    .map(|metadata| metadata.brokers().len())
+            })
+            .await
+            .map_err(|error| AdminError::Join(error.to_string()))?
+            .map_err(|source| AdminError::Client {
+                operation: "metadata",
+                source,
+            })?;
+            return Err(AdminError::ReplicationFactorTooHigh {
+                topic: topic.to_owned(),
+                wanted: replication,
+                brokers,
+            });
+        }
         check(
             "create topic",
             results,

@@ -187,7 +187,7 @@ fn shop_resource(namespace: &str, prefix: &str) -> Shop {
             "gateway": {"name": "traefik-gateway"},
             "redis": {"urls": ["redis://redis:6379"]},
             "kafka": {"bootstrapServers": brokers(), "topicPrefix": prefix,
-                      "partitions": 2, "replicationFactor": 1, "deletionPolicy": "Delete"},
+                      "partitions": 2, "replicationFactor": 3, "deletionPolicy": "Delete"},
             "saga": {"paymentWindow": "2h", "reminders": ["1h"]}
         }
     }))

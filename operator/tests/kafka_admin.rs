@@ -1,5 +1,5 @@
-//! The admin client and the KafkaTopic reconciler against the real broker (tansu from
-//! `scripts/infra.sh`), the Kubernetes side mocked.
+//! The admin client and the KafkaTopic reconciler against the real Apache Kafka cluster
+//! `make test` runs (three nodes), the Kubernetes side mocked.
 
 mod support;
 
@@ -9,12 +9,47 @@ use std::time::Duration;
 
 use commerce_operator::controller::kafka_topic;
 use commerce_operator::crd::{KafkaTopic, KafkaTopicSpec};
-use commerce_operator::kafka::{RdKafkaAdmin, TopicAdmin};
+use commerce_operator::kafka::{RdKafkaAdmin, TopicAdmin, TopicState};
 use support::*;
 
 fn brokers() -> String {
     std::env::var("COMMERCE_TEST_KAFKA_BROKERS")
         .expect("COMMERCE_TEST_KAFKA_BROKERS: run `eval \"$(scripts/infra.sh env)\"`")
+}
+
+/// A change reaches every broker's metadata a moment after the controller makes it: waits
+/// (up to 30 s) until the topic is described with `partitions`.
+async fn described(
+    admin: &RdKafkaAdmin,
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> TopicState {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = admin.describe(brokers, topic).await.unwrap();
+        if let Some(state) = state.clone().filter(|state| state.partitions == partitions) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{topic}` is not described with {partitions} partitions after 30 s: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A deleted topic leaves every broker's metadata a moment after the controller removes
+/// it: waits (up to 30 s) until describing it finds nothing.
+async fn assert_gone(admin: &RdKafkaAdmin, brokers: &str, topic: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Some(state) = admin.describe(brokers, topic).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{topic}` still exists 30 s after its deletion: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn unique(name: &str) -> String {
@@ -30,11 +65,10 @@ async fn create_describe_and_delete_a_topic() {
     assert_eq!(admin.describe(&brokers, &topic).await.unwrap(), None);
 
     let config = BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]);
-    admin.create(&brokers, &topic, 2, 1, &config).await.unwrap();
+    admin.create(&brokers, &topic, 2, 3, &config).await.unwrap();
     // Creating again is not an error (a reconcile may repeat after a lost answer).
-    admin.create(&brokers, &topic, 2, 1, &config).await.unwrap();
-    let state = admin.describe(&brokers, &topic).await.unwrap().unwrap();
-    assert_eq!(state.partitions, 2);
+    admin.create(&brokers, &topic, 2, 3, &config).await.unwrap();
+    let state = described(&admin, &brokers, &topic, 2).await;
     assert_eq!(
         state.config.get("retention.ms").map(String::as_str),
         Some("3600000")
@@ -44,7 +78,7 @@ async fn create_describe_and_delete_a_topic() {
     assert!(state.config_differs(&longer));
 
     admin.delete(&brokers, &topic).await.unwrap();
-    assert_eq!(admin.describe(&brokers, &topic).await.unwrap(), None);
+    assert_gone(&admin, &brokers, &topic).await;
     // Deleting what is gone is not an error either.
     admin.delete(&brokers, &topic).await.unwrap();
 }
@@ -56,7 +90,7 @@ fn topic_resource(name: &str, partitions: i32) -> KafkaTopic {
             topic_name: Some(name.to_owned()),
             bootstrap_servers: brokers(),
             partitions,
-            replication_factor: 1,
+            replication_factor: 3,
             config: BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]),
             deletion_policy: commerce_operator::crd::DeletionPolicy::Delete,
         },
@@ -74,17 +108,22 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
     let admin: Arc<RdKafkaAdmin> = Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)));
     let name = unique("reconciled");
     let topic = topic_resource(&name, 3);
-    let current = serde_json::to_value(&topic).unwrap();
+    // New, without the finalizer that policy Delete needs: it is added, with the
+    // resourceVersion read, before the topic is made.
+    let mut fresh = topic.clone();
+    fresh.metadata.finalizers = None;
+    let current = serde_json::to_value(&fresh).unwrap();
     let (client, api) = mock_client(move |call| default_answer(call, &current));
-    kafka_topic::reconcile(Arc::new(topic.clone()), context(client, admin.clone()))
+    kafka_topic::reconcile(Arc::new(fresh), context(client, admin.clone()))
         .await
         .unwrap();
-    let state = admin
-        .describe(&brokers(), &name)
-        .await
-        .unwrap()
-        .expect("the topic exists");
-    assert_eq!(state.partitions, 3);
+    let patch = api.find("PATCH", "/kafkatopics/orders-export").remove(0);
+    assert_eq!(
+        patch.body["metadata"]["finalizers"],
+        serde_json::json!([kafka_topic::FINALIZER])
+    );
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "3");
+    let state = described(admin.as_ref(), &brokers(), &name, 3).await;
     assert_eq!(state.config["retention.ms"], "3600000");
     let status = written_status(&api);
     assert_eq!(condition(&status, "Ready")["reason"], "Created");
@@ -101,22 +140,57 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
         "UpToDate"
     );
 
-    // Growing: tansu 0.6 does not implement CreatePartitions, and the reconciler says so
-    // on the resource instead of pretending (against Apache Kafka the same call grows it;
-    // the grow path itself is covered with the in-memory admin in reconcile.rs).
+    // Grown and reconfigured on the broker.
     let mut grown = topic_resource(&name, 6);
+    grown
+        .spec
+        .config
+        .insert("retention.ms".to_owned(), "86400000".to_owned());
     grown.status = Some(serde_json::from_value(written_status(&api)).unwrap());
     let current = serde_json::to_value(&grown).unwrap();
     let (client, api) = mock_client(move |call| default_answer(call, &current));
-    let error = kafka_topic::reconcile(Arc::new(grown), context(client, admin.clone()))
+    kafka_topic::reconcile(Arc::new(grown), context(client, admin.clone()))
         .await
-        .unwrap_err();
-    assert!(error.to_string().contains("add partitions"), "{error}");
+        .unwrap();
+    let status = written_status(&api);
+    assert_eq!(condition(&status, "Ready")["reason"], "PartitionsAdded");
+    assert_eq!(status["partitions"], 6);
+    let state = described(admin.as_ref(), &brokers(), &name, 6).await;
+    assert_eq!(state.config["retention.ms"], "86400000");
+
+    // Never shrunk: Kafka cannot, so the reconciler says so and leaves the topic alone.
+    let shrunk = topic_resource(&name, 4);
+    let current = serde_json::to_value(&shrunk).unwrap();
+    let (client, api) = mock_client(move |call| default_answer(call, &current));
+    kafka_topic::reconcile(Arc::new(shrunk), context(client, admin.clone()))
+        .await
+        .unwrap();
     let status = written_status(&api);
     let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
-    assert_eq!(ready["reason"], "KafkaError");
-    assert_eq!(status["partitions"], 3, "the broker's count, not the wish");
+    assert_eq!(ready["reason"], "PartitionShrinkRefused");
+    assert!(ready["message"].as_str().unwrap().contains("at least 6"));
+    assert!(
+        events(&api)
+            .iter()
+            .any(|(type_, reason, _)| type_ == "Warning" && reason == "PartitionShrinkRefused")
+    );
+    described(admin.as_ref(), &brokers(), &name, 6).await;
+
+    // Retain: deleting the resource leaves the topic on the broker.
+    let mut retained = topic_resource(&name, 6);
+    retained.spec.deletion_policy = commerce_operator::crd::DeletionPolicy::Retain;
+    retained.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let current = serde_json::to_value(&retained).unwrap();
+    let (client, api) = mock_client(move |call| default_answer(call, &current));
+    kafka_topic::reconcile(Arc::new(retained), context(client, admin.clone()))
+        .await
+        .unwrap();
+    assert!(admin.describe(&brokers(), &name).await.unwrap().is_some());
+    let patch = api.find("PATCH", "/kafkatopics/orders-export").remove(0);
+    assert_eq!(patch.body["metadata"]["finalizers"], serde_json::json!([]));
 
     // Deleted with policy Delete: gone from the broker, then the finalizer.
     let mut deleting = topic_resource(&name, 3);
@@ -128,7 +202,31 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
     kafka_topic::reconcile(Arc::new(deleting), context(client, admin.clone()))
         .await
         .unwrap();
-    assert_eq!(admin.describe(&brokers(), &name).await.unwrap(), None);
+    assert_gone(&admin, &brokers(), &name).await;
     let patch = api.find("PATCH", "/kafkatopics/orders-export").remove(0);
     assert_eq!(patch.body["metadata"]["finalizers"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn more_replicas_than_brokers_is_not_ready_with_the_reason() {
+    let admin: Arc<RdKafkaAdmin> = Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)));
+    let name = unique("overreplicated");
+    let mut topic = topic_resource(&name, 1);
+    topic.spec.replication_factor = 5;
+    let current = serde_json::to_value(&topic).unwrap();
+    let (client, api) = mock_client(move |call| default_answer(call, &current));
+    let error = kafka_topic::reconcile(Arc::new(topic), context(client, admin.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("replicationFactor is 5"),
+        "{error}"
+    );
+    let status = written_status(&api);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ReplicationFactorTooHigh");
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains("3 broker(s)"), "{message}");
+    assert_eq!(admin.describe(&brokers(), &name).await.unwrap(), None);
 }

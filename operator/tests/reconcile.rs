@@ -4,10 +4,11 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use commerce_operator::controller::{kafka_topic, microservice, saga_policy, shop};
-use commerce_operator::crd::{KafkaTopic, Microservice, SagaPolicy, Shop};
-use commerce_operator::kafka::TopicState;
+use commerce_operator::controller::{microservice, saga_policy, shop};
+use commerce_operator::crd::{Microservice, SagaPolicy, Shop};
+use commerce_operator::kafka::RdKafkaAdmin;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
@@ -27,8 +28,10 @@ fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
     serde_json::from_value(value).unwrap()
 }
 
-fn no_topics() -> Arc<MemoryTopics> {
-    Arc::new(MemoryTopics::default())
+/// A topic admin for reconciles that never touch a topic (KafkaTopic runs against the
+/// real cluster in kafka_admin.rs).
+fn no_topics() -> Arc<RdKafkaAdmin> {
+    Arc::new(RdKafkaAdmin::new(Duration::from_secs(1)))
 }
 
 fn assert_applied_by_the_operator(api: &MockApi) {
@@ -454,140 +457,6 @@ async fn a_shop_whose_config_override_does_not_parse_reports_it() {
             .unwrap()
             .contains("spec.services.payment.config")
     );
-}
-
-fn topic_answer(topic: KafkaTopic) -> impl FnMut(&Call) -> Answer + Send + 'static {
-    let current = serde_json::to_value(&topic).unwrap();
-    move |call| default_answer(call, &current)
-}
-
-#[tokio::test]
-async fn a_topic_is_created_grown_and_never_shrunk() {
-    let topics = no_topics();
-    let mut topic: KafkaTopic = example("kafkatopic.yaml");
-    topic.metadata.finalizers = Some(vec![kafka_topic::FINALIZER.to_owned()]);
-
-    let (client, api) = mock_client(topic_answer(topic.clone()));
-    kafka_topic::reconcile(Arc::new(topic.clone()), context(client, topics.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        topics.log.lock().unwrap().clone(),
-        ["create analytics.orders 12"]
-    );
-    let status = written_status(&api);
-    assert_eq!(condition(&status, "Ready")["reason"], "Created");
-    assert_eq!(status["partitions"], 12);
-
-    topic.spec.partitions = 16;
-    topic
-        .spec
-        .config
-        .insert("retention.ms".to_owned(), "86400000".to_owned());
-    let (client, api) = mock_client(topic_answer(topic.clone()));
-    kafka_topic::reconcile(Arc::new(topic.clone()), context(client, topics.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        topics.log.lock().unwrap()[1..],
-        ["configure analytics.orders", "grow analytics.orders 16"]
-    );
-    assert_eq!(
-        condition(&written_status(&api), "Ready")["reason"],
-        "PartitionsAdded"
-    );
-
-    topic.spec.partitions = 4;
-    let (client, api) = mock_client(topic_answer(topic.clone()));
-    kafka_topic::reconcile(Arc::new(topic.clone()), context(client, topics.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        topics.log.lock().unwrap().len(),
-        3,
-        "nothing more was done to the broker"
-    );
-    let status = written_status(&api);
-    let ready = condition(&status, "Ready");
-    assert_eq!(ready["status"], "False");
-    assert_eq!(ready["reason"], "PartitionShrinkRefused");
-    assert!(ready["message"].as_str().unwrap().contains("at least 16"));
-    assert_eq!(status["partitions"], 16);
-    assert!(
-        events(&api)
-            .iter()
-            .any(|(type_, reason, _)| type_ == "Warning" && reason == "PartitionShrinkRefused")
-    );
-}
-
-#[tokio::test]
-async fn deletion_policy_decides_the_finalizer_and_the_topic_fate() {
-    // Delete policy without the finalizer: it is added, with the resourceVersion read.
-    let topics = no_topics();
-    let topic: KafkaTopic = example("kafkatopic.yaml");
-    let (client, api) = mock_client(topic_answer(topic.clone()));
-    kafka_topic::reconcile(Arc::new(topic.clone()), context(client, topics.clone()))
-        .await
-        .unwrap();
-    let patch = api.find("PATCH", "/kafkatopics/analytics.orders").remove(0);
-    assert_eq!(
-        patch.body["metadata"]["finalizers"],
-        json!([kafka_topic::FINALIZER])
-    );
-    assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
-
-    // Being deleted with the finalizer: the topic goes, then the finalizer.
-    let mut deleting = topic.clone();
-    deleting.metadata.finalizers = Some(vec![
-        "other.io/keep".to_owned(),
-        kafka_topic::FINALIZER.to_owned(),
-    ]);
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    topics.topics.lock().unwrap().insert(
-        "analytics.orders".to_owned(),
-        TopicState {
-            partitions: 12,
-            ..Default::default()
-        },
-    );
-    let (client, api) = mock_client(topic_answer(deleting.clone()));
-    kafka_topic::reconcile(Arc::new(deleting.clone()), context(client, topics.clone()))
-        .await
-        .unwrap();
-    assert!(topics.topics.lock().unwrap().is_empty());
-    let patch = api.find("PATCH", "/kafkatopics/analytics.orders").remove(0);
-    assert_eq!(
-        patch.body["metadata"]["finalizers"],
-        json!(["other.io/keep"])
-    );
-
-    // Retain: the finalizer is dropped while alive, and deletion leaves the topic.
-    let mut retained = topic.clone();
-    retained.spec.deletion_policy = commerce_operator::crd::DeletionPolicy::Retain;
-    retained.metadata.finalizers = Some(vec![kafka_topic::FINALIZER.to_owned()]);
-    retained.metadata.deletion_timestamp = deleting.metadata.deletion_timestamp.clone();
-    topics.topics.lock().unwrap().insert(
-        "analytics.orders".to_owned(),
-        TopicState {
-            partitions: 12,
-            ..Default::default()
-        },
-    );
-    let (client, api) = mock_client(topic_answer(retained.clone()));
-    kafka_topic::reconcile(Arc::new(retained), context(client, topics.clone()))
-        .await
-        .unwrap();
-    assert!(
-        topics
-            .topics
-            .lock()
-            .unwrap()
-            .contains_key("analytics.orders")
-    );
-    let patch = api.find("PATCH", "/kafkatopics/analytics.orders").remove(0);
-    assert_eq!(patch.body["metadata"]["finalizers"], json!([]));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 """Checks the Grafana dashboards: valid JSON with unique panel ids, and every metric a
 query names is one the code emits (or an exporter's, listed below), so a renamed metric
-cannot leave a dashboard silently empty. usage: check-dashboards.py DASHBOARD... """
+cannot leave a dashboard silently empty. With --alerts, the same for every metric a
+Prometheus rule file's expressions name, so an alert cannot silently never fire.
+usage: check-dashboards.py DASHBOARD... | check-dashboards.py --alerts RULES... """
 
 import json
 import pathlib
@@ -45,5 +47,40 @@ def main(paths):
     return 1 if errors else 0
 
 
+PROMQL_WORDS = {"by", "without", "and", "or", "unless", "on", "ignoring", "group_left",
+                "group_right", "offset", "bool"}
+
+
+def rule_metrics(expr):
+    """The metric names in a PromQL expression: label matchers, grouping labels, range
+    durations and function names taken out."""
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    names = re.findall(r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", expr)
+    return {name for name in names if name not in PROMQL_WORDS}
+
+
+def check_alerts(paths):
+    import yaml
+
+    known = emitted() | EXTERNAL
+    errors = []
+    rules = 0
+    for path in paths:
+        for group in yaml.safe_load(pathlib.Path(path).read_text())["groups"]:
+            for rule in group["rules"]:
+                rules += 1
+                for name in rule_metrics(str(rule["expr"])):
+                    if name not in known:
+                        errors.append(f"{path}: alert `{rule['alert']}` uses `{name}`, which nothing emits")
+    for error in errors:
+        print(f"ERROR {error}")
+    print(f"{rules} alert rules, {len(errors)} errors")
+    return 1 if errors else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--alerts"]:
+        sys.exit(check_alerts(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))

@@ -43,6 +43,9 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "ApiError",
+            Error::Kafka(crate::kafka::AdminError::ReplicationFactorTooHigh { .. }) => {
+                "ReplicationFactorTooHigh"
+            }
             Error::Kafka(_) => "KafkaError",
             Error::Desired(_) => "InvalidSpec",
             Error::Missing(_) => "InvalidResource",

@@ -4,12 +4,10 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use commerce_operator::controller::Context;
-use commerce_operator::kafka::{AdminError, TopicAdmin, TopicState};
+use commerce_operator::kafka::TopicAdmin;
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
@@ -174,73 +172,6 @@ fn merge(target: &mut Value, patch: &Value) {
             }
         }
         (target, patch) => *target = patch.clone(),
-    }
-}
-
-/// An in-memory broker for the KafkaTopic reconciler's error paths.
-#[derive(Default)]
-pub struct MemoryTopics {
-    pub topics: Mutex<BTreeMap<String, TopicState>>,
-    pub log: Mutex<Vec<String>>,
-}
-
-#[async_trait]
-impl TopicAdmin for MemoryTopics {
-    async fn describe(&self, _: &str, topic: &str) -> Result<Option<TopicState>, AdminError> {
-        Ok(self.topics.lock().unwrap().get(topic).cloned())
-    }
-    async fn create(
-        &self,
-        _: &str,
-        topic: &str,
-        partitions: i32,
-        _: i32,
-        config: &BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("create {topic} {partitions}"));
-        self.topics.lock().unwrap().insert(
-            topic.to_owned(),
-            TopicState {
-                partitions,
-                config: config.clone(),
-                overridden: config.keys().cloned().collect(),
-            },
-        );
-        Ok(())
-    }
-    async fn grow(&self, _: &str, topic: &str, partitions: i32) -> Result<(), AdminError> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("grow {topic} {partitions}"));
-        self.topics
-            .lock()
-            .unwrap()
-            .get_mut(topic)
-            .unwrap()
-            .partitions = partitions;
-        Ok(())
-    }
-    async fn configure(
-        &self,
-        _: &str,
-        topic: &str,
-        config: &BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
-        self.log.lock().unwrap().push(format!("configure {topic}"));
-        let mut topics = self.topics.lock().unwrap();
-        let state = topics.get_mut(topic).unwrap();
-        state.config = config.clone();
-        state.overridden = config.keys().cloned().collect();
-        Ok(())
-    }
-    async fn delete(&self, _: &str, topic: &str) -> Result<(), AdminError> {
-        self.log.lock().unwrap().push(format!("delete {topic}"));
-        self.topics.lock().unwrap().remove(topic);
-        Ok(())
     }
 }
 

@@ -161,7 +161,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         settings.cleanup_interval,
         context.shutdown.clone(),
     ));
-    let consume_task = context.inbox_consumer(
+    let consumer = context.inbox_consumer(
         ConsumerSettings {
             group: settings.consumer_group.clone(),
             topics: vec![ORDER_TOPIC.to_owned()],
@@ -180,10 +180,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(carts, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task, worker_task, cleanup_task, consume_task],
+        background: vec![relay_task, worker_task, cleanup_task, consumer.task],
         readiness: vec![
             Arc::new(commerce_runtime::health::RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            consumer.readiness,
         ],
     })
 }

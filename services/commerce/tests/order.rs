@@ -295,10 +295,6 @@ impl Shop {
                 },
             ])
             .env("COMMERCE_SERVICES__ORDER__FAILPOINTS", failpoints)
-            // A fresh consumer group per start: a process that died at a failpoint stays in
-            // its group until the broker times it out, and tansu's rebalances after such
-            // deaths have stalled for over a minute. The inbox makes re-reading harmless.
-            .env("COMMERCE_SERVICES__ORDER__CONSUMER_GROUP", unique("order"))
             .envs(self.order_env.iter().map(|(key, value)| (key, value)))
             // Its logs land in the test's output, shown when the test fails.
             .stdout(Stdio::inherit())

@@ -100,7 +100,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .await
             .map_err(BoxError::from)
     });
-    let consume_task = context.inbox_consumer(
+    let consumer = context.inbox_consumer(
         ConsumerSettings {
             group: settings.consumer_group.clone(),
             topics: vec![ORDER_TOPIC.to_owned()],
@@ -133,10 +133,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .with_state(fulfillment)
             .merge(shipment_routes),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task, worker_task, consume_task],
-        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
-            &context.config.app.kafka,
-        )?))],
+        background: vec![relay_task, worker_task, consumer.task],
+        readiness: vec![
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            consumer.readiness,
+        ],
     })
 }
 

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+use crate::health::{ConsumerHealth, InboxContext};
 use crate::{KafkaConfig, MessagingError, headers};
 
 /// A record as a handler sees it.
@@ -108,10 +109,14 @@ impl Outcome {
     }
 }
 
+/// How often librdkafka reports the consumer's group state and lag to its [`ConsumerHealth`].
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
+
 pub struct InboxConsumer {
     kafka: KafkaConfig,
     pool: PgPool,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<InboxContext>,
+    health: Arc<ConsumerHealth>,
     dead_letters: FutureProducer,
     handler: Arc<dyn EventHandler>,
     settings: ConsumerSettings,
@@ -124,12 +129,34 @@ impl InboxConsumer {
         settings: ConsumerSettings,
         handler: Arc<dyn EventHandler>,
     ) -> Result<Self, MessagingError> {
+        let health = Arc::new(ConsumerHealth::new(settings.group.clone()));
+        Self::reporting_to(kafka, pool, settings, handler, health)
+    }
+
+    /// A consumer whose group standing goes to `health`, made before the consumer (a
+    /// service registers its readiness check at start, the consumer comes once its topics
+    /// exist).
+    pub fn reporting_to(
+        kafka: &KafkaConfig,
+        pool: PgPool,
+        settings: ConsumerSettings,
+        handler: Arc<dyn EventHandler>,
+        health: Arc<ConsumerHealth>,
+    ) -> Result<Self, MessagingError> {
         if settings.max_attempts == 0 {
             return Err(MessagingError::Internal(
                 "max_attempts must be at least 1".to_owned(),
             ));
         }
-        let consumer: StreamConsumer = kafka.consumer_config(&settings.group).create()?;
+        let consumer: StreamConsumer<InboxContext> = kafka
+            .consumer_config(&settings.group)
+            .set(
+                "statistics.interval.ms",
+                STATISTICS_INTERVAL.as_millis().to_string(),
+            )
+            .create_with_context(InboxContext {
+                health: health.clone(),
+            })?;
         let topics: Vec<String> = settings
             .topics
             .iter()
@@ -141,10 +168,16 @@ impl InboxConsumer {
             kafka: kafka.clone(),
             pool,
             consumer,
+            health,
             dead_letters: kafka.producer()?,
             handler,
             settings,
         })
+    }
+
+    /// Its standing in the group, for readiness and metrics.
+    pub fn health(&self) -> Arc<ConsumerHealth> {
+        self.health.clone()
     }
 
     /// Consumes until `shutdown` is cancelled. The record in hand is finished (or left

@@ -131,7 +131,7 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            .set("heartbeat.interval.ms", "3000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             // An empty fetch is held this long by the broker: it bounds how late a new record
             // is seen (librdkafka's 500 ms default made search freshness ~0.5 s).
@@ -150,15 +150,20 @@ impl KafkaConfig {
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
+    /// Copies of each partition; [`TopicSpec::BROKER_DEFAULT`] leaves it to the cluster's
+    /// `default.replication.factor` (3 on the test cluster and in the manifests, 1 on
+    /// the single broker of `make run`), so one setting of the cluster decides.
     pub replication: i32,
 }
 
 impl TopicSpec {
+    pub const BROKER_DEFAULT: i32 = -1;
+
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
         Self {
             name: name.into(),
             partitions,
-            replication: 1,
+            replication: Self::BROKER_DEFAULT,
         }
     }
 }

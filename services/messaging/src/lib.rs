@@ -1,10 +1,12 @@
 //! Asynchronous messaging: protobuf events on Kafka with a transactional outbox on the
 //! producing side and an idempotent inbox with dead-lettering on the consuming side.
 
+pub mod health;
 pub mod inbox;
 mod kafka;
 pub mod outbox;
 
+pub use health::ConsumerHealth;
 pub use inbox::{
     ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent,
 };

@@ -1,153 +1,26 @@
-//! The outbox and inbox against a real Kafka-protocol broker and PostgreSQL.
+//! The outbox and inbox against the shared Apache Kafka cluster and PostgreSQL.
+
+mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use commerce_messaging::{
-    ConsumerSettings, EventHandler, HandlerError, InboxConsumer, KafkaConfig, NewEvent,
-    OutboxRelay, ReceivedEvent, RelaySettings, TopicSpec, enqueue, ensure_topics, headers,
+    InboxConsumer, KafkaConfig, NewEvent, OutboxRelay, RelaySettings, TopicSpec, enqueue,
+    ensure_topics, headers,
 };
-use commerce_testkit::{PrivateBroker, eventually, fresh_database, required_env, unique};
+use commerce_testkit::eventually;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use sqlx::{PgConnection, PgPool};
+use support::*;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
-
-fn shared_broker() -> KafkaConfig {
-    KafkaConfig::new(required_env("COMMERCE_TEST_KAFKA_BROKERS"))
-}
-
-async fn messaging_database(prefix: &str) -> PgPool {
-    let database = fresh_database(prefix).await;
-    commerce_messaging::MIGRATOR
-        .run(&database.pool)
-        .await
-        .expect("outbox/inbox migration");
-    sqlx::query("CREATE TABLE effects (seq BIGSERIAL, event_id UUID NOT NULL, body TEXT NOT NULL)")
-        .execute(&database.pool)
-        .await
-        .expect("effects table");
-    database.pool
-}
-
-async fn topic(kafka: &KafkaConfig, prefix: &str, partitions: i32) -> String {
-    let name = unique(prefix);
-    ensure_topics(kafka, &[TopicSpec::new(&name, partitions)])
-        .await
-        .expect("create topic");
-    name
-}
-
-/// Reads `count` records of `topic` from the beginning.
-async fn read_topic(
-    kafka: &KafkaConfig,
-    topic: &str,
-    count: usize,
-) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: StreamConsumer = kafka
-        .consumer_config(&unique("reader"))
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut records = Vec::new();
-    while records.len() < count {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "only {} of {count} records arrived on {topic}",
-                    records.len()
-                )
-            })
-            .expect("consume");
-        records.push(message.detach());
-    }
-    records
-}
-
-fn header(message: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
-    message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|header| header.key == key)
-            .and_then(|header| header.value)
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-    })
-}
-
-/// Writes `body` as an effect: the handler every test uses.
-struct RecordEffect {
-    calls: AtomicUsize,
-    fail_type: Option<&'static str>,
-}
-
-impl RecordEffect {
-    fn new(fail_type: Option<&'static str>) -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicUsize::new(0),
-            fail_type,
-        })
-    }
-}
-
-#[async_trait]
-impl EventHandler for RecordEffect {
-    async fn handle(
-        &self,
-        connection: &mut PgConnection,
-        event: &ReceivedEvent,
-    ) -> Result<(), HandlerError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if Some(event.event_type.as_str()) == self.fail_type {
-            return Err(HandlerError::Retryable(
-                "the handler refuses this type".to_owned(),
-            ));
-        }
-        sqlx::query("INSERT INTO effects (event_id, body) VALUES ($1, $2)")
-            .bind(event.id)
-            .bind(String::from_utf8_lossy(&event.payload).into_owned())
-            .execute(connection)
-            .await?;
-        Ok(())
-    }
-}
-
-fn consumer_settings(topic: &str, max_attempts: u32) -> ConsumerSettings {
-    ConsumerSettings {
-        group: unique("group"),
-        topics: vec![topic.to_owned()],
-        dead_letter_topic: format!("{topic}.dlq"),
-        max_attempts,
-        retry_backoff: Duration::from_millis(20),
-    }
-}
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
-}
-
-async fn enqueue_one(pool: &PgPool, topic: &str, aggregate: &str, body: &str) -> Uuid {
-    let mut tx = pool.begin().await.expect("begin");
-    let event = NewEvent {
-        topic: topic.to_owned(),
-        aggregate_id: aggregate.to_owned(),
-        event_type: "test.v1.Happened".to_owned(),
-        payload: body.as_bytes().to_vec(),
-    };
-    let id = enqueue(&mut tx, event).await.expect("enqueue");
-    tx.commit().await.expect("commit");
-    id
-}
 
 #[tokio::test]
 async fn outbox_publishes_in_order_with_event_and_trace_headers() {
@@ -236,95 +109,6 @@ async fn outbox_publishes_in_order_with_event_and_trace_headers() {
     }
     // Each aggregate's events arrive in the order they were written.
     assert_eq!(seen, expected);
-}
-
-#[tokio::test]
-async fn broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice() {
-    let mut broker = PrivateBroker::start();
-    let mut kafka = KafkaConfig::new(broker.brokers());
-    kafka.delivery_timeout = Duration::from_secs(60);
-    let pool = messaging_database("restart").await;
-    let topic = topic(&kafka, "test.restart", 2).await;
-    let shutdown = CancellationToken::new();
-
-    let relay = OutboxRelay::new(
-        "test",
-        pool.clone(),
-        &kafka,
-        RelaySettings {
-            poll_interval: Duration::from_millis(20),
-            max_backoff: Duration::from_secs(1),
-            ..RelaySettings::default()
-        },
-    )
-    .unwrap();
-    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-    let handler = RecordEffect::new(None);
-    let consumer =
-        InboxConsumer::new(&kafka, pool.clone(), consumer_settings(&topic, 50), handler).unwrap();
-    let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
-
-    const TOTAL: usize = 150;
-    for index in 0..TOTAL {
-        if index == 60 {
-            // Let some records flow first, so the kill lands mid-stream.
-            eventually(Duration::from_secs(30), "first effects", || async {
-                (count(&pool, "SELECT count(*) FROM effects").await > 10).then_some(())
-            })
-            .await;
-            broker.kill();
-        }
-        if index == 100 {
-            broker.restart();
-        }
-        enqueue_one(
-            &pool,
-            &topic,
-            &format!("agg-{}", index % 7),
-            &format!("event-{index}"),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-
-    eventually(
-        Duration::from_secs(120),
-        "every effect after the restart",
-        || async {
-            (count(&pool, "SELECT count(*) FROM effects").await >= TOTAL as i64).then_some(())
-        },
-    )
-    .await;
-    // A moment for any duplicate delivery to show up, then check exactly-once effects.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM effects").await,
-        TOTAL as i64
-    );
-    assert_eq!(
-        count(&pool, "SELECT count(DISTINCT body) FROM effects").await,
-        TOTAL as i64
-    );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM inbox_events WHERE status = 'processed'"
-        )
-        .await,
-        TOTAL as i64
-    );
-
-    shutdown.cancel();
-    relay_task.await.unwrap().unwrap();
-    consumer_task.await.unwrap().unwrap();
 }
 
 /// Produces a record straight to the topic, bypassing the outbox (as a redelivery would).

@@ -134,7 +134,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let worker_shutdown = context.shutdown.clone();
     let worker_task: commerce_runtime::service::BackgroundTask =
         Box::pin(async move { worker.run(worker_shutdown).await.map_err(BoxError::from) });
-    let consume_task = context.inbox_consumer(
+    let consumer = context.inbox_consumer(
         ConsumerSettings {
             group: settings.consumer_group.clone(),
             topics: TOPICS.iter().map(|t| (*t).to_owned()).collect(),
@@ -186,10 +186,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .layer(Extension(user_tokens))
             .with_state(state),
         grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![worker_task, consume_task, relay_task],
+        background: vec![worker_task, consumer.task, relay_task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            consumer.readiness,
         ],
     })
 }

@@ -1,4 +1,4 @@
-//! The notification service as it runs: real PostgreSQL, Redis, Kafka-protocol broker and
+//! The notification service as it runs: real PostgreSQL, Redis, Apache Kafka and
 //! SMTP server (MailDev, from `scripts/smtp-sink`), and local HTTP servers that answer as
 //! Twilio's and Vonage's SMS APIs do. Two instances of the service share one database and
 //! Redis, as two replicas would.

@@ -389,7 +389,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             .and(delivery)
             .map_err(BoxError::from)
     });
-    let consume_task = context.inbox_consumer(
+    let consumer = context.inbox_consumer(
         ConsumerSettings {
             group: settings.consumer_group.clone(),
             topics: vec![PAYMENT_TOPIC.to_owned(), FULFILLMENT_TOPIC.to_owned()],
@@ -455,7 +455,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             relay_task,
             recovery_task,
             worker_task,
-            consume_task,
+            consumer.task,
             feed_task,
         ]
         .into_iter()
@@ -464,6 +464,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         readiness: [
             Arc::new(RedisCheck(redis)) as Arc<dyn commerce_runtime::health::ReadinessCheck>,
             Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            consumer.readiness,
         ]
         .into_iter()
         .chain(temporal_check)

@@ -81,7 +81,7 @@ impl ReadinessCheck for RedisCheck {
     }
 }
 
-/// The Kafka-protocol broker.
+/// The Kafka cluster: some broker answers a metadata request.
 pub struct KafkaCheck(pub commerce_messaging::BrokerProbe);
 
 #[async_trait]
@@ -92,5 +92,25 @@ impl ReadinessCheck for KafkaCheck {
 
     async fn check(&self) -> Result<(), String> {
         self.0.check().await.map_err(|error| error.to_string())
+    }
+}
+
+/// An inbox consumer's membership of its consumer group. A member may hold no partitions
+/// (more members than partitions) and still be fine; one that has not been a steady member
+/// for longer than a rebalance can take (the session timeout, twice over, and a margin)
+/// consumes nothing, and says so.
+pub struct ConsumerCheck(pub Arc<commerce_messaging::ConsumerHealth>);
+
+/// How long a consumer may be joining or rebalancing before it counts as stuck.
+pub const CONSUMER_STUCK_AFTER: Duration = Duration::from_secs(60);
+
+#[async_trait]
+impl ReadinessCheck for ConsumerCheck {
+    fn name(&self) -> &str {
+        self.0.group()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.check(CONSUMER_STUCK_AFTER)
     }
 }

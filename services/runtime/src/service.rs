@@ -131,13 +131,14 @@ impl ServiceContext {
     }
 
     /// The service's inbox consumer as a background task: it creates the subscribed topics
-    /// (`partitions` each) and the dead-letter topic, then consumes until shutdown.
+    /// (`partitions` each) and the dead-letter topic, then consumes until shutdown. Its
+    /// readiness check fails while the consumer is stuck outside its group.
     pub fn inbox_consumer(
         &self,
         settings: commerce_messaging::ConsumerSettings,
         partitions: i32,
         handler: Arc<dyn commerce_messaging::EventHandler>,
-    ) -> Result<BackgroundTask, BoxError> {
+    ) -> Result<InboxTask, BoxError> {
         let kafka = self.config.app.kafka.clone();
         let pool = self.database()?;
         let shutdown = self.shutdown.clone();
@@ -150,14 +151,35 @@ impl ServiceContext {
                 1,
             )])
             .collect();
-        Ok(Box::pin(async move {
+        let consumer_health = Arc::new(commerce_messaging::ConsumerHealth::new(
+            settings.group.clone(),
+        ));
+        let reporting_to = consumer_health.clone();
+        let task = Box::pin(async move {
             commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
-            commerce_messaging::InboxConsumer::new(&kafka, pool, settings, handler)?
-                .run(shutdown)
-                .await
-                .map_err(BoxError::from)
-        }))
+            commerce_messaging::InboxConsumer::reporting_to(
+                &kafka,
+                pool,
+                settings,
+                handler,
+                reporting_to,
+            )?
+            .run(shutdown)
+            .await
+            .map_err(BoxError::from)
+        });
+        Ok(InboxTask {
+            task,
+            readiness: Arc::new(health::ConsumerCheck(consumer_health)),
+        })
     }
+}
+
+/// A service's inbox consumer: the task that consumes, and the check that says whether it
+/// is a working member of its group.
+pub struct InboxTask {
+    pub task: BackgroundTask,
+    pub readiness: Arc<dyn ReadinessCheck>,
 }
 
 /// What a started service hands to the runtime.

@@ -54,7 +54,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         PopularQueries::new(redis.clone(), &settings.redis_prefix),
     );
 
-    let consume = context.inbox_consumer(
+    let consumer = context.inbox_consumer(
         ConsumerSettings {
             group: settings.consumer_group.clone(),
             topics: vec![service::PRODUCT_TOPIC.to_owned()],
@@ -70,12 +70,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     Ok(ServiceParts {
         http: routes(search),
         grpc: None,
-        background: vec![consume],
+        background: vec![consumer.task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
             Arc::new(KafkaCheck(commerce_messaging::BrokerProbe::new(
                 &context.config.app.kafka,
             )?)),
+            consumer.readiness,
         ],
     })
 }

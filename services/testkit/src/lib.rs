@@ -1,6 +1,6 @@
 //! Test support against the real servers `scripts/infra.sh` starts. Every test gets its own
 //! database, topic names and key prefix, so tests run in parallel; a test that must kill
-//! the broker starts a private one. Missing environment is a failure, never a skip.
+//! the broker starts a private Kafka cluster. Missing environment is a failure, never a skip.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -63,76 +63,197 @@ pub fn replace_database(url: &str, database: &str) -> String {
     }
 }
 
-/// A tansu broker of the test's own, on a free port with a durable SQLite store, so the
-/// test can kill it and start it again on the same data.
-pub struct PrivateBroker {
-    pub port: u16,
+/// An Apache Kafka cluster of the test's own (KRaft, combined broker + controller nodes,
+/// `scripts/kafka/server.properties` filled in, the jars `scripts/kafka.sh` fetched), on
+/// free ports with durable log directories, so the test can kill nodes and start them
+/// again on the same data. Three nodes replicate every topic three times and need two
+/// in-sync copies for a write; one node stands alone.
+pub struct PrivateKafka {
+    nodes: Vec<KafkaNode>,
     dir: tempfile::TempDir,
+}
+
+struct KafkaNode {
+    port: u16,
+    config: PathBuf,
     child: Option<Child>,
 }
 
-impl PrivateBroker {
-    pub fn start() -> Self {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("broker directory");
-        let mut broker = Self {
-            port,
-            dir,
-            child: None,
-        };
-        broker.spawn();
-        broker
+impl PrivateKafka {
+    pub fn start(nodes: usize) -> Self {
+        assert!(
+            nodes == 1 || nodes == 3,
+            "a private Kafka has one node or three"
+        );
+        let home = PathBuf::from(required_env("COMMERCE_KAFKA_HOME"));
+        let template = std::fs::read_to_string(home.join("server.properties"))
+            .expect("read scripts/kafka/server.properties");
+        let dir = tempfile::tempdir().expect("Kafka directory");
+        // (broker, controller) per node.
+        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (_, controller))| format!("{}@127.0.0.1:{controller}", index + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (replication, min_isr) = if nodes == 3 { ("3", "2") } else { ("1", "1") };
+        let cluster_id = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            uuid::Uuid::new_v4().as_bytes(),
+        );
+        let mut formatting = Vec::new();
+        let nodes: Vec<KafkaNode> = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (port, controller))| {
+                let node_dir = dir.path().join(format!("node-{}", index + 1));
+                std::fs::create_dir_all(&node_dir).expect("node directory");
+                let properties = template
+                    .replace("@NODE_ID@", &(index + 1).to_string())
+                    .replace("@BROKER_PORT@", &port.to_string())
+                    .replace("@CONTROLLER_PORT@", &controller.to_string())
+                    .replace("@VOTERS@", &voters)
+                    .replace("@LOG_DIR@", &node_dir.join("data").display().to_string())
+                    .replace("@REPLICATION@", replication)
+                    .replace("@MIN_ISR@", min_isr);
+                let config = node_dir.join("server.properties");
+                std::fs::write(&config, properties).expect("write server.properties");
+                formatting.push(
+                    kafka_java(&home, &node_dir)
+                        .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+                        .arg(&config)
+                        .spawn()
+                        .expect("start Kafka's storage tool"),
+                );
+                KafkaNode {
+                    port: *port,
+                    config,
+                    child: None,
+                }
+            })
+            .collect();
+        for mut format in formatting {
+            assert!(
+                format.wait().expect("storage tool").success(),
+                "formatting a Kafka node's storage failed; see its kafka.log"
+            );
+        }
+        let mut kafka = Self { nodes, dir };
+        for node in 0..kafka.nodes.len() {
+            kafka.spawn(node);
+        }
+        for node in 0..kafka.nodes.len() {
+            wait_for_port(kafka.nodes[node].port, Duration::from_secs(120));
+        }
+        kafka
     }
 
+    /// The bootstrap list, every node.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    fn spawn(&mut self) {
-        let binary = PathBuf::from(required_env("COMMERCE_TANSU_BIN"));
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .expect("broker log");
-        let child = Command::new(&binary)
-            .current_dir(self.dir.path())
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(Stdio::null())
-            .stderr(log)
+    /// The node (0-based) whose broker id is `broker_id` (Kafka numbers them from 1).
+    pub fn node_of_broker(&self, broker_id: i32) -> usize {
+        usize::try_from(broker_id - 1).expect("Kafka broker ids start at 1")
+    }
+
+    pub fn is_running(&self, node: usize) -> bool {
+        self.nodes[node].child.is_some()
+    }
+
+    fn spawn(&mut self, node: usize) {
+        let home = PathBuf::from(required_env("COMMERCE_KAFKA_HOME"));
+        let node_dir = self.dir.path().join(format!("node-{}", node + 1));
+        let child = kafka_java(&home, &node_dir)
+            .arg("kafka.Kafka")
+            .arg(&self.nodes[node].config)
             .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20));
+            .expect("start a Kafka node");
+        self.nodes[node].child = Some(child);
     }
 
-    /// SIGKILL: no chance to flush anything.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    /// Starts a stopped node again on its port and data, and waits for its broker.
+    pub fn start_node(&mut self, node: usize) {
+        assert!(!self.is_running(node), "node {node} is running");
+        self.spawn(node);
+        wait_for_port(self.nodes[node].port, Duration::from_secs(120));
+    }
+
+    /// SIGKILL: no chance to flush or hand over leadership.
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts the broker again on the same port and store.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+    /// SIGTERM and wait: a controlled shutdown that moves leadership away first, as a
+    /// rolling restart does.
+    pub fn stop(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
     }
 }
 
-impl Drop for PrivateBroker {
+/// `java` with the JVM settings scripts/kafka.sh uses, logging to the node's kafka.log.
+/// The JVM dies with the thread that started it (the test's), however the test ends.
+fn kafka_java(home: &std::path::Path, node_dir: &std::path::Path) -> Command {
+    let libs = required_env("COMMERCE_KAFKA_LIBS");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node_dir.join("kafka.log"))
+        .expect("Kafka log");
+    let mut command = Command::new("java");
+    command
+        .args([
+            "-Xms64m",
+            "-Xmx384m",
+            "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError",
+        ])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            home.join("log4j2.yaml").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{libs}/*"))
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stderr(log.try_clone().expect("Kafka log"))
+        .stdout(log);
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command
+}
+
+impl Drop for PrivateKafka {
     fn drop(&mut self) {
-        self.kill();
+        // A panicking test's consumers close only when its runtime goes, after this, and
+        // would wait on dead brokers: the nodes then die with the test's thread instead.
+        if std::thread::panicking() {
+            return;
+        }
+        for node in 0..self.nodes.len() {
+            self.kill(node);
+        }
     }
 }
 
