@@ -1994,6 +1994,8 @@ async fn a_crash_at_every_expiry_step_resumes_after_restart(engine: Engine) {
         shop.start_order(&[]).await;
         shop.await_status(&order, "EXPIRED").await;
         shop.await_reserved(&mug, 0).await;
+        // The next process's failpoint must not meet a step of this order still in flight.
+        shop.await_sagas_done(&order).await;
         assert_eq!(shop.stock(&mug).await, (100, 0), "{step}");
         assert_eq!(shop.payment_status(&order).await, "canceled", "{step}");
         assert_eq!(
