@@ -126,6 +126,30 @@ impl RdKafkaAdmin {
     fn options(&self) -> AdminOptions {
         AdminOptions::new().operation_timeout(Some(self.timeout))
     }
+
+    /// Reads the cluster's metadata (one topic's, or every broker's with `None`) through
+    /// `read`. Metadata requests block; they run off the runtime's threads.
+    async fn metadata<T: Send + 'static>(
+        &self,
+        client: &Arc<AdminClient<DefaultClientContext>>,
+        topic: Option<&str>,
+        read: impl FnOnce(&rdkafka::metadata::Metadata) -> T + Send + 'static,
+    ) -> Result<T, AdminError> {
+        let (client, timeout) = (client.clone(), self.timeout);
+        let topic = topic.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            client
+                .inner()
+                .fetch_metadata(topic.as_deref(), timeout)
+                .map(|metadata| read(&metadata))
+        })
+        .await
+        .map_err(|error| AdminError::Join(error.to_string()))?
+        .map_err(|source| AdminError::Client {
+            operation: "metadata",
+            source,
+        })
+    }
 }
 
 fn check(
@@ -155,30 +179,17 @@ impl TopicAdmin for RdKafkaAdmin {
         topic: &str,
     ) -> Result<Option<TopicState>, AdminError> {
         let client = self.client(bootstrap)?;
-        let timeout = self.timeout;
-        let name = topic.to_owned();
-        let metadata_client = client.clone();
-        // Metadata requests block; keep them off the runtime's threads.
-        let partitions = tokio::task::spawn_blocking(move || {
-            metadata_client
-                .inner()
-                .fetch_metadata(Some(&name), timeout)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .first()
-                        .and_then(|topic| match topic.error() {
-                            None => Some(topic.partitions().len() as i32),
-                            Some(_) => None,
-                        })
-                })
-        })
-        .await
-        .map_err(|error| AdminError::Join(error.to_string()))?
-        .map_err(|source| AdminError::Client {
-            operation: "metadata",
-            source,
-        })?;
+        let partitions = self
+            .metadata(&client, Some(topic), |metadata| {
+                metadata
+                    .topics()
+                    .first()
+                    .and_then(|topic| match topic.error() {
+                        None => Some(topic.partitions().len() as i32),
+                        Some(_) => None,
+                    })
+            })
+            .await?;
         let Some(partitions) = partitions.filter(|count| *count > 0) else {
             return Ok(None);
         };
@@ -237,20 +248,9 @@ impl TopicAdmin for RdKafkaAdmin {
             matches!(result, Err((_, code)) if *code == RDKafkaErrorCode::InvalidReplicationFactor)
         });
         if refused {
-            let metadata_client = client.clone();
-            let timeout = self.timeout;
-            let brokers = tokio::task::spawn_blocking(move || {
-                metadata_client
-                    .inner()
-                    .fetch_metadata(None, timeout)
-                    .map(|metadata| metadata.brokers().len())
-            })
-            .await
-            .map_err(|error| AdminError::Join(error.to_string()))?
-            .map_err(|source| AdminError::Client {
-                operation: "metadata",
-                source,
-            })?;
+            let brokers = self
+                .metadata(&client, None, |metadata| metadata.brokers().len())
+                .await?;
             return Err(AdminError::ReplicationFactorTooHigh {
                 topic: topic.to_owned(),
                 wanted: replication,
