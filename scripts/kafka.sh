@@ -8,6 +8,7 @@
 #   scripts/kafka.sh cluster-up      the cluster `make test` uses: three combined nodes on
 #                                    $COMMERCE_KAFKA_CLUSTER_PORTS, replication factor 3,
 #                                    min.insync.replicas 2
+#   scripts/kafka.sh cluster-clean   delete every topic but Kafka's own from that cluster
 #   scripts/kafka.sh down | cluster-down | status
 #
 # Each node keeps its log directory under $COMMERCE_STATE_DIR/kafka, so topics, records
@@ -52,7 +53,10 @@ start_node() {
       -c "$dir/server.properties" >>"$LOG_DIR/$name.log" 2>&1 \
       || die "formatting $name's storage failed; see $LOG_DIR/$name.log"
   fi
-  start_daemon "$name" "${KAFKA_JVM[@]}" kafka.Kafka "$dir/server.properties"
+  # GC log as Kafka's own start script keeps one: heap pressure shows there first.
+  start_daemon "$name" "${KAFKA_JVM[@]}" \
+    -Xlog:gc:file="$LOG_DIR/$name-gc.log":time,uptime:filecount=2,filesize=10m \
+    kafka.Kafka "$dir/server.properties"
 }
 
 # The id a data set was formatted with, made once and kept beside it.
@@ -96,6 +100,16 @@ cluster_up() {
   log "Apache Kafka $KAFKA_VERSION cluster started: brokers $(cluster_brokers) (KRaft, three combined nodes)"
 }
 
+# Deletes every topic but Kafka's own (`__consumer_offsets`, ...) from the test cluster:
+# each test makes topics of its own, and a broker's heap grows with the partitions it
+# holds. Their consumer groups' offsets go with them.
+cluster_clean() {
+  daemon_running kafka-1 || return 0
+  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_brokers)" \
+    --delete --if-exists --topic '[^_].*' >>"$LOG_DIR/kafka-clean.log" 2>&1 \
+    || die "deleting the test cluster's topics failed; see $LOG_DIR/kafka-clean.log"
+}
+
 cluster_brokers() {
   local port out=""
   for port in $COMMERCE_KAFKA_CLUSTER_PORTS; do out+="${out:+,}127.0.0.1:$port"; done
@@ -109,11 +123,12 @@ case "${1:-}" in
   # A broker moves its partitions' leadership away before it exits: give it time.
   down) stop_daemon kafka 300 ;;
   cluster-up) cluster_up ;;
-  cluster-down) for id in 1 2 3; do stop_daemon "kafka-$id" 300; done ;;
+  cluster-clean) cluster_clean ;;
+  cluster-down) stop_daemons 300 kafka-1 kafka-2 kafka-3 ;;
   brokers) cluster_brokers ;;
   status)
     for name in kafka kafka-1 kafka-2 kafka-3; do
       if daemon_running "$name"; then echo "$name  running"; else echo "$name  stopped"; fi
     done ;;
-  *) die "usage: $0 install|up|down|cluster-up|cluster-down|status" ;;
+  *) die "usage: $0 install|up|down|cluster-up|cluster-clean|cluster-down|status" ;;
 esac

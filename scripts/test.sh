@@ -19,17 +19,22 @@ scripts/kube-apiserver.sh up
 eval "$(scripts/infra.sh env)"
 eval "$(scripts/kube-apiserver.sh env)"
 
-# Every test makes its own databases (about 8 MB each, hundreds per run). They are dropped
-# before the run and when it ends, passed or not: the disk can be small and shared.
+# Every test makes its own databases (about 8 MB each, hundreds per run) and Kafka topics
+# (about a thousand partitions per run, each held by all three nodes, whose heaps grow
+# with them). Both are dropped before the run and when it ends, passed or not.
 # `KEEP_TEST_DATABASES=1 make test` keeps them for inspection after a failure.
 drop_test_databases() {
   PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres -At \
     -c "SELECT format('DROP DATABASE %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
     | PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres >/dev/null
 }
-drop_test_databases
+drop_test_data() {
+  drop_test_databases
+  scripts/kafka.sh cluster-clean
+}
+drop_test_data
 if [ -z "${KEEP_TEST_DATABASES:-}" ]; then
-  trap drop_test_databases EXIT
+  trap drop_test_data EXIT
 fi
 
 # schemathesis holds the running shop to openapi/openapi.yaml (services/commerce/tests/api_contract.rs).

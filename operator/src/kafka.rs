@@ -36,8 +36,21 @@ pub enum AdminError {
         wanted: i32,
         brokers: usize,
     },
+    #[error(
+        "topic `{topic}` exists but no broker asked describes it yet; looking again at the next reconcile"
+    )]
+    NotYetVisible { topic: String },
     #[error("metadata task: {0}")]
     Join(String),
+}
+
+/// What creating a topic did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    /// The cluster had it already (a repeated reconcile, or one whose describe reached a
+    /// broker that had not yet heard of the topic).
+    AlreadyExisted,
 }
 
 /// A topic as the broker has it.
@@ -75,7 +88,7 @@ pub trait TopicAdmin: Send + Sync {
         partitions: i32,
         replication: i32,
         config: &BTreeMap<String, String>,
-    ) -> Result<(), AdminError>;
+    ) -> Result<Creation, AdminError>;
     async fn grow(&self, bootstrap: &str, topic: &str, partitions: i32) -> Result<(), AdminError>;
     async fn configure(
         &self,
@@ -231,7 +244,7 @@ impl TopicAdmin for RdKafkaAdmin {
         partitions: i32,
         replication: i32,
         config: &BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
+    ) -> Result<Creation, AdminError> {
         let client = self.client(bootstrap)?;
         let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         for (key, value) in config {
@@ -257,11 +270,19 @@ impl TopicAdmin for RdKafkaAdmin {
                 brokers,
             });
         }
+        let existed = results.iter().any(|result| {
+            matches!(result, Err((_, code)) if *code == RDKafkaErrorCode::TopicAlreadyExists)
+        });
         check(
             "create topic",
             results,
             &[RDKafkaErrorCode::TopicAlreadyExists],
-        )
+        )?;
+        Ok(if existed {
+            Creation::AlreadyExisted
+        } else {
+            Creation::Created
+        })
     }
 
     async fn grow(&self, bootstrap: &str, topic: &str, partitions: i32) -> Result<(), AdminError> {

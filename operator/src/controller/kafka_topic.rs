@@ -12,7 +12,8 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, now};
-use crate::crd::{DeletionPolicy, KafkaTopic, KafkaTopicStatus, set_condition};
+use crate::crd::{DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, set_condition};
+use crate::kafka::{AdminError, Creation, TopicAdmin, TopicState};
 
 pub const FINALIZER: &str = "commerce.dev/kafka-topic";
 const RESYNC: Duration = Duration::from_secs(300);
@@ -140,12 +141,32 @@ pub enum Converged {
     ShrinkRefused { current: i32 },
 }
 
+/// Describes a topic the cluster reported as existing, for up to five seconds until a
+/// broker's metadata has it.
+async fn once_visible(
+    admin: &dyn TopicAdmin,
+    spec: &KafkaTopicSpec,
+    name: &str,
+) -> Result<TopicState, Error> {
+    for _ in 0..20 {
+        if let Some(state) = admin.describe(&spec.bootstrap_servers, name).await? {
+            return Ok(state);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(AdminError::NotYetVisible {
+        topic: name.to_owned(),
+    }
+    .into())
+}
+
 async fn converge(topic: &KafkaTopic, context: &Context) -> Result<Converged, Error> {
     let spec = &topic.spec;
     let name = topic.topic_name();
     let admin = &context.topics;
-    let Some(state) = admin.describe(&spec.bootstrap_servers, &name).await? else {
-        admin
+    let state = match admin.describe(&spec.bootstrap_servers, &name).await? {
+        Some(state) => state,
+        None => match admin
             .create(
                 &spec.bootstrap_servers,
                 &name,
@@ -153,8 +174,13 @@ async fn converge(topic: &KafkaTopic, context: &Context) -> Result<Converged, Er
                 spec.replication_factor,
                 &spec.config,
             )
-            .await?;
-        return Ok(Converged::Created(spec.partitions));
+            .await?
+        {
+            Creation::Created => return Ok(Converged::Created(spec.partitions)),
+            // Metadata reaches each broker a moment after the controller commits it: the
+            // broker asked first had not heard of the topic yet.
+            Creation::AlreadyExisted => once_visible(admin.as_ref(), spec, &name).await?,
+        },
     };
     if spec.partitions < state.partitions {
         return Ok(Converged::ShrinkRefused {

@@ -1,18 +1,23 @@
-//! The whole shop SIGKILLed under traffic and started again with the same consumer groups:
-//! every group consumes again within the consumer session timeout (the dead process's
-//! members are expired, the new ones take their partitions), and every order paid before,
-//! during or after the crash is confirmed.
+//! Faults under traffic on the whole shop.
+//!
+//! - The shop SIGKILLed and started again with the same consumer groups: every group
+//!   consumes again within the consumer session timeout (the dead process's members are
+//!   expired, the new ones take their partitions).
+//! - Its Kafka cluster (three nodes, replication factor 3, `min.insync.replicas` 2)
+//!   restarted one node at a time: every service stays ready, and says so, while a node
+//!   is gone, and events keep flowing.
+//!
+//! Either way every order paid before, during or after the fault is confirmed.
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use commerce_testkit::eventually;
-use serde_json::{Value, json};
+use commerce_testkit::{PrivateKafka, eventually};
 use sqlx::PgPool;
 use sqlx::types::chrono::{DateTime, Utc};
-use support::{LocalShop, demo_login};
+use support::LocalShop;
+use support::shoppers::Shoppers;
 use tokio_util::sync::CancellationToken;
 
 /// What `KafkaConfig::consumer_config` sets: a dead member is expired after this long.
@@ -20,88 +25,6 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The services with an inbox consumer, each in its own consumer group.
 const CONSUMERS: [&str; 5] = ["cart", "fulfillment", "notification", "order", "search"];
-
-/// Why a shopper's round did not complete.
-#[derive(Debug)]
-enum Interrupted {
-    /// The shop was down or answered 5xx (the crash): the shopper tries again.
-    Unavailable(String),
-    /// The shop refused the request (4xx): the test's own mistake, reported at once.
-    Refused(String),
-}
-
-async fn call(request: reqwest::RequestBuilder) -> Result<Value, Interrupted> {
-    let response = request
-        .send()
-        .await
-        .map_err(|error| Interrupted::Unavailable(error.to_string()))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    match status.as_u16() {
-        200..=299 => Ok(body),
-        400..=499 => Err(Interrupted::Refused(format!("{status}: {body}"))),
-        _ => Err(Interrupted::Unavailable(format!("{status}: {body}"))),
-    }
-}
-
-/// One shopper's purchase, paid offline; and one catalogue edit, so the search service's
-/// group has events too. Returns the order id once the payment is accepted.
-async fn buy_and_edit(
-    client: &reqwest::Client,
-    gateway: &str,
-    customer: &str,
-    admin: &str,
-    address: &Value,
-    round: usize,
-) -> Result<String, Interrupted> {
-    let listing = call(client.get(format!(
-        "{gateway}/v1/products?inStock=true&pageSize=5&sort=name"
-    )))
-    .await?;
-    let product = &listing["items"][round % 5];
-    call(
-        client
-            .post(format!("{gateway}/v1/cart/items"))
-            .bearer_auth(customer)
-            .json(&json!({"productId": product["id"], "quantity": 1})),
-    )
-    .await?;
-    let session = call(
-        client
-            .post(format!("{gateway}/v1/checkout"))
-            .bearer_auth(customer)
-            .json(&json!({"addressId": address["id"], "courier": "standard",
-                          "paymentGateway": "offline"})),
-    )
-    .await?;
-    let placed = call(
-        client
-            .post(format!("{gateway}/v1/orders"))
-            .bearer_auth(customer)
-            .header("Idempotency-Key", format!("crash-{}", session["id"]))
-            .json(&json!({"checkoutSessionId": session["id"]})),
-    )
-    .await?;
-    let order = &placed["order"];
-    let payment = order["paymentId"].as_str().expect("an order has a payment");
-    call(
-        client
-            .post(format!("{gateway}/v1/payments/{payment}/offline/pay"))
-            .bearer_auth(customer),
-    )
-    .await?;
-    let product_id = product["id"].as_str().expect("a listed product has an id");
-    let current = call(client.get(format!("{gateway}/v1/products/{product_id}"))).await?;
-    call(
-        client
-            .patch(format!("{gateway}/v1/products/{product_id}"))
-            .bearer_auth(admin)
-            .json(&json!({"description": format!("edited in round {round}"),
-                          "version": current["version"]})),
-    )
-    .await?;
-    Ok(order["id"].as_str().expect("an order has an id").to_owned())
-}
 
 async fn latest_inbox_row(pool: &PgPool) -> Option<DateTime<Utc>> {
     sqlx::query_scalar("SELECT max(received_at) FROM inbox_events")
@@ -117,69 +40,10 @@ async fn a_killed_shop_restarts_and_every_consumer_group_consumes_again() {
     shop.run(&["seed"]);
     let mut services = shop.serve();
     shop.wait_until_ready().await;
-    let gateway = shop.url(8080);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let customer = demo_login(&client, &gateway, "customer").await;
-    let admin = demo_login(&client, &gateway, "admin").await;
-    let address = call(
-        client
-            .post(format!("{gateway}/v1/users/me/addresses"))
-            .bearer_auth(&customer)
-            .json(
-                &json!({"recipient": "Casey", "line1": "1 Main St", "city": "Springfield",
-                          "postalCode": "12345", "country": "US"}),
-            ),
-    )
-    .await
-    .unwrap();
-
-    // Shoppers keep buying through the crash; a round cut short by it is simply tried
-    // again, as a person would.
-    let paid: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refusal: Arc<Mutex<Option<String>>> = Arc::default();
-    let stop = CancellationToken::new();
-    let traffic = {
-        let (client, gateway, paid, refusal, stop) = (
-            client.clone(),
-            gateway.clone(),
-            paid.clone(),
-            refusal.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            let mut round = 0;
-            while !stop.is_cancelled() {
-                match buy_and_edit(&client, &gateway, &customer, &admin, &address, round).await {
-                    Ok(order) => paid.lock().unwrap().push(order),
-                    Err(Interrupted::Refused(why)) => *refusal.lock().unwrap() = Some(why),
-                    Err(Interrupted::Unavailable(why)) => {
-                        // Shown with the test's output if it fails.
-                        eprintln!("round {round} cut short: {why}");
-                        tokio::time::sleep(Duration::from_millis(200)).await
-                    }
-                }
-                round += 1;
-            }
-        })
-    };
-    let paid_count = |at_least: usize| {
-        let (paid, refusal) = (paid.clone(), refusal.clone());
-        async move {
-            if let Some(why) = refusal.lock().unwrap().as_ref() {
-                panic!("a purchase was refused: {why}");
-            }
-            (paid.lock().unwrap().len() >= at_least).then_some(())
-        }
-    };
-    eventually(
-        Duration::from_secs(120),
-        "orders paid before the crash",
-        || paid_count(4),
-    )
-    .await;
+    let shoppers = Shoppers::start(&shop).await;
+    shoppers
+        .wait_for_more_paid(4, Duration::from_secs(120), "orders paid before the crash")
+        .await;
 
     // SIGKILL: no consumer leaves its group; the broker still counts the dead members.
     services.0.kill().unwrap();
@@ -196,7 +60,6 @@ async fn a_killed_shop_restarts_and_every_consumer_group_consumes_again() {
     let _services = shop.serve();
     shop.wait_until_ready().await;
     let startup = restarted_at.elapsed();
-    let orders_before_restart = paid.lock().unwrap().len();
 
     // Each group consumes again, and soon: within the session timeout of its members'
     // expiry (plus the process's own start-up).
@@ -238,31 +101,86 @@ async fn a_killed_shop_restarts_and_every_consumer_group_consumes_again() {
         );
     }
 
-    eventually(
-        Duration::from_secs(120),
-        "orders paid after the restart",
-        || paid_count(orders_before_restart + 3),
-    )
-    .await;
-    stop.cancel();
-    traffic.await.unwrap();
+    shoppers
+        .wait_for_more_paid(3, Duration::from_secs(120), "orders paid after the restart")
+        .await;
+    shoppers.finish(&shop.database("order").pool).await;
+}
 
-    // Nothing paid was left behind: every paid order is confirmed.
-    let paid = paid.lock().unwrap().clone();
+async fn order_status(pool: &PgPool, order: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM orders WHERE id::text = $1")
+        .bind(order)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_its_kafka_cluster_keeps_the_shop_ready_and_selling() {
+    let mut kafka = PrivateKafka::start(3);
+    let mut shop = LocalShop::new("rolling").await;
+    shop.use_kafka(&kafka.brokers());
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let _services = shop.serve();
+    shop.wait_until_ready().await;
     let order_pool = &shop.database("order").pool;
-    eventually(
-        Duration::from_secs(120),
-        "every paid order confirmed",
-        || async {
-            let statuses: Vec<String> =
-                sqlx::query_scalar("SELECT status FROM orders WHERE id::text = ANY($1)")
-                    .bind(&paid)
-                    .fetch_all(order_pool)
-                    .await
-                    .unwrap();
-            (statuses.len() == paid.len() && statuses.iter().all(|status| status == "CONFIRMED"))
-                .then_some(())
-        },
-    )
-    .await;
+    let shoppers = Shoppers::start(&shop).await;
+    shoppers
+        .wait_for_more_paid(
+            2,
+            Duration::from_secs(120),
+            "orders paid before the restart",
+        )
+        .await;
+
+    // Every service's /readyz, asked four times a second for as long as the restart lasts.
+    let restart_done = CancellationToken::new();
+    let watcher = {
+        let (urls, done) = (shop.readyz_urls(), restart_done.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut rounds, mut refusals) = (0, Vec::new());
+            while !done.is_cancelled() {
+                refusals.extend(support::not_ready(&client, &urls).await);
+                rounds += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            (rounds, refusals)
+        })
+    };
+    for node in 0..3 {
+        // A controlled shutdown (SIGTERM) hands leadership to the other two, which still
+        // make min.insync.replicas: the shop can do everything, so it is ready.
+        tokio::task::block_in_place(|| kafka.stop(node));
+        shoppers
+            .wait_for_more_paid(
+                2,
+                Duration::from_secs(60),
+                &format!("orders paid while node {node} is down"),
+            )
+            .await;
+        let paid_while_down = shoppers.last_paid().expect("an order was paid");
+        eventually(
+            Duration::from_secs(60),
+            &format!("an order paid while node {node} is down to be confirmed"),
+            || async {
+                (order_status(order_pool, &paid_while_down).await.as_deref() == Some("CONFIRMED"))
+                    .then_some(())
+            },
+        )
+        .await;
+        tokio::task::block_in_place(|| kafka.start_node(node));
+        // The next node goes only once this one has caught up.
+        kafka.wait_fully_replicated().await;
+    }
+    restart_done.cancel();
+    let (rounds, refusals) = watcher.await.unwrap();
+    assert!(rounds >= 12, "readiness was asked only {rounds} times");
+    assert!(
+        refusals.is_empty(),
+        "a service was not ready while one broker of three was away:\n{}",
+        refusals.join("\n")
+    );
+    shoppers.finish(order_pool).await;
 }

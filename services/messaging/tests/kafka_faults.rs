@@ -14,8 +14,6 @@ use commerce_messaging::{
     BrokerProbe, InboxConsumer, KafkaConfig, OutboxRelay, RelaySettings, TopicSpec, ensure_topics,
 };
 use commerce_testkit::{PrivateKafka, eventually, unique};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, Producer};
 use sqlx::PgPool;
 use support::*;
 use tokio::task::JoinHandle;
@@ -132,38 +130,13 @@ impl Traffic {
         .await;
     }
 
-    /// Every partition of the topic as the cluster reports it: (leader, in-sync replicas).
+    /// Every partition of the topic: (leader, in-sync replicas).
     fn partitions(&self) -> Vec<(i32, Vec<i32>)> {
-        let client: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.kafka.brokers())
-            .set("log_level", "3")
-            .create()
-            .unwrap();
-        let metadata = client
-            .client()
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
-            .expect("topic metadata");
-        metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|partition| (partition.leader(), partition.isr().to_vec()))
+        self.kafka
+            .partitions(Some(&self.topic))
+            .into_iter()
+            .map(|partition| (partition.leader, partition.in_sync))
             .collect()
-    }
-
-    /// Waits until every partition has all three replicas in sync again: a node that came
-    /// back has caught up.
-    async fn wait_fully_replicated(&self) {
-        eventually(
-            Duration::from_secs(90),
-            "every partition in sync on three nodes",
-            || async {
-                self.partitions()
-                    .iter()
-                    .all(|(leader, isr)| *leader >= 1 && isr.len() == 3)
-                    .then_some(())
-            },
-        )
-        .await;
     }
 
     /// Stops the writer, waits for every event to be applied, and checks the three
@@ -231,7 +204,7 @@ async fn a_partition_leader_killed_under_traffic_loses_nothing_and_catches_up() 
     traffic.wait_for_progress(50, Duration::from_secs(60)).await;
 
     traffic.kafka.start_node(killed);
-    traffic.wait_fully_replicated().await;
+    traffic.kafka.wait_fully_replicated().await;
     traffic.wait_for_progress(20, Duration::from_secs(60)).await;
     traffic.finish().await;
 }
@@ -253,7 +226,7 @@ async fn a_rolling_restart_under_traffic_loses_nothing_and_readiness_stays_true(
         traffic.kafka.start_node(node);
         // The next node goes only once this one is back in sync, as a rolling restart of
         // a StatefulSet waits for readiness.
-        traffic.wait_fully_replicated().await;
+        traffic.kafka.wait_fully_replicated().await;
     }
     traffic.finish().await;
 }
@@ -283,6 +256,6 @@ async fn two_of_three_brokers_down_keeps_events_in_the_outbox_until_one_returns(
         .wait_for_progress(50, Duration::from_secs(120))
         .await;
     traffic.kafka.start_node(2);
-    traffic.wait_fully_replicated().await;
+    traffic.kafka.wait_fully_replicated().await;
     traffic.finish().await;
 }

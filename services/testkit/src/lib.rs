@@ -73,6 +73,15 @@ pub struct PrivateKafka {
     dir: tempfile::TempDir,
 }
 
+/// One partition as the cluster's metadata reports it.
+#[derive(Debug, Clone)]
+pub struct PartitionState {
+    pub topic: String,
+    /// The leading broker's id (from 1), or -1 while none leads.
+    pub leader: i32,
+    pub in_sync: Vec<i32>,
+}
+
 struct KafkaNode {
     port: u16,
     config: PathBuf,
@@ -161,6 +170,50 @@ impl PrivateKafka {
     /// The node (0-based) whose broker id is `broker_id` (Kafka numbers them from 1).
     pub fn node_of_broker(&self, broker_id: i32) -> usize {
         usize::try_from(broker_id - 1).expect("Kafka broker ids start at 1")
+    }
+
+    /// Every partition of `topic`, or of every topic (Kafka's own included), as the
+    /// cluster reports it.
+    pub fn partitions(&self, topic: Option<&str>) -> Vec<PartitionState> {
+        use rdkafka::producer::Producer;
+        let client: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("log_level", "3")
+            .create()
+            .expect("a metadata client");
+        let metadata = client
+            .client()
+            .fetch_metadata(topic, Duration::from_secs(10))
+            .expect("cluster metadata");
+        metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions().iter().map(|partition| PartitionState {
+                    topic: topic.name().to_owned(),
+                    leader: partition.leader(),
+                    in_sync: partition.isr().to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until every partition of every topic has a leader and all its replicas in
+    /// sync: a node that came back has caught up, as a rolling restart of a StatefulSet
+    /// waits for before it takes the next one.
+    pub async fn wait_fully_replicated(&self) {
+        let replicas = self.nodes.len();
+        eventually(
+            Duration::from_secs(90),
+            "every partition in sync on every node",
+            || async {
+                self.partitions(None)
+                    .iter()
+                    .all(|partition| partition.leader >= 1 && partition.in_sync.len() == replicas)
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     pub fn is_running(&self, node: usize) -> bool {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod shoppers;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 
@@ -75,6 +77,23 @@ pub async fn demo_login(client: &reqwest::Client, base: &str, role: &str) -> Str
         .as_str()
         .unwrap_or_else(|| panic!("no access token for the demo {role}: {login}"))
         .to_owned()
+}
+
+/// Those of `urls` (`/readyz` endpoints) that do not answer 200 now, with what they said.
+pub async fn not_ready(client: &reqwest::Client, urls: &[String]) -> Vec<String> {
+    let mut not_ready = Vec::new();
+    for url in urls {
+        match client.get(url).send().await {
+            Ok(response) if response.status() == 200 => {}
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                not_ready.push(format!("{url}: {status} {body}"));
+            }
+            Err(error) => not_ready.push(format!("{url}: {error}")),
+        }
+    }
+    not_ready
 }
 
 pub struct LocalShop {
@@ -202,11 +221,27 @@ impl LocalShop {
         &self.databases[service]
     }
 
+    /// Points the shop at another Kafka cluster (a test's private one).
+    pub fn use_kafka(&mut self, brokers: &str) {
+        for (key, value) in &mut self.env {
+            if key == "COMMERCE_KAFKA__BROKERS" {
+                *value = brokers.to_owned();
+            }
+        }
+    }
+
+    /// Every service's `/readyz`.
+    pub fn readyz_urls(&self) -> Vec<String> {
+        self.service_http_ports
+            .iter()
+            .map(|&port| format!("{}/readyz", self.url(port)))
+            .collect()
+    }
+
     /// Waits until every service of the shop answers `/readyz` with 200.
     pub async fn wait_until_ready(&self) {
         let client = reqwest::Client::new();
-        for &port in &self.service_http_ports {
-            let url = format!("{}/readyz", self.url(port));
+        for url in self.readyz_urls() {
             commerce_testkit::eventually(
                 std::time::Duration::from_secs(60),
                 &format!("{url} to be ready"),
