@@ -161,6 +161,18 @@ fn topics_follow_the_kafka_settings() {
 }
 
 #[test]
+fn the_offline_gateway_is_off_unless_the_shop_turns_it_on() {
+    let offline = |shop: &Shop| {
+        let children = shop::desired(shop, &observed()).unwrap();
+        config(find(&children, "payment"))["services"]["payment"]["offline"]["enabled"].as_bool()
+    };
+    let mut shop = example_shop();
+    assert_eq!(offline(&shop), Some(false), "written, and off");
+    shop.spec.payments.offline = true;
+    assert_eq!(offline(&shop), Some(true));
+}
+
+#[test]
 fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
     let shop = example_shop();
     let children = shop::desired(&shop, &observed()).unwrap();
@@ -208,6 +220,12 @@ fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
         .map(|e| e.name.clone())
         .collect();
     assert_eq!(auth_env.len(), shop::SERVICE_CLIENTS.len());
+
+    // Checkout asks the payment service which gateways it offers.
+    assert_eq!(
+        config(find(&children, "cart"))["services"]["cart"]["peers"]["payment_grpc"].as_str(),
+        Some("http://demo-payment:9085")
+    );
 
     let gateway = config(find(&children, "gateway"));
     let upstreams = gateway["services"]["gateway"]["upstreams"]

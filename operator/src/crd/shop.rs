@@ -78,10 +78,22 @@ pub struct ShopSpec {
     pub temporal: Option<TemporalSettings>,
     #[serde(default)]
     pub signing_key: SigningKeySettings,
+    /// What the payment service offers beyond the providers it has credentials for.
+    #[serde(default)]
+    pub payments: PaymentOptions,
     /// Placement of every service's pods (the stateless pool, spot nodes); a service's
     /// own `scheduling` replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<Scheduling>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentOptions {
+    /// The offline gateway: customers settle their own payments with a "pay" button and
+    /// no money moves. For demos and staging only; off unless set.
+    #[serde(default)]
+    pub offline: bool,
 }
 
 #[derive(

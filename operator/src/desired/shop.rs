@@ -587,6 +587,13 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
         }
         "payment" | "fulfillment" | "chat" => {
             own.insert("jwks_url".to_owned(), text(&jwks));
+            if service.name == "payment" {
+                // Written either way, so the generated config shows which it is.
+                own.insert(
+                    "offline".to_owned(),
+                    table([("enabled", Value::Boolean(shop.spec.payments.offline))]),
+                );
+            }
             if service.name == "chat" {
                 own.insert(
                     "attachment_dir".to_owned(),

@@ -22,7 +22,6 @@ pub fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
 
 pub const MAX_QUANTITY: i64 = 999;
 pub const MAX_LINES: usize = 100;
-pub const GATEWAYS: &[&str] = &["stripe", "xendit", "offline"];
 
 pub fn check_quantity(quantity: i64) -> Result<(), Invalid> {
     if (1..=MAX_QUANTITY).contains(&quantity) {

@@ -26,7 +26,7 @@ use tower::Layer;
 use uuid::Uuid;
 
 use crate::domain::{PromoCode, PromoKind};
-use crate::peers::Peers;
+use crate::peers::{PeerEndpoints, Peers};
 use crate::repository::Owner;
 use crate::service::{self, CartError, CartService, CheckoutRequest};
 
@@ -89,6 +89,7 @@ pub struct PeerSettings {
     pub auth_http: String,
     pub auth_grpc: String,
     pub product_grpc: String,
+    pub payment_grpc: String,
 }
 
 fn default_session_ttl() -> Duration {
@@ -101,20 +102,18 @@ fn default_issuer() -> String {
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: CartSettings = context.settings()?;
     let pool = context.database()?;
-    let tokens = |audience: &str| {
-        ServiceTokenSource::new(
-            &settings.peers.auth_http,
-            "cart",
-            &settings.client_secret,
-            audience,
-        )
-    };
-    let peers = Peers::new(
-        &settings.peers.product_grpc,
-        &settings.peers.auth_grpc,
-        tokens("product"),
-        tokens("auth"),
-    )?;
+    let (auth_http, client_secret) = (
+        settings.peers.auth_http.clone(),
+        settings.client_secret.clone(),
+    );
+    let peers = Peers::new(PeerEndpoints {
+        product_grpc: settings.peers.product_grpc.clone(),
+        auth_grpc: settings.peers.auth_grpc.clone(),
+        payment_grpc: settings.peers.payment_grpc.clone(),
+        tokens: Box::new(move |audience| {
+            ServiceTokenSource::new(&auth_http, "cart", &client_secret, audience)
+        }),
+    })?;
     let redis = context.redis().await?;
     let queue =
         commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));

@@ -1,11 +1,14 @@
-//! The services the cart asks: product (prices, availability) and auth (addresses), over
-//! gRPC with this service's own service tokens and the caller's trace.
+//! The services the cart asks: product (prices, availability), auth (addresses) and
+//! payment (the gateways checkout may offer), over gRPC with this service's own service
+//! tokens and the caller's trace.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use commerce_access::ServiceTokenSource;
 use commerce_proto::auth::v1 as auth_pb;
+use commerce_proto::payment::v1 as payment_pb;
 use commerce_proto::product::v1 as product_pb;
 use rust_decimal::Decimal;
 use tonic::transport::{Channel, Endpoint};
@@ -33,36 +36,84 @@ pub struct CatalogueItem {
     pub active: bool,
 }
 
+/// How long the payment service's list of gateways is trusted: a gateway switched on or
+/// off reaches checkout within this.
+const GATEWAYS_FRESH_FOR: Duration = Duration::from_secs(30);
+
+/// Where each peer answers, and a token source for each (audience = the peer).
+pub struct PeerEndpoints {
+    pub product_grpc: String,
+    pub auth_grpc: String,
+    pub payment_grpc: String,
+    pub tokens: Box<dyn Fn(&str) -> ServiceTokenSource>,
+}
+
 #[derive(Clone)]
 pub struct Peers {
     product: product_pb::product_service_client::ProductServiceClient<Channel>,
     auth: auth_pb::auth_service_client::AuthServiceClient<Channel>,
+    payment: payment_pb::payment_service_client::PaymentServiceClient<Channel>,
     product_tokens: Arc<ServiceTokenSource>,
     auth_tokens: Arc<ServiceTokenSource>,
+    payment_tokens: Arc<ServiceTokenSource>,
+    gateways: Arc<Mutex<Option<(Instant, Arc<Vec<String>>)>>>,
 }
 
 impl Peers {
     /// Channels connect lazily, so the cart starts even while a peer is down.
-    pub fn new(
-        product_grpc: &str,
-        auth_grpc: &str,
-        product_tokens: ServiceTokenSource,
-        auth_tokens: ServiceTokenSource,
-    ) -> Result<Self, tonic::transport::Error> {
+    pub fn new(endpoints: PeerEndpoints) -> Result<Self, tonic::transport::Error> {
         let channel = |url: &str| -> Result<Channel, tonic::transport::Error> {
             Ok(Endpoint::from_shared(url.to_owned())?
                 .connect_timeout(std::time::Duration::from_secs(3))
                 .timeout(std::time::Duration::from_secs(10))
                 .connect_lazy())
         };
+        let tokens = &endpoints.tokens;
         Ok(Self {
             product: product_pb::product_service_client::ProductServiceClient::new(channel(
-                product_grpc,
+                &endpoints.product_grpc,
             )?),
-            auth: auth_pb::auth_service_client::AuthServiceClient::new(channel(auth_grpc)?),
-            product_tokens: Arc::new(product_tokens),
-            auth_tokens: Arc::new(auth_tokens),
+            auth: auth_pb::auth_service_client::AuthServiceClient::new(channel(
+                &endpoints.auth_grpc,
+            )?),
+            payment: payment_pb::payment_service_client::PaymentServiceClient::new(channel(
+                &endpoints.payment_grpc,
+            )?),
+            product_tokens: Arc::new(tokens("product")),
+            auth_tokens: Arc::new(tokens("auth")),
+            payment_tokens: Arc::new(tokens("payment")),
+            gateways: Arc::default(),
         })
+    }
+
+    /// The payment gateways this shop offers, as the payment service lists them; asked
+    /// at most every [`GATEWAYS_FRESH_FOR`].
+    pub async fn offered_gateways(&self) -> Result<Arc<Vec<String>>, PeerError> {
+        if let Some((at, gateways)) = self.gateways.lock().expect("gateway cache").as_ref()
+            && at.elapsed() < GATEWAYS_FRESH_FOR
+        {
+            return Ok(gateways.clone());
+        }
+        let request = Self::authorized(
+            &self.payment_tokens,
+            "payment",
+            payment_pb::ListGatewaysRequest {},
+        )
+        .await?;
+        let gateways = Arc::new(
+            self.payment
+                .clone()
+                .list_gateways(request)
+                .await
+                .map_err(|status| PeerError::Unavailable {
+                    peer: "payment",
+                    message: status.message().to_owned(),
+                })?
+                .into_inner()
+                .gateways,
+        );
+        *self.gateways.lock().expect("gateway cache") = Some((Instant::now(), gateways.clone()));
+        Ok(gateways)
     }
 
     async fn authorized<T>(

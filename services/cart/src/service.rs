@@ -529,10 +529,14 @@ impl CartService {
             return Err(domain::invalid("courier", "must be 1 to 50 characters").into());
         }
         let gateway = request.payment_gateway.trim().to_lowercase();
-        if !domain::GATEWAYS.contains(&gateway.as_str()) {
+        let offered = self.peers.offered_gateways().await?;
+        if !offered.contains(&gateway) {
             return Err(domain::invalid(
                 "paymentGateway",
-                format!("must be one of: {}", domain::GATEWAYS.join(", ")),
+                format!(
+                    "`{gateway}` is not offered by this shop; it offers: {}",
+                    offered.join(", ")
+                ),
             )
             .into());
         }

@@ -1,5 +1,5 @@
-//! The cart against the real auth and product services (gRPC with service tokens), on
-//! real PostgreSQL, Redis and the broker.
+//! The cart against the real auth, product and payment services (gRPC with service
+//! tokens), on real PostgreSQL, Redis and the broker.
 
 use std::sync::Arc;
 
@@ -33,15 +33,22 @@ impl Shop {
         Self::start_with("").await
     }
 
-    /// `cart_extra` is TOML appended to `[services.cart]`.
+    /// `cart_extra` is TOML appended to `[services.cart]`; the payment service offers the
+    /// offline gateway, as `make run`'s does.
     async fn start_with(cart_extra: &str) -> Self {
-        let (auth_db, product_db, cart_db) = (
+        Self::start_configured(cart_extra, "offline = { enabled = true }").await
+    }
+
+    /// `payment_extra` is TOML appended to `[services.payment]`.
+    async fn start_configured(cart_extra: &str, payment_extra: &str) -> Self {
+        let (auth_db, product_db, cart_db, payment_db) = (
             fresh_database("cartauth").await,
             fresh_database("cartproduct").await,
             fresh_database("cartcart").await,
+            fresh_database("cartpayment").await,
         );
         let keys = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
         let toml = format!(
             r#"
             shutdown_grace = "5s"
@@ -68,9 +75,15 @@ impl Shop {
             grpc_addr = "127.0.0.1:{p5}"
             database = {{ url = "{cart_db}" }}
             client_secret = "{CART_SECRET}"
-            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}" }}
+            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}", payment_grpc = "http://127.0.0.1:{p7}" }}
             redis_prefix = "{cart_prefix}"
             {cart_extra}
+            [services.payment]
+            http_addr = "127.0.0.1:{p6}"
+            grpc_addr = "127.0.0.1:{p7}"
+            database = {{ url = "{payment_db}" }}
+            jwks_url = "http://127.0.0.1:{p0}/.well-known/jwks.json"
+            {payment_extra}
             "#,
             cart_prefix = unique("cart"),
             kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
@@ -79,6 +92,7 @@ impl Shop {
             auth_db = auth_db.url,
             product_db = product_db.url,
             cart_db = cart_db.url,
+            payment_db = payment_db.url,
             keys = keys.path().display(),
             auth_prefix = unique("auth"),
             product_prefix = unique("product"),
@@ -88,6 +102,8 @@ impl Shop {
             p3 = ports[3],
             p4 = ports[4],
             p5 = ports[5],
+            p6 = ports[6],
+            p7 = ports[7],
         );
         let config = Arc::new(Config::from_toml_str(&toml).unwrap());
         let shutdown = CancellationToken::new();
@@ -97,6 +113,7 @@ impl Shop {
                 &commerce_auth::DEFINITION,
                 &commerce_product::DEFINITION,
                 &commerce_cart::DEFINITION,
+                &commerce_payment::DEFINITION,
             ],
             shutdown.clone(),
         )
@@ -169,12 +186,16 @@ impl Shop {
     }
 
     async fn checkout(&self, token: &str, address: &str) -> (StatusCode, Value) {
+        self.checkout_with(token, address, "offline").await
+    }
+
+    async fn checkout_with(&self, token: &str, address: &str, gateway: &str) -> (StatusCode, Value) {
         self.send(
             self.client
                 .post(format!("{}/v1/checkout", self.cart))
                 .bearer_auth(token)
                 .json(&json!({
-                    "addressId": address, "courier": "standard", "paymentGateway": "offline"
+                    "addressId": address, "courier": "standard", "paymentGateway": gateway
                 })),
         )
         .await
@@ -632,5 +653,42 @@ async fn cart_state_is_cached_and_writes_invalidate_it() {
         .map(|item| item["quantity"].as_i64().unwrap())
         .collect();
     assert_eq!(quantities, [7, 1]);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn checkout_refuses_a_gateway_the_shop_does_not_offer() {
+    // The payment service as a Shop runs it unless told otherwise: no offline gateway,
+    // and here no provider configured either.
+    let shop = Shop::start_configured("", "").await;
+    let (admin, _) = shop.user("admin").await;
+    let (alice, _) = shop.user("customer").await;
+    let mug = shop
+        .product(&admin, &unique("MUG").to_uppercase(), "12.50", 5)
+        .await;
+    let (status, cart) = shop.add(&alice, &mug, 1).await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    let address = shop.address(&alice).await;
+
+    for gateway in ["offline", "stripe", "cash"] {
+        let (status, body) = shop.checkout_with(&alice, &address, gateway).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("paymentGateway")),
+            "{gateway}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not offered"), "{message}");
+    }
+    // Nothing was frozen: the cart is still open and whole.
+    let (status, cart) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/cart", shop.cart))
+                .bearer_auth(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    assert_eq!(cart["items"].as_array().unwrap().len(), 1);
     shop.stop().await;
 }

@@ -19,6 +19,11 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// The same money: equal amounts (whatever their scale) in the same currency.
+    pub fn same_as(&self, amount: Decimal, currency: &str) -> bool {
+        self.amount == amount && self.currency.eq_ignore_ascii_case(currency)
+    }
+
     pub fn parse(amount: &str, currency: &str) -> Result<Self, Invalid> {
         let invalid = |field, message: &str| Invalid {
             field,
@@ -116,6 +121,9 @@ pub fn refund_amount(
 pub enum WebhookKind {
     PaymentSucceeded {
         reference: String,
+        /// What the provider says it took. The offline gateway says nothing: it takes
+        /// exactly what it was asked for.
+        paid: Option<Charge>,
     },
     PaymentFailed {
         reference: String,

@@ -27,7 +27,7 @@ pub struct RefundReceipt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("gateway `{0}` is not configured")]
+    #[error("payment gateway `{0}` is not offered by this shop")]
     NotConfigured(String),
     /// The provider refused the request for good (bad parameters, state).
     #[error("the gateway refused: {0}")]
@@ -215,6 +215,7 @@ impl PaymentGateway for OfflineGateway {
         let kind = match event.event_type.as_str() {
             "payment.succeeded" => WebhookKind::PaymentSucceeded {
                 reference: event.reference,
+                paid: None,
             },
             "payment.failed" => WebhookKind::PaymentFailed {
                 reference: event.reference,

@@ -45,8 +45,13 @@ pub struct PaymentSettings {
     pub webhook_tolerance: Duration,
 }
 
+/// The offline gateway settles a payment when the customer presses "pay": no money moves.
+/// It exists for local development and tests, so it is off unless `enabled` says so.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OfflineSettings {
+    #[serde(default)]
+    pub enabled: bool,
     /// Signs the offline gateway's webhook deliveries; random per process when unset.
     pub webhook_secret: Option<String>,
 }
@@ -72,10 +77,16 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     if let Some(xendit) = &settings.xendit {
         providers.push(Box::new(XenditGateway::new(xendit.clone())?));
     }
-    let gateways = Gateways::new(providers).with_offline(OfflineGateway::new(
-        settings.offline.webhook_secret.clone(),
-        settings.webhook_tolerance,
-    ));
+    let mut gateways = Gateways::new(providers);
+    if settings.offline.enabled {
+        tracing::warn!(
+            "the offline payment gateway is enabled: customers can settle their own payments without paying (services.payment.offline.enabled)"
+        );
+        gateways = gateways.with_offline(OfflineGateway::new(
+            settings.offline.webhook_secret.clone(),
+            settings.webhook_tolerance,
+        ));
+    }
     let payments = PaymentService::new(context.database()?, gateways);
     let service_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
@@ -123,6 +134,7 @@ impl From<PaymentError> for ApiError {
         match error {
             PaymentError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
             PaymentError::NotFound(_) => ApiError::not_found(error.to_string()),
+            PaymentError::Forbidden(_) => ApiError::forbidden(error.to_string()),
             PaymentError::Conflict(_) => ApiError::conflict(error.to_string()),
             PaymentError::Gateway(GatewayError::NotConfigured(_)) => {
                 ApiError::not_found(error.to_string())
@@ -152,6 +164,7 @@ fn viewer(principal: &Principal) -> Result<Viewer, ApiError> {
     Ok(Viewer {
         user_id: principal.user_id()?,
         staff: [Role::Admin, Role::Support].contains(&principal.role()),
+        admin: principal.role() == Role::Admin,
     })
 }
 
@@ -274,6 +287,7 @@ fn grpc_status(error: PaymentError) -> tonic::Status {
     match error {
         PaymentError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
         PaymentError::NotFound(_) => tonic::Status::not_found(error.to_string()),
+        PaymentError::Forbidden(_) => tonic::Status::permission_denied(error.to_string()),
         PaymentError::Conflict(_)
         | PaymentError::Gateway(GatewayError::NotConfigured(_) | GatewayError::Refused(_)) => {
             tonic::Status::failed_precondition(error.to_string())
@@ -381,6 +395,20 @@ impl pb::payment_service_server::PaymentService for GrpcHandler {
             }),
             status: answer.status,
             payment_status: answer.payment_status,
+        }))
+    }
+
+    async fn list_gateways(
+        &self,
+        _request: tonic::Request<pb::ListGatewaysRequest>,
+    ) -> Result<tonic::Response<pb::ListGatewaysResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::ListGatewaysResponse {
+            gateways: self
+                .payments
+                .offered_gateways()
+                .into_iter()
+                .map(|(code, _)| code.to_owned())
+                .collect(),
         }))
     }
 }

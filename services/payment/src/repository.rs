@@ -82,15 +82,17 @@ pub async fn lock_order(
 }
 
 /// The order id of the payment a provider knows by `reference`.
-pub async fn order_of_reference(
+/// The order a provider reference belongs to, and the amount that intent asked for (a
+/// retired intent asked for the payment's amount before it was re-priced).
+pub async fn intent_of_reference(
     executor: impl PgExecutor<'_>,
     gateway: &str,
     reference: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT order_id FROM payments WHERE gateway = $1 AND provider_reference = $2
+) -> Result<Option<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, amount FROM payments WHERE gateway = $1 AND provider_reference = $2
          UNION ALL
-         SELECT p.order_id FROM retired_intents r JOIN payments p ON p.id = r.payment_id
+         SELECT p.order_id, r.amount FROM retired_intents r JOIN payments p ON p.id = r.payment_id
          WHERE r.gateway = $1 AND r.provider_reference = $2
          LIMIT 1",
     )
@@ -186,7 +188,8 @@ pub async fn set_status(
     record_status(connection, id, status, reason).await
 }
 
-async fn record_status(
+/// A line in the payment's history without a change of status.
+pub async fn record_status(
     connection: &mut PgConnection,
     id: Uuid,
     status: PaymentStatus,

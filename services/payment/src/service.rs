@@ -28,6 +28,8 @@ pub enum PaymentError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
@@ -49,12 +51,18 @@ pub enum WebhookOutcome {
     /// Authentic, but about nothing we act on (an unknown payment, an event type we ignore,
     /// a transition that already happened).
     Ignored,
+    /// Authentic, but reports a success for other money than the intent asked for: logged,
+    /// counted, kept in the payment's history, and not applied.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer {
     pub user_id: Uuid,
+    /// Admin or support: sees every payment.
     pub staff: bool,
+    /// Admin: may also act on any payment (support staff only read).
+    pub admin: bool,
 }
 
 /// A payment with what happened to it, for its owner and staff.
@@ -439,7 +447,8 @@ impl PaymentService {
                 return Ok(WebhookOutcome::Ignored);
             }
         };
-        let Some(order_id) = repo::order_of_reference(&mut *tx, gateway_name, reference).await?
+        let Some((order_id, asked)) =
+            repo::intent_of_reference(&mut *tx, gateway_name, reference).await?
         else {
             tracing::warn!(event_id = %event.id, %reference, "webhook for an unknown payment");
             tx.commit().await?;
@@ -451,6 +460,30 @@ impl PaymentService {
         repo::link_webhook(&mut tx, gateway_name, &event.id, payment.id).await?;
         let reason = format!("{} {}", event.event_type, event.id);
         let outcome = match event.kind {
+            WebhookKind::PaymentSucceeded {
+                paid: Some(paid), ..
+            } if !paid.same_as(asked, &payment.currency) => {
+                let asked = format!("{asked} {}", payment.currency);
+                let reported = format!("{} {}", paid.amount, paid.currency);
+                tracing::error!(
+                    event_id = %event.id,
+                    payment = %payment.id,
+                    %asked,
+                    %reported,
+                    "a provider reported success for other money than the intent asked for; not applied"
+                );
+                metrics::counter!("payment_webhooks_refused_total",
+                    "gateway" => gateway_name.to_owned(), "reason" => "amount_mismatch")
+                .increment(1);
+                repo::record_status(
+                    &mut tx,
+                    payment.id,
+                    payment.status,
+                    &format!("refused {reason}: reported {reported}, the intent asked {asked}"),
+                )
+                .await?;
+                WebhookOutcome::Refused
+            }
             WebhookKind::PaymentSucceeded { .. } => match payment.status {
                 // A success after a cancel is money taken all the same: it is recorded
                 // and announced, and the order decides (it refunds an expired order).
@@ -550,7 +583,16 @@ impl PaymentService {
         id: Uuid,
         succeed: bool,
     ) -> Result<WebhookOutcome, PaymentError> {
+        let offline = self
+            .gateways
+            .offline()
+            .ok_or_else(|| GatewayError::NotConfigured("offline".to_owned()))?;
         let payment = self.visible_payment(viewer, id).await?;
+        if payment.user_id != viewer.user_id && !viewer.admin {
+            return Err(PaymentError::Forbidden(format!(
+                "only the customer who owes payment {id}, or an admin, may settle it; support staff may only read it"
+            )));
+        }
         if payment.gateway != "offline" {
             return Err(PaymentError::Conflict(format!(
                 "payment {id} goes through {}, not the offline gateway",
@@ -566,10 +608,6 @@ impl PaymentService {
                 payment.status.as_str()
             )));
         }
-        let offline = self
-            .gateways
-            .offline()
-            .ok_or_else(|| GatewayError::NotConfigured("offline".to_owned()))?;
         let event = OfflineEvent {
             id: format!("evt_{}", Uuid::now_v7().simple()),
             event_type: if succeed {

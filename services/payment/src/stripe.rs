@@ -257,9 +257,25 @@ impl PaymentGateway for StripeGateway {
             .map_err(|error| WebhookError::Payload(error.to_string()))?;
         let object = &event.data.object;
         let kind = match event.event_type.as_str() {
-            "payment_intent.succeeded" => WebhookKind::PaymentSucceeded {
-                reference: text(object, "id"),
-            },
+            "payment_intent.succeeded" => {
+                // A PaymentIntent always names its currency and what it received.
+                let (Some(received), Some(currency)) = (
+                    object["amount_received"].as_i64(),
+                    object["currency"].as_str(),
+                ) else {
+                    return Err(WebhookError::Payload(
+                        "payment_intent.succeeded without amount_received and currency"
+                            .to_owned(),
+                    ));
+                };
+                WebhookKind::PaymentSucceeded {
+                    reference: text(object, "id"),
+                    paid: Some(Charge {
+                        amount: from_minor_units(received, currency),
+                        currency: currency.to_uppercase(),
+                    }),
+                }
+            }
             "payment_intent.payment_failed" => WebhookKind::PaymentFailed {
                 reference: text(object, "id"),
                 reason: object["last_payment_error"]["message"]

@@ -308,6 +308,10 @@ impl PaymentGateway for XenditGateway {
                             },
                             _ => WebhookKind::PaymentSucceeded {
                                 reference: reference.clone(),
+                                paid: paid.map(|amount| Charge {
+                                    amount,
+                                    currency: text(&callback, "currency").to_uppercase(),
+                                }),
                             },
                         }
                     }
@@ -377,7 +381,7 @@ mod tests {
     fn callbacks_need_the_token_and_read_invoice_and_refund_events() {
         let gateway = gateway();
         let paid =
-            br#"{"id":"inv_1","external_id":"o","status":"PAID","amount":1000,"paid_amount":1000}"#;
+            br#"{"id":"inv_1","external_id":"o","status":"PAID","amount":1000,"paid_amount":1000,"currency":"IDR"}"#;
         assert!(matches!(
             gateway.verify_webhook(&headers("token-2", None), paid),
             Err(WebhookError::Unauthenticated)
@@ -391,10 +395,11 @@ mod tests {
             .unwrap();
         assert_eq!(event.id, "inv_1:invoice.paid");
         assert!(
-            matches!(event.kind, WebhookKind::PaymentSucceeded { reference } if reference == "inv_1")
+            matches!(event.kind, WebhookKind::PaymentSucceeded { reference, paid: Some(paid) }
+                if reference == "inv_1" && paid.same_as(rust_decimal::Decimal::from(1000), "IDR"))
         );
         // SETTLED follows PAID for the same payment: one event, not two.
-        let settled = br#"{"id":"inv_1","status":"SETTLED","amount":1000,"paid_amount":1000}"#;
+        let settled = br#"{"id":"inv_1","status":"SETTLED","amount":1000,"paid_amount":1000,"currency":"IDR"}"#;
         assert_eq!(
             gateway
                 .verify_webhook(&headers("token-1", None), settled)

@@ -10,7 +10,7 @@ use support::{PaymentUnderTest, with_token};
 
 #[tokio::test]
 async fn intents_are_idempotent_per_order_and_cancel_safely() {
-    let payment = PaymentUnderTest::start("").await;
+    let payment = PaymentUnderTest::start("offline = { enabled = true }").await;
     let (database, issuer) = (&payment.database, &payment.issuer);
     let grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
         .await
@@ -132,7 +132,8 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
 #[tokio::test]
 async fn refunds_are_partial_or_full_and_idempotent_per_key() {
     let payment =
-        PaymentUnderTest::start(r#"offline = { webhook_secret = "refund-test-secret" }"#).await;
+        PaymentUnderTest::start(r#"offline = { enabled = true, webhook_secret = "refund-test-secret" }"#)
+            .await;
     let (database, issuer) = (&payment.database, &payment.issuer);
     let http = payment.http.clone();
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
@@ -267,5 +268,161 @@ async fn refunds_are_partial_or_full_and_idempotent_per_key() {
     .unwrap();
     assert_eq!(refunded, rust_decimal::Decimal::from(30));
     assert_eq!((refunds, events), (2, 2));
+    payment.stop().await;
+}
+
+fn offline_intent(order: Uuid, customer: Uuid) -> pb::CreatePaymentIntentRequest {
+    pb::CreatePaymentIntentRequest {
+        order_id: order.to_string(),
+        user_id: customer.to_string(),
+        amount: Some(Money {
+            amount: "19.00".into(),
+            currency: "USD".into(),
+        }),
+        gateway: "offline".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_offline_gateway_is_off_unless_enabled() {
+    // As a Shop runs the service unless its spec says otherwise.
+    let payment = PaymentUnderTest::start("").await;
+    let http = payment.http.clone();
+    let client = reqwest::Client::new();
+    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
+        .await
+        .unwrap();
+    let token = payment.issuer.service_token("order", "payment");
+
+    let offered: serde_json::Value = client
+        .get(format!("{http}/v1/payments/gateways"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offered["items"], serde_json::json!([]));
+    let listed = grpc
+        .list_gateways(with_token(&token, pb::ListGatewaysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.gateways.is_empty(), "{:?}", listed.gateways);
+
+    // No intent, no settling, no webhook.
+    let customer = Uuid::now_v7();
+    let refused = grpc
+        .create_payment_intent(with_token(&token, offline_intent(Uuid::now_v7(), customer)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("`offline` is not offered"),
+        "{}",
+        refused.message()
+    );
+    let pay = client
+        .post(format!("{http}/v1/payments/{}/offline/pay", Uuid::now_v7()))
+        .bearer_auth(payment.issuer.user_token(customer, "customer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 404);
+    let webhook = client
+        .post(format!("{http}/v1/payments/webhooks/offline"))
+        .header("offline-signature", "t=1,v1=00")
+        .body(r#"{"id":"evt_1","type":"payment.succeeded","reference":"off_x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook.status(), 404);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&payment.database.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    payment.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_owner_or_an_admin_settles_an_offline_payment() {
+    let payment = PaymentUnderTest::start("offline = { enabled = true }").await;
+    let http = payment.http.clone();
+    let issuer = &payment.issuer;
+    let client = reqwest::Client::new();
+    let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
+        .await
+        .unwrap();
+    let token = issuer.service_token("order", "payment");
+    let listed = grpc
+        .list_gateways(with_token(&token, pb::ListGatewaysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.gateways, ["offline"]);
+
+    let (owner, stranger) = (Uuid::now_v7(), Uuid::now_v7());
+    let open = |order: Uuid| {
+        let mut grpc = grpc.clone();
+        let request = with_token(&token, offline_intent(order, owner));
+        async move {
+            grpc.create_payment_intent(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .payment_id
+        }
+    };
+    let (first, second) = (open(Uuid::now_v7()).await, open(Uuid::now_v7()).await);
+    let pay = |id: &str, token: String| {
+        client
+            .post(format!("{http}/v1/payments/{id}/offline/pay"))
+            .bearer_auth(token)
+            .send()
+    };
+    let read = |id: &str, token: String| {
+        client
+            .get(format!("{http}/v1/payments/{id}"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // Support staff read any payment but settle none.
+    let support = issuer.user_token(Uuid::now_v7(), "support");
+    assert_eq!(read(&first, support.clone()).await.unwrap().status(), 200);
+    let refused = pay(&first, support).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("support staff may only read"),
+        "{body}"
+    );
+    // Another customer does not even see it.
+    let stranger = issuer.user_token(stranger, "customer");
+    assert_eq!(read(&first, stranger.clone()).await.unwrap().status(), 404);
+    assert_eq!(pay(&first, stranger).await.unwrap().status(), 404);
+    let status = |id: String| {
+        let pool = payment.database.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM payments WHERE id = $1::uuid")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(status(first.clone()).await, "requires_payment");
+
+    // The owner settles their own; an admin may settle anyone's.
+    let owner_token = issuer.user_token(owner, "customer");
+    assert_eq!(pay(&first, owner_token).await.unwrap().status(), 200);
+    let admin = issuer.user_token(Uuid::now_v7(), "admin");
+    assert_eq!(pay(&second, admin).await.unwrap().status(), 200);
+    assert_eq!(status(first).await, "succeeded");
+    assert_eq!(status(second).await, "succeeded");
     payment.stop().await;
 }

@@ -161,7 +161,8 @@ async fn stripe_intents_webhooks_and_refunds() {
     .await;
     let (database, issuer) = (&payment.database, &payment.issuer);
     let http = payment.http.clone();
-    // Checkout offers Stripe with the key Stripe.js needs, beside the offline gateway.
+    // Checkout offers Stripe with the key Stripe.js needs, and nothing else: the offline
+    // gateway is off unless enabled.
     let offered: Value = reqwest::get(format!("{http}/v1/payments/gateways"))
         .await
         .unwrap()
@@ -172,7 +173,6 @@ async fn stripe_intents_webhooks_and_refunds() {
         offered["items"],
         json!([
             {"code": "stripe", "flow": "stripeElements", "publishableKey": "pk_test_commerce"},
-            {"code": "offline", "flow": "offline"},
         ])
     );
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
@@ -232,12 +232,37 @@ async fn stripe_intents_webhooks_and_refunds() {
             .body(body)
             .send()
     };
-    let succeeded = json!({
-        "id": "evt_1", "object": "event", "type": "payment_intent.succeeded",
-        "data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded"}}
-    });
+    let succeeded_with = |id: &str, received: i64, currency: &str| {
+        json!({
+            "id": id, "object": "event", "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded",
+                                "amount": 4250, "amount_received": received, "currency": currency}}
+        })
+    };
+    let succeeded = succeeded_with("evt_1", 4250, "usd");
     let forged = deliver(succeeded.clone(), "whsec_forged").await.unwrap();
     assert_eq!(forged.status(), 400);
+    // Signed, but for other money than the intent asked (42.50 USD): refused, kept in the
+    // payment's history, not applied.
+    for (id, received, currency) in [("evt_low", 100, "usd"), ("evt_eur", 4250, "eur")] {
+        let answer: Value = deliver(succeeded_with(id, received, currency), WEBHOOK_SECRET)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["outcome"], "refused", "{id}");
+    }
+    let (status, refusals): (String, i64) = sqlx::query_as(
+        "SELECT p.status, (SELECT count(*) FROM payment_status_history h
+                           WHERE h.payment_id = p.id AND h.reason LIKE 'refused %')
+         FROM payments p WHERE p.order_id = $1",
+    )
+    .bind(order)
+    .fetch_one(&database.pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), refusals), ("requires_payment", 2));
     let answer: Value = deliver(succeeded.clone(), WEBHOOK_SECRET)
         .await
         .unwrap()

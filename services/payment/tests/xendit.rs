@@ -188,7 +188,8 @@ async fn xendit_invoices_callbacks_and_refunds() {
     ))
     .await;
     let http = payment.http.clone();
-    // Xendit pays on its hosted invoice page; Stripe is not configured, so not offered.
+    // Xendit pays on its hosted invoice page; Stripe is not configured and the offline
+    // gateway not enabled, so neither is offered.
     let offered: Value = reqwest::get(format!("{http}/v1/payments/gateways"))
         .await
         .unwrap()
@@ -197,7 +198,7 @@ async fn xendit_invoices_callbacks_and_refunds() {
         .unwrap();
     assert_eq!(
         offered["items"],
-        json!([{"code": "xendit", "flow": "redirect"}, {"code": "offline", "flow": "offline"}])
+        json!([{"code": "xendit", "flow": "redirect"}])
     );
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
         .await
@@ -288,6 +289,23 @@ async fn xendit_invoices_callbacks_and_refunds() {
     });
     let forged = deliver(paid.clone(), "not-the-token").await.unwrap();
     assert_eq!(forged.status(), 400);
+    assert_eq!(status_of(&payment, order).await, "requires_payment");
+    // Authentic (its own delivery id), but paid in another currency than the invoice's
+    // IDR: refused and not applied.
+    let mut other_currency = paid.clone();
+    other_currency["currency"] = json!("PHP");
+    let answer: Value = client
+        .post(format!("{http}/v1/payments/webhooks/xendit"))
+        .header("x-callback-token", CALLBACK_TOKEN)
+        .header("webhook-id", "wh-other-currency")
+        .json(&other_currency)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["outcome"], "refused");
     assert_eq!(status_of(&payment, order).await, "requires_payment");
     for expected in ["applied", "duplicate"] {
         assert_eq!(outcome(paid.clone()).await, expected);
@@ -388,7 +406,7 @@ async fn xendit_invoices_callbacks_and_refunds() {
         .unwrap_err();
     assert_eq!(other_amount.code(), tonic::Code::FailedPrecondition);
     // A late success for the retired invoice still finds its payment (money was taken).
-    let late = json!({"id": "inv_2", "external_id": repriced.to_string(), "status": "PAID", "amount": 20000, "paid_amount": 20000});
+    let late = json!({"id": "inv_2", "external_id": repriced.to_string(), "status": "PAID", "amount": 20000, "paid_amount": 20000, "currency": "IDR"});
     assert_eq!(outcome(late).await, "applied");
     assert_eq!(status_of(&payment, repriced).await, "succeeded");
     let too_late = grpc
