@@ -44,7 +44,14 @@ pub const SERVICES: &[ServiceInfo] = &[
         ..service("auth", 8081, Some(9081), true, true, &[])
     },
     service("product", 8082, Some(9082), true, true, &["auth"]),
-    service("cart", 8083, Some(9083), true, true, &["auth", "product", "payment"]),
+    service(
+        "cart",
+        8083,
+        Some(9083),
+        true,
+        true,
+        &["auth", "product", "payment"],
+    ),
     service(
         "order",
         8084,

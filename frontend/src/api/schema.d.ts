@@ -687,7 +687,7 @@ export interface paths {
         put?: never;
         /**
          * The offline provider's "customer pays" step, for local runs and demos.
-         * @description Sends the same signed webhook a real provider would, to the same path.
+         * @description Sends the same signed webhook a real provider would, to the same path. Only the payment's customer or an admin may settle it (support staff only read payments). 404 when the shop does not offer the offline gateway (off unless `services.payment.offline.enabled`).
          */
         post: operations["payOffline"];
         delete?: never;
@@ -1548,8 +1548,11 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
         };
-        /** @enum {string} */
-        WebhookOutcome: "applied" | "duplicate" | "ignored";
+        /**
+         * @description applied; duplicate (a replay); ignored (nothing to act on); refused (a success for other money than the intent asked for: kept in the payment's history, not applied).
+         * @enum {string}
+         */
+        WebhookOutcome: "applied" | "duplicate" | "ignored" | "refused";
         Payment: {
             /** Format: uuid */
             id: string;
@@ -3499,6 +3502,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];

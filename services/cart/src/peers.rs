@@ -56,7 +56,13 @@ pub struct Peers {
     product_tokens: Arc<ServiceTokenSource>,
     auth_tokens: Arc<ServiceTokenSource>,
     payment_tokens: Arc<ServiceTokenSource>,
-    gateways: Arc<Mutex<Option<(Instant, Arc<Vec<String>>)>>>,
+    gateways: Arc<Mutex<Option<GatewayList>>>,
+}
+
+/// The payment service's answer and when it was given.
+struct GatewayList {
+    fetched: Instant,
+    names: Arc<Vec<String>>,
 }
 
 impl Peers {
@@ -89,10 +95,10 @@ impl Peers {
     /// The payment gateways this shop offers, as the payment service lists them; asked
     /// at most every [`GATEWAYS_FRESH_FOR`].
     pub async fn offered_gateways(&self) -> Result<Arc<Vec<String>>, PeerError> {
-        if let Some((at, gateways)) = self.gateways.lock().expect("gateway cache").as_ref()
-            && at.elapsed() < GATEWAYS_FRESH_FOR
+        if let Some(list) = self.gateways.lock().expect("gateway cache").as_ref()
+            && list.fetched.elapsed() < GATEWAYS_FRESH_FOR
         {
-            return Ok(gateways.clone());
+            return Ok(list.names.clone());
         }
         let request = Self::authorized(
             &self.payment_tokens,
@@ -112,7 +118,10 @@ impl Peers {
                 .into_inner()
                 .gateways,
         );
-        *self.gateways.lock().expect("gateway cache") = Some((Instant::now(), gateways.clone()));
+        *self.gateways.lock().expect("gateway cache") = Some(GatewayList {
+            fetched: Instant::now(),
+            names: gateways.clone(),
+        });
         Ok(gateways)
     }
 

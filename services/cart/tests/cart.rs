@@ -189,7 +189,12 @@ impl Shop {
         self.checkout_with(token, address, "offline").await
     }
 
-    async fn checkout_with(&self, token: &str, address: &str, gateway: &str) -> (StatusCode, Value) {
+    async fn checkout_with(
+        &self,
+        token: &str,
+        address: &str,
+        gateway: &str,
+    ) -> (StatusCode, Value) {
         self.send(
             self.client
                 .post(format!("{}/v1/checkout", self.cart))

@@ -173,7 +173,7 @@ impl Shop {
             grpc_addr = "127.0.0.1:{p5}"
             database = {{ url = "{cart_db}" }}
             client_secret = "{CART_SECRET}"
-            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}" }}
+            peers = {{ auth_http = "http://127.0.0.1:{p0}", auth_grpc = "http://127.0.0.1:{p1}", product_grpc = "http://127.0.0.1:{p3}", payment_grpc = "http://127.0.0.1:{p9}" }}
             redis_prefix = "{cart_prefix}"
             [services.fulfillment]
             http_addr = "127.0.0.1:{p6}"
@@ -185,7 +185,7 @@ impl Shop {
             grpc_addr = "127.0.0.1:{p9}"
             database = {{ url = "{payment_db}" }}
             jwks_url = "{jwks}"
-            offline = {{ webhook_secret = "{OFFLINE_SECRET}" }}
+            offline = {{ enabled = true, webhook_secret = "{OFFLINE_SECRET}" }}
             [services.order]
             http_addr = "127.0.0.1:{p10}"
             grpc_addr = "127.0.0.1:{p11}"

@@ -431,7 +431,7 @@ impl PaymentService {
             return Ok(WebhookOutcome::Duplicate);
         }
         let reference = match &event.kind {
-            WebhookKind::PaymentSucceeded { reference }
+            WebhookKind::PaymentSucceeded { reference, .. }
             | WebhookKind::PaymentFailed { reference, .. } => reference,
             WebhookKind::RefundSucceeded {
                 payment_reference, ..

@@ -264,8 +264,7 @@ impl PaymentGateway for StripeGateway {
                     object["currency"].as_str(),
                 ) else {
                     return Err(WebhookError::Payload(
-                        "payment_intent.succeeded without amount_received and currency"
-                            .to_owned(),
+                        "payment_intent.succeeded without amount_received and currency".to_owned(),
                     ));
                 };
                 WebhookKind::PaymentSucceeded {

@@ -68,7 +68,11 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
         .await
         .unwrap_err();
     assert_eq!(unconfigured.code(), tonic::Code::FailedPrecondition);
-    assert!(unconfigured.message().contains("not configured"));
+    assert!(
+        unconfigured
+            .message()
+            .contains("`stripe` is not offered by this shop")
+    );
     let negative = grpc
         .create_payment_intent(authorized(create(Uuid::now_v7(), "-1", "offline")))
         .await
@@ -131,9 +135,10 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
 
 #[tokio::test]
 async fn refunds_are_partial_or_full_and_idempotent_per_key() {
-    let payment =
-        PaymentUnderTest::start(r#"offline = { enabled = true, webhook_secret = "refund-test-secret" }"#)
-            .await;
+    let payment = PaymentUnderTest::start(
+        r#"offline = { enabled = true, webhook_secret = "refund-test-secret" }"#,
+    )
+    .await;
     let (database, issuer) = (&payment.database, &payment.issuer);
     let http = payment.http.clone();
     let mut grpc = pb::payment_service_client::PaymentServiceClient::connect(payment.grpc.clone())
