@@ -5,6 +5,7 @@
 
 pub mod domain;
 pub mod handler;
+pub mod local_limit;
 pub mod openapi;
 pub mod service;
 pub mod settings;

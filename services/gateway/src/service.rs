@@ -19,7 +19,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::domain::{Access, Admission, Breaker, LimitBy, Route, RouteTable, is_idempotent};
+use crate::domain::{
+    Access, Admission, Breaker, LimitBy, Route, RouteLimit, RouteTable, is_idempotent,
+};
+use crate::local_limit::LocalLimits;
 use crate::settings::{GatewaySettings, UpstreamSettings};
 
 /// One upstream service: where it is, how long to wait, and its breaker.
@@ -129,6 +132,11 @@ pub struct Gateway {
     verifier: TokenVerifier,
     redis: RedisClient,
     redis_prefix: String,
+    /// Takes over the rate limits while Redis cannot be reached.
+    local_limits: LocalLimits,
+    /// Until when Redis is left alone after it failed: requests meanwhile are limited
+    /// locally without waiting on it.
+    redis_away_until: Mutex<Option<Instant>>,
     body_limit: u64,
     client_ip_header: Option<HeaderName>,
 }
@@ -179,6 +187,8 @@ impl Gateway {
             VerifierSettings::new(&settings.issuer, &["commerce"]),
         );
         Ok(Self {
+            local_limits: LocalLimits::new(table.routes()),
+            redis_away_until: Mutex::new(None),
             table,
             upstreams,
             verifier,
@@ -299,8 +309,9 @@ impl Gateway {
     }
 
     /// Counts the request against the route's limit, shared by every gateway replica
-    /// through Redis. Redis being away lets requests through (logged and counted): the
-    /// limit protects the shop, an outage of it must not take the shop down.
+    /// through Redis. While Redis cannot be reached this instance keeps the limit on its
+    /// own (logged and counted): an outage of Redis must neither close the shop nor open
+    /// it to unlimited logins.
     async fn rate_limit(
         &self,
         route: &Route,
@@ -315,28 +326,31 @@ impl Gateway {
             _ => format!("ip:{client_ip}"),
         };
         let scope = format!("{}:{}", self.redis_prefix, route.name);
-        let decision = self
-            .redis
-            .hit(
-                &scope,
-                &subject,
-                RateLimit {
-                    max: limit.requests,
-                    window: limit.window,
-                },
-            )
-            .await;
-        match decision {
-            Ok(RateDecision::Allowed {
+        let shared = match self.shared_hit(&scope, &subject, limit, &route.name).await {
+            Some(decision) => decision,
+            None => {
+                metrics::counter!("gateway_rate_limit_local_total", "route" => route.name.clone())
+                    .increment(1);
+                return match self.local_limits.hit(&route.name, &subject) {
+                    None => Ok(None),
+                    Some(retry_after) => {
+                        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                        Err(ApiError::too_many_requests(seconds).into_response())
+                    }
+                };
+            }
+        };
+        match shared {
+            RateDecision::Allowed {
                 remaining,
                 resets_after,
-            }) => Ok(Some(RateHeaders {
+            } => Ok(Some(RateHeaders {
                 limit: limit.requests,
                 remaining,
                 reset: resets_after,
                 window: limit.window,
             })),
-            Ok(RateDecision::Limited { retry_after }) => {
+            RateDecision::Limited { retry_after } => {
                 let seconds = retry_after.as_secs_f64().ceil() as u64;
                 let mut response = ApiError::too_many_requests(seconds).into_response();
                 RateHeaders {
@@ -348,12 +362,49 @@ impl Gateway {
                 .apply(response.headers_mut());
                 Err(response)
             }
-            Err(error) => {
-                tracing::warn!(%error, route = %route.name, "rate limit not checked: Redis unavailable");
-                metrics::counter!("gateway_rate_limit_unchecked_total").increment(1);
-                Ok(None)
-            }
         }
+    }
+
+    /// The request counted in Redis, or `None` while Redis is away: it failed or was slow
+    /// within the last [`REDIS_RETRY_AFTER`] (a request then does not wait on it at all).
+    async fn shared_hit(
+        &self,
+        scope: &str,
+        subject: &str,
+        limit: RouteLimit,
+        route: &str,
+    ) -> Option<RateDecision> {
+        let away_until = *self.redis_away_until.lock().expect("redis state");
+        if away_until.is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
+        let hit = self.redis.hit(
+            scope,
+            subject,
+            RateLimit {
+                max: limit.requests,
+                window: limit.window,
+            },
+        );
+        let failure = match tokio::time::timeout(REDIS_LIMIT_TIMEOUT, hit).await {
+            Ok(Ok(decision)) => {
+                if away_until.is_some() {
+                    tracing::info!(route, "Redis is back: rate limits are shared again");
+                    *self.redis_away_until.lock().expect("redis state") = None;
+                }
+                return Some(decision);
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {REDIS_LIMIT_TIMEOUT:?}"),
+        };
+        tracing::warn!(
+            error = %failure,
+            route,
+            "Redis unavailable: this instance keeps the rate limits itself for {REDIS_RETRY_AFTER:?}"
+        );
+        *self.redis_away_until.lock().expect("redis state") =
+            Some(Instant::now() + REDIS_RETRY_AFTER);
+        None
     }
 
     async fn forward(
@@ -586,6 +637,11 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
             .flat_map(|value| value.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
+
+/// How long a rate-limit check waits on Redis before this instance limits on its own.
+const REDIS_LIMIT_TIMEOUT: Duration = Duration::from_millis(250);
+/// After Redis failed, how long requests are limited locally before Redis is tried again.
+const REDIS_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,

@@ -173,6 +173,20 @@ impl Drop for Gateway {
 }
 
 fn gateway_config(jwks_url: &str, upstream_port: u16, redis_prefix: &str) -> String {
+    gateway_config_on(
+        jwks_url,
+        upstream_port,
+        redis_prefix,
+        &required_env("COMMERCE_TEST_REDIS_URL"),
+    )
+}
+
+fn gateway_config_on(
+    jwks_url: &str,
+    upstream_port: u16,
+    redis_prefix: &str,
+    redis: &str,
+) -> String {
     format!(
         r#"
         [kafka]
@@ -244,7 +258,6 @@ fn gateway_config(jwks_url: &str, upstream_port: u16, redis_prefix: &str) -> Str
         access = "public"
         "#,
         kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
-        redis = required_env("COMMERCE_TEST_REDIS_URL"),
     )
 }
 
@@ -658,6 +671,144 @@ async fn rate_limits_are_shared_by_gateway_replicas() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.headers().contains_key("ratelimit-limit"));
+}
+
+/// A Redis server of the test's own, so the test can take it away.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = commerce_testkit::free_port();
+        Self {
+            child: Self::spawn(port),
+            port,
+        }
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/infra.sh installs it)");
+        commerce_testkit::wait_for_port(port, Duration::from_secs(20));
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Back on the same port, empty.
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_away_each_gateway_keeps_the_limits_itself() {
+    let issuer = TestIssuer::start().await;
+    let _upstream = UpstreamServer::start().await;
+    let mut redis = PrivateRedis::start();
+    let gateway = start_gateway(&gateway_config_on(
+        &issuer.jwks_url,
+        _upstream.port,
+        &unique("gw"),
+        &redis.url(),
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let limited = || {
+        client
+            .get(format!("{}/v1/echo/limited", gateway.url))
+            .send()
+    };
+    // Shared through Redis: counted there.
+    let response = limited().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["ratelimit-remaining"], "2");
+
+    redis.kill();
+    // The instance's own limiter: the route's three requests, then 429 with a wait.
+    for attempt in 0..3 {
+        let response = limited().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "attempt {attempt}");
+    }
+    let response = limited().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    // Redis is not waited on while it is away: each of those answers came at once.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        limited().await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    // Routes without a limit still pass, and the fallback is counted.
+    let open = client
+        .get(format!("{}/v1/echo/open", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    let metrics = client
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("gateway_rate_limit_local_total{")
+                && line.contains("route=\"limited\"")
+        })
+        .unwrap_or_else(|| panic!("no gateway_rate_limit_local_total for the route:\n{metrics}"));
+    let count: f64 = counted.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(count, 5.0, "{counted}");
+
+    // Redis returns (empty): within the retry pause the limits are shared again.
+    redis.restart();
+    let shared = commerce_testkit::eventually(
+        Duration::from_secs(20),
+        "the limit counted in Redis again",
+        || async {
+            let response = limited().await.ok()?;
+            response
+                .headers()
+                .get("ratelimit-remaining")
+                .map(|remaining| remaining.to_str().unwrap().to_owned())
+        },
+    )
+    .await;
+    assert_eq!(shared, "2");
 }
 
 #[tokio::test]
