@@ -107,10 +107,7 @@ impl PrivateKafka {
             .collect::<Vec<_>>()
             .join(",");
         let (replication, min_isr) = if nodes == 3 { ("3", "2") } else { ("1", "1") };
-        let cluster_id = base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            uuid::Uuid::new_v4().as_bytes(),
-        );
+        let cluster_id = kafka_cluster_id();
         let mut formatting = Vec::new();
         let nodes: Vec<KafkaNode> = ports
             .iter()
@@ -254,6 +251,21 @@ impl PrivateKafka {
                 .args(["-TERM", &child.id().to_string()])
                 .status();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A random cluster id as Kafka writes them (16 bytes, URL-safe base64 without padding).
+/// Like Kafka's own `Uuid.randomUuid`, never one starting with `-`: the storage tool would
+/// read `-t -…` as an option and refuse to format (one start in 64 did).
+fn kafka_cluster_id() -> String {
+    loop {
+        let id = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            uuid::Uuid::new_v4().as_bytes(),
+        );
+        if !id.starts_with('-') {
+            return id;
         }
     }
 }
