@@ -333,10 +333,7 @@ impl Gateway {
                     .increment(1);
                 return match self.local_limits.hit(&route.name, &subject) {
                     None => Ok(None),
-                    Some(retry_after) => {
-                        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                        Err(ApiError::too_many_requests(seconds).into_response())
-                    }
+                    Some(retry_after) => Err(too_many_requests(retry_after)),
                 };
             }
         };
@@ -351,8 +348,7 @@ impl Gateway {
                 window: limit.window,
             })),
             RateDecision::Limited { retry_after } => {
-                let seconds = retry_after.as_secs_f64().ceil() as u64;
-                let mut response = ApiError::too_many_requests(seconds).into_response();
+                let mut response = too_many_requests(retry_after);
                 RateHeaders {
                     limit: limit.requests,
                     remaining: 0,
@@ -636,6 +632,12 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// 429 with `Retry-After` in whole seconds, at least one.
+fn too_many_requests(retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::too_many_requests(seconds).into_response()
 }
 
 /// How long a rate-limit check waits on Redis before this instance limits on its own.

@@ -38,13 +38,21 @@ impl LocalBroker {
         }
     }
 
-    fn script(&self, command: &str) {
-        let output = Command::new(SCRIPT)
+    /// `scripts/kafka.sh <command>` on this broker's state directory and port.
+    fn command(&self, command: &str) -> Command {
+        let mut script = Command::new(SCRIPT);
+        script
             .arg(command)
             .env("COMMERCE_STATE_DIR", self.state.path())
             .env("COMMERCE_KAFKA_PORT", self.port.to_string())
             // The jars `make test` fetched, not a second download.
-            .env("COMMERCE_KAFKA_LIBS", required_env("COMMERCE_KAFKA_LIBS"))
+            .env("COMMERCE_KAFKA_LIBS", required_env("COMMERCE_KAFKA_LIBS"));
+        script
+    }
+
+    fn script(&self, command: &str) {
+        let output = self
+            .command(command)
             .output()
             .expect("run scripts/kafka.sh");
         assert!(
@@ -65,10 +73,7 @@ impl LocalBroker {
 
 impl Drop for LocalBroker {
     fn drop(&mut self) {
-        let _ = Command::new(SCRIPT)
-            .arg("down")
-            .env("COMMERCE_STATE_DIR", self.state.path())
-            .output();
+        let _ = self.command("down").output();
     }
 }
 

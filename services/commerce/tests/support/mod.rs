@@ -240,21 +240,13 @@ impl LocalShop {
 
     /// Waits until every service of the shop answers `/readyz` with 200.
     pub async fn wait_until_ready(&self) {
-        let client = reqwest::Client::new();
-        for url in self.readyz_urls() {
-            commerce_testkit::eventually(
-                std::time::Duration::from_secs(60),
-                &format!("{url} to be ready"),
-                || {
-                    let (client, url) = (client.clone(), url.clone());
-                    async move {
-                        let response = client.get(url).send().await.ok()?;
-                        (response.status() == 200).then_some(())
-                    }
-                },
-            )
-            .await;
-        }
+        let (client, urls) = (reqwest::Client::new(), self.readyz_urls());
+        commerce_testkit::eventually(
+            std::time::Duration::from_secs(60),
+            "every service's /readyz to answer 200",
+            || async { not_ready(&client, &urls).await.is_empty().then_some(()) },
+        )
+        .await;
     }
 
     /// `commerce serve --target all` on this shop, its output in `shop.log` in the scratch
