@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --package commerce --bin commerce
 # Writable state directories, owned by the runtime user so volumes mounted there start
 # out writable (the runtime image has no shell to make them).
-RUN mkdir -p /state/keys /state/chat-attachments /state/search-index
+RUN mkdir -p /state/keys /state/secrets /state/chat-attachments /state/search-index
 
 # glibc, libgcc and CA certificates; no shell, no package manager; uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

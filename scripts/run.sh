@@ -21,6 +21,8 @@ log "order sagas run on the ${COMMERCE_SERVICES__ORDER__SAGA__ENGINE:-postgres} 
 export COMMERCE_SERVICES__AUTH__KEYS__DIR="${COMMERCE_SERVICES__AUTH__KEYS__DIR:-$COMMERCE_STATE_DIR/keys}"
 export COMMERCE_SERVICES__SEARCH__INDEX_DIR="${COMMERCE_SERVICES__SEARCH__INDEX_DIR:-$COMMERCE_STATE_DIR/search-index}"
 export COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR="${COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR:-$COMMERCE_STATE_DIR/chat-attachments}"
+# The service credentials, generated on first start (config/commerce.toml, [local_secrets]).
+export COMMERCE_LOCAL_SECRETS__FILE="${COMMERCE_LOCAL_SECRETS__FILE:-$COMMERCE_STATE_DIR/local-secrets.toml}"
 cargo build --locked --release --bin commerce
 ./target/release/commerce migrate --target all
 ./target/release/commerce seed

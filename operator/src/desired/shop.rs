@@ -27,7 +27,7 @@ pub const SHOP_LABEL: &str = "commerce.dev/shop";
 
 /// The credentials the services present to each other, generated once per shop. Each key
 /// is a client id of auth's `service_clients`, or the payment webhook secret.
-pub const SERVICE_CLIENTS: &[&str] = &["gateway", "order", "cart", "notification"];
+pub const SERVICE_CLIENTS: &[&str] = &["order", "cart", "notification"];
 pub const OFFLINE_WEBHOOK_KEY: &str = "payment-offline-webhook";
 
 #[derive(Debug, Clone, PartialEq)]

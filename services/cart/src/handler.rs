@@ -35,7 +35,7 @@ use crate::service::{self, CartError, CartService, CheckoutRequest};
 pub struct CartSettings {
     pub peers: PeerSettings,
     /// This service's client secret for service tokens (client id `cart`).
-    pub client_secret: String,
+    pub client_secret: commerce_runtime::Secret,
     #[serde(default = "default_session_ttl", with = "humantime_serde")]
     pub session_ttl: Duration,
     #[serde(default = "default_issuer")]
@@ -111,7 +111,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         auth_grpc: settings.peers.auth_grpc.clone(),
         payment_grpc: settings.peers.payment_grpc.clone(),
         tokens: Box::new(move |audience| {
-            ServiceTokenSource::new(&auth_http, "cart", &client_secret, audience)
+            ServiceTokenSource::new(&auth_http, "cart", client_secret.expose(), audience)
         }),
     })?;
     let redis = context.redis().await?;

@@ -80,6 +80,93 @@ fn configuration_errors_name_the_key() {
     );
 }
 
+/// The credentials `config/commerce.toml` once committed, or any placeholder, stop the
+/// service that reads them before it serves anything.
+#[test]
+fn placeholder_credentials_are_refused_naming_the_key() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/commerce.toml");
+    let state = tempfile::tempdir().unwrap();
+    let refusal = |target: &str, key: &str, value: &str| {
+        let output = commerce()
+            .args(["--config", shipped, "serve", "--target", target])
+            .env(
+                "COMMERCE_LOCAL_SECRETS__FILE",
+                state.path().join("local-secrets.toml"),
+            )
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{target} started with {value}");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let stderr = refusal(
+        "cart",
+        "COMMERCE_SERVICES__CART__CLIENT_SECRET",
+        "local-cart-secret-not-for-production",
+    );
+    assert!(
+        stderr.contains("`services.cart.client_secret`: is a placeholder"),
+        "{stderr}"
+    );
+    let stderr = refusal(
+        "auth",
+        "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__ORDER",
+        "change-me",
+    );
+    assert!(
+        stderr.contains("`services.auth.service_clients.order`: must be at least 24"),
+        "{stderr}"
+    );
+    let stderr = refusal(
+        "payment",
+        "COMMERCE_SERVICES__PAYMENT__OFFLINE__WEBHOOK_SECRET",
+        "whsec_replace-me-with-the-real-one",
+    );
+    assert!(
+        stderr.contains("`services.payment.offline.webhook_secret`: is a placeholder"),
+        "{stderr}"
+    );
+    // Nothing printed the value.
+    assert!(!stderr.contains("whsec_replace"), "{stderr}");
+}
+
+/// The shipped configuration holds no credential: a local install generates its own.
+#[test]
+fn the_shipped_configuration_commits_no_credentials() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/commerce.toml"
+    ))
+    .unwrap();
+    let table: toml::Table = shipped.parse().unwrap();
+    let services = table["services"].as_table().unwrap();
+    assert!(
+        !services["auth"]
+            .as_table()
+            .unwrap()
+            .contains_key("service_clients")
+    );
+    for (name, section) in services {
+        for key in ["client_secret", "webhook_secret"] {
+            assert!(
+                !section.as_table().unwrap().contains_key(key),
+                "services.{name}.{key} is committed"
+            );
+        }
+    }
+    assert!(
+        !services["payment"]["offline"]
+            .as_table()
+            .unwrap()
+            .contains_key("webhook_secret")
+    );
+    let clients = table["local_secrets"]["clients"].as_array().unwrap();
+    for client in clients {
+        let client = client.as_str().unwrap();
+        assert!(services.contains_key(client), "{client} is not a service");
+    }
+}
+
 #[tokio::test]
 async fn migrate_seed_serve_and_stop_on_sigterm() {
     let shop = LocalShop::new("cli").await;
@@ -174,8 +261,8 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     );
     let tokens = commerce_access::ServiceTokenSource::new(
         &auth,
-        "gateway",
-        "local-gateway-secret-not-for-production",
+        "order",
+        shop.client_secret("order"),
         "product",
     );
     let found = grpc

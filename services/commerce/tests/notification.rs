@@ -164,7 +164,7 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
         .post(format!("{gateway}/v1/auth/service-token"))
         .json(&json!({
             "clientId": "order",
-            "clientSecret": "local-order-secret-not-for-production",
+            "clientSecret": shop.client_secret("order"),
             "audience": "notification",
         }))
         .send()

@@ -64,7 +64,7 @@ pub struct NotificationSettings {
     /// Asks auth for addresses it has not seen in an event: `{ auth_http, auth_grpc }`
     /// with `client_secret` (auth's `service_clients.notification`).
     pub peers: Option<Peers>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<commerce_runtime::Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +113,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let directory = match (&settings.peers, &settings.client_secret) {
         (Some(peers), Some(secret)) => Some(UserDirectory::new(
             &peers.auth_grpc,
-            ServiceTokenSource::new(&peers.auth_http, "notification", secret, "auth"),
+            ServiceTokenSource::new(&peers.auth_http, "notification", secret.expose(), "auth"),
         )?),
         (Some(_), None) => {
             return Err("services.notification.client_secret: needed with `peers`".into());

@@ -39,7 +39,7 @@ use crate::workflow::TemporalOrders;
 pub struct OrderSettings {
     pub peers: PeerSettings,
     /// This service's client secret for service tokens (client id `order`).
-    pub client_secret: String,
+    pub client_secret: commerce_runtime::Secret,
     #[serde(default = "default_issuer")]
     pub issuer: String,
     #[serde(default)]
@@ -289,7 +289,7 @@ pub(crate) async fn foundation(
             fulfillment_grpc: &settings.peers.fulfillment_grpc,
             payment_grpc: &settings.peers.payment_grpc,
         },
-        &settings.client_secret,
+        settings.client_secret.expose(),
     )?;
     let redis = context.redis().await?;
     let queue =

@@ -53,7 +53,7 @@ pub struct OfflineSettings {
     #[serde(default)]
     pub enabled: bool,
     /// Signs the offline gateway's webhook deliveries; random per process when unset.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<commerce_runtime::Secret>,
 }
 
 fn default_issuer() -> String {
@@ -83,7 +83,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             "the offline payment gateway is enabled: customers can settle their own payments without paying (services.payment.offline.enabled)"
         );
         gateways = gateways.with_offline(OfflineGateway::new(
-            settings.offline.webhook_secret.clone(),
+            settings
+                .offline
+                .webhook_secret
+                .as_ref()
+                .map(|secret| secret.expose().to_owned()),
             settings.webhook_tolerance,
         ));
     }

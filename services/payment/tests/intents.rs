@@ -136,7 +136,7 @@ async fn intents_are_idempotent_per_order_and_cancel_safely() {
 #[tokio::test]
 async fn refunds_are_partial_or_full_and_idempotent_per_key() {
     let payment = PaymentUnderTest::start(
-        r#"offline = { enabled = true, webhook_secret = "refund-test-secret" }"#,
+        r#"offline = { enabled = true, webhook_secret = "refund-test-webhook-secret-0001" }"#,
     )
     .await;
     let (database, issuer) = (&payment.database, &payment.issuer);
@@ -199,7 +199,7 @@ async fn refunds_are_partial_or_full_and_idempotent_per_key() {
         .post(format!("{http}/v1/payments/webhooks/offline"))
         .header(
             "offline-signature",
-            commerce_payment::signature::sign("refund-test-secret", now, &body),
+            commerce_payment::signature::sign("refund-test-webhook-secret-0001", now, &body),
         )
         .body(body)
         .send()

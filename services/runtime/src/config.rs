@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::secret::LocalSecrets;
+
 /// A configuration problem, always tied to the key that caused it.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration key `{key}`: {message}")]
@@ -153,7 +155,16 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Self::from_figment(figment.merge(Env::prefixed("COMMERCE_").split("__")))
+        let environment = || Env::prefixed("COMMERCE_").split("__");
+        let layered = figment.clone().merge(environment());
+        if layered.contains("local_secrets") {
+            let local: LocalSecrets = layered
+                .extract_inner("local_secrets")
+                .map_err(|error| ConfigError::from_figment("local_secrets", error))?;
+            // `join`: a credential the file sets keeps its value.
+            figment = figment.join(local.provider()?);
+        }
+        Self::from_figment(figment.merge(environment()))
     }
 
     /// Builds the configuration from any figment; tests use this with inline TOML.
@@ -247,6 +258,49 @@ mod tests {
         grpc_addr = "127.0.0.1:9082"
         database = { url = "postgres://product:product@127.0.0.1:5432/product" }
     "#;
+
+    #[test]
+    fn local_secrets_fill_what_the_file_leaves_unset() {
+        let directory = tempfile::tempdir().unwrap();
+        let secrets = directory.path().join("local-secrets.toml");
+        let file = directory.path().join("commerce.toml");
+        let set_by_hand = "a-credential-set-by-hand-0123456789";
+        std::fs::write(
+            &file,
+            format!(
+                "{BASE}\n[services.cart]\nhttp_addr = \"127.0.0.1:8083\"\n\
+                 [services.order]\nclient_secret = \"{set_by_hand}\"\n\
+                 [local_secrets]\nfile = {secrets:?}\nclients = [\"cart\", \"order\"]\n"
+            ),
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        let secret_of = |service: &str| -> String {
+            config
+                .figment
+                .extract_inner(&format!("services.{service}.client_secret"))
+                .unwrap()
+        };
+        let auth_knows = |client: &str| -> String {
+            config
+                .figment
+                .extract_inner(&format!("services.auth.service_clients.{client}"))
+                .unwrap()
+        };
+        assert_eq!(secret_of("cart").len(), 64);
+        assert_eq!(auth_knows("cart"), secret_of("cart"));
+        assert_eq!(secret_of("order"), set_by_hand);
+        // The section's own keys are still there.
+        assert_eq!(config.endpoints("cart").unwrap().http_addr.port(), 8083);
+        assert_eq!(
+            Config::load(Some(&file))
+                .unwrap()
+                .figment
+                .extract_inner::<String>("services.cart.client_secret")
+                .unwrap(),
+            secret_of("cart")
+        );
+    }
 
     #[test]
     fn valid_configuration_loads_with_defaults() {

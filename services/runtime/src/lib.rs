@@ -6,11 +6,13 @@ pub mod config;
 pub mod grpc_metrics;
 pub mod health;
 pub mod http;
+pub mod secret;
 pub mod service;
 pub mod telemetry;
 
 pub use api::ApiError;
 pub use config::{Config, ConfigError};
+pub use secret::Secret;
 pub use service::{
     BackgroundTask, BoxError, RuntimeError, ServiceContext, ServiceDefinition, ServiceParts,
 };

@@ -162,6 +162,10 @@ impl LocalShop {
                 path("search-index"),
             ),
             (
+                "COMMERCE_LOCAL_SECRETS__FILE".to_owned(),
+                path("local-secrets.toml"),
+            ),
+            (
                 "COMMERCE_SERVICES__CHAT__ATTACHMENT_DIR".to_owned(),
                 path("chat-attachments"),
             ),
@@ -215,6 +219,17 @@ impl LocalShop {
     /// A file in this shop's scratch directory.
     pub fn scratch(&self, name: &str) -> std::path::PathBuf {
         self.state.path().join(name)
+    }
+
+    /// The credential this shop generated for service client `client` on its first
+    /// start (`[local_secrets]` in config/commerce.toml).
+    pub fn client_secret(&self, client: &str) -> String {
+        let file = self.scratch("local-secrets.toml");
+        let secrets: toml::Table = std::fs::read_to_string(&file)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()))
+            .parse()
+            .unwrap();
+        secrets[client].as_str().unwrap().to_owned()
     }
 
     pub fn database(&self, service: &str) -> &TestDatabase {
