@@ -116,7 +116,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Ends the session the access token belongs to. */
+        /**
+         * Ends the session the access token belongs to.
+         * @description The session's access tokens are refused at once by the gateway and every service. A 503 means the sign-out could not be announced yet; repeat the call.
+         */
         post: operations["logout"];
         delete?: never;
         options?: never;
@@ -135,7 +138,11 @@ export interface paths {
         get: operations["listSessions"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Ends every session of the signed-in user, this one included.
+         * @description Their access tokens are refused at once and their refresh tokens no longer work. A 503 means the sign-out could not be announced yet; repeat the call.
+         */
+        delete: operations["signOutEverywhere"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2157,6 +2164,7 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
         };
     };
     listSessions: {
@@ -2185,6 +2193,27 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    signOutEverywhere: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session signed out. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     revokeSession: {
         parameters: {
             query?: never;
@@ -2207,6 +2236,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
         };
     };
     serviceToken: {
@@ -2490,6 +2520,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
         };
     };
     listProducts: {

@@ -137,16 +137,11 @@ function Sessions() {
     },
     onSuccess: () => queryClient.invalidateQueries({ queryKey: ["sessions"] }),
   });
-  // Every other session first, then this one: the refresh tokens die with them.
+  // One call ends every session, this one included; their tokens stop working at once.
   const everywhere = useMutation({
     mutationFn: async () => {
-      const listed = sessions.data;
-      if (!listed) return;
-      for (const other of listed.items.filter((s) => s.id !== listed.current)) {
-        const { error, response } = await api.DELETE("/v1/auth/sessions/{id}", { params: { path: { id: other.id } } });
-        if (error && response.status !== 404) throw new Error(error.error.message);
-      }
-      await api.POST("/v1/auth/logout");
+      const { error } = await api.DELETE("/v1/auth/sessions");
+      if (error) throw new Error(error.error.message);
       store.signOut();
     },
     onSuccess: async () => {

@@ -8,12 +8,14 @@
 mod claims;
 mod grpc;
 mod http;
+mod revocation;
 mod service_token;
 mod verifier;
 
 pub use claims::{Claims, Role, SERVICE_SUBJECT_PREFIX};
 pub use grpc::{RequireServiceToken, ServiceTokenCheck, claims_of};
 pub use http::{MaybePrincipal, Principal, bearer_token};
+pub use revocation::RevokedSessions;
 pub use service_token::{ServiceTokenResponse, ServiceTokenSource};
 pub use verifier::{TokenVerifier, VerifierSettings};
 
@@ -40,6 +42,8 @@ pub enum AccessError {
     Audience,
     #[error("token is from another issuer")]
     Issuer,
+    #[error("the token's session has been signed out")]
+    Revoked,
     #[error("token is invalid: {0}")]
     Invalid(String),
     #[error("key set unavailable: {0}")]

@@ -8,7 +8,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::{AccessError, Claims};
+use crate::{AccessError, Claims, RevokedSessions};
 
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
@@ -38,6 +38,7 @@ impl VerifierSettings {
 #[derive(Clone)]
 pub struct TokenVerifier {
     inner: Arc<Inner>,
+    revoked: Option<RevokedSessions>,
 }
 
 struct Inner {
@@ -73,7 +74,14 @@ impl TokenVerifier {
                     .expect("HTTP client"),
                 last_fetch: tokio::sync::Mutex::new(None),
             }),
+            revoked: None,
         }
+    }
+
+    /// Also refuses user tokens whose session was signed out (`revocation.rs`).
+    pub fn checking_revocations(mut self, revoked: RevokedSessions) -> Self {
+        self.revoked = Some(revoked);
+        self
     }
 
     /// Swaps the whole key set: keys no longer published stop verifying.
@@ -116,7 +124,7 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
-        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => AccessError::Expired,
@@ -130,7 +138,13 @@ impl TokenVerifier {
                 | ErrorKind::Json(_)
                 | ErrorKind::Utf8(_) => AccessError::Malformed,
                 other => AccessError::Invalid(format!("{other:?}")),
-            })
+            })?;
+        if let (Some(revoked), Some(session)) = (&self.revoked, claims.sid)
+            && revoked.is_revoked(session).await
+        {
+            return Err(AccessError::Revoked);
+        }
+        Ok(claims)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {

@@ -61,6 +61,7 @@ pub fn api() -> ApiRoutes<AuthService> {
         .post("/v1/auth/refresh", refresh)
         .post("/v1/auth/logout", logout)
         .get("/v1/auth/sessions", sessions)
+        .delete("/v1/auth/sessions", sign_out_everywhere)
         .delete("/v1/auth/sessions/{id}", revoke_session)
         .post("/v1/auth/service-token", service_token)
         .get("/v1/users/me", me)
@@ -107,6 +108,14 @@ impl From<AuthError> for ApiError {
             },
             AuthError::Verification(_) => ApiError::invalid("token", error.to_string()),
             AuthError::NotFound(_) => ApiError::not_found(error.to_string()),
+            AuthError::RevocationUnavailable(_) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    error.to_string(),
+                )
+            },
             AuthError::Internal(_) => ApiError::internal(error),
         }
     }
@@ -410,6 +419,14 @@ async fn sessions(
     Ok(Json(
         serde_json::json!({ "items": sessions, "current": principal.claims().sid }),
     ))
+}
+
+async fn sign_out_everywhere(
+    State(auth): State<AuthService>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    auth.sign_out_everywhere(principal.user_id()?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {

@@ -345,6 +345,21 @@ pub async fn revoke_all_sessions(
     Ok(revoked.rows_affected())
 }
 
+/// Sessions of the user revoked within `within` (their access tokens may still be alive).
+pub async fn recently_revoked_sessions(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    within: std::time::Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at > now() - make_interval(secs => $2)",
+    )
+    .bind(user_id)
+    .bind(within.as_secs_f64())
+    .fetch_all(executor)
+    .await
+}
+
 pub async fn session_is_active(
     executor: impl PgExecutor<'_>,
     session_id: Uuid,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::Utc;
-use commerce_access::{AccessError, Claims, Role, SERVICE_SUBJECT_PREFIX, TokenVerifier};
+use commerce_access::{
+    AccessError, Claims, RevokedSessions, Role, SERVICE_SUBJECT_PREFIX, TokenVerifier,
+};
 use commerce_messaging::NewEvent;
 use commerce_proto::auth::v1 as pb;
 use commerce_redis::{RateDecision, RateLimit, RedisClient};
@@ -215,6 +217,8 @@ pub enum AuthError {
     NotFound(&'static str),
     #[error("{0}")]
     Unauthenticated(String),
+    #[error("cannot record the sign-out right now; try again")]
+    RevocationUnavailable(#[source] commerce_redis::RedisError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -277,6 +281,7 @@ struct Inner {
     keys: KeyRing,
     settings: AuthSettings,
     user_tokens: TokenVerifier,
+    revoked: RevokedSessions,
     /// A hash of a random password: unknown e-mails cost as much as wrong passwords.
     decoy_hash: String,
 }
@@ -288,11 +293,13 @@ impl AuthService {
         keys: KeyRing,
         settings: AuthSettings,
     ) -> Result<Self, AuthError> {
+        let revoked = RevokedSessions::new(redis.clone());
         let user_tokens = TokenVerifier::with_keys(
             keys.jwks(),
             commerce_access::VerifierSettings::new(&settings.issuer, &[&settings.audience]),
         )
-        .map_err(|error| AuthError::Internal(error.to_string()))?;
+        .map_err(|error| AuthError::Internal(error.to_string()))?
+        .checking_revocations(revoked.clone());
         let decoy_hash = hash_password_now(&domain::new_secret())?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -301,6 +308,7 @@ impl AuthService {
                 keys,
                 settings,
                 user_tokens,
+                revoked,
                 decoy_hash,
             }),
         })
@@ -601,6 +609,7 @@ impl AuthService {
             tx.commit().await?;
             metrics::counter!("auth_refresh_reuse_total").increment(1);
             tracing::warn!(session = %row.session_id, "refresh token reuse; session revoked");
+            self.announce_revoked_or_log(row.session_id).await;
             return Err(AuthError::RefreshReused);
         }
         let now = Utc::now();
@@ -613,6 +622,7 @@ impl AuthService {
         if user.status != UserStatus::Active {
             repo::revoke_session(&mut *tx, row.session_id, None, "account not active").await?;
             tx.commit().await?;
+            self.announce_revoked_or_log(row.session_id).await;
             return Err(AuthError::Disabled);
         }
         repo::mark_rotated(&mut tx, &hash).await?;
@@ -639,7 +649,48 @@ impl AuthService {
             ));
         };
         repo::revoke_session(&self.inner.pool, session_id, Some(user_id), "logout").await?;
-        Ok(())
+        self.announce_revoked(&[session_id]).await
+    }
+
+    /// "Sign out everywhere": every session of the user ends, this one included, and
+    /// their access tokens stop working at once.
+    pub async fn sign_out_everywhere(&self, user_id: Uuid) -> Result<(), AuthError> {
+        repo::revoke_all_sessions(&self.inner.pool, user_id, "signed out everywhere").await?;
+        self.announce_recently_revoked(user_id).await
+    }
+
+    /// Tells every verifier (`commerce_access::RevokedSessions`) that these sessions'
+    /// access tokens are no longer good. Safe to repeat, so a failed call can be retried.
+    async fn announce_revoked(&self, sessions: &[Uuid]) -> Result<(), AuthError> {
+        self.inner
+            .revoked
+            .revoke(sessions, self.inner.settings.access_ttl)
+            .await
+            .map_err(AuthError::RevocationUnavailable)
+    }
+
+    /// Every session of the user revoked within an access token's lifetime: a retry after
+    /// a failed announcement covers the sessions the first attempt revoked.
+    async fn announce_recently_revoked(&self, user_id: Uuid) -> Result<(), AuthError> {
+        let sessions = repo::recently_revoked_sessions(
+            &self.inner.pool,
+            user_id,
+            self.inner.settings.access_ttl,
+        )
+        .await?;
+        self.announce_revoked(&sessions).await
+    }
+
+    /// Where the caller's answer is already decided (a refused refresh).
+    async fn announce_revoked_or_log(&self, session: Uuid) {
+        let announced = self
+            .inner
+            .revoked
+            .revoke(&[session], self.inner.settings.access_ttl)
+            .await;
+        if let Err(cause) = announced {
+            tracing::error!(%session, %cause, "session revoked, but not announced to verifiers");
+        }
     }
 
     pub async fn sessions(&self, user_id: Uuid) -> Result<Vec<Session>, AuthError> {
@@ -654,8 +705,15 @@ impl AuthService {
             "revoked by user",
         )
         .await?
+            || repo::recently_revoked_sessions(
+                &self.inner.pool,
+                user_id,
+                self.inner.settings.access_ttl,
+            )
+            .await?
+            .contains(&session_id)
         {
-            Ok(())
+            self.announce_revoked(&[session_id]).await
         } else {
             Err(AuthError::NotFound("session"))
         }
@@ -768,7 +826,7 @@ impl AuthService {
         }
         repo::revoke_all_sessions(&mut *tx, user_id, "account disabled").await?;
         tx.commit().await?;
-        Ok(())
+        self.announce_recently_revoked(user_id).await
     }
 
     /// Client credentials → a short-lived token whose audience is the callee.

@@ -99,7 +99,8 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let verifier = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["commerce"]),
-    );
+    )
+    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
     let state = AppState {
         chat: ChatService::new(
             pool,

@@ -86,10 +86,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }
     };
     let shipments = Shipments::new(pool.clone(), carrier);
+    let redis = context.redis().await?;
     let user_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["commerce"]),
-    );
+    )
+    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
     let relay_task = context.outbox_relay(&[TopicSpec::new(shipments::TOPIC, 3)])?;
     let worker_shutdown = context.shutdown.clone();
     let worker = shipments.clone();

@@ -185,7 +185,8 @@ impl Gateway {
         let verifier = TokenVerifier::with_jwks_url(
             settings.jwks_url.clone(),
             VerifierSettings::new(&settings.issuer, &["commerce"]),
-        );
+        )
+        .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
         Ok(Self {
             local_limits: LocalLimits::new(table.routes()),
             redis_away_until: Mutex::new(None),

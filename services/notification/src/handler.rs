@@ -170,7 +170,8 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let user_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["commerce"]),
-    );
+    )
+    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
     let service_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["notification"]),

@@ -96,10 +96,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["payment"]),
     );
+    let redis = context.redis().await?;
     let user_tokens = TokenVerifier::with_jwks_url(
         &settings.jwks_url,
         VerifierSettings::new(&settings.issuer, &["commerce"]),
-    );
+    )
+    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
     let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::payment_service_server::PaymentServiceServer::new(GrpcHandler {
