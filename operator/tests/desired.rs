@@ -220,6 +220,20 @@ fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
         .map(|e| e.name.clone())
         .collect();
     assert_eq!(auth_env.len(), shop::SERVICE_CLIENTS.len());
+    // Each client may get tokens only for the services it calls, and every client with a
+    // credential has such a list.
+    let auth = config(find(&children, "auth"));
+    let audiences = auth["services"]["auth"]["client_audiences"]
+        .as_table()
+        .unwrap();
+    let clients: Vec<&str> = audiences.keys().map(String::as_str).collect();
+    let mut expected = shop::SERVICE_CLIENTS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(clients, expected);
+    assert_eq!(
+        audiences["notification"].as_array().unwrap(),
+        &[toml::Value::String("auth".to_owned())]
+    );
 
     // Checkout asks the payment service which gateways it offers.
     assert_eq!(

@@ -552,6 +552,10 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                 "keys".to_owned(),
                 table([("dir", text(KEYS_DIR)), ("generate", Value::Boolean(false))]),
             );
+            own.insert(
+                "client_audiences".to_owned(),
+                Value::Table(client_audiences()),
+            );
         }
         "product" => {
             own.insert("auth".to_owned(), table([("jwks_url", text(&jwks))]));
@@ -702,17 +706,29 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
     config
 }
 
-/// The REST gateway's routes, from the local configuration compiled in.
-pub fn gateway_routes() -> Vec<Value> {
+fn shipped_service_setting(service: &str, key: &str) -> Option<Value> {
     let local: Table = include_str!("../../../config/commerce.toml")
         .parse()
         .expect("config/commerce.toml is valid TOML (its own tests load it)");
     local
         .get("services")
-        .and_then(|services| services.get("gateway"))
-        .and_then(|gateway| gateway.get("routes"))
-        .and_then(Value::as_array)
+        .and_then(|services| services.get(service))
+        .and_then(|section| section.get(key))
         .cloned()
+}
+
+/// The REST gateway's routes, from the local configuration compiled in.
+pub fn gateway_routes() -> Vec<Value> {
+    shipped_service_setting("gateway", "routes")
+        .and_then(|routes| routes.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Which services each service client may get tokens for, from the local configuration
+/// compiled in (one source for both).
+pub fn client_audiences() -> Table {
+    shipped_service_setting("auth", "client_audiences")
+        .and_then(|audiences| audiences.as_table().cloned())
         .unwrap_or_default()
 }
 

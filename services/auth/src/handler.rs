@@ -63,7 +63,6 @@ pub fn api() -> ApiRoutes<AuthService> {
         .get("/v1/auth/sessions", sessions)
         .delete("/v1/auth/sessions", sign_out_everywhere)
         .delete("/v1/auth/sessions/{id}", revoke_session)
-        .post("/v1/auth/service-token", service_token)
         .get("/v1/users/me", me)
         .patch("/v1/users/me", update_me)
         .get("/v1/users/me/addresses", addresses)
@@ -75,12 +74,20 @@ pub fn api() -> ApiRoutes<AuthService> {
         .post("/v1/admin/users/{id}/disable", disable_user)
 }
 
+/// Service-to-service endpoints: served on auth's own address, which services call
+/// directly; the public gateway routes them to nobody (`access = "internal"`), so they
+/// are not in the public document.
+pub fn internal_api() -> ApiRoutes<AuthService> {
+    ApiRoutes::new().post("/v1/auth/service-token", service_token)
+}
+
 pub fn routes(auth: AuthService) -> Router {
     let verifier = auth.user_token_verifier();
     let schema = crate::graphql::schema(Some(auth.clone()));
     api()
         .graphql(crate::graphql::handler)
         .into_router()
+        .merge(internal_api().into_router())
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(auth)
@@ -96,9 +103,9 @@ impl From<AuthError> for ApiError {
             | AuthError::RefreshReused
             | AuthError::ClientCredentials
             | AuthError::Unauthenticated(_) => ApiError::unauthenticated(error.to_string()),
-            AuthError::EmailNotVerified | AuthError::Disabled => {
-                ApiError::forbidden(error.to_string())
-            }
+            AuthError::EmailNotVerified
+            | AuthError::Disabled
+            | AuthError::AudienceNotAllowed { .. } => ApiError::forbidden(error.to_string()),
             AuthError::RateLimited(retry_after) => {
                 ApiError::too_many_requests(retry_after.as_secs_f64().ceil() as u64)
             }

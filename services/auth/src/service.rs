@@ -138,6 +138,9 @@ pub struct AuthSettings {
     /// Service id → secret, for `POST /v1/auth/service-token`.
     #[serde(default)]
     pub service_clients: BTreeMap<String, commerce_runtime::Secret>,
+    /// Service id → the services it may get a token for. A client not listed gets none.
+    #[serde(default)]
+    pub client_audiences: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub limits: Limits,
     /// Take the client address from `X-Forwarded-For` (only behind the gateway).
@@ -184,6 +187,14 @@ impl AuthSettings {
         if self.verification_ttl < Duration::from_secs(60) {
             return Err(("verification_ttl", "must be at least 1m".to_owned()));
         }
+        for (client, audiences) in &self.client_audiences {
+            if let Some(unknown) = audiences.iter().find(|a| !SERVICES.contains(&a.as_str())) {
+                return Err((
+                    "client_audiences",
+                    format!("`{client}` lists `{unknown}`, which is not a service"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -217,6 +228,8 @@ pub enum AuthError {
     NotFound(&'static str),
     #[error("{0}")]
     Unauthenticated(String),
+    #[error("client `{client}` may not call `{audience}`")]
+    AudienceNotAllowed { client: String, audience: String },
     #[error("cannot record the sign-out right now; try again")]
     RevocationUnavailable(#[source] commerce_redis::RedisError),
     #[error("internal: {0}")]
@@ -852,6 +865,19 @@ impl AuthService {
             });
         }
         let settings = &self.inner.settings;
+        let allowed = settings
+            .client_audiences
+            .get(client_id)
+            .is_some_and(|audiences| audiences.iter().any(|allowed| allowed == audience));
+        if !allowed {
+            metrics::counter!("auth_service_token_refused_total", "client" => client_id.to_owned())
+                .increment(1);
+            tracing::warn!(client = client_id, audience, "service token for an audience not allowed");
+            return Err(AuthError::AudienceNotAllowed {
+                client: client_id.to_owned(),
+                audience: audience.to_owned(),
+            });
+        }
         let now = Utc::now().timestamp();
         let claims = Claims {
             iss: settings.issuer.clone(),

@@ -286,6 +286,18 @@ async fn grpc_needs_a_service_token_for_this_service() {
         (status, body["error"]["field"].clone()),
         (StatusCode::BAD_REQUEST, json!("audience"))
     );
+    // Good credentials, but a service this client is not allowed to call.
+    let (status, body) = auth
+        .post(
+            "/v1/auth/service-token",
+            json!({"clientId": "gateway", "clientSecret": GATEWAY_SECRET, "audience": "payment"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "client `gateway` may not call `payment`"
+    );
 
     // A token for another service is refused here.
     let (_, for_product) = auth

@@ -64,6 +64,7 @@ impl Shop {
             keys = {{ dir = "{keys}", generate = true }}
             redis_prefix = "{auth_prefix}"
             service_clients = {{ cart = "{CART_SECRET}", order = "{ORDER_SECRET}" }}
+            client_audiences = {{ cart = ["product", "auth", "payment"], order = ["cart", "product", "fulfillment", "payment"] }}
             [services.product]
             http_addr = "127.0.0.1:{p2}"
             grpc_addr = "127.0.0.1:{p3}"

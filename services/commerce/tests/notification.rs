@@ -41,6 +41,18 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
         "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".into(),
         sink.smtp_port.to_string(),
     ));
+    // A service client allowed to send pushes (no shipped service sends them over gRPC).
+    let pusher_secret = commerce_runtime::Secret::generate();
+    shop.env.extend([
+        (
+            "COMMERCE_SERVICES__AUTH__SERVICE_CLIENTS__PUSHER".into(),
+            pusher_secret.expose().to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__CLIENT_AUDIENCES__PUSHER".into(),
+            "[\"notification\"]".into(),
+        ),
+    ]);
     shop.run(&["migrate", "--target", "all"]);
     let _running = shop.serve();
     shop.wait_until_ready().await;
@@ -159,14 +171,36 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
     };
     read_until("event: unread").await;
 
-    // A service (here with the order service's credentials) sends a push.
-    let service_token: Value = client
+    // A service sends a push. Service credentials are traded on auth's own address: the
+    // gateway does not route the endpoint at all.
+    let credentials = json!({
+        "clientId": "pusher",
+        "clientSecret": pusher_secret.expose(),
+        "audience": "notification",
+    });
+    let at_the_edge = client
         .post(format!("{gateway}/v1/auth/service-token"))
-        .json(&json!({
-            "clientId": "order",
-            "clientSecret": shop.client_secret("order"),
-            "audience": "notification",
-        }))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_the_edge.status(), 404);
+    // The order service's own credentials do not reach notification.
+    let order_credentials = json!({
+        "clientId": "order",
+        "clientSecret": shop.client_secret("order"),
+        "audience": "notification",
+    });
+    let refused = client
+        .post(format!("{}/v1/auth/service-token", shop.url(8081)))
+        .json(&order_credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let service_token: Value = client
+        .post(format!("{}/v1/auth/service-token", shop.url(8081)))
+        .json(&credentials)
         .send()
         .await
         .unwrap()

@@ -14,6 +14,8 @@ pub enum Access {
     Authenticated,
     /// A valid token whose role is one of these.
     Roles(Vec<commerce_access::Role>),
+    /// Service-to-service only: never served at the edge, answered 404 as if unrouted.
+    Internal,
 }
 
 /// What a rate limit counts by.
@@ -74,15 +76,19 @@ impl RouteTable {
         Self { routes }
     }
 
+    /// The first route that takes the request; `Access::Internal` ones included (the
+    /// caller refuses them), so they shadow broader public prefixes.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.matches(method, path))
     }
 
-    /// Whether some route takes `path` with another method (405 rather than 404).
+    /// Whether some public route takes `path` with another method (405 rather than 404).
     pub fn has_path(&self, path: &str) -> bool {
         self.routes.iter().any(|route| {
-            path.strip_prefix(route.prefix.trim_end_matches('/'))
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            route.access != Access::Internal
+                && path
+                    .strip_prefix(route.prefix.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
 

@@ -205,7 +205,11 @@ impl Gateway {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let Some(route) = self.table.find(&method, &path) else {
+        let route = self
+            .table
+            .find(&method, &path)
+            .filter(|route| route.access != Access::Internal);
+        let Some(route) = route else {
             let error = if self.table.has_path(&path) {
                 ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,

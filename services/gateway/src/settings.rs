@@ -161,6 +161,8 @@ fn default_open_for() -> Duration {
 pub enum AccessSetting {
     Public,
     Authenticated,
+    /// Never served through the gateway (service-to-service endpoints).
+    Internal,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +258,13 @@ impl GatewaySettings {
                 }
                 (AccessSetting::Authenticated, true) => Access::Authenticated,
                 (AccessSetting::Authenticated, false) => Access::Roles(route.roles.clone()),
+                (AccessSetting::Internal, true) => Access::Internal,
+                (AccessSetting::Internal, false) => {
+                    return Err(ConfigError::new(
+                        key(index, "roles"),
+                        "an internal route is served to nobody; roles mean nothing there",
+                    ));
+                }
             };
             let rate_limit = match route.rate_limit {
                 Some(limit) if limit.requests == 0 || limit.window.is_zero() => {

@@ -48,6 +48,7 @@ impl TestAuth {
             database = {{ url = "{db}" }}
             keys = {{ dir = "{keys}", generate = true }}
             service_clients = {{ gateway = "{GATEWAY_SECRET}" }}
+            client_audiences = {{ gateway = ["auth", "product"] }}
             redis_prefix = "{prefix}"
             {extra}
             "#,
