@@ -165,23 +165,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/auth/service-token": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** OAuth-style client credentials for service-to-service calls. */
-        post: operations["serviceToken"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/users/me": {
         parameters: {
             query?: never;
@@ -2237,44 +2220,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
-        };
-    };
-    serviceToken: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    clientId: string;
-                    clientSecret: string;
-                    audience: string;
-                };
-            };
-        };
-        responses: {
-            /** @description A short-lived service token. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        accessToken: string;
-                        /** @constant */
-                        tokenType: "Bearer";
-                        /** @description seconds */
-                        expiresIn: number;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            429: components["responses"]["TooManyRequests"];
         };
     };
     getMe: {
