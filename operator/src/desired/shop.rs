@@ -556,6 +556,19 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                 "client_audiences".to_owned(),
                 Value::Table(client_audiences()),
             );
+            // Public requests reach auth through the shop's gateway pods, whose addresses
+            // are not known in advance; auth's NetworkPolicy admits only pods of the
+            // cluster. So any pod address is a trusted proxy; the gateway replaces
+            // X-Forwarded-For with the client it saw.
+            own.insert(
+                "trusted_proxies".to_owned(),
+                Value::Array(
+                    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]
+                        .into_iter()
+                        .map(text)
+                        .collect(),
+                ),
+            );
         }
         "product" => {
             own.insert("auth".to_owned(), table([("jwks_url", text(&jwks))]));

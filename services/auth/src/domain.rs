@@ -1,7 +1,10 @@
 //! Identity entities and their rules. No I/O here.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use commerce_access::Role;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -107,6 +110,24 @@ pub struct Address {
 }
 
 /// Checks an ISO 3166-1 alpha-2 code's shape.
+/// Who is really asking. Behind the gateway every request comes from the gateway's
+/// address, and the client's is the first `X-Forwarded-For` entry (the gateway replaces
+/// the header, so the entry is its own observation). That header is believed only from a
+/// trusted proxy: anyone else could write any address into it to dodge the limits.
+pub fn client_address(
+    peer: IpAddr,
+    forwarded_for: Option<&str>,
+    trusted_proxies: &[IpNet],
+) -> IpAddr {
+    if !trusted_proxies.iter().any(|proxy| proxy.contains(&peer)) {
+        return peer;
+    }
+    forwarded_for
+        .and_then(|header| header.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 pub fn check_country(country: &str) -> Result<(), &'static str> {
     if country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(())
@@ -168,5 +189,22 @@ mod tests {
         assert!(check_country("DE").is_ok());
         assert!(check_country("de").is_err());
         assert!(check_country("DEU").is_err());
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let gateway: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.7".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_address(gateway, Some("198.51.100.9, 10.9.9.9"), &trusted),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        // A client writing the header itself is still itself.
+        assert_eq!(client_address(stranger, Some("198.51.100.9"), &trusted), stranger);
+        assert_eq!(client_address(gateway, Some("198.51.100.9"), &[]), gateway);
+        // From the gateway, but nothing usable in the header.
+        assert_eq!(client_address(gateway, None, &trusted), gateway);
+        assert_eq!(client_address(gateway, Some("not an address"), &trusted), gateway);
     }
 }

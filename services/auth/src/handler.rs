@@ -168,16 +168,18 @@ impl FromRequestParts<AuthService> for Client {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_default();
-        let forwarded = auth
-            .settings()
-            .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for"))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .map(|ip| ip.trim().to_owned());
+            .map(|ConnectInfo(addr)| addr.ip())
+            // Routers driven without a socket (in-process calls) have no peer.
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let forwarded_for = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok());
+        let ip = crate::domain::client_address(
+            peer,
+            forwarded_for,
+            &auth.settings().trusted_proxies,
+        );
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
@@ -187,7 +189,7 @@ impl FromRequestParts<AuthService> for Client {
             .take(256)
             .collect();
         Ok(Self(ClientInfo {
-            ip: forwarded.unwrap_or(peer),
+            ip: ip.to_string(),
             user_agent,
         }))
     }

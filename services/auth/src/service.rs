@@ -143,9 +143,10 @@ pub struct AuthSettings {
     pub client_audiences: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub limits: Limits,
-    /// Take the client address from `X-Forwarded-For` (only behind the gateway).
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client: the gateway's addresses.
+    /// From anyone else the header is ignored.
     #[serde(default)]
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Namespace of this service's Redis keys, so shops (or tests) can share a Redis.
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
@@ -531,8 +532,10 @@ impl AuthService {
         let email = domain::normalize_email(email);
         self.limit("login-ip", &client.ip, limits.login_per_ip)
             .await?;
-        // Every attempt counts against the account; a success clears the count.
-        self.limit("login-email", &email, limits.login_per_email)
+        // Every attempt counts against the account from this source; a success clears the
+        // count. Keyed by source too, so a stranger's guesses lock only the stranger out.
+        let account_from_source = format!("{email} {}", client.ip);
+        self.limit("login-email", &account_from_source, limits.login_per_email)
             .await?;
         let user = repo::user_by_email(&self.inner.pool, &email).await?;
         let hash = user.as_ref().map_or(self.inner.decoy_hash.clone(), |user| {
@@ -553,7 +556,7 @@ impl AuthService {
         }
         self.inner
             .redis
-            .reset_hits(&self.scope("login-email"), &email)
+            .reset_hits(&self.scope("login-email"), &account_from_source)
             .await?;
         let mut tx = self.inner.pool.begin().await?;
         let settings = &self.inner.settings;

@@ -219,6 +219,69 @@ async fn brute_force_login_is_throttled() {
     auth.stop().await;
 }
 
+/// Behind the gateway (a trusted proxy), each client is its forwarded address: a
+/// stranger's wrong guesses lock the stranger out, not the account's owner.
+#[tokio::test]
+async fn a_strangers_guesses_lock_out_the_stranger_only() {
+    let auth = TestAuth::start_with(
+        "limits = { login_per_email = { max = 3, window = \"15m\" } }\n\
+         trusted_proxies = [\"127.0.0.0/8\"]",
+    )
+    .await;
+    let email = unique_email("owner");
+    auth.verified_login(&email).await;
+    let login_from = |source: &'static str, password: String| {
+        auth.client
+            .post(format!("{}/v1/auth/login", auth.http))
+            .header("x-forwarded-for", source)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    for attempt in 1..=3 {
+        let response = login_from("203.0.113.7", format!("guess number {attempt}"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let stranger = login_from("203.0.113.7", PASSWORD.to_owned()).await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::TOO_MANY_REQUESTS);
+    let owner = login_from("198.51.100.9", PASSWORD.to_owned()).await.unwrap();
+    assert_eq!(owner.status(), StatusCode::OK, "the owner is not locked out");
+    auth.stop().await;
+}
+
+/// Where the peer is no trusted proxy, `X-Forwarded-For` is the client's own words: a
+/// guesser rotating it is still one source, and is stopped.
+#[tokio::test]
+async fn a_forged_forwarded_address_does_not_reset_the_count() {
+    let auth =
+        TestAuth::start_with("limits = { login_per_email = { max = 3, window = \"15m\" } }")
+            .await;
+    let email = unique_email("target");
+    auth.verified_login(&email).await;
+    for attempt in 1..=3 {
+        let response = auth
+            .client
+            .post(format!("{}/v1/auth/login", auth.http))
+            .header("x-forwarded-for", format!("203.0.113.{attempt}"))
+            .json(&json!({"email": email, "password": format!("guess number {attempt}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let response = auth
+        .client
+        .post(format!("{}/v1/auth/login", auth.http))
+        .header("x-forwarded-for", "203.0.113.99")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    auth.stop().await;
+}
+
 async fn grpc_client(
     auth: &TestAuth,
 ) -> pb::auth_service_client::AuthServiceClient<tonic::transport::Channel> {

@@ -190,13 +190,16 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         .unwrap();
     assert_eq!(accounts, 3, "one demo account per role, once");
 
-    let mut server = commerce()
-        .args(["serve", "--target", "all"])
-        .envs(shop.env.clone())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before it stops the server itself.
+    let mut server = support::Process(
+        commerce()
+            .args(["serve", "--target", "all"])
+            .envs(shop.env.clone())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let http = shop.url(8082);
     let client = reqwest::Client::new();
     shop.wait_until_ready().await;
@@ -376,7 +379,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     .await;
 
     let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -384,7 +387,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
         Duration::from_secs(10),
         "the process to exit after SIGTERM",
         || {
-            let status = server.try_wait().unwrap();
+            let status = server.0.try_wait().unwrap();
             async move { status }
         },
     )

@@ -1,7 +1,11 @@
+//! Identity under attack, through the gateway as it comes from outside.
+//!
 //! Signing out takes effect at once: logout, "sign out everywhere" and a disabled account
 //! make the session's access token useless right away, at the gateway and at every
 //! service that takes user tokens (each checks the revoked sessions in Redis; none asks
-//! auth), though the token's signature and expiry are still good.
+//! auth), though the token's signature and expiry are still good. And auth sees each
+//! client's own address behind the gateway, so a stranger's failed logins lock out the
+//! stranger, not the account's owner or everyone else.
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -162,4 +166,46 @@ async fn a_signed_out_session_is_refused_at_once_by_the_gateway_and_every_servic
     assert_refused_everywhere(&client, &shop, &desk.access).await;
     // The admin's own session is untouched.
     assert_accepted_everywhere(&client, &shop, &admin).await;
+}
+
+#[tokio::test]
+async fn a_strangers_failed_logins_lock_out_the_stranger_not_the_owner() {
+    let mut shop = LocalShop::new("lockout").await;
+    shop.env.extend([
+        // As behind a load balancer that names the client.
+        (
+            "COMMERCE_SERVICES__GATEWAY__CLIENT_IP_HEADER".to_owned(),
+            "x-forwarded-for".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__AUTH__LIMITS__LOGIN_PER_EMAIL__MAX".to_owned(),
+            "3".to_owned(),
+        ),
+    ]);
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let _server = shop.serve();
+    shop.wait_until_ready().await;
+    let client = Client::new();
+    let gateway = shop.url(8080);
+    let login_from = |source: &'static str, password: &'static str| {
+        client
+            .post(format!("{gateway}/v1/auth/login"))
+            .header("x-forwarded-for", source)
+            .json(&json!({ "email": "customer@commerce.local", "password": password }))
+            .send()
+    };
+    for guess in ["letmein-0001", "letmein-0002", "letmein-0003"] {
+        let refused = login_from("203.0.113.7", guess).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let stranger = login_from("203.0.113.7", "customer-demo-password-1")
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(stranger.headers().contains_key("retry-after"));
+    let owner = login_from("198.51.100.9", "customer-demo-password-1")
+        .await
+        .unwrap();
+    assert_eq!(owner.status(), StatusCode::OK, "the owner is not locked out");
 }
