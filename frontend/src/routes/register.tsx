@@ -50,10 +50,7 @@ export function Register() {
       const field = (error?.error.field ?? null) as Field | null;
       setServerError({
         field: field && field in RULES ? field : null,
-        message:
-          response.status === 409
-            ? "An account with this e-mail exists; sign in instead."
-            : (error?.error.message ?? `Sign-up failed (${response.status}).`),
+        message: error?.error.message ?? `Sign-up failed (${response.status}).`,
       });
     },
   });

@@ -97,7 +97,6 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Invalid { field, message } => ApiError::invalid(field, message),
-            AuthError::EmailTaken => ApiError::conflict(error.to_string()),
             AuthError::InvalidCredentials
             | AuthError::RefreshInvalid
             | AuthError::RefreshReused
@@ -223,8 +222,8 @@ async fn register(
     State(auth): State<AuthService>,
     Client(client): Client,
     Valid(request): Valid<RegisterRequest>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
-    let user = auth
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let email = auth
         .register(
             Registration {
                 email: &request.email,
@@ -235,7 +234,11 @@ async fn register(
             &client,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    // The same answer whether or not the address already had an account.
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "email": email })),
+    ))
 }
 
 #[derive(Deserialize, Validate)]

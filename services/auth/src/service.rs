@@ -26,6 +26,7 @@ use crate::repository::{self as repo, NewUser, VerificationState};
 pub const TOPIC: &str = "commerce.auth.events";
 pub const USER_REGISTERED: &str = "commerce.auth.v1.UserRegistered";
 pub const EMAIL_VERIFICATION_REQUESTED: &str = "commerce.auth.v1.EmailVerificationRequested";
+pub const REGISTRATION_ATTEMPTED: &str = "commerce.auth.v1.RegistrationAttempted";
 pub const EMAIL_VERIFIED: &str = "commerce.auth.v1.EmailVerified";
 
 /// The services that may be named as a service token's audience.
@@ -207,8 +208,6 @@ pub enum AuthError {
         field: &'static str,
         message: String,
     },
-    #[error("an account with this e-mail already exists")]
-    EmailTaken,
     #[error("invalid e-mail or password")]
     InvalidCredentials,
     #[error("verify your e-mail address before logging in")]
@@ -376,7 +375,7 @@ impl AuthService {
         &self,
         registration: Registration<'_>,
         client: &ClientInfo,
-    ) -> Result<User, AuthError> {
+    ) -> Result<String, AuthError> {
         self.limit(
             "register-ip",
             &client.ip,
@@ -390,7 +389,7 @@ impl AuthService {
         })?;
         let password_hash = hash_password(registration.password).await?;
         let mut tx = self.inner.pool.begin().await?;
-        let user = repo::insert_user(
+        let inserted = repo::insert_user(
             &mut tx,
             NewUser {
                 email: &email,
@@ -401,8 +400,32 @@ impl AuthService {
                 status: UserStatus::Unverified,
             },
         )
-        .await?
-        .ok_or(AuthError::EmailTaken)?;
+        .await?;
+        let Some(user) = inserted else {
+            // Answered like a new sign-up, so the answer does not tell who has an
+            // account; the owner hears of it by e-mail.
+            let owner = repo::user_by_email(&mut *tx, &email)
+                .await?
+                .ok_or_else(|| AuthError::Internal("an e-mail taken by nobody".to_owned()))?;
+            let event = pb::RegistrationAttempted {
+                user_id: owner.id.to_string(),
+                email: owner.email.clone(),
+                first_name: owner.first_name.clone(),
+            };
+            commerce_messaging::enqueue(
+                &mut tx,
+                NewEvent::protobuf(
+                    TOPIC,
+                    owner.id.to_string(),
+                    REGISTRATION_ATTEMPTED,
+                    &event,
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            metrics::counter!("auth_registrations_of_existing_accounts_total").increment(1);
+            return Ok(email);
+        };
         let (token, expires_at) = self.new_verification(&mut tx, user.id).await?;
         let event = pb::UserRegistered {
             user_id: user.id.to_string(),
@@ -418,7 +441,7 @@ impl AuthService {
         .await?;
         tx.commit().await?;
         metrics::counter!("auth_registrations_total").increment(1);
-        Ok(user)
+        Ok(user.email)
     }
 
     async fn new_verification(

@@ -61,17 +61,15 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
 
     let email = format!("{}@example.com", unique("shopper"));
     let password = "correct horse battery 9";
-    let registered = client
-        .post(format!("{gateway}/v1/auth/register"))
-        .json(&json!({"email": email, "password": password, "firstName": "Sam", "lastName": "Lee"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 201);
-    let user_id = registered.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sign_up = |first_name: &'static str| {
+        client
+            .post(format!("{gateway}/v1/auth/register"))
+            .json(&json!({"email": email, "password": password, "firstName": first_name, "lastName": "Lee"}))
+            .send()
+    };
+    let registered = sign_up("Sam").await.unwrap();
+    assert_eq!(registered.status(), 202);
+    let registered: Value = registered.json().await.unwrap();
 
     let mail = eventually(
         Duration::from_secs(60),
@@ -137,6 +135,26 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
         .await
         .unwrap();
     assert_eq!(again.status(), 400, "a used link says so");
+
+    // Someone signs up with the address again: the same answer as a new sign-up, and the
+    // owner gets an e-mail saying so.
+    let stranger = sign_up("Mallory").await.unwrap();
+    assert_eq!(stranger.status(), 202);
+    assert_eq!(stranger.json::<Value>().await.unwrap(), registered);
+    let warning = eventually(
+        Duration::from_secs(60),
+        "the e-mail about the second sign-up",
+        || async {
+            sink.mail_to(&email)
+                .await
+                .into_iter()
+                .find(|mail| mail["subject"] == "Someone tried to sign up with your e-mail address")
+        },
+    )
+    .await;
+    let warning = warning["text"].as_str().unwrap();
+    assert!(warning.starts_with("Hi Sam,"), "{warning}");
+    assert!(warning.contains(&email), "{warning}");
     let login: Value = client
         .post(format!("{gateway}/v1/auth/login"))
         .json(&json!({"email": email, "password": password}))
@@ -149,6 +167,16 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
     let access = login["accessToken"]
         .as_str()
         .expect("verified users sign in");
+    let me: Value = client
+        .get(format!("{gateway}/v1/users/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = me["id"].as_str().unwrap().to_owned();
 
     // The live stream through the gateway.
     let mut stream = client

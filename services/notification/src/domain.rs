@@ -34,7 +34,7 @@ impl Channel {
 
 /// Kinds the user cannot turn off: without them an account cannot be used safely.
 pub fn is_mandatory(kind: &str) -> bool {
-    kind == "email_verification"
+    matches!(kind, "email_verification" | "account_exists")
 }
 
 /// `order_confirmed`: lowercase letters, digits and `_`, starting with a letter.

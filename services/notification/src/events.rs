@@ -107,6 +107,21 @@ impl EventHandler for ShopEvents {
                 ]);
                 (user_id, "email_verification", data)
             }
+            "commerce.auth.v1.RegistrationAttempted" => {
+                let message: auth::RegistrationAttempted = event.decode()?;
+                let user_id = user(&message.user_id, &short_type)?;
+                repo::learn_contact(
+                    connection,
+                    user_id,
+                    &Contact {
+                        email: Some(&message.email),
+                        first_name: Some(&message.first_name),
+                        fallback_phone: None,
+                    },
+                )
+                .await?;
+                (user_id, "account_exists", data([("email", message.email)]))
+            }
             "commerce.order.v1.PaymentReminderDue" => {
                 let message: order::PaymentReminderDue = event.decode()?;
                 let data = data([

@@ -134,6 +134,8 @@ impl TestAuth {
         )
     }
 
+    /// Signs up; the account as stored (`id`, `email`, `status`), since the answer names
+    /// only the address.
     pub async fn register(&self, email: &str) -> Value {
         let (status, body) = self
             .post(
@@ -141,8 +143,14 @@ impl TestAuth {
                 json!({"email": email, "password": PASSWORD, "firstName": "Ada", "lastName": "Lovelace"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let (id, email, status): (String, String, String) =
+            sqlx::query_as("SELECT id::text, email, status FROM users WHERE email = $1")
+                .bind(body["email"].as_str().unwrap())
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        json!({ "id": id, "email": email, "status": status })
     }
 
     /// The newest verification token sent to `user_id`, read from the outbox the way the
