@@ -600,6 +600,14 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                         shop.spec.hostname
                     )),
                 );
+                // The storefront's page, served at the shop's hostname.
+                own.insert(
+                    "reset_password_url".to_owned(),
+                    text(format!(
+                        "https://{}/reset-password?token={{token}}",
+                        shop.spec.hostname
+                    )),
+                );
             }
         }
         "payment" | "fulfillment" | "chat" => {

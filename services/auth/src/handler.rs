@@ -57,6 +57,8 @@ pub fn api() -> ApiRoutes<AuthService> {
         .get("/v1/auth/verify-email", verify_email_page)
         .post("/v1/auth/verify-email", verify_email)
         .post("/v1/auth/resend-verification", resend_verification)
+        .post("/v1/auth/password/forgot", forgot_password)
+        .post("/v1/auth/password/reset", reset_password)
         .post("/v1/auth/login", login)
         .post("/v1/auth/refresh", refresh)
         .post("/v1/auth/logout", logout)
@@ -65,6 +67,7 @@ pub fn api() -> ApiRoutes<AuthService> {
         .delete("/v1/auth/sessions/{id}", revoke_session)
         .get("/v1/users/me", me)
         .patch("/v1/users/me", update_me)
+        .post("/v1/users/me/password", change_password)
         .get("/v1/users/me/addresses", addresses)
         .post("/v1/users/me/addresses", add_address)
         .get("/v1/users/me/addresses/{id}", address)
@@ -366,6 +369,59 @@ struct EmailRequest {
     #[serde(deserialize_with = "trimmed")]
     #[validate(email(message = "must be a valid e-mail address"))]
     email: String,
+}
+
+async fn forgot_password(
+    State(auth): State<AuthService>,
+    Client(client): Client,
+    Valid(request): Valid<EmailRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.request_password_reset(&request.email, &client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "status": "if the account exists, a reset link is on its way" })),
+    ))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+struct ResetPasswordRequest {
+    #[validate(length(min = 1, max = 256, message = "is required"))]
+    token: String,
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    password: String,
+}
+
+async fn reset_password(
+    State(auth): State<AuthService>,
+    Valid(request): Valid<ResetPasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    auth.reset_password(&request.token, &request.password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangePasswordRequest {
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    current_password: String,
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    new_password: String,
+}
+
+async fn change_password(
+    State(auth): State<AuthService>,
+    principal: Principal,
+    Valid(request): Valid<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    auth.change_password(
+        principal.claims(),
+        &request.current_password,
+        &request.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn resend_verification(

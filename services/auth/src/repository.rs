@@ -129,6 +129,19 @@ pub async fn set_status(
     Ok(updated.rows_affected() == 1)
 }
 
+pub async fn set_password_hash(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 pub async fn update_names(
     executor: impl PgExecutor<'_>,
     id: Uuid,
@@ -147,25 +160,44 @@ pub async fn update_names(
     row.map(User::try_from).transpose()
 }
 
-// --- e-mail verification -------------------------------------------------------------
+// --- one-time tokens: e-mail verification, password reset ---------------------------
 
-/// Stores a new verification token and revokes the user's earlier ones.
-pub async fn replace_verification(
+/// A single-use token e-mailed to the user, stored as its hash.
+#[derive(Debug, Clone, Copy)]
+pub enum OneTimeToken {
+    EmailVerification,
+    PasswordReset,
+}
+
+impl OneTimeToken {
+    /// Its table: both have the same columns.
+    fn table(self) -> &'static str {
+        match self {
+            Self::EmailVerification => "email_verifications",
+            Self::PasswordReset => "password_resets",
+        }
+    }
+}
+
+/// Stores a new token and revokes the user's earlier unused ones of the same kind.
+pub async fn replace_one_time_token(
     connection: &mut PgConnection,
+    kind: OneTimeToken,
     user_id: Uuid,
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE email_verifications SET revoked_at = now()
-         WHERE user_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
-    )
+    let table = kind.table();
+    sqlx::query(&format!(
+        "UPDATE {table} SET revoked_at = now()
+         WHERE user_id = $1 AND used_at IS NULL AND revoked_at IS NULL"
+    ))
     .bind(user_id)
     .execute(&mut *connection)
     .await?;
-    sqlx::query(
-        "INSERT INTO email_verifications (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO {table} (token_hash, user_id, expires_at) VALUES ($1, $2, $3)"
+    ))
     .bind(token_hash)
     .bind(user_id)
     .bind(expires_at)
@@ -174,7 +206,7 @@ pub async fn replace_verification(
     Ok(())
 }
 
-pub enum VerificationState {
+pub enum TokenState {
     Unknown,
     Used,
     Revoked,
@@ -183,7 +215,7 @@ pub enum VerificationState {
 }
 
 #[derive(sqlx::FromRow)]
-struct VerificationRow {
+struct OneTimeTokenRow {
     user_id: Uuid,
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
@@ -191,36 +223,42 @@ struct VerificationRow {
 }
 
 /// Locks the token's row for the rest of the transaction.
-pub async fn lock_verification(
+pub async fn lock_one_time_token(
     connection: &mut PgConnection,
+    kind: OneTimeToken,
     token_hash: &[u8],
-) -> Result<VerificationState, sqlx::Error> {
-    let row: Option<VerificationRow> = sqlx::query_as(
-        "SELECT user_id, expires_at, used_at, revoked_at FROM email_verifications
+) -> Result<TokenState, sqlx::Error> {
+    let row: Option<OneTimeTokenRow> = sqlx::query_as(&format!(
+        "SELECT user_id, expires_at, used_at, revoked_at FROM {}
          WHERE token_hash = $1 FOR UPDATE",
-    )
+        kind.table()
+    ))
     .bind(token_hash)
     .fetch_optional(connection)
     .await?;
     Ok(match row {
-        None => VerificationState::Unknown,
-        Some(row) if row.used_at.is_some() => VerificationState::Used,
-        Some(row) if row.revoked_at.is_some() => VerificationState::Revoked,
-        Some(row) if row.expires_at <= Utc::now() => VerificationState::Expired,
-        Some(row) => VerificationState::Valid {
+        None => TokenState::Unknown,
+        Some(row) if row.used_at.is_some() => TokenState::Used,
+        Some(row) if row.revoked_at.is_some() => TokenState::Revoked,
+        Some(row) if row.expires_at <= Utc::now() => TokenState::Expired,
+        Some(row) => TokenState::Valid {
             user_id: row.user_id,
         },
     })
 }
 
-pub async fn mark_verification_used(
-    connection: &mut PgConnection,
+pub async fn mark_one_time_token_used(
+    executor: impl PgExecutor<'_>,
+    kind: OneTimeToken,
     token_hash: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE email_verifications SET used_at = now() WHERE token_hash = $1")
-        .bind(token_hash)
-        .execute(connection)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE {} SET used_at = now() WHERE token_hash = $1",
+        kind.table()
+    ))
+    .bind(token_hash)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -328,6 +366,25 @@ pub async fn revoke_session(
     .execute(executor)
     .await?;
     Ok(revoked.rows_affected() == 1)
+}
+
+/// Every session of the user but `keep` (the one changing the password).
+pub async fn revoke_other_sessions(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    keep: Uuid,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let revoked = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+         WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(revoked.rows_affected())
 }
 
 pub async fn revoke_all_sessions(

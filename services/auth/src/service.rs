@@ -21,12 +21,14 @@ use uuid::Uuid;
 
 use crate::domain::{self, Address, Session, User, UserStatus};
 use crate::keys::{KeyRing, KeySettings};
-use crate::repository::{self as repo, NewUser, VerificationState};
+use crate::repository::{self as repo, NewUser, OneTimeToken, TokenState};
 
 pub const TOPIC: &str = "commerce.auth.events";
 pub const USER_REGISTERED: &str = "commerce.auth.v1.UserRegistered";
 pub const EMAIL_VERIFICATION_REQUESTED: &str = "commerce.auth.v1.EmailVerificationRequested";
 pub const REGISTRATION_ATTEMPTED: &str = "commerce.auth.v1.RegistrationAttempted";
+pub const PASSWORD_RESET_REQUESTED: &str = "commerce.auth.v1.PasswordResetRequested";
+pub const PASSWORD_CHANGED: &str = "commerce.auth.v1.PasswordChanged";
 pub const EMAIL_VERIFIED: &str = "commerce.auth.v1.EmailVerified";
 
 /// The services that may be named as a service token's audience.
@@ -134,6 +136,9 @@ pub struct AuthSettings {
     pub refresh_ttl: Duration,
     #[serde(default = "default_verification_ttl", with = "humantime_serde")]
     pub verification_ttl: Duration,
+    /// How long an e-mailed password-reset link works.
+    #[serde(default = "default_password_reset_ttl", with = "humantime_serde")]
+    pub password_reset_ttl: Duration,
     #[serde(default = "default_service_token_ttl", with = "humantime_serde")]
     pub service_token_ttl: Duration,
     /// Service id → secret, for `POST /v1/auth/service-token`.
@@ -169,6 +174,9 @@ fn default_access_ttl() -> Duration {
 fn default_refresh_ttl() -> Duration {
     Duration::from_secs(14 * 24 * 60 * 60)
 }
+fn default_password_reset_ttl() -> Duration {
+    Duration::from_secs(60 * 60)
+}
 fn default_verification_ttl() -> Duration {
     Duration::from_secs(24 * 60 * 60)
 }
@@ -188,6 +196,14 @@ impl AuthSettings {
         }
         if self.verification_ttl < Duration::from_secs(60) {
             return Err(("verification_ttl", "must be at least 1m".to_owned()));
+        }
+        if !(Duration::from_secs(5 * 60)..=Duration::from_secs(24 * 60 * 60))
+            .contains(&self.password_reset_ttl)
+        {
+            return Err((
+                "password_reset_ttl",
+                "must be between 5m and 24h".to_owned(),
+            ));
         }
         for (client, audiences) in &self.client_audiences {
             if let Some(unknown) = audiences.iter().find(|a| !SERVICES.contains(&a.as_str())) {
@@ -216,7 +232,7 @@ pub enum AuthError {
     Disabled,
     #[error("too many attempts")]
     RateLimited(Duration),
-    #[error("verification token {0}")]
+    #[error("the link's token {0}")]
     Verification(&'static str),
     #[error("refresh token is invalid or expired")]
     RefreshInvalid,
@@ -449,10 +465,27 @@ impl AuthService {
         connection: &mut sqlx::PgConnection,
         user_id: Uuid,
     ) -> Result<(String, chrono::DateTime<Utc>), AuthError> {
-        let token = domain::new_secret();
-        let expires_at = Utc::now() + self.inner.settings.verification_ttl;
-        repo::replace_verification(
+        self.new_one_time_token(
             connection,
+            OneTimeToken::EmailVerification,
+            user_id,
+            self.inner.settings.verification_ttl,
+        )
+        .await
+    }
+
+    async fn new_one_time_token(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        kind: OneTimeToken,
+        user_id: Uuid,
+        ttl: Duration,
+    ) -> Result<(String, chrono::DateTime<Utc>), AuthError> {
+        let token = domain::new_secret();
+        let expires_at = Utc::now() + ttl;
+        repo::replace_one_time_token(
+            connection,
+            kind,
             user_id,
             &domain::secret_hash(&token),
             expires_at,
@@ -461,26 +494,37 @@ impl AuthService {
         Ok((token, expires_at))
     }
 
-    #[tracing::instrument(skip_all)]
-    pub async fn verify_email(&self, token: &str) -> Result<User, AuthError> {
+    /// Locks a presented one-time token and says whose it is, or why it does not work.
+    async fn redeem_one_time_token(
+        connection: &mut sqlx::PgConnection,
+        kind: OneTimeToken,
+        token: &str,
+    ) -> Result<Uuid, AuthError> {
         let hash = domain::secret_hash(token.trim());
-        let mut tx = self.inner.pool.begin().await?;
-        let user_id = match repo::lock_verification(&mut tx, &hash).await? {
-            VerificationState::Unknown => return Err(AuthError::Verification("is invalid")),
-            VerificationState::Used => {
+        let user_id = match repo::lock_one_time_token(connection, kind, &hash).await? {
+            TokenState::Unknown => return Err(AuthError::Verification("is invalid")),
+            TokenState::Used => {
                 return Err(AuthError::Verification("has already been used"));
             }
-            VerificationState::Revoked => {
+            TokenState::Revoked => {
                 return Err(AuthError::Verification(
                     "was replaced by a newer one; use the latest link",
                 ));
             }
-            VerificationState::Expired => {
+            TokenState::Expired => {
                 return Err(AuthError::Verification("has expired; request a new one"));
             }
-            VerificationState::Valid { user_id } => user_id,
+            TokenState::Valid { user_id } => user_id,
         };
-        repo::mark_verification_used(&mut tx, &hash).await?;
+        repo::mark_one_time_token_used(&mut *connection, kind, &hash).await?;
+        Ok(user_id)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_email(&self, token: &str) -> Result<User, AuthError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let user_id =
+            Self::redeem_one_time_token(&mut tx, OneTimeToken::EmailVerification, token).await?;
         let user = repo::user_by_id(&mut *tx, user_id)
             .await?
             .ok_or(AuthError::NotFound("user"))?;
@@ -500,6 +544,163 @@ impl AuthService {
         repo::user_by_id(&self.inner.pool, user_id)
             .await?
             .ok_or(AuthError::NotFound("user"))
+    }
+
+    /// "Forgot password": e-mails a single-use reset link. Answers the same for an unknown
+    /// address, so it tells nobody which exist; a disabled account gets no link.
+    #[tracing::instrument(skip_all)]
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let limits = &self.inner.settings.limits;
+        let email = domain::normalize_email(email);
+        self.limit("reset-ip", &client.ip, limits.resend_per_ip)
+            .await?;
+        self.limit("reset-user", &email, limits.resend_per_user)
+            .await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let Some(user) = repo::user_by_email(&mut *tx, &email).await? else {
+            return Ok(());
+        };
+        if user.status == UserStatus::Disabled {
+            return Ok(());
+        }
+        let (token, expires_at) = self
+            .new_one_time_token(
+                &mut tx,
+                OneTimeToken::PasswordReset,
+                user.id,
+                self.inner.settings.password_reset_ttl,
+            )
+            .await?;
+        let event = pb::PasswordResetRequested {
+            user_id: user.id.to_string(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            reset_token: token,
+            reset_expires_at: Some(timestamp(expires_at)),
+        };
+        commerce_messaging::enqueue(
+            &mut tx,
+            NewEvent::protobuf(
+                TOPIC,
+                user.id.to_string(),
+                PASSWORD_RESET_REQUESTED,
+                &event,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a new password with an e-mailed reset token. Every session ends (whoever had
+    /// the old password is out), and an unconfirmed address counts as confirmed: the
+    /// link proved it.
+    #[tracing::instrument(skip_all)]
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
+        domain::check_password(new_password).map_err(|message| AuthError::Invalid {
+            field: "password",
+            message: message.to_owned(),
+        })?;
+        let password_hash = hash_password(new_password).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let user_id =
+            Self::redeem_one_time_token(&mut tx, OneTimeToken::PasswordReset, token).await?;
+        let user = repo::user_by_id(&mut *tx, user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        match user.status {
+            UserStatus::Disabled => return Err(AuthError::Disabled),
+            UserStatus::Unverified => {
+                repo::set_status(&mut *tx, user_id, UserStatus::Active).await?;
+                let event = pb::EmailVerified {
+                    user_id: user_id.to_string(),
+                    email: user.email.clone(),
+                };
+                commerce_messaging::enqueue(
+                    &mut tx,
+                    NewEvent::protobuf(TOPIC, user_id.to_string(), EMAIL_VERIFIED, &event),
+                )
+                .await?;
+            }
+            UserStatus::Active => {}
+        }
+        repo::set_password_hash(&mut *tx, user_id, &password_hash).await?;
+        repo::revoke_all_sessions(&mut *tx, user_id, "password reset").await?;
+        self.enqueue_password_changed(&mut tx, &user).await?;
+        tx.commit().await?;
+        metrics::counter!("auth_password_resets_total").increment(1);
+        self.announce_recently_revoked(user_id).await
+    }
+
+    /// Changes the password of a signed-in user who knows the current one; every other
+    /// session ends. Wrong guesses count like failed logins.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(
+        &self,
+        claims: &Claims,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<(), AuthError> {
+        let (Some(session_id), Some(user_id)) = (claims.sid, claims.user_id()) else {
+            return Err(AuthError::Unauthenticated(
+                "not a user session token".to_owned(),
+            ));
+        };
+        let attempts = user_id.to_string();
+        self.limit(
+            "password-change",
+            &attempts,
+            self.inner.settings.limits.login_per_email,
+        )
+        .await?;
+        let user = repo::user_by_id(&self.inner.pool, user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        if !verify_password(current_password, &user.password_hash).await? {
+            return Err(AuthError::Invalid {
+                field: "currentPassword",
+                message: "is not your current password".to_owned(),
+            });
+        }
+        domain::check_password(new_password).map_err(|message| AuthError::Invalid {
+            field: "newPassword",
+            message: message.to_owned(),
+        })?;
+        let password_hash = hash_password(new_password).await?;
+        self.inner
+            .redis
+            .reset_hits(&self.scope("password-change"), &attempts)
+            .await?;
+        let mut tx = self.inner.pool.begin().await?;
+        repo::set_password_hash(&mut *tx, user_id, &password_hash).await?;
+        repo::revoke_other_sessions(&mut *tx, user_id, session_id, "password changed").await?;
+        self.enqueue_password_changed(&mut tx, &user).await?;
+        tx.commit().await?;
+        metrics::counter!("auth_password_changes_total").increment(1);
+        self.announce_recently_revoked(user_id).await
+    }
+
+    /// Tells the owner, so a change they did not make does not go unnoticed.
+    async fn enqueue_password_changed(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        user: &User,
+    ) -> Result<(), AuthError> {
+        let event = pb::PasswordChanged {
+            user_id: user.id.to_string(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+        };
+        commerce_messaging::enqueue(
+            connection,
+            NewEvent::protobuf(TOPIC, user.id.to_string(), PASSWORD_CHANGED, &event),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Always succeeds for an unknown or verified e-mail, so it tells nobody which exist.

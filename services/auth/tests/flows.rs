@@ -507,3 +507,123 @@ async fn admins_list_and_disable_users() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     auth.stop().await;
 }
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_by_e_mail_and_a_known_one_changed() {
+    let auth = TestAuth::start().await;
+    let email = unique_email("forgetful");
+    let laptop = auth.verified_login(&email).await;
+    let phone = auth.login(&email, PASSWORD).await;
+    let (_, me) = auth
+        .get_as(laptop["accessToken"].as_str().unwrap(), "/v1/users/me")
+        .await;
+    let user_id = me["id"].as_str().unwrap().to_owned();
+
+    // The same answer for an address nobody has.
+    let (status, known) = auth
+        .post("/v1/auth/password/forgot", json!({ "email": email }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, unknown) = auth
+        .post(
+            "/v1/auth/password/forgot",
+            json!({ "email": unique_email("nobody") }),
+        )
+        .await;
+    assert_eq!((status, unknown), (StatusCode::ACCEPTED, known));
+    let first = auth.reset_token(&user_id).await;
+    auth.post("/v1/auth/password/forgot", json!({ "email": email }))
+        .await;
+    let token = auth.reset_token(&user_id).await;
+    assert_ne!(first, token);
+
+    let new_password = "a brand new passphrase 7";
+    let (status, body) = auth
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": token, "password": "short" }),
+        )
+        .await;
+    assert_eq!((status, body["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("password")));
+    let (status, body) = auth
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": first, "password": new_password }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an older link stops working: {body}");
+    let (status, _) = auth
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": token, "password": new_password }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = auth
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": token, "password": "yet another passphrase 8" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the link works once");
+
+    // Every session ended, access and refresh tokens alike; the old password is gone.
+    for session in [&laptop, &phone] {
+        let (status, _) = auth
+            .get_as(session["accessToken"].as_str().unwrap(), "/v1/users/me")
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = auth
+            .post(
+                "/v1/auth/refresh",
+                json!({ "refreshToken": session["refreshToken"] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = auth
+        .post("/v1/auth/login", json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Changing it needs the current one, and ends every other session.
+    let desk = auth.login(&email, new_password).await;
+    let tablet = auth.login(&email, new_password).await;
+    let desk_token = desk["accessToken"].as_str().unwrap();
+    let change = |current: &'static str, next: &'static str| {
+        auth.client
+            .post(format!("{}/v1/users/me/password", auth.http))
+            .bearer_auth(desk_token)
+            .json(&json!({ "currentPassword": current, "newPassword": next }))
+            .send()
+    };
+    let wrong = change("not my password at all", "the third passphrase 9")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let wrong: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(wrong["error"]["field"], "currentPassword");
+    let changed = change("a brand new passphrase 7", "the third passphrase 9")
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let (status, _) = auth.get_as(desk_token, "/v1/users/me").await;
+    assert_eq!(status, StatusCode::OK, "the session that changed it goes on");
+    let (status, _) = auth
+        .get_as(tablet["accessToken"].as_str().unwrap(), "/v1/users/me")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    auth.login(&email, "the third passphrase 9").await;
+
+    // The owner is told of each change.
+    let told: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE aggregate_id = $1
+         AND event_type = 'commerce.auth.v1.PasswordChanged'",
+    )
+    .bind(&user_id)
+    .fetch_one(&auth.pool)
+    .await
+    .unwrap();
+    assert_eq!(told, 2);
+    auth.stop().await;
+}

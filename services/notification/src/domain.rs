@@ -34,7 +34,10 @@ impl Channel {
 
 /// Kinds the user cannot turn off: without them an account cannot be used safely.
 pub fn is_mandatory(kind: &str) -> bool {
-    matches!(kind, "email_verification" | "account_exists")
+    matches!(
+        kind,
+        "email_verification" | "account_exists" | "password_reset" | "password_changed"
+    )
 }
 
 /// `order_confirmed`: lowercase letters, digits and `_`, starting with a letter.

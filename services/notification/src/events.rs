@@ -19,11 +19,11 @@ pub const TOPICS: [&str; 4] = [
 ];
 pub const DEAD_LETTER_TOPIC: &str = "commerce.notification.dlq";
 
-/// Builds e-mail verification links.
+/// Builds the links e-mailed with single-use tokens; `{token}` is where the token goes.
 #[derive(Clone)]
 pub struct Links {
-    /// With `{token}` where the token goes.
     pub verify_email: String,
+    pub reset_password: String,
 }
 
 pub struct ShopEvents {
@@ -106,6 +106,36 @@ impl EventHandler for ShopEvents {
                     ("expires_at", when(message.verification_expires_at.as_ref())),
                 ]);
                 (user_id, "email_verification", data)
+            }
+            "commerce.auth.v1.PasswordResetRequested" => {
+                let message: auth::PasswordResetRequested = event.decode()?;
+                let user_id = user(&message.user_id, &short_type)?;
+                repo::learn_contact(
+                    connection,
+                    user_id,
+                    &Contact {
+                        email: Some(&message.email),
+                        first_name: Some(&message.first_name),
+                        fallback_phone: None,
+                    },
+                )
+                .await?;
+                let data = data([
+                    (
+                        "reset_url",
+                        link(&self.links.reset_password, &message.reset_token),
+                    ),
+                    ("expires_at", when(message.reset_expires_at.as_ref())),
+                ]);
+                (user_id, "password_reset", data)
+            }
+            "commerce.auth.v1.PasswordChanged" => {
+                let message: auth::PasswordChanged = event.decode()?;
+                (
+                    user(&message.user_id, &short_type)?,
+                    "password_changed",
+                    data([("email", message.email)]),
+                )
             }
             "commerce.auth.v1.RegistrationAttempted" => {
                 let message: auth::RegistrationAttempted = event.decode()?;

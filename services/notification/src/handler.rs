@@ -49,6 +49,10 @@ pub struct NotificationSettings {
     /// The e-mail verification link, `{token}` where the token goes.
     #[serde(default = "default_verify_link")]
     pub verify_email_url: String,
+    /// The password-reset link: the storefront's page that asks for the new password,
+    /// `{token}` where the token goes.
+    #[serde(default = "default_reset_link")]
+    pub reset_password_url: String,
     /// SSE keep-alive comment interval.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -84,6 +88,9 @@ fn default_prefix() -> String {
 }
 fn default_verify_link() -> String {
     "http://localhost:8080/v1/auth/verify-email?token={token}".into()
+}
+fn default_reset_link() -> String {
+    "http://localhost:5173/reset-password?token={token}".into()
 }
 fn default_heartbeat() -> Duration {
     Duration::from_secs(15)
@@ -146,6 +153,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         Arc::new(ShopEvents {
             links: Links {
                 verify_email: settings.verify_email_url.clone(),
+                reset_password: settings.reset_password_url.clone(),
             },
         }),
     )?;

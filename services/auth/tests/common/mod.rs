@@ -182,6 +182,21 @@ impl TestAuth {
             .expect("a verification event")
     }
 
+    /// The newest password-reset token sent to `user_id`, from the outbox.
+    pub async fn reset_token(&self, user_id: &str) -> String {
+        let payload: Vec<u8> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE aggregate_id = $1
+             AND event_type = 'commerce.auth.v1.PasswordResetRequested' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("a password-reset event");
+        pb::PasswordResetRequested::decode(payload.as_slice())
+            .unwrap()
+            .reset_token
+    }
+
     /// Registers, verifies and logs in; returns the login response.
     pub async fn verified_login(&self, email: &str) -> Value {
         let user = self.register(email).await;
