@@ -201,10 +201,16 @@ mod tests {
             "198.51.100.9".parse::<IpAddr>().unwrap()
         );
         // A client writing the header itself is still itself.
-        assert_eq!(client_address(stranger, Some("198.51.100.9"), &trusted), stranger);
+        assert_eq!(
+            client_address(stranger, Some("198.51.100.9"), &trusted),
+            stranger
+        );
         assert_eq!(client_address(gateway, Some("198.51.100.9"), &[]), gateway);
         // From the gateway, but nothing usable in the header.
         assert_eq!(client_address(gateway, None, &trusted), gateway);
-        assert_eq!(client_address(gateway, Some("not an address"), &trusted), gateway);
+        assert_eq!(
+            client_address(gateway, Some("not an address"), &trusted),
+            gateway
+        );
     }
 }

@@ -177,11 +177,8 @@ impl FromRequestParts<AuthService> for Client {
             .headers
             .get("x-forwarded-for")
             .and_then(|value| value.to_str().ok());
-        let ip = crate::domain::client_address(
-            peer,
-            forwarded_for,
-            &auth.settings().trusted_proxies,
-        );
+        let ip =
+            crate::domain::client_address(peer, forwarded_for, &auth.settings().trusted_proxies);
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)

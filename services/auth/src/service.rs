@@ -430,12 +430,7 @@ impl AuthService {
             };
             commerce_messaging::enqueue(
                 &mut tx,
-                NewEvent::protobuf(
-                    TOPIC,
-                    owner.id.to_string(),
-                    REGISTRATION_ATTEMPTED,
-                    &event,
-                ),
+                NewEvent::protobuf(TOPIC, owner.id.to_string(), REGISTRATION_ATTEMPTED, &event),
             )
             .await?;
             tx.commit().await?;
@@ -584,12 +579,7 @@ impl AuthService {
         };
         commerce_messaging::enqueue(
             &mut tx,
-            NewEvent::protobuf(
-                TOPIC,
-                user.id.to_string(),
-                PASSWORD_RESET_REQUESTED,
-                &event,
-            ),
+            NewEvent::protobuf(TOPIC, user.id.to_string(), PASSWORD_RESET_REQUESTED, &event),
         )
         .await?;
         tx.commit().await?;
@@ -1099,7 +1089,11 @@ impl AuthService {
         if !allowed {
             metrics::counter!("auth_service_token_refused_total", "client" => client_id.to_owned())
                 .increment(1);
-            tracing::warn!(client = client_id, audience, "service token for an audience not allowed");
+            tracing::warn!(
+                client = client_id,
+                audience,
+                "service token for an audience not allowed"
+            );
             return Err(AuthError::AudienceNotAllowed {
                 client: client_id.to_owned(),
                 audience: audience.to_owned(),

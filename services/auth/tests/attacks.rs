@@ -241,12 +241,24 @@ async fn a_strangers_guesses_lock_out_the_stranger_only() {
         let response = login_from("203.0.113.7", format!("guess number {attempt}"))
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
     }
-    let stranger = login_from("203.0.113.7", PASSWORD.to_owned()).await.unwrap();
+    let stranger = login_from("203.0.113.7", PASSWORD.to_owned())
+        .await
+        .unwrap();
     assert_eq!(stranger.status(), StatusCode::TOO_MANY_REQUESTS);
-    let owner = login_from("198.51.100.9", PASSWORD.to_owned()).await.unwrap();
-    assert_eq!(owner.status(), StatusCode::OK, "the owner is not locked out");
+    let owner = login_from("198.51.100.9", PASSWORD.to_owned())
+        .await
+        .unwrap();
+    assert_eq!(
+        owner.status(),
+        StatusCode::OK,
+        "the owner is not locked out"
+    );
     auth.stop().await;
 }
 
@@ -255,8 +267,7 @@ async fn a_strangers_guesses_lock_out_the_stranger_only() {
 #[tokio::test]
 async fn a_forged_forwarded_address_does_not_reset_the_count() {
     let auth =
-        TestAuth::start_with("limits = { login_per_email = { max = 3, window = \"15m\" } }")
-            .await;
+        TestAuth::start_with("limits = { login_per_email = { max = 3, window = \"15m\" } }").await;
     let email = unique_email("target");
     auth.verified_login(&email).await;
     for attempt in 1..=3 {
@@ -268,7 +279,11 @@ async fn a_forged_forwarded_address_does_not_reset_the_count() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
     }
     let response = auth
         .client

@@ -544,14 +544,21 @@ async fn a_forgotten_password_is_reset_by_e_mail_and_a_known_one_changed() {
             json!({ "token": token, "password": "short" }),
         )
         .await;
-    assert_eq!((status, body["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("password")));
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("password"))
+    );
     let (status, body) = auth
         .post(
             "/v1/auth/password/reset",
             json!({ "token": first, "password": new_password }),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "an older link stops working: {body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an older link stops working: {body}"
+    );
     let (status, _) = auth
         .post(
             "/v1/auth/password/reset",
@@ -582,7 +589,10 @@ async fn a_forgotten_password_is_reset_by_e_mail_and_a_known_one_changed() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let (status, _) = auth
-        .post("/v1/auth/login", json!({"email": email, "password": PASSWORD}))
+        .post(
+            "/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -608,7 +618,11 @@ async fn a_forgotten_password_is_reset_by_e_mail_and_a_known_one_changed() {
         .unwrap();
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
     let (status, _) = auth.get_as(desk_token, "/v1/users/me").await;
-    assert_eq!(status, StatusCode::OK, "the session that changed it goes on");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the session that changed it goes on"
+    );
     let (status, _) = auth
         .get_as(tablet["accessToken"].as_str().unwrap(), "/v1/users/me")
         .await;

@@ -207,5 +207,9 @@ async fn a_strangers_failed_logins_lock_out_the_stranger_not_the_owner() {
     let owner = login_from("198.51.100.9", "customer-demo-password-1")
         .await
         .unwrap();
-    assert_eq!(owner.status(), StatusCode::OK, "the owner is not locked out");
+    assert_eq!(
+        owner.status(),
+        StatusCode::OK,
+        "the owner is not locked out"
+    );
 }
