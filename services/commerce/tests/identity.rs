@@ -181,6 +181,10 @@ async fn a_strangers_failed_logins_lock_out_the_stranger_not_the_owner() {
             "COMMERCE_SERVICES__AUTH__LIMITS__LOGIN_PER_EMAIL__MAX".to_owned(),
             "3".to_owned(),
         ),
+        (
+            "COMMERCE_SERVICES__AUTH__LIMITS__LOGIN_PER_EMAIL__WINDOW".to_owned(),
+            "15m".to_owned(),
+        ),
     ]);
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);

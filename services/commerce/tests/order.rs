@@ -162,7 +162,8 @@ impl Shop {
             keys = {{ dir = "{keys}", generate = true }}
             redis_prefix = "{auth_prefix}"
             service_clients = {{ cart = "{CART_SECRET}", order = "{ORDER_SECRET}" }}
-            client_audiences = {{ cart = ["product", "auth", "payment"], order = ["cart", "product", "fulfillment", "payment"] }}
+            # As shipped, plus `order` for cart: the tests read orders over gRPC as cart.
+            client_audiences = {{ cart = ["product", "auth", "payment", "order"], order = ["cart", "product", "fulfillment", "payment"] }}
             [services.product]
             http_addr = "127.0.0.1:{p2}"
             grpc_addr = "127.0.0.1:{p3}"

@@ -205,12 +205,10 @@ impl Gateway {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let route = self
-            .table
-            .find(&method, &path)
-            .filter(|route| route.access != Access::Internal);
-        let Some(route) = route else {
-            let error = if self.table.has_path(&path) {
+        let found = self.table.find(&method, &path);
+        let Some(route) = found.filter(|route| route.access != Access::Internal) else {
+            // An internal route answers as if nothing were there.
+            let error = if found.is_none() && self.table.has_path(&path) {
                 ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
