@@ -9,7 +9,8 @@
 // - a support agent, online in the support inbox, is given the customer's conversation:
 //   each sees the other typing and online, and their messages;
 // - the admin marks the order shipped and the customer's open order page says so; the
-//   payments chart shows the day's takings; the customer signs out everywhere.
+//   payments chart shows the day's takings; the customer signs out everywhere, then
+//   forgets the password and resets it from the e-mailed link.
 // Screenshots go to $SCREENSHOTS.
 //   STOREFRONT_URL=http://localhost:5173 MAILDEV_URL=http://127.0.0.1:1080 node e2e/shop.mjs
 import { mkdirSync } from "node:fs";
@@ -20,17 +21,19 @@ const base = process.env.STOREFRONT_URL ?? "http://localhost:5173";
 const screenshots = process.env.SCREENSHOTS ?? "e2e-screenshots";
 mkdirSync(screenshots, { recursive: true });
 
-/** Polls MailDev ($MAILDEV_URL) for the mail to `address`; the link in it. */
-async function verificationLink(address) {
+/** Polls MailDev ($MAILDEV_URL) for a mail to `address` with a link to `page`; the link. */
+async function mailedLink(address, page) {
   const deadline = Date.now() + 60_000;
+  const pattern = new RegExp(`https?://\\S+/${page}\\?token=\\S+`);
   while (Date.now() < deadline) {
     const mails = await (await fetch(`${process.env.MAILDEV_URL}/email`)).json();
-    const mail = mails.find((candidate) => candidate.to?.[0]?.address === address);
-    const link = mail?.text?.match(/https?:\/\/\S+\/verify-email\?token=\S+/)?.[0];
-    if (link) return link;
+    for (const mail of mails.filter((candidate) => candidate.to?.[0]?.address === address)) {
+      const link = mail.text?.match(pattern)?.[0];
+      if (link) return link;
+    }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  throw new Error(`no verification e-mail for ${address} within 60 s`);
+  throw new Error(`no e-mail to ${address} with a ${page} link within 60 s`);
 }
 
 // The flags keep Chromium off the network it cannot reach here and out of the sandbox
@@ -109,7 +112,7 @@ try {
   await page.screenshot({ path: join(screenshots, "signed-up.png"), fullPage: true });
 
   // The verification e-mail, read from the SMTP sink; its link opens the storefront.
-  const link = await verificationLink(email);
+  const link = await mailedLink(email, "verify-email");
   await page.goto(link);
   await page.getByRole("heading", { name: "E-mail confirmed" }).waitFor();
 
@@ -261,6 +264,27 @@ try {
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   await page.reload();
   await page.getByRole("link", { name: "Create account" }).waitFor();
+
+  // A forgotten password: a link by e-mail, a new password, and only the new one works.
+  await page.goto(`${base}/login`);
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByRole("button", { name: "E-mail me a link" }).click();
+  await page.getByRole("heading", { name: "Check your e-mail" }).waitFor();
+  await page.goto(await mailedLink(email, "reset-password"));
+  const newPassword = "a new horse battery 10";
+  await page.getByLabel("New password").fill(newPassword);
+  await page.getByRole("button", { name: "Set the new password" }).click();
+  await page.getByRole("heading", { name: "Password changed" }).waitFor();
+  await page.screenshot({ path: join(screenshots, "password-reset.png"), fullPage: true });
+  await page.goto(`${base}/login`);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("The e-mail or the password is wrong.").waitFor();
+  await page.getByLabel("Password").fill(newPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/cart$/);
   console.log(`storefront e2e passed; screenshots in ${screenshots}`);
 } catch (error) {
   // What each browser showed when it went wrong.

@@ -145,6 +145,19 @@ const verifyEmailRoute = createRoute({
   }),
 }).lazy(() => import("./routes/verify-email").then((module) => module.Route));
 
+const forgotPasswordRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/forgot-password",
+}).lazy(() => import("./routes/password").then((module) => module.ForgotRoute));
+
+const resetPasswordRoute = createRoute({
+  getParentRoute: () => rootRoute,
+  path: "/reset-password",
+  validateSearch: (raw: Record<string, unknown>): { token?: string } => ({
+    token: typeof raw.token === "string" && raw.token ? raw.token : undefined,
+  }),
+}).lazy(() => import("./routes/password").then((module) => module.ResetRoute));
+
 const checkoutRoute = createRoute({
   getParentRoute: () => rootRoute,
   path: "/checkout",
@@ -228,6 +241,8 @@ const routeTree = rootRoute.addChildren([
   loginRoute,
   registerRoute,
   verifyEmailRoute,
+  forgotPasswordRoute,
+  resetPasswordRoute,
 ]);
 
 export function createAppRouter(queryClient: QueryClient, history?: RouterHistory) {

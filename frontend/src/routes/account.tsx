@@ -1,10 +1,14 @@
-// The account: who you are, where your orders go (the address book), and where you are
-// signed in — each session can be ended, or all of them at once.
+// The account: who you are, where your orders go (the address book), the password, and
+// where you are signed in — each session can be ended, or all of them at once.
+import { useForm } from "@tanstack/react-form";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute, useNavigate } from "@tanstack/react-router";
+import { useState } from "react";
 import { useApi } from "../api/context";
 import { AddressForm } from "../components/AddressForm";
+import { TextField } from "../components/TextField";
 import { useSession, useSessionStore } from "../session-context";
+import { passwordProblem } from "./register";
 
 export const Route = createLazyRoute("/account")({ component: AccountPage });
 
@@ -22,7 +26,83 @@ export function AccountPage() {
       <h1>Your account</h1>
       <Profile />
       <Addresses />
+      <ChangePassword />
       <Sessions />
+    </section>
+  );
+}
+
+// Needs the current password; every other session ends, this one goes on.
+function ChangePassword() {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const [changed, setChanged] = useState(false);
+  const [serverError, setServerError] = useState<{ field: string; message: string } | null>(null);
+  const form = useForm({
+    defaultValues: { currentPassword: "", newPassword: "" },
+    onSubmit: async ({ value, formApi }) => {
+      setServerError(null);
+      setChanged(false);
+      const { error, response } = await api.POST("/v1/users/me/password", { body: value });
+      if (response.ok) {
+        setChanged(true);
+        formApi.reset();
+        await queryClient.invalidateQueries({ queryKey: ["sessions"] });
+        return;
+      }
+      setServerError({
+        field: error?.error.field === "currentPassword" ? "currentPassword" : "newPassword",
+        message:
+          response.status === 429
+            ? "Too many attempts; try again later."
+            : (error?.error.message ?? `The change failed (${response.status}).`),
+      });
+    },
+  });
+  return (
+    <section aria-labelledby="password-heading">
+      <h2 id="password-heading">Password</h2>
+      {changed ? <p role="status">Your password is changed; your other sessions were signed out.</p> : null}
+      <form
+        noValidate
+        onSubmit={(event) => {
+          event.preventDefault();
+          void form.handleSubmit();
+        }}
+      >
+        <form.Field
+          name="currentPassword"
+          validators={{ onChange: ({ value }) => (value ? undefined : "Enter your current password.") }}
+        >
+          {(field) => (
+            <TextField
+              field={field}
+              label="Current password"
+              type="password"
+              autoComplete="current-password"
+              serverMessage={serverError?.field === "currentPassword" ? serverError.message : null}
+            />
+          )}
+        </form.Field>
+        <form.Field name="newPassword" validators={{ onChange: ({ value }) => passwordProblem(value) }}>
+          {(field) => (
+            <TextField
+              field={field}
+              label="New password"
+              type="password"
+              autoComplete="new-password"
+              serverMessage={serverError?.field === "newPassword" ? serverError.message : null}
+            />
+          )}
+        </form.Field>
+        <form.Subscribe selector={(state) => [state.canSubmit, state.isSubmitting] as const}>
+          {([canSubmit, isSubmitting]) => (
+            <button type="submit" disabled={!canSubmit || isSubmitting}>
+              {isSubmitting ? "Changing…" : "Change password"}
+            </button>
+          )}
+        </form.Subscribe>
+      </form>
     </section>
   );
 }

@@ -2,7 +2,7 @@
 // own refusal lands on the field it names (or on the password, for wrong credentials).
 import { useForm } from "@tanstack/react-form";
 import { useQueryClient } from "@tanstack/react-query";
-import { createLazyRoute, useNavigate } from "@tanstack/react-router";
+import { Link, createLazyRoute, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
 import { TextField } from "../components/TextField";
@@ -88,6 +88,9 @@ export function Login() {
           )}
         </form.Subscribe>
       </form>
+      <p>
+        <Link to="/forgot-password">Forgot your password?</Link>
+      </p>
     </section>
   );
 }

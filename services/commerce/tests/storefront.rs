@@ -41,6 +41,10 @@ async fn a_shopper_signs_up_buys_with_a_promo_code_chats_with_support_and_sees_t
         "COMMERCE_SERVICES__NOTIFICATION__VERIFY_EMAIL_URL".into(),
         format!("http://127.0.0.1:{port}/verify-email?token={{token}}"),
     ));
+    shop.env.push((
+        "COMMERCE_SERVICES__NOTIFICATION__RESET_PASSWORD_URL".into(),
+        format!("http://127.0.0.1:{port}/reset-password?token={{token}}"),
+    ));
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);
     let _running = shop.serve();
