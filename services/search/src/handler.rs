@@ -1,6 +1,7 @@
 //! The search service's edges: public REST under `/v1/search`, the inbox consumer of
 //! catalogue events, and the rebuild from the event topic.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -32,6 +33,14 @@ pub struct SearchSettings {
     pub redis_prefix: String,
     #[serde(default = "default_group")]
     pub consumer_group: String,
+    /// A query is published among the popular ones once this many different clients
+    /// searched it (and it found products).
+    #[serde(default = "default_popular_min_clients")]
+    pub popular_min_clients: u64,
+}
+
+fn default_popular_min_clients() -> u64 {
+    3
 }
 
 fn default_redis_prefix() -> String {
@@ -51,7 +60,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         Arc::new(tokio::task::spawn_blocking(move || TantivyIndex::open(&dir)).await??);
     let search = SearchService::new(
         index,
-        PopularQueries::new(redis.clone(), &settings.redis_prefix),
+        PopularQueries::new(
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.popular_min_clients,
+        ),
     );
 
     let consumer = context.inbox_consumer(
@@ -128,10 +141,28 @@ fn decimal(field: &'static str, raw: Option<&str>) -> Result<Option<Decimal>, Ap
     .transpose()
 }
 
+/// Who searched, for the popular queries: the client the gateway names in
+/// `X-Forwarded-For` (it replaces the header with what it saw), else the peer. Search is
+/// not reachable from outside but through the gateway.
+fn searching_client(headers: &axum::http::HeaderMap, peer: Option<SocketAddr>) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(|first| first.trim().to_owned())
+        .filter(|first| !first.is_empty())
+        .or_else(|| peer.map(|peer| peer.ip().to_string()))
+        .unwrap_or_default()
+}
+
 async fn search_products(
     State(search): State<SearchService>,
+    headers: axum::http::HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
     params: QueryResult<SearchParams>,
 ) -> Result<Json<crate::domain::SearchResults>, ApiError> {
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer);
+    let client = searching_client(&headers, peer);
     let params = query_of(params)?;
     let query = SearchQuery {
         text: params.q,
@@ -148,7 +179,7 @@ async fn search_products(
         page: params.page.unwrap_or(1),
         page_size: params.page_size.unwrap_or(20),
     };
-    Ok(Json(search.search(query).await?))
+    Ok(Json(search.search(query, &client).await?))
 }
 
 #[derive(Debug, Deserialize)]

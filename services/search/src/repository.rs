@@ -440,44 +440,96 @@ impl SearchIndex for TantivyIndex {
     }
 }
 
-/// Counts of what people searched for, in one Redis sorted set.
+/// What people searched for, published by how many different clients searched it. Each
+/// query keeps a HyperLogLog of its clients (hashes only, forgotten after
+/// `CLIENTS_KEPT`), and a sorted set holds each query's client count. Only queries that
+/// found products are recorded, and only those searched by `min_clients` different
+/// clients are published: one client cannot put words on the shop's front page.
 #[derive(Clone)]
 pub struct PopularQueries {
     redis: commerce_redis::RedisClient,
+    prefix: String,
     key: String,
+    min_clients: u64,
 }
 
+/// How long a query's clients are remembered after its last new one.
+const CLIENTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
+/// The sorted set keeps the most searched queries only.
+const QUERIES_KEPT: i64 = 10_000;
+
 impl PopularQueries {
-    pub fn new(redis: commerce_redis::RedisClient, prefix: &str) -> Self {
+    pub fn new(redis: commerce_redis::RedisClient, prefix: &str, min_clients: u64) -> Self {
         Self {
             redis,
+            prefix: prefix.to_owned(),
             key: commerce_redis::hash_tagged(prefix, "popular", "queries"),
+            min_clients: min_clients.max(1),
         }
     }
 
-    pub async fn record(&self, query: &str) -> Result<(), commerce_redis::RedisError> {
+    /// Counts `client` (a user id or an address) among those who searched `query`.
+    pub async fn record(
+        &self,
+        query: &str,
+        client: &str,
+    ) -> Result<(), commerce_redis::RedisError> {
         let normalized = domain::words(query).join(" ");
         if normalized.is_empty() {
             return Ok(());
         }
-        let _: f64 = redis::cmd("ZINCRBY")
+        let mut redis = self.redis.clone();
+        // Same hash tag as the sorted set: one slot in a cluster.
+        let clients = commerce_redis::hash_tagged(
+            &self.prefix,
+            "popular",
+            &format!("clients:{normalized}"),
+        );
+        let new_client: bool = redis::cmd("PFADD")
+            .arg(&clients)
+            .arg(client)
+            .query_async(&mut redis)
+            .await?;
+        if !new_client {
+            return Ok(());
+        }
+        let count: u64 = redis::cmd("PFCOUNT")
+            .arg(&clients)
+            .query_async(&mut redis)
+            .await?;
+        let _: () = redis::cmd("EXPIRE")
+            .arg(&clients)
+            .arg(CLIENTS_KEPT.as_secs())
+            .query_async(&mut redis)
+            .await?;
+        let _: () = redis::cmd("ZADD")
             .arg(&self.key)
-            .arg(1)
-            .arg(normalized)
-            .query_async(&mut self.redis.clone())
+            .arg(count)
+            .arg(&normalized)
+            .query_async(&mut redis)
+            .await?;
+        let _: () = redis::cmd("ZREMRANGEBYRANK")
+            .arg(&self.key)
+            .arg(0)
+            .arg(-QUERIES_KEPT - 1)
+            .query_async(&mut redis)
             .await?;
         Ok(())
     }
 
+    /// The queries searched by at least `min_clients` clients, most clients first.
     pub async fn top(
         &self,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, commerce_redis::RedisError> {
-        let pairs: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+        let pairs: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
             .arg(&self.key)
-            .arg(0)
-            .arg(limit.saturating_sub(1))
+            .arg("+inf")
+            .arg(self.min_clients)
             .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
             .query_async(&mut self.redis.clone())
             .await?;
         Ok(pairs

@@ -61,18 +61,26 @@ impl SearchService {
         self.index.clone()
     }
 
-    #[tracing::instrument(skip_all, fields(q = %query.text))]
-    pub async fn search(&self, query: SearchQuery) -> Result<SearchResults, SearchError> {
+    /// `client` says who searched (a user id or an address), for the popular queries.
+    /// What people search for is theirs: the text is in the span at debug level only.
+    #[tracing::instrument(level = "debug", skip_all, fields(q = %query.text))]
+    pub async fn search(
+        &self,
+        query: SearchQuery,
+        client: &str,
+    ) -> Result<SearchResults, SearchError> {
         let query = query.validate()?;
-        // Only first pages count as searches people made.
+        let index = self.index.clone();
+        let searched = query.clone();
+        let results = blocking(move || index.search(&searched)).await?;
+        metrics::counter!("search_queries_total").increment(1);
+        // Only first pages that found something count as searches worth showing others.
         if query.page == 1
-            && let Err(error) = self.popular.record(&query.text).await
+            && results.total > 0
+            && let Err(error) = self.popular.record(&query.text, client).await
         {
             tracing::warn!(%error, "could not record the query");
         }
-        let index = self.index.clone();
-        let results = blocking(move || index.search(&query)).await?;
-        metrics::counter!("search_queries_total").increment(1);
         Ok(results)
     }
 

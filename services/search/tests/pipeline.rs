@@ -170,20 +170,49 @@ async fn catalogue_changes_become_searchable_and_a_rebuild_matches() {
     )
     .await;
     assert_eq!(suggested["items"][0]["text"], "porcelain");
-    for query in ["desk lamp", "Desk  Lamp", "cup"] {
-        get(&client, format!("{search}/v1/search?q={query}")).await;
+    // Popular queries: what several different clients searched and found. The clients
+    // are the addresses the gateway names; the polling above was one client.
+    let search_as = |address: &'static str, query: &'static str| {
+        client
+            .get(format!("{search}/v1/search?q={query}"))
+            .header("x-forwarded-for", address)
+            .send()
+    };
+    for (address, query) in [
+        // Two spellings of one query, by three clients (one of them twice).
+        ("198.51.100.1", "desk lamp"),
+        ("198.51.100.2", "Desk  Lamp"),
+        ("198.51.100.3", "desk lamp"),
+        ("198.51.100.3", "desk lamp"),
+        // Found products, but searched by two clients only.
+        ("198.51.100.1", "cup"),
+        ("198.51.100.2", "cup"),
+        // Three clients, but nothing found: never published.
+        ("198.51.100.1", "buy cheap followers"),
+        ("198.51.100.2", "buy cheap followers"),
+        ("198.51.100.3", "buy cheap followers"),
+    ] {
+        assert!(search_as(address, query).await.unwrap().status().is_success());
     }
-    // The two spellings of "desk lamp" count as one query (the polling above counts too).
+    // One client repeating itself is still one client.
+    for _ in 0..5 {
+        search_as("203.0.113.66", "lamp").await.unwrap();
+    }
     let popular = get(&client, format!("{search}/v1/search/popular?limit=10")).await;
     let items = popular["items"].as_array().unwrap();
     assert!(
-        items.contains(&json!({"query": "desk lamp", "count": 2})),
+        items.contains(&json!({"query": "desk lamp", "count": 3})),
         "{popular}"
     );
-    assert!(
-        items.contains(&json!({"query": "cup", "count": 1})),
-        "{popular}"
-    );
+    let published: Vec<&str> = items
+        .iter()
+        .map(|item| item["query"].as_str().unwrap())
+        .collect();
+    for unpublished in ["cup", "buy cheap followers", "porcelain"] {
+        assert!(!published.contains(&unpublished), "{popular}");
+    }
+    // "lamp": the polling client and 203.0.113.66, two clients.
+    assert!(!published.contains(&"lamp"), "{popular}");
     let counts: Vec<u64> = items
         .iter()
         .map(|item| item["count"].as_u64().unwrap())
