@@ -524,16 +524,7 @@ impl AuthService {
             .await?
             .ok_or(AuthError::NotFound("user"))?;
         if user.status == UserStatus::Unverified {
-            repo::set_status(&mut *tx, user_id, UserStatus::Active).await?;
-            let event = pb::EmailVerified {
-                user_id: user_id.to_string(),
-                email: user.email.clone(),
-            };
-            commerce_messaging::enqueue(
-                &mut tx,
-                NewEvent::protobuf(TOPIC, user_id.to_string(), EMAIL_VERIFIED, &event),
-            )
-            .await?;
+            self.confirm_email(&mut tx, &user).await?;
         }
         tx.commit().await?;
         repo::user_by_id(&self.inner.pool, user_id)
@@ -549,12 +540,7 @@ impl AuthService {
         email: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let limits = &self.inner.settings.limits;
-        let email = domain::normalize_email(email);
-        self.limit("reset-ip", &client.ip, limits.resend_per_ip)
-            .await?;
-        self.limit("reset-user", &email, limits.resend_per_user)
-            .await?;
+        let email = self.limit_mail_request("reset", email, client).await?;
         let mut tx = self.inner.pool.begin().await?;
         let Some(user) = repo::user_by_email(&mut *tx, &email).await? else {
             return Ok(());
@@ -604,18 +590,7 @@ impl AuthService {
             .ok_or(AuthError::NotFound("user"))?;
         match user.status {
             UserStatus::Disabled => return Err(AuthError::Disabled),
-            UserStatus::Unverified => {
-                repo::set_status(&mut *tx, user_id, UserStatus::Active).await?;
-                let event = pb::EmailVerified {
-                    user_id: user_id.to_string(),
-                    email: user.email.clone(),
-                };
-                commerce_messaging::enqueue(
-                    &mut tx,
-                    NewEvent::protobuf(TOPIC, user_id.to_string(), EMAIL_VERIFIED, &event),
-                )
-                .await?;
-            }
+            UserStatus::Unverified => self.confirm_email(&mut tx, &user).await?,
             UserStatus::Active => {}
         }
         repo::set_password_hash(&mut *tx, user_id, &password_hash).await?;
@@ -693,6 +668,42 @@ impl AuthService {
         Ok(())
     }
 
+    /// E-mails sent on request (verification, password reset) are limited per source and
+    /// per address; the address, normalised.
+    async fn limit_mail_request(
+        &self,
+        scope: &str,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<String, AuthError> {
+        let limits = &self.inner.settings.limits;
+        let email = domain::normalize_email(email);
+        self.limit(&format!("{scope}-ip"), &client.ip, limits.resend_per_ip)
+            .await?;
+        self.limit(&format!("{scope}-user"), &email, limits.resend_per_user)
+            .await?;
+        Ok(email)
+    }
+
+    /// An unconfirmed account becomes active: its owner proved the address.
+    async fn confirm_email(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        user: &User,
+    ) -> Result<(), AuthError> {
+        repo::set_status(&mut *connection, user.id, UserStatus::Active).await?;
+        let event = pb::EmailVerified {
+            user_id: user.id.to_string(),
+            email: user.email.clone(),
+        };
+        commerce_messaging::enqueue(
+            connection,
+            NewEvent::protobuf(TOPIC, user.id.to_string(), EMAIL_VERIFIED, &event),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Always succeeds for an unknown or verified e-mail, so it tells nobody which exist.
     #[tracing::instrument(skip_all)]
     pub async fn resend_verification(
@@ -700,12 +711,7 @@ impl AuthService {
         email: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let limits = &self.inner.settings.limits;
-        let email = domain::normalize_email(email);
-        self.limit("resend-ip", &client.ip, limits.resend_per_ip)
-            .await?;
-        self.limit("resend-user", &email, limits.resend_per_user)
-            .await?;
+        let email = self.limit_mail_request("resend", email, client).await?;
         let mut tx = self.inner.pool.begin().await?;
         let Some(user) = repo::user_by_email(&mut *tx, &email).await? else {
             return Ok(());

@@ -207,16 +207,7 @@ async fn migrate_seed_serve_and_stop_on_sigterm() {
     // Every service of the build is up: the seeded admin can log in and read itself.
     let auth = shop.url(8081);
     let admin = demo_login(&client, &auth, "admin").await;
-    let me: serde_json::Value = client
-        .get(format!("{auth}/v1/users/me"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["role"], "admin");
+    assert_eq!(support::me(&client, &auth, &admin).await["role"], "admin");
 
     let listing: serde_json::Value = client
         .get(format!("{http}/v1/products?pageSize=5"))

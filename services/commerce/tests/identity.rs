@@ -11,7 +11,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 mod support;
-use support::{LocalShop, demo_login};
+use support::{LocalShop, demo_login, me};
 
 /// One request per service that takes user tokens, made straight to the service.
 const EVERY_SERVICE: &[(u16, &str, &str)] = &[
@@ -143,15 +143,7 @@ async fn a_signed_out_session_is_refused_at_once_by_the_gateway_and_every_servic
 
     // An admin disables the account: its newest session stops at once.
     let desk = sign_in(&client, &gateway).await;
-    let me: Value = client
-        .get(format!("{gateway}/v1/users/me"))
-        .bearer_auth(&desk.access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = me(&client, &gateway, &desk.access).await;
     let admin = demo_login(&client, &gateway, "admin").await;
     let disable = client
         .post(format!(

@@ -167,16 +167,10 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
     let access = login["accessToken"]
         .as_str()
         .expect("verified users sign in");
-    let me: Value = client
-        .get(format!("{gateway}/v1/users/me"))
-        .bearer_auth(access)
-        .send()
-        .await
+    let user_id = support::me(&client, &gateway, access).await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user_id = me["id"].as_str().unwrap().to_owned();
+        .to_owned();
 
     // The live stream through the gateway.
     let mut stream = client

@@ -62,6 +62,26 @@ const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMER
     .remove(b'.')
     .remove(b'~');
 
+/// Auth's events name the account's address and first name: kept for later mail.
+async fn learn_email(
+    connection: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    email: &str,
+    first_name: &str,
+) -> Result<(), HandlerError> {
+    repo::learn_contact(
+        connection,
+        user_id,
+        &Contact {
+            email: Some(email),
+            first_name: Some(first_name),
+            fallback_phone: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// A percent-encoded token in the configured link.
 fn link(template: &str, token: &str) -> String {
     template.replace(
@@ -88,16 +108,7 @@ impl EventHandler for ShopEvents {
                 // Both carry the same fields.
                 let message: auth::UserRegistered = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
-                repo::learn_contact(
-                    connection,
-                    user_id,
-                    &Contact {
-                        email: Some(&message.email),
-                        first_name: Some(&message.first_name),
-                        fallback_phone: None,
-                    },
-                )
-                .await?;
+                learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 let data = data([
                     (
                         "verification_url",
@@ -110,16 +121,7 @@ impl EventHandler for ShopEvents {
             "commerce.auth.v1.PasswordResetRequested" => {
                 let message: auth::PasswordResetRequested = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
-                repo::learn_contact(
-                    connection,
-                    user_id,
-                    &Contact {
-                        email: Some(&message.email),
-                        first_name: Some(&message.first_name),
-                        fallback_phone: None,
-                    },
-                )
-                .await?;
+                learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 let data = data([
                     (
                         "reset_url",
@@ -140,16 +142,7 @@ impl EventHandler for ShopEvents {
             "commerce.auth.v1.RegistrationAttempted" => {
                 let message: auth::RegistrationAttempted = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
-                repo::learn_contact(
-                    connection,
-                    user_id,
-                    &Contact {
-                        email: Some(&message.email),
-                        first_name: Some(&message.first_name),
-                        fallback_phone: None,
-                    },
-                )
-                .await?;
+                learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 (user_id, "account_exists", data([("email", message.email)]))
             }
             "commerce.order.v1.PaymentReminderDue" => {

@@ -79,6 +79,19 @@ pub async fn demo_login(client: &reqwest::Client, base: &str, role: &str) -> Str
         .to_owned()
 }
 
+/// The signed-in user's own record (`GET /v1/users/me` at `base`, a service or the gateway).
+pub async fn me(client: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/v1/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Those of `urls` (`/readyz` endpoints) that do not answer 200 now, with what they said.
 pub async fn not_ready(client: &reqwest::Client, urls: &[String]) -> Vec<String> {
     let mut not_ready = Vec::new();
