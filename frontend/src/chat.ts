@@ -16,6 +16,7 @@ export type ServerFrame =
   | { type: "read"; conversationId: string; userId: string; seq: number }
   | { type: "presence"; userId: string; online: boolean }
   | { type: "joined"; conversationId: string }
+  | { type: "invited"; conversationId: string }
   | { type: "left"; conversationId: string }
   | { type: "pong" }
   | { type: "error"; code: string; message: string; clientId?: string };

@@ -444,7 +444,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The most searched queries. */
+        /**
+         * The most searched queries.
+         * @description Queries that found products and were searched by several different clients (3 by default, `popular_min_clients`), with how many; one client alone cannot put a query here.
+         */
         get: operations["popularQueries"];
         put?: never;
         post?: never;
@@ -938,7 +941,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Joins a channel (anyone) or a support conversation (admin, support, as its agent). */
+        /** Joins a channel (anyone), a group one was invited to (accepting), or a support conversation (admin, support, as its agent). */
         post: operations["joinChatConversation"];
         delete?: never;
         options?: never;
@@ -955,9 +958,46 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Adds someone (the conversation's owner, admin, support). */
+        /**
+         * Invites someone to a group or channel, or adds an agent to a support conversation (the conversation's owner, admin, support).
+         * @description Nobody is put in a group or channel without accepting: the user is invited (a WebSocket `invited` frame, `GET /v1/chat/invitations`) and joins to accept. Only support staff can be added to a support conversation (400 on `userId` otherwise).
+         */
         post: operations["addChatParticipant"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chat/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user's open invitations to groups and channels, newest first. */
+        get: operations["listChatInvitations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chat/invitations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Declines an invitation to the conversation `id`. */
+        delete: operations["declineChatInvitation"];
         options?: never;
         head?: never;
         patch?: never;
@@ -3030,7 +3070,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Queries with their counts, most searched first. */
+            /** @description Queries with the number of clients who searched them, most first. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3921,6 +3961,7 @@ export interface operations {
                     /** @enum {string} */
                     kind: "group" | "channel";
                     title: string;
+                    /** @description invited; each joins to accept */
                     members?: string[];
                 };
             };
@@ -3997,6 +4038,64 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listChatInvitations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Invitations; joining the conversation accepts one. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            /** Format: uuid */
+                            conversationId: string;
+                            /** @enum {string} */
+                            kind: "group" | "channel";
+                            title: string;
+                            /** Format: uuid */
+                            invitedBy: string;
+                            /** Format: date-time */
+                            createdAt: string;
+                        }[];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    declineChatInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Declined. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
     };

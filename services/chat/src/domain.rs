@@ -235,6 +235,10 @@ pub enum ServerFrame {
     Joined {
         conversation_id: Uuid,
     },
+    /// The user was invited to a group or channel; joining it accepts.
+    Invited {
+        conversation_id: Uuid,
+    },
     /// The user was removed or banned (their connections stop following it).
     Left {
         conversation_id: Uuid,

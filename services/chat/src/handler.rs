@@ -147,6 +147,8 @@ pub fn api() -> ApiRoutes<AppState> {
         .get("/v1/chat/conversations/{id}", conversation)
         .post("/v1/chat/conversations/{id}/join", join)
         .post("/v1/chat/conversations/{id}/participants", add_participant)
+        .get("/v1/chat/invitations", invitations)
+        .delete("/v1/chat/invitations/{id}", decline_invitation)
         .post(
             "/v1/chat/conversations/{id}/participants/{userId}/mute",
             mute,
@@ -329,6 +331,26 @@ async fn join(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewParticipant {
     user_id: Uuid,
+}
+
+async fn invitations(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let items = state.chat.invitations(actor(&principal)?).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn decline_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .chat
+        .decline(uuid("id", &raw)?, actor(&principal)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn add_participant(

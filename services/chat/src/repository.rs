@@ -114,6 +114,71 @@ pub async fn add_participant(
     Ok(added.rows_affected() == 1)
 }
 
+/// Invites `user_id` unless they are already in the conversation (banned included).
+pub async fn invite(
+    connection: &mut PgConnection,
+    conversation_id: Uuid,
+    user_id: Uuid,
+    invited_by: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let invited = sqlx::query(
+        "INSERT INTO invitations (conversation_id, user_id, invited_by)
+         SELECT $1, $2, $3
+         WHERE NOT EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(invited_by)
+    .execute(connection)
+    .await?;
+    Ok(invited.rows_affected() == 1)
+}
+
+/// Removes the user's invitation to the conversation; whether there was one.
+pub async fn take_invitation(
+    connection: &mut PgConnection,
+    conversation_id: Uuid,
+    user_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query("DELETE FROM invitations WHERE conversation_id = $1 AND user_id = $2")
+        .bind(conversation_id)
+        .bind(user_id)
+        .execute(connection)
+        .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    pub conversation_id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub invited_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The user's open invitations, newest first.
+pub async fn invitations_of(pool: &PgPool, user_id: Uuid) -> Result<Vec<Invitation>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.conversation_id, c.kind, c.title, i.invited_by, i.created_at
+         FROM invitations i JOIN conversations c ON c.id = i.conversation_id
+         WHERE i.user_id = $1 ORDER BY i.created_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether the user works support (seen with a staff token in the support inbox).
+pub async fn is_agent(connection: &mut PgConnection, user_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE user_id = $1)")
+        .bind(user_id)
+        .fetch_one(connection)
+        .await
+}
+
 pub async fn membership(
     connection: &mut PgConnection,
     conversation_id: Uuid,

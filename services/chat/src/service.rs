@@ -282,17 +282,46 @@ impl ChatService {
         let mut tx = self.pool.begin().await?;
         repo::insert_conversation(&mut tx, id, kind, title, actor.user_id).await?;
         repo::add_participant(&mut tx, id, actor.user_id, ParticipantRole::Owner).await?;
-        for member in members {
-            repo::add_participant(&mut tx, id, *member, ParticipantRole::Member).await?;
+        // The others are invited, not added: they join when they accept.
+        let mut invited = Vec::new();
+        for member in members.iter().filter(|member| **member != actor.user_id) {
+            if repo::invite(&mut tx, id, *member, actor.user_id).await? {
+                invited.push(*member);
+            }
         }
         tx.commit().await?;
-        let mut joined = vec![actor.user_id];
-        joined.extend_from_slice(members);
-        self.announce_joined(&joined, id).await;
+        self.announce_joined(&[actor.user_id], id).await;
+        self.announce_invited(&invited, id).await;
         self.detail(id, actor).await
     }
 
-    /// Joins a channel (anyone) or a support conversation (support staff, as its agent).
+    async fn announce_invited(&self, users: &[Uuid], conversation_id: Uuid) {
+        for user in users {
+            self.announce(
+                &self.user_channel(*user),
+                &ServerFrame::Invited { conversation_id },
+            )
+            .await;
+        }
+    }
+
+    /// The actor's open invitations.
+    pub async fn invitations(&self, actor: Actor) -> Result<Vec<repo::Invitation>, ChatError> {
+        Ok(repo::invitations_of(&self.pool, actor.user_id).await?)
+    }
+
+    /// Declines an invitation.
+    pub async fn decline(&self, conversation_id: Uuid, actor: Actor) -> Result<(), ChatError> {
+        let mut connection = self.pool.acquire().await?;
+        if repo::take_invitation(&mut connection, conversation_id, actor.user_id).await? {
+            Ok(())
+        } else {
+            Err(ChatError::NotFound("invitation"))
+        }
+    }
+
+    /// Joins a channel (anyone), a group the actor was invited to (accepting), or a support
+    /// conversation (support staff, as its agent).
     pub async fn join(
         &self,
         conversation_id: Uuid,
@@ -302,11 +331,22 @@ impl ChatService {
         let conversation = repo::conversation(&mut tx, conversation_id)
             .await?
             .ok_or(ChatError::NotFound("conversation"))?;
+        let invited = repo::take_invitation(&mut tx, conversation_id, actor.user_id).await?;
         let role = match conversation.kind {
             Kind::Channel => ParticipantRole::Member,
             Kind::Support if actor.staff => ParticipantRole::Agent,
             Kind::Support => return Err(ChatError::NotFound("conversation")),
-            Kind::Group => return Err(Refusal::NotParticipant.into()),
+            Kind::Group if invited => ParticipantRole::Member,
+            Kind::Group => {
+                // Already in it: joining again changes nothing.
+                return match repo::membership(&mut tx, conversation_id, actor.user_id).await? {
+                    Some(membership) if !membership.banned => {
+                        drop(tx);
+                        self.detail(conversation_id, actor).await
+                    }
+                    _ => Err(Refusal::NotParticipant.into()),
+                };
+            }
         };
         if let Some(membership) = repo::membership(&mut tx, conversation_id, actor.user_id).await?
             && membership.banned
@@ -322,7 +362,8 @@ impl ChatService {
         self.detail(conversation_id, actor).await
     }
 
-    /// Adds someone to a group or channel (its owner, or staff).
+    /// Invites someone to a group or channel (its owner, or staff); they join when they
+    /// accept. To a support conversation staff add another agent, who must work support.
     pub async fn add(
         &self,
         conversation_id: Uuid,
@@ -330,13 +371,28 @@ impl ChatService {
         user_id: Uuid,
     ) -> Result<ConversationDetail, ChatError> {
         let conversation = self.moderated(conversation_id, actor).await?;
-        let role = match conversation.kind {
-            Kind::Support => ParticipantRole::Agent,
-            _ => ParticipantRole::Member,
-        };
         let mut connection = self.pool.acquire().await?;
-        if repo::add_participant(&mut connection, conversation_id, user_id, role).await? {
-            self.announce_joined(&[user_id], conversation_id).await;
+        match conversation.kind {
+            Kind::Support => {
+                if !repo::is_agent(&mut connection, user_id).await? {
+                    return Err(invalid("userId", "only support staff can be added as agents"));
+                }
+                if repo::add_participant(
+                    &mut connection,
+                    conversation_id,
+                    user_id,
+                    ParticipantRole::Agent,
+                )
+                .await?
+                {
+                    self.announce_joined(&[user_id], conversation_id).await;
+                }
+            }
+            Kind::Group | Kind::Channel => {
+                if repo::invite(&mut connection, conversation_id, user_id, actor.user_id).await? {
+                    self.announce_invited(&[user_id], conversation_id).await;
+                }
+            }
         }
         self.detail(conversation_id, actor).await
     }

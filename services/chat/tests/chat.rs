@@ -133,6 +133,18 @@ impl Client {
     }
 }
 
+/// Accepts an invitation to the conversation by joining it.
+async fn accept(base: &str, conversation: &str, token: &str) {
+    let (status, body) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations/{conversation}/join"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 async fn rest(
     method: reqwest::Method,
     url: String,
@@ -188,6 +200,19 @@ async fn support_chat_crosses_instances_in_order_and_keeps_strangers_out() {
     );
     let joined = on_b.expect("joined").await;
     assert_eq!(joined["conversationId"], id.as_str());
+    // Staff add only staff as agents: a customer cannot be made one.
+    let (status, refused) = rest(
+        reqwest::Method::POST,
+        format!("{}/v1/chat/conversations/{id}/participants", b.http),
+        &agent_token,
+        Some(json!({"userId": stranger})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["field"].clone()),
+        (400, json!("userId")),
+        "{refused}"
+    );
     let (_, again) = rest(
         reqwest::Method::POST,
         format!("{}/v1/chat/support", b.http),
@@ -431,11 +456,53 @@ async fn groups_channels_and_bans() {
     .await;
     assert_eq!(status, 201, "{group}");
     let group_id = group["id"].as_str().unwrap().to_owned();
-    // Added while connected: the member's socket follows the new group at once.
+    // Invited, not added: the member says yes by joining, and their socket follows the
+    // group from then on.
+    assert_eq!(
+        member_socket.expect("invited").await["conversationId"],
+        group_id.as_str()
+    );
+    let (_, listed) = rest(
+        reqwest::Method::GET,
+        format!("{base}/v1/chat/invitations"),
+        &member_token,
+        None,
+    )
+    .await;
+    assert_eq!(listed["items"][0]["conversationId"], group_id.as_str());
+    assert_eq!(listed["items"][0]["invitedBy"], owner.to_string());
+    accept(base, &group_id, &member_token).await;
     assert_eq!(
         member_socket.expect("joined").await["conversationId"],
         group_id.as_str()
     );
+    // Someone else is invited and declines: they are not in it and cannot join.
+    let declining = Uuid::new_v4();
+    let declining_token = setup.issuer.user_token(declining, "customer");
+    let (status, _) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations/{group_id}/participants"),
+        &owner_token,
+        Some(json!({"userId": declining})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = rest(
+        reqwest::Method::DELETE,
+        format!("{base}/v1/chat/invitations/{group_id}"),
+        &declining_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = rest(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/conversations/{group_id}/join"),
+        &declining_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "a declined invitation is gone");
     let (status, _) = rest(
         reqwest::Method::POST,
         format!("{base}/v1/chat/conversations/{group_id}/messages"),
@@ -589,6 +656,7 @@ async fn attachments_are_checked_stored_and_served_only_to_readers() {
     )
     .await;
     let id = group["id"].as_str().unwrap().to_owned();
+    accept(base, &id, &member_token).await;
     let client = reqwest::Client::new();
     let upload = |token: &str, name: &str, content_type: &str, bytes: Vec<u8>| {
         client
@@ -725,6 +793,9 @@ async fn a_client_that_does_not_read_is_cut_off_without_holding_back_others() {
     )
     .await;
     let id = group["id"].as_str().unwrap().to_owned();
+    for invited in [slow, fast] {
+        accept(&base, &id, &setup.issuer.user_token(invited, "customer")).await;
+    }
     let slow_socket = Client::connect(&instance, &setup.issuer.user_token(slow, "customer")).await;
     let mut fast_socket =
         Client::connect(&instance, &setup.issuer.user_token(fast, "customer")).await;
