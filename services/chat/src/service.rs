@@ -375,7 +375,10 @@ impl ChatService {
         match conversation.kind {
             Kind::Support => {
                 if !repo::is_agent(&mut connection, user_id).await? {
-                    return Err(invalid("userId", "only support staff can be added as agents"));
+                    return Err(invalid(
+                        "userId",
+                        "only support staff can be added as agents",
+                    ));
                 }
                 if repo::add_participant(
                     &mut connection,

@@ -480,11 +480,8 @@ impl PopularQueries {
         }
         let mut redis = self.redis.clone();
         // Same hash tag as the sorted set: one slot in a cluster.
-        let clients = commerce_redis::hash_tagged(
-            &self.prefix,
-            "popular",
-            &format!("clients:{normalized}"),
-        );
+        let clients =
+            commerce_redis::hash_tagged(&self.prefix, "popular", &format!("clients:{normalized}"));
         let new_client: bool = redis::cmd("PFADD")
             .arg(&clients)
             .arg(client)

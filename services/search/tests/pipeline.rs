@@ -192,7 +192,13 @@ async fn catalogue_changes_become_searchable_and_a_rebuild_matches() {
         ("198.51.100.2", "buy cheap followers"),
         ("198.51.100.3", "buy cheap followers"),
     ] {
-        assert!(search_as(address, query).await.unwrap().status().is_success());
+        assert!(
+            search_as(address, query)
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
     }
     // One client repeating itself is still one client.
     for _ in 0..5 {
