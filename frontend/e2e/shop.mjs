@@ -268,6 +268,8 @@ try {
   // A forgotten password: a link by e-mail, a new password, and only the new one works.
   await page.goto(`${base}/login`);
   await page.getByRole("link", { name: "Forgot your password?" }).click();
+  // The sign-in page has an "E-mail" field too: fill only once this page is shown.
+  await page.getByRole("heading", { name: "Forgot your password?" }).waitFor();
   await page.getByLabel("E-mail").fill(email);
   await page.getByRole("button", { name: "E-mail me a link" }).click();
   await page.getByRole("heading", { name: "Check your e-mail" }).waitFor();
