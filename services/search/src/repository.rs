@@ -490,25 +490,27 @@ impl PopularQueries {
         if !new_client {
             return Ok(());
         }
-        let count: u64 = redis::cmd("PFCOUNT")
+        let (count,): (u64,) = redis::pipe()
+            .cmd("PFCOUNT")
             .arg(&clients)
-            .query_async(&mut redis)
-            .await?;
-        let _: () = redis::cmd("EXPIRE")
+            .cmd("EXPIRE")
             .arg(&clients)
             .arg(CLIENTS_KEPT.as_secs())
+            .ignore()
             .query_async(&mut redis)
             .await?;
-        let _: () = redis::cmd("ZADD")
+        // One round trip for the rest; both keys share the hash tag (one cluster slot).
+        let _: () = redis::pipe()
+            .cmd("ZADD")
             .arg(&self.key)
             .arg(count)
             .arg(&normalized)
-            .query_async(&mut redis)
-            .await?;
-        let _: () = redis::cmd("ZREMRANGEBYRANK")
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
             .arg(&self.key)
             .arg(0)
             .arg(-QUERIES_KEPT - 1)
+            .ignore()
             .query_async(&mut redis)
             .await?;
         Ok(())
