@@ -495,10 +495,18 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
         }
     })
     .await;
-    assert_eq!(
-        broker.describe(&brokers(), &order_events).await.unwrap(),
-        None
-    );
+    // The controller has committed the deletion; the broker answering metadata may learn of it
+    // a moment later.
+    eventually("the broker forgets the deleted topic", || {
+        let (broker, order_events) = (broker.clone(), order_events.clone());
+        async move {
+            match broker.describe(&brokers(), &order_events).await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
 
     // Reconciles were counted and timed, per controller.
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
