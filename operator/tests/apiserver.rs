@@ -327,12 +327,15 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
     })
     .await;
     let order_events = format!("{prefix}commerce.order.events");
-    let state = broker
-        .describe(&brokers(), &order_events)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state.partitions, 2);
+    // Every broker's metadata has the topic a moment after the controller creates it.
+    eventually("the broker describes the topic with 2 partitions", || {
+        let (broker, order_events) = (broker.clone(), order_events.clone());
+        async move {
+            let state = broker.describe(&brokers(), &order_events).await.ok()??;
+            (state.partitions == 2).then_some(())
+        }
+    })
+    .await;
     let topic = topics.get("demo-commerce.order.events").await.unwrap();
     assert_eq!(
         topic.finalizers(),
