@@ -116,17 +116,6 @@ try {
   await page.goto(link);
   await page.getByRole("heading", { name: "E-mail confirmed" }).waitFor();
 
-  // Sign in (a wrong password first).
-  await page.getByRole("link", { name: "Sign in" }).first().click();
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill("wrong-password-1");
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByText("The e-mail or the password is wrong.").waitFor();
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Your cart" }).waitFor();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
-
   await page.getByRole("link", { name: "Commerce" }).click();
   await page.getByRole("status").filter({ hasText: /\d+ products/ }).waitFor();
   await page.screenshot({ path: join(screenshots, "catalogue.png"), fullPage: true });
@@ -156,10 +145,23 @@ try {
   if (!price || !/^\$\d+\.\d\d$/.test(price.trim())) throw new Error(`no price on the product page: ${price}`);
   await page.screenshot({ path: join(screenshots, "product.png"), fullPage: true });
 
-  // Into the signed-in customer's cart, priced by the cart service.
+  // Into a guest cart (the shop issues its token), which joins the customer's cart at
+  // sign-in; the cart service prices it.
   await page.getByRole("button", { name: "Add to cart" }).click();
   await page.getByText("Added to your cart.").waitFor();
-  await page.getByRole("link", { name: "Cart (1)" }).click();
+  await page.getByRole("link", { name: "Cart (1)" }).waitFor();
+  await page.getByRole("link", { name: "Sign in" }).first().click();
+  // Sign in (a wrong password first); customers land on their cart.
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill("wrong-password-1");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("The e-mail or the password is wrong.").waitFor();
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Your cart" }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+
+  await page.getByRole("link", { name: "Cart (1)" }).waitFor();
   const line = page.getByRole("row").filter({ hasText: /Stoneware mug/ });
   await line.waitFor();
   const quantity = await line.getByRole("spinbutton").inputValue();

@@ -2,7 +2,7 @@
 // expiry, the retried request carrying the new token and its body, sign-out when the
 // refresh token is refused.
 import { beforeEach, describe, expect, it } from "vitest";
-import { createSessionClient } from "./session";
+import { createSessionClient, mergeGuestCart } from "./session";
 
 const pair = (n: number) => ({
   accessToken: `access-${n}`,
@@ -22,6 +22,7 @@ interface Seen {
 
 function gateway(valid: () => string, refreshes: { count: number }, refreshOk = true) {
   const seen: Seen[] = [];
+  const issuedGuestCarts: string[] = [];
   const fetch = async (input: RequestInfo | URL) => {
     const request = input as Request;
     const path = new URL(request.url).pathname;
@@ -34,12 +35,23 @@ function gateway(valid: () => string, refreshes: { count: number }, refreshOk = 
       await new Promise((resolve) => setTimeout(resolve, 10));
       return refreshOk ? json(200, pair(refreshes.count + 1)) : json(401, { error: { code: "unauthorized", message: "no" } });
     }
+    if (path === "/v1/cart/guest") {
+      issuedGuestCarts.push(`guest-${issuedGuestCarts.length + 1}.signature`);
+      return json(201, { guestCart: issuedGuestCarts.at(-1) });
+    }
+    const guest = request.headers.get("x-guest-cart");
+    if (guest && !request.headers.has("authorization") && path.startsWith("/v1/cart")) {
+      return issuedGuestCarts.includes(guest) ? json(200, { id: guest, items: [] }) : json(401, { error: { code: "unauthorized", message: "X-Guest-Cart" } });
+    }
+    if (path === "/v1/cart/merge") {
+      return request.headers.get("authorization") === `Bearer ${valid()}` ? json(200, { id: "c1", items: [] }) : json(401, {});
+    }
     if (request.headers.get("authorization") !== `Bearer ${valid()}`) {
       return json(401, { error: { code: "unauthorized", message: "expired" } });
     }
     return json(200, { id: "c1", items: [], promo: null, subtotal: "0.00", discount: "0.00", total: "0.00", currency: "USD" });
   };
-  return { fetch: fetch as typeof globalThis.fetch, seen };
+  return { fetch: fetch as typeof globalThis.fetch, seen, issuedGuestCarts };
 }
 
 describe("session client", () => {
@@ -73,9 +85,36 @@ describe("session client", () => {
     expect(response.status).toBe(401);
     expect(session.state().signedIn).toBe(false);
     expect(window.localStorage.getItem("commerce.refreshToken")).toBeNull();
-    await api.GET("/v1/cart");
+    const { response: asGuest } = await api.GET("/v1/cart");
+    expect(asGuest.status).toBe(200);
     const last = seen.at(-1)!;
     expect(last.authorization).toBeNull();
-    expect(last.guest).toMatch(/^[0-9a-f-]{36}$/);
+    expect(last.guest).toBe("guest-1.signature");
+  });
+
+  it("asks the server for one guest cart, sends it on cart calls only, and merges it at sign-in", async () => {
+    const { fetch, seen, issuedGuestCarts } = gateway(() => "access-1", { count: 0 });
+    const { api, session } = createSessionClient({ baseUrl: "http://shop.test", storage: window.localStorage, fetch });
+    const [a, b] = await Promise.all([api.GET("/v1/cart"), api.POST("/v1/cart/items", { body: { productId: "p1", quantity: 1 } })]);
+    expect([a.response.status, b.response.status]).toEqual([200, 200]);
+    expect(issuedGuestCarts).toEqual(["guest-1.signature"]);
+    await api.GET("/v1/products");
+    expect(seen.at(-1)!.guest).toBeNull();
+
+    session.signIn(pair(1));
+    await mergeGuestCart(api, session);
+    const merge = seen.at(-1)!;
+    expect([merge.path, merge.authorization, JSON.parse(merge.body)]).toEqual(["/v1/cart/merge", "Bearer access-1", { guestCart: "guest-1.signature" }]);
+    expect(session.storedGuestCart()).toBeNull();
+  });
+
+  it("starts a new guest cart when the shop no longer honours the stored one", async () => {
+    const { fetch, issuedGuestCarts } = gateway(() => "never", { count: 0 });
+    window.localStorage.setItem("commerce.guestCartToken", "from-a-rotated-key.signature");
+    const { api, session } = createSessionClient({ baseUrl: "http://shop.test", storage: window.localStorage, fetch });
+    const { response } = await api.POST("/v1/cart/items", { body: { productId: "p1", quantity: 1 } });
+    expect(response.status).toBe(200);
+    expect(issuedGuestCarts).toEqual(["guest-1.signature"]);
+    expect(session.storedGuestCart()).toBe("guest-1.signature");
   });
 });

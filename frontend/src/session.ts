@@ -4,10 +4,10 @@
 // whole session when an old one is replayed). A 401 triggers one refresh (shared by
 // concurrent requests) and one retry.
 import type { Middleware } from "openapi-fetch";
-import { createApiClient, type TokenPair } from "./api/client";
+import { createApiClient, type ApiClient, type TokenPair } from "./api/client";
 
 const REFRESH_KEY = "commerce.refreshToken";
-const GUEST_CART_KEY = "commerce.guestCart";
+const GUEST_CART_KEY = "commerce.guestCartToken";
 
 export type Role = "customer" | "support" | "admin";
 
@@ -34,12 +34,14 @@ export function tokenIdentity(accessToken: string): { userId?: string; role?: Ro
 export class SessionStore {
   private accessToken: string | undefined;
   private refreshing: Promise<boolean> | undefined;
+  private issuingGuestCart: Promise<string | undefined> | undefined;
   private listeners = new Set<() => void>();
   private snapshot: SessionState;
 
   constructor(
     private readonly storage: Storage,
     private readonly refreshWith: (refreshToken: string) => Promise<TokenPair | undefined>,
+    private readonly issueGuestCart: () => Promise<string | undefined> = async () => undefined,
   ) {
     this.snapshot = { signedIn: this.refreshToken() !== null };
   }
@@ -55,16 +57,28 @@ export class SessionStore {
 
   refreshToken = () => this.storage.getItem(REFRESH_KEY);
 
-  /** The guest cart's id while signed out, made on first use. */
-  guestCart = () => {
+  /** The guest cart's token while signed out; the server issues one on first use. */
+  guestCart = async () => {
     if (this.snapshot.signedIn) return undefined;
-    let id = this.storage.getItem(GUEST_CART_KEY);
-    if (!id) {
-      id = crypto.randomUUID();
-      this.storage.setItem(GUEST_CART_KEY, id);
-    }
-    return id;
+    const stored = this.storage.getItem(GUEST_CART_KEY);
+    if (stored) return stored;
+    this.issuingGuestCart ??= this.issueGuestCart()
+      .then((token) => {
+        if (token) this.storage.setItem(GUEST_CART_KEY, token);
+        return token;
+      })
+      .finally(() => {
+        this.issuingGuestCart = undefined;
+      });
+    return this.issuingGuestCart;
   };
+
+  /** The guest cart's token, if a guest cart was started on this device. */
+  storedGuestCart = () => this.storage.getItem(GUEST_CART_KEY);
+
+  forgetGuestCart() {
+    this.storage.removeItem(GUEST_CART_KEY);
+  }
 
   signIn(pair: TokenPair) {
     this.accessToken = pair.accessToken;
@@ -111,13 +125,17 @@ export function createSessionClient(options: {
 }) {
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   const bare = createApiClient({ baseUrl: options.baseUrl, fetch: fetchFn });
-  const session = new SessionStore(options.storage, async (refreshToken) => {
-    const { data, response } = await bare.POST("/v1/auth/refresh", { body: { refreshToken } });
-    if (data) return data;
-    // A network failure is not the end of the session; 400/401 are.
-    if (response.status >= 500) throw new Error(`refresh failed: ${response.status}`);
-    return undefined;
-  });
+  const session = new SessionStore(
+    options.storage,
+    async (refreshToken) => {
+      const { data, response } = await bare.POST("/v1/auth/refresh", { body: { refreshToken } });
+      if (data) return data;
+      // A network failure is not the end of the session; 400/401 are.
+      if (response.status >= 500) throw new Error(`refresh failed: ${response.status}`);
+      return undefined;
+    },
+    async () => (await bare.POST("/v1/cart/guest")).data?.guestCart,
+  );
   const api = createApiClient({
     baseUrl: options.baseUrl,
     fetch: fetchFn,
@@ -135,6 +153,15 @@ export function createSessionClient(options: {
       const path = new URL(request.url).pathname;
       if (response.status !== 401 || path.startsWith("/v1/auth/")) return response;
       const copy = unsent.get(request);
+      const staleGuestCart = request.headers.get("X-Guest-Cart");
+      if (staleGuestCart && !request.headers.has("Authorization")) {
+        // A token the shop no longer honours (its key was rotated): start a new guest cart.
+        if (session.storedGuestCart() === staleGuestCart) session.forgetGuestCart();
+        const fresh = await session.guestCart();
+        if (!copy || !fresh) return response;
+        copy.headers.set("X-Guest-Cart", fresh);
+        return fetchFn(copy);
+      }
       if (!copy || !(await session.refresh())) return response;
       copy.headers.set("Authorization", `Bearer ${session.token()}`);
       copy.headers.delete("X-Guest-Cart");
@@ -143,4 +170,15 @@ export function createSessionClient(options: {
   };
   api.use(retryOnExpiry);
   return { api, session };
+}
+
+/**
+ * After sign-in, the lines of this device's guest cart join the user's cart. The token is
+ * kept when the server could not answer, so the next sign-in tries again.
+ */
+export async function mergeGuestCart(api: ApiClient, session: SessionStore) {
+  const guestCart = session.storedGuestCart();
+  if (!guestCart) return;
+  const { response } = await api.POST("/v1/cart/merge", { body: { guestCart } });
+  if (response.status < 500) session.forgetGuestCart();
 }

@@ -27,6 +27,13 @@ export function fakeAccessToken(sub: string, role: string) {
   return `${part({ alg: "none" })}.${part({ sub, role })}.signature`;
 }
 
+/** What the header's cart badge asks on every page, unless a test answers it. */
+function defaultReply(path: string): Reply | undefined {
+  if (path === "/v1/cart") return json(200, emptyCart);
+  if (path === "/v1/cart/guest") return json(201, { guestCart: "guest-cart.signature" });
+  return undefined;
+}
+
 export function renderShop(
   path: string,
   handler: (call: Call) => Reply | Promise<Reply> | undefined,
@@ -48,7 +55,7 @@ export function renderShop(
         sessionId: "00000000-0000-4000-8000-000000000001",
       });
     }
-    const reply = (await handler(call)) ?? (call.url.pathname === "/v1/cart" ? json(200, emptyCart) : undefined);
+    const reply = (await handler(call)) ?? defaultReply(call.url.pathname);
     if (reply instanceof Response) return reply;
     if (!reply) {
       // Streams nobody in the test cares about stay open and quiet.

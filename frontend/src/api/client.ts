@@ -24,8 +24,8 @@ export interface ClientOptions {
   baseUrl?: string;
   /** The current access token, if signed in. */
   accessToken?: () => string | undefined;
-  /** The guest cart id, used while signed out. */
-  guestCart?: () => string | undefined;
+  /** The guest cart's token for cart calls while signed out (issued by the server). */
+  guestCart?: () => Promise<string | undefined>;
   fetch?: typeof globalThis.fetch;
 }
 
@@ -35,12 +35,12 @@ export function createApiClient(options: ClientOptions = {}) {
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const credentials: Middleware = {
-    onRequest({ request }) {
+    async onRequest({ request, schemaPath }) {
       const token = options.accessToken?.();
       if (token) {
         request.headers.set("Authorization", `Bearer ${token}`);
-      } else {
-        const guest = options.guestCart?.();
+      } else if (isGuestCartCall(schemaPath)) {
+        const guest = await options.guestCart?.();
         if (guest) request.headers.set("X-Guest-Cart", guest);
       }
       return request;
@@ -51,3 +51,8 @@ export function createApiClient(options: ClientOptions = {}) {
 }
 
 export type ApiClient = ReturnType<typeof createApiClient>;
+
+/** Cart calls a guest makes with the guest cart's token (not the one that issues it). */
+function isGuestCartCall(schemaPath: string) {
+  return (schemaPath === "/v1/cart" || schemaPath.startsWith("/v1/cart/")) && schemaPath !== "/v1/cart/guest";
+}

@@ -528,6 +528,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/cart/guest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Issues a guest cart; the client keeps the token and sends it as `X-Guest-Cart`. */
+        post: operations["newGuestCart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/cart/merge": {
         parameters: {
             query?: never;
@@ -3235,6 +3252,30 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    newGuestCart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new guest cart's token, signed by the shop. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        guestCart: string;
+                    };
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     mergeGuestCart: {
         parameters: {
             query?: never;
@@ -3245,8 +3286,8 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** Format: uuid */
-                    guestCartId: string;
+                    /** @description The guest cart's token (from `POST /v1/cart/guest`); only its holder can merge the cart. */
+                    guestCart: string;
                 };
             };
         };

@@ -11,8 +11,9 @@ type Handler = (url: URL) => { status: number; body: unknown };
 
 /** The shop over a fake network; `requests()` lists what was asked beside the cart badge. */
 function renderCatalogue(path: string, handler: Handler) {
-  const { calls, router } = renderShop(path, ({ url }) => (url.pathname === "/v1/cart" ? undefined : handler(url)));
-  const requests = () => calls.filter((call) => call.url.pathname !== "/v1/cart").map((call) => call.url);
+  const isCart = (url: URL) => url.pathname === "/v1/cart" || url.pathname === "/v1/cart/guest";
+  const { calls, router } = renderShop(path, ({ url }) => (isCart(url) ? undefined : handler(url)));
+  const requests = () => calls.filter((call) => !isCart(call.url)).map((call) => call.url);
   return { requests, router };
 }
 

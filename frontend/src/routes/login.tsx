@@ -6,7 +6,7 @@ import { Link, createLazyRoute, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { useApi } from "../api/context";
 import { TextField } from "../components/TextField";
-import { tokenIdentity } from "../session";
+import { mergeGuestCart, tokenIdentity } from "../session";
 import { useSessionStore } from "../session-context";
 
 export const Route = createLazyRoute("/login")({ component: Login });
@@ -26,6 +26,7 @@ export function Login() {
       const { data, error, response } = await api.POST("/v1/auth/login", { body: value });
       if (data) {
         session.signIn(data);
+        await mergeGuestCart(api, session);
         // Cart and orders are someone else's now.
         await queryClient.invalidateQueries();
         // Staff go to the back office; customers back to their cart.

@@ -1,8 +1,12 @@
 //! Carts, promo codes and checkout totals. No I/O here.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use uuid::Uuid;
 
 /// A rule a value broke, naming the field.
@@ -220,6 +224,58 @@ pub fn totals(lines: &[PricedLine], discount: Decimal) -> Result<Totals, Invalid
     })
 }
 
+/// Signs and checks guest cart tokens: `<cart owner id>.<HMAC-SHA256 of it>`, both
+/// base64url. The server issues them, so a guest cart is held only by the client it was
+/// given to; the key derives from the cart service's client secret (one per install or
+/// Shop), and rotating that secret ends every guest cart.
+#[derive(Clone)]
+pub struct GuestCartKey(Hmac<Sha256>);
+
+/// Labels the derived key so it is used for nothing else.
+const GUEST_CART_KEY_LABEL: &[u8] = b"commerce guest-cart token v1";
+
+impl GuestCartKey {
+    pub fn derive(secret: &str) -> Self {
+        let mut derivation =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+        derivation.update(GUEST_CART_KEY_LABEL);
+        let key = derivation.finalize().into_bytes();
+        Self(Hmac::new_from_slice(&key).expect("HMAC takes any key length"))
+    }
+
+    /// A token for a new guest cart.
+    pub fn issue(&self) -> (Uuid, String) {
+        let id = Uuid::new_v4();
+        (id, self.sign(id))
+    }
+
+    pub fn sign(&self, id: Uuid) -> String {
+        let mut mac = self.0.clone();
+        mac.update(id.as_bytes());
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(id.as_bytes()),
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// The guest cart a token names, if this key signed it (compared in constant time).
+    pub fn verify(&self, token: &str) -> Option<Uuid> {
+        let (id, signature) = token.trim().split_once('.')?;
+        let id = Uuid::from_slice(&URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let mut mac = self.0.clone();
+        mac.update(id.as_bytes());
+        mac.verify_slice(&signature).ok().map(|()| id)
+    }
+}
+
+impl std::fmt::Debug for GuestCartKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("GuestCartKey(***)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +429,28 @@ mod tests {
         );
         assert_eq!(check_quantity(0).unwrap_err().field, "quantity");
         assert!(check_quantity(999).is_ok());
+    }
+
+    #[test]
+    fn guest_cart_tokens_are_issued_and_checked_by_the_key() {
+        let key = GuestCartKey::derive("a-secret-of-at-least-twenty-four-chars");
+        let (id, token) = key.issue();
+        assert_eq!(key.verify(&token), Some(id));
+        assert_ne!(key.issue().0, id, "each token names a new cart");
+
+        // Another install's key, a chosen id, a changed id or signature: none is a cart.
+        let other = GuestCartKey::derive("another-secret-of-twenty-four-chars");
+        assert_eq!(other.verify(&token), None);
+        assert_eq!(key.verify(&id.to_string()), None);
+        let (_, signature) = token.split_once('.').unwrap();
+        let someone_else = URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes());
+        assert_eq!(key.verify(&format!("{someone_else}.{signature}")), None);
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(key.verify(&tampered), None);
+        assert_eq!(key.verify(""), None);
+        assert_eq!(key.verify("."), None);
+        assert_eq!(format!("{key:?}"), "GuestCartKey(***)");
     }
 }

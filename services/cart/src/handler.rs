@@ -21,11 +21,11 @@ use commerce_runtime::api::{ApiRoutes, json_rejection};
 use commerce_runtime::health::KafkaCheck;
 use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tower::Layer;
 use uuid::Uuid;
 
-use crate::domain::{PromoCode, PromoKind};
+use crate::domain::{GuestCartKey, PromoCode, PromoKind};
 use crate::peers::{PeerEndpoints, Peers};
 use crate::repository::Owner;
 use crate::service::{self, CartError, CartService, CheckoutRequest};
@@ -101,6 +101,7 @@ fn default_issuer() -> String {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: CartSettings = context.settings()?;
+    let guest_carts = GuestCartKey::derive(settings.client_secret.expose());
     let pool = context.database()?;
     let (auth_http, client_secret) = (
         settings.peers.auth_http.clone(),
@@ -178,7 +179,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }),
     );
     Ok(ServiceParts {
-        http: routes(carts, user_tokens),
+        http: routes(carts, user_tokens, guest_carts),
         grpc: Some(tonic::service::Routes::new(grpc)),
         background: vec![relay_task, worker_task, cleanup_task, consumer.task],
         readiness: vec![
@@ -275,6 +276,7 @@ pub fn api() -> ApiRoutes<CartService> {
         .delete("/v1/cart/items/{productId}", remove_item)
         .post("/v1/cart/promo", apply_promo)
         .delete("/v1/cart/promo", remove_promo)
+        .post("/v1/cart/guest", new_guest_cart)
         .post("/v1/cart/merge", merge)
         .post("/v1/checkout", checkout)
         .get("/v1/checkout/{id}", checkout_session)
@@ -282,10 +284,11 @@ pub fn api() -> ApiRoutes<CartService> {
         .post("/v1/admin/promo-codes", create_promo)
 }
 
-pub fn routes(carts: CartService, verifier: TokenVerifier) -> Router {
+pub fn routes(carts: CartService, verifier: TokenVerifier, guest_carts: GuestCartKey) -> Router {
     api()
         .into_router()
         .layer(Extension(verifier))
+        .layer(Extension(guest_carts))
         .with_state(carts)
 }
 
@@ -309,7 +312,8 @@ impl From<CartError> for ApiError {
     }
 }
 
-/// Whose cart a request is about: the signed-in user, or a guest named by `X-Guest-Cart`.
+/// Whose cart a request is about: the signed-in user, or a guest holding the token from
+/// `POST /v1/cart/guest` in `X-Guest-Cart`.
 struct CartOwner(Owner);
 
 pub const GUEST_HEADER: &str = "x-guest-cart";
@@ -325,19 +329,25 @@ impl<S: Send + Sync> FromRequestParts<S> for CartOwner {
             let principal = Principal::from_request_parts(parts, state).await?;
             return Ok(Self(Owner::User(principal.user_id()?)));
         }
-        match parts.headers.get(GUEST_HEADER) {
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(|text| Uuid::parse_str(text.trim()).ok())
-                .map(|guest| Self(Owner::Guest(guest)))
-                .ok_or_else(|| {
-                    ApiError::invalid("X-Guest-Cart", "must be a UUID the client generated")
-                }),
-            None => Err(ApiError::unauthenticated(
-                "sign in, or send X-Guest-Cart for a guest cart",
-            )),
-        }
+        let Some(token) = parts.headers.get(GUEST_HEADER) else {
+            return Err(ApiError::unauthenticated(
+                "sign in, or send X-Guest-Cart with a token from POST /v1/cart/guest",
+            ));
+        };
+        let keys = parts
+            .extensions
+            .get::<GuestCartKey>()
+            .ok_or_else(|| ApiError::internal("the guest cart key is not installed"))?;
+        token
+            .to_str()
+            .ok()
+            .and_then(|token| keys.verify(token))
+            .map(|guest| Self(Owner::Guest(guest)))
+            .ok_or_else(|| {
+                ApiError::unauthenticated(
+                    "X-Guest-Cart is not a guest cart token this shop issued (POST /v1/cart/guest)",
+                )
+            })
     }
 }
 
@@ -433,19 +443,40 @@ async fn remove_promo(
     Ok(Json(carts.remove_promo(principal.user_id()?).await?))
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GuestCart {
+    guest_cart: String,
+}
+
+/// A new guest cart: the token the client keeps and sends as `X-Guest-Cart`.
+async fn new_guest_cart(
+    Extension(keys): Extension<GuestCartKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (_, guest_cart) = keys.issue();
+    Ok((StatusCode::CREATED, Json(GuestCart { guest_cart })))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Merge {
-    guest_cart_id: String,
+    guest_cart: String,
 }
 
+/// Only the holder of the guest cart's token may move its lines.
 async fn merge(
     State(carts): State<CartService>,
+    Extension(keys): Extension<GuestCartKey>,
     principal: Principal,
     body: JsonBody<Merge>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(json_rejection)?;
-    let guest = parse_id("guestCartId", &body.guest_cart_id)?;
+    let guest = keys.verify(&body.guest_cart).ok_or_else(|| {
+        ApiError::invalid(
+            "guestCart",
+            "is not a guest cart token this shop issued (POST /v1/cart/guest)",
+        )
+    })?;
     Ok(Json(carts.merge_guest(principal.user_id()?, guest).await?))
 }
 

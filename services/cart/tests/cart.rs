@@ -235,12 +235,32 @@ async fn carts_promo_codes_and_checkout_sessions() {
         .product(&admin, &unique("PEN").to_uppercase(), "3.00", 100)
         .await;
 
-    // Who is asking: nobody → 401; a guest names a device cart.
+    // Who is asking: nobody → 401; a guest holds a cart token the shop issued, and an id
+    // the client made up names no cart.
     let (status, _) = shop
         .send(shop.client.get(format!("{}/v1/cart", shop.cart)))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let guest = uuid::Uuid::new_v4().to_string();
+    let (status, body) = shop
+        .send(
+            shop.client
+                .get(format!("{}/v1/cart", shop.cart))
+                .header("x-guest-cart", uuid::Uuid::new_v4().to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Guest-Cart"),
+        "{body}"
+    );
+    let (status, issued) = shop
+        .send(shop.client.post(format!("{}/v1/cart/guest", shop.cart)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let guest = issued["guestCart"].as_str().unwrap().to_owned();
     let (status, guest_cart) = shop
         .send(
             shop.client
@@ -278,16 +298,31 @@ async fn carts_promo_codes_and_checkout_sessions() {
         (StatusCode::BAD_REQUEST, Some("quantity"))
     );
 
-    // The guest cart joins Alice's at login.
+    // The guest cart joins Alice's at login, by its token only: Bob cannot take it with a
+    // forged one (the cart's id under a signature of his own making).
+    let (guest_id, _) = guest.split_once('.').unwrap();
+    let (status, body) = shop
+        .send(
+            shop.client
+                .post(format!("{}/v1/cart/merge", shop.cart))
+                .bearer_auth(&bob)
+                .json(&json!({"guestCart": format!("{guest_id}.AAAA")})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("guestCart")),
+        "{body}"
+    );
     let (status, merged) = shop
         .send(
             shop.client
                 .post(format!("{}/v1/cart/merge", shop.cart))
                 .bearer_auth(&alice)
-                .json(&json!({"guestCartId": guest})),
+                .json(&json!({"guestCart": guest})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{merged}");
     assert_eq!(merged["items"].as_array().unwrap().len(), 2);
     assert_eq!(merged["subtotal"], "31.00");
 
