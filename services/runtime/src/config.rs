@@ -115,6 +115,10 @@ pub struct ServiceEndpoints {
     /// Required of services that serve gRPC (checked when they start); edges have none.
     #[serde(default)]
     pub grpc_addr: Option<SocketAddr>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, apart from the API; without
+    /// it they are served on `http_addr`.
+    #[serde(default)]
+    pub ops_addr: Option<SocketAddr>,
     pub database: Option<DatabaseConfig>,
 }
 

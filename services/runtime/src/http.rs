@@ -42,21 +42,24 @@ struct HealthState {
     checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
 }
 
-/// Wraps a service's business routes with the shared endpoints and middleware.
-pub fn service_router(
+/// `/healthz`, `/readyz` and `/metrics`: on their own listener (`ops_addr`), or merged
+/// into the business routes when a service has none.
+pub fn operational_router(
     service: &'static str,
-    business: Router,
     checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
 ) -> Router {
     prometheus();
-    let state = HealthState { service, checks };
-    let operational = Router::new()
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_endpoint))
-        .with_state(state);
+        .with_state(HealthState { service, checks })
+}
+
+/// Wraps a service's routes with the shared middleware.
+pub fn service_router(service: &'static str, business: Router) -> Router {
+    prometheus();
     business
-        .merge(operational)
         .layer(axum::middleware::from_fn(move |request, next| {
             record_metrics(service, request, next)
         }))

@@ -266,6 +266,8 @@ pub async fn connect_and_migrate(
 pub struct Running {
     pub http_addrs: Vec<(&'static str, SocketAddr)>,
     pub grpc_addrs: Vec<(&'static str, SocketAddr)>,
+    /// The services that serve `/healthz`, `/readyz` and `/metrics` apart (`ops_addr`).
+    pub ops_addrs: Vec<(&'static str, SocketAddr)>,
     shutdown: CancellationToken,
     tasks: JoinSet<Result<(), RuntimeError>>,
     /// What each task is, so a drain that runs out of time says what it waited for.
@@ -336,6 +338,7 @@ pub async fn start(
     let mut running = Running {
         http_addrs: Vec::new(),
         grpc_addrs: Vec::new(),
+        ops_addrs: Vec::new(),
         shutdown: shutdown.clone(),
         tasks: JoinSet::new(),
         task_names: Vec::new(),
@@ -397,6 +400,9 @@ pub async fn start(
     Ok(running)
 }
 
+/// The service's HTTP listener, and its operational endpoints (`/healthz`, `/readyz`,
+/// `/metrics`) on `ops_addr` when it is set: a port the public edge never routes, so
+/// probes, scrapes and dependency errors stay inside. Without it they share `http_addr`.
 async fn spawn_http(
     running: &mut Running,
     service: &'static str,
@@ -404,23 +410,40 @@ async fn spawn_http(
     business: Router,
     checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
 ) -> Result<(), RuntimeError> {
-    let listener = tokio::net::TcpListener::bind(endpoints.http_addr)
-        .await
-        .map_err(|source| RuntimeError::Bind {
-            service,
-            addr: endpoints.http_addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
-        service,
-        addr: endpoints.http_addr,
-        source,
-    })?;
+    let operational = crate::http::operational_router(service, checks);
+    let business = match endpoints.ops_addr {
+        Some(ops_addr) => {
+            let addr = spawn_server(running, service, "operational", ops_addr, operational).await?;
+            running.ops_addrs.push((service, addr));
+            business
+        }
+        None => business.merge(operational),
+    };
+    let router = crate::http::service_router(service, business);
+    let addr = spawn_server(running, service, "HTTP", endpoints.http_addr, router).await?;
     running.http_addrs.push((service, addr));
-    let router = crate::http::service_router(service, business, checks);
+    Ok(())
+}
+
+async fn spawn_server(
+    running: &mut Running,
+    service: &'static str,
+    what: &'static str,
+    configured: SocketAddr,
+    router: Router,
+) -> Result<SocketAddr, RuntimeError> {
+    let bind_failed = |source| RuntimeError::Bind {
+        service,
+        addr: configured,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(configured)
+        .await
+        .map_err(bind_failed)?;
+    let addr = listener.local_addr().map_err(bind_failed)?;
     let shutdown = running.shutdown.clone();
-    running.spawn(format!("{service} HTTP server"), async move {
-        tracing::info!(service, %addr, "HTTP listening");
+    running.spawn(format!("{service} {what} server"), async move {
+        tracing::info!(service, %addr, "{what} listening");
         // Peer addresses reach handlers as `ConnectInfo<SocketAddr>` (per-client rate limits).
         axum::serve(
             listener,
@@ -433,7 +456,7 @@ async fn spawn_http(
             source: Box::new(source),
         })
     });
-    Ok(())
+    Ok(addr)
 }
 
 async fn spawn_grpc(

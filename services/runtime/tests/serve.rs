@@ -178,6 +178,61 @@ async fn serves_health_readiness_metrics_and_drains_on_shutdown() {
 }
 
 #[tokio::test]
+async fn operational_endpoints_stay_off_the_api_port_when_ops_addr_is_set() {
+    let config = Arc::new(
+        Config::from_toml_str(
+            r#"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [redis]
+            urls = ["redis://127.0.0.1:6379"]
+            [services.echo]
+            http_addr = "127.0.0.1:0"
+            ops_addr = "127.0.0.1:0"
+            "#,
+        )
+        .unwrap(),
+    );
+    let shutdown = CancellationToken::new();
+    let running = service::start(config, &[&ECHO], shutdown.clone())
+        .await
+        .expect("service starts");
+    let api = format!("http://{}", running.http_addrs[0].1);
+    let ops = format!("http://{}", running.ops_addrs[0].1);
+    assert_ne!(api, ops);
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+
+    assert_eq!(get(format!("{api}/v1/echo")).await.status(), 200);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get(format!("{api}{path}")).await.status(), 404, "{path}");
+        assert_eq!(get(format!("{ops}{path}")).await.status(), 200, "{path}");
+    }
+    // The API's own routes are not on the operational port.
+    assert_eq!(get(format!("{ops}/v1/echo")).await.status(), 404);
+
+    // Readiness there still follows the dependency; metrics count the API's requests.
+    DEPENDENCY_UP.store(false, Ordering::SeqCst);
+    let not_ready = get(format!("{ops}/readyz")).await;
+    assert_eq!(not_ready.status(), 503);
+    DEPENDENCY_UP.store(true, Ordering::SeqCst);
+    let metrics = get(format!("{ops}/metrics")).await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{service="echo",method="GET",route="/v1/echo",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    shutdown.cancel();
+    running.wait().await.expect("clean shutdown");
+    assert!(client.get(format!("{ops}/healthz")).send().await.is_err());
+}
+
+#[tokio::test]
 async fn unknown_targets_and_bad_addresses_fail_fast() {
     let error = service::resolve_targets(&[ECHO], &["echo,nope".to_owned()])
         .err()

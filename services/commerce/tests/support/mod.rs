@@ -115,8 +115,8 @@ pub struct LocalShop {
     pub databases: BTreeMap<&'static str, TestDatabase>,
     /// The shipped configuration's port → this shop's.
     ports: BTreeMap<u16, u16>,
-    /// The shipped ports the services' HTTP servers listen on (`http_addr`).
-    service_http_ports: Vec<u16>,
+    /// The shipped ports the services' operational endpoints listen on (`ops_addr`).
+    service_ops_ports: Vec<u16>,
     state: tempfile::TempDir,
 }
 
@@ -128,13 +128,13 @@ impl LocalShop {
             "/../../config/commerce.toml"
         ))
         .unwrap();
-        let service_http_ports = config
+        let service_ops_ports = config
             .lines()
-            .filter_map(|line| line.trim().strip_prefix("http_addr = \"127.0.0.1:"))
+            .filter_map(|line| line.trim().strip_prefix("ops_addr = \"127.0.0.1:"))
             .filter_map(|rest| rest.trim_end_matches('"').parse().ok())
             .collect();
         let mut ports = BTreeMap::new();
-        for port in (8080..=8099).chain(9080..=9099) {
+        for port in (8080..=8099).chain(8180..=8199).chain(9080..=9099) {
             let shipped = format!("127.0.0.1:{port}");
             if config.contains(&shipped) {
                 let ours = free_port();
@@ -214,7 +214,7 @@ impl LocalShop {
             env,
             databases,
             ports,
-            service_http_ports,
+            service_ops_ports,
             state,
         }
     }
@@ -260,7 +260,7 @@ impl LocalShop {
 
     /// Every service's `/readyz`.
     pub fn readyz_urls(&self) -> Vec<String> {
-        self.service_http_ports
+        self.service_ops_ports
             .iter()
             .map(|&port| format!("{}/readyz", self.url(port)))
             .collect()
