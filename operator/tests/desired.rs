@@ -7,6 +7,7 @@ use commerce_operator::crd::microservice::Autoscaling;
 use commerce_operator::crd::{Microservice, MicroserviceSpec, SagaPolicySpec, Shop};
 use commerce_operator::desired::microservice as ms;
 use commerce_operator::desired::shop::{self, DesiredError, Observed};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use kube::ResourceExt;
 
 fn example_shop() -> Shop {
@@ -444,6 +445,11 @@ fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
     assert_eq!(worker.spec.replicas, 3);
     assert_eq!(worker.spec.http_port, shop::ORDER_WORKER_PORT);
     assert!(worker.spec.grpc_port.is_none());
+    assert_eq!(worker.spec.ops_port, Some(shop::OPS_PORT));
+    assert_eq!(
+        config(worker)["services"]["order_worker"]["ops_addr"].as_str(),
+        Some("0.0.0.0:9464")
+    );
     assert!(worker.spec.routes.is_empty());
     assert!(worker.spec.database.is_none(), "it uses the order database");
     assert_eq!(
@@ -911,7 +917,7 @@ fn a_service_admits_only_the_shop_the_gateway_and_monitoring() {
     let children = ms::desired(&microservice(cart_spec()));
     let spec = children.network_policy.spec.unwrap();
     assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
-    let rule = &spec.ingress.unwrap()[0];
+    let rule = &spec.ingress.as_ref().unwrap()[0];
     let ports: Vec<_> = rule
         .ports
         .as_ref()
@@ -929,22 +935,104 @@ fn a_service_admits_only_the_shop_the_gateway_and_monitoring() {
         .as_ref()
         .unwrap();
     assert_eq!(shop_pods["app.kubernetes.io/part-of"], "commerce");
-    let namespaces: Vec<String> = from[1..]
-        .iter()
-        .map(|peer| {
-            let labels = peer
-                .namespace_selector
-                .as_ref()
-                .unwrap()
-                .match_labels
-                .as_ref()
-                .unwrap();
-            labels["kubernetes.io/metadata.name"].clone()
-        })
-        .collect();
-    assert_eq!(namespaces, ["traefik", "monitoring"]);
+    let namespaces = |peers: &[NetworkPolicyPeer]| -> Vec<String> {
+        peers
+            .iter()
+            .map(|peer| {
+                let labels = peer
+                    .namespace_selector
+                    .as_ref()
+                    .unwrap()
+                    .match_labels
+                    .as_ref()
+                    .unwrap();
+                labels["kubernetes.io/metadata.name"].clone()
+            })
+            .collect()
+    };
+    // The API: the shop's pods and the Gateway; monitoring scrapes the ops port only.
+    assert_eq!(namespaces(&from[1..]), ["traefik"]);
+    let ops_rule = &spec.ingress.as_ref().unwrap()[1];
+    assert_eq!(
+        ops_rule.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(9464))
+    );
+    assert_eq!(namespaces(ops_rule.from.as_ref().unwrap()), ["monitoring"]);
+    assert_eq!(spec.ingress.as_ref().unwrap().len(), 2);
     let selected = spec.pod_selector.unwrap().match_labels.unwrap();
     assert_eq!(selected["app.kubernetes.io/instance"], "demo-cart");
+
+    // A service without an ops port is scraped on its API port.
+    let mut without_ops = cart_spec();
+    without_ops.ops_port = None;
+    let spec = ms::desired(&microservice(without_ops))
+        .network_policy
+        .spec
+        .unwrap();
+    let rules = spec.ingress.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        namespaces(&rules[0].from.as_ref().unwrap()[1..]),
+        ["traefik", "monitoring"]
+    );
+}
+
+#[test]
+fn probes_and_scrapes_use_the_ops_port_which_the_service_does_not_expose() {
+    let spec = cart_spec();
+    assert_eq!(spec.ops_port, Some(9464));
+    assert_eq!(
+        config(&microservice(spec.clone()))["services"]["cart"]["ops_addr"].as_str(),
+        Some("0.0.0.0:9464")
+    );
+    let children = ms::desired(&microservice(spec));
+    let template = &children.deployment.spec.as_ref().unwrap().template;
+    let container = &template.spec.as_ref().unwrap().containers[0];
+    let ports: Vec<(String, i32)> = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("http".to_owned(), 8083),
+            ("grpc".to_owned(), 9083),
+            ("ops".to_owned(), 9464)
+        ]
+    );
+    for probe in [
+        &container.readiness_probe,
+        &container.liveness_probe,
+        &container.startup_probe,
+    ] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("ops".to_owned())
+        );
+    }
+    let annotations = template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap();
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9464");
+    let service_ports: Vec<String> = children
+        .service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.unwrap())
+        .collect();
+    assert_eq!(service_ports, ["http", "grpc"]);
 }
 
 #[test]

@@ -61,7 +61,8 @@ pub struct MicroserviceSpec {
     pub replicas: i32,
     #[schemars(range(min = 1, max = 65535))]
     pub http_port: i32,
-    /// Readiness and liveness probe paths on the HTTP port.
+    /// Readiness and liveness probe paths, on the ops port when there is one, else on the
+    /// HTTP port.
     #[serde(default = "readiness_path")]
     pub readiness_path: String,
     #[serde(default = "liveness_path")]
@@ -69,6 +70,12 @@ pub struct MicroserviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub grpc_port: Option<i32>,
+    /// Where the service serves its probes and `/metrics`, apart from its API: the probes
+    /// and Alloy's scrapes (pod annotations, port `ops`) use it, the Service does not
+    /// expose it, and the NetworkPolicy opens it to the monitoring namespace only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub ops_port: Option<i32>,
     /// The service's configuration file (TOML), mounted read-only and named by
     /// `COMMERCE_CONFIG`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,7 @@ use crate::cnpg::{
     StorageConfiguration,
 };
 use crate::crd::Microservice;
+use crate::crd::microservice::MicroserviceSpec;
 
 /// Where the configuration file is mounted, and the variable that names it.
 pub const CONFIG_DIR: &str = "/etc/commerce";
@@ -295,11 +296,20 @@ fn volumes(microservice: &Microservice, name: &str) -> (Vec<Volume>, Vec<VolumeM
     (volumes, mounts)
 }
 
-fn probe(path: &str, period: i32, failures: i32) -> Probe {
+/// The container port that answers probes: `ops` when the service has one.
+fn probe_port(spec: &MicroserviceSpec) -> &'static str {
+    if spec.ops_port.is_some() {
+        "ops"
+    } else {
+        "http"
+    }
+}
+
+fn probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String("http".to_owned()),
+            port: IntOrString::String(port.to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -354,6 +364,15 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
             ..ContainerPort::default()
         });
     }
+    if let Some(ops) = spec.ops_port {
+        ports.push(ContainerPort {
+            name: Some("ops".to_owned()),
+            container_port: ops,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        });
+    }
+    let probe_port = probe_port(spec);
     let resources = spec.resources.clone().unwrap_or_else(default_resources);
     let container = Container {
         name: "service".to_owned(),
@@ -366,11 +385,11 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
         ports: Some(ports),
         env: Some(env.clone()),
         resources: Some(resources.clone()),
-        readiness_probe: Some(probe(&spec.readiness_path, 5, 3)),
-        liveness_probe: Some(probe(&spec.liveness_path, 10, 3)),
+        readiness_probe: Some(probe(&spec.readiness_path, probe_port, 5, 3)),
+        liveness_probe: Some(probe(&spec.liveness_path, probe_port, 10, 3)),
         // Migrations ran in the init container; a cold start still loads keys and
         // connects to the broker, so give it a minute before liveness counts.
-        startup_probe: Some(probe(&spec.liveness_path, 2, 30)),
+        startup_probe: Some(probe(&spec.liveness_path, probe_port, 2, 30)),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts.clone()),
         ..Container::default()
@@ -398,6 +417,12 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
     };
 
     let mut annotations = spec.pod_annotations.clone();
+    if let Some(ops) = spec.ops_port {
+        // Alloy (manifests/infrastructure/monitoring) scrapes annotated pods on port `ops`.
+        annotations.insert("prometheus.io/scrape".to_owned(), "true".to_owned());
+        annotations.insert("prometheus.io/port".to_owned(), ops.to_string());
+        annotations.insert("prometheus.io/path".to_owned(), "/metrics".to_owned());
+    }
     if let Some(config) = &spec.config {
         annotations.insert(
             "commerce.dev/config-hash".to_owned(),
@@ -567,27 +592,36 @@ fn disruption_budget(microservice: &Microservice, name: &str) -> Option<PodDisru
     })
 }
 
-/// Namespaces whose pods may reach every service: the Gateway's (routes) and
-/// monitoring's (scrapes).
-pub const TRUSTED_NAMESPACES: &[&str] = &["traefik", "monitoring"];
+/// The Gateway's namespace: its pods may reach every service's API (routes).
+pub const GATEWAY_NAMESPACE: &str = "traefik";
 
-/// Ingress only to the service's own ports, only from the shop's other pods and the
-/// trusted namespaces. Egress stays open: services reach databases, brokers and outside
-/// providers (Stripe, SMTP) whose addresses the operator does not know.
+/// Where Alloy runs (manifests/infrastructure/monitoring): the only reader of ops ports.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
+
+/// Ingress only to the service's own ports: its API from the shop's other pods and the
+/// Gateway's namespace, its ops port (probes come from the node) from monitoring only; a
+/// service without an ops port is scraped on its API port.
+/// Egress stays open: services reach databases, brokers and outside providers (Stripe,
+/// SMTP) whose addresses the operator does not know.
 fn network_policy(microservice: &Microservice, name: &str) -> NetworkPolicy {
     let spec = &microservice.spec;
-    let mut ports = vec![NetworkPolicyPort {
-        port: Some(IntOrString::Int(spec.http_port)),
+    let tcp = |port: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
         protocol: Some("TCP".to_owned()),
         ..NetworkPolicyPort::default()
-    }];
-    if let Some(grpc) = spec.grpc_port {
-        ports.push(NetworkPolicyPort {
-            port: Some(IntOrString::Int(grpc)),
-            protocol: Some("TCP".to_owned()),
-            ..NetworkPolicyPort::default()
-        });
-    }
+    };
+    let namespace = |namespace: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let mut api_ports = vec![tcp(spec.http_port)];
+    api_ports.extend(spec.grpc_port.map(tcp));
     let mut from = vec![NetworkPolicyPeer {
         pod_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
@@ -598,19 +632,21 @@ fn network_policy(microservice: &Microservice, name: &str) -> NetworkPolicy {
         }),
         ..NetworkPolicyPeer::default()
     }];
-    from.extend(
-        TRUSTED_NAMESPACES
-            .iter()
-            .map(|namespace| NetworkPolicyPeer {
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([(
-                        "kubernetes.io/metadata.name".to_owned(),
-                        (*namespace).to_owned(),
-                    )])),
-                    ..LabelSelector::default()
-                }),
-                ..NetworkPolicyPeer::default()
-            }),
+    from.push(namespace(GATEWAY_NAMESPACE));
+    let mut ingress = Vec::new();
+    match spec.ops_port {
+        Some(ops) => ingress.push(NetworkPolicyIngressRule {
+            from: Some(vec![namespace(MONITORING_NAMESPACE)]),
+            ports: Some(vec![tcp(ops)]),
+        }),
+        None => from.push(namespace(MONITORING_NAMESPACE)),
+    }
+    ingress.insert(
+        0,
+        NetworkPolicyIngressRule {
+            from: Some(from),
+            ports: Some(api_ports),
+        },
     );
     NetworkPolicy {
         metadata: child_meta(microservice, name.to_owned()),
@@ -620,10 +656,7 @@ fn network_policy(microservice: &Microservice, name: &str) -> NetworkPolicy {
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(from),
-                ports: Some(ports),
-            }]),
+            ingress: Some(ingress),
             ..NetworkPolicySpec::default()
         }),
     }

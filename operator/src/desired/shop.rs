@@ -221,6 +221,9 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
 /// The `order-worker` target and its port (`[services.order_worker]`).
 pub const ORDER_WORKER: &str = "order-worker";
 pub const ORDER_WORKER_PORT: i32 = 8091;
+/// Every service's `ops_addr` port (probes, `/metrics`): one pod, one service, so one
+/// number serves all (the OpenTelemetry Prometheus exporter's customary port).
+pub const OPS_PORT: i32 = 9464;
 
 /// The Temporal worker of the order workflows: the order service's configuration (the
 /// worker reads `services.order`: peers, saga policy file, Temporal), credentials and
@@ -243,7 +246,10 @@ fn order_worker(
     if let Some(Value::Table(services)) = config.get_mut("services") {
         services.insert(
             "order_worker".to_owned(),
-            table([("http_addr", text(format!("0.0.0.0:{ORDER_WORKER_PORT}")))]),
+            table([
+                ("http_addr", text(format!("0.0.0.0:{ORDER_WORKER_PORT}"))),
+                ("ops_addr", text(format!("0.0.0.0:{OPS_PORT}"))),
+            ]),
         );
     }
     if let Some(Value::Table(kafka)) = config.get_mut("kafka") {
@@ -321,6 +327,7 @@ fn web_microservice(shop: &Shop, component: &str, web: WebSpec<'_>) -> Microserv
             readiness_path: web.readiness_path.to_owned(),
             liveness_path: web.liveness_path.to_owned(),
             grpc_port: None,
+            ops_port: None,
             config: None,
             env: web.env,
             resources: None,
@@ -422,6 +429,7 @@ fn microservice(
             readiness_path: "/readyz".to_owned(),
             liveness_path: "/healthz".to_owned(),
             grpc_port: service.grpc_port,
+            ops_port: Some(OPS_PORT),
             config: Some(toml::to_string(&config).expect("a TOML table serialises")),
             env,
             resources: overrides.resources.clone(),
@@ -530,6 +538,7 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
         "http_addr".to_owned(),
         text(format!("0.0.0.0:{}", service.http_port)),
     );
+    own.insert("ops_addr".to_owned(), text(format!("0.0.0.0:{OPS_PORT}")));
     if let Some(grpc) = service.grpc_port {
         own.insert("grpc_addr".to_owned(), text(format!("0.0.0.0:{grpc}")));
     }

@@ -29,10 +29,7 @@ async fn probes_and_metrics_are_served_only_on_the_operational_ports() {
         }
     }
     // The public catalogue still answers through the gateway.
-    assert_eq!(
-        status(format!("{}/v1/products", shop.url(8080))).await,
-        200
-    );
+    assert_eq!(status(format!("{}/v1/products", shop.url(8080))).await, 200);
 
     // Each operational port (API port + 100) answers for its own service.
     for port in API_PORTS {
@@ -67,10 +64,9 @@ async fn probes_and_metrics_are_served_only_on_the_operational_ports() {
         .await
         .unwrap();
     assert!(
-        gateway_metrics
-            .lines()
-            .any(|line| line.starts_with("http_requests_total{service=\"gateway\"")
-                && line.contains("status=\"200\"")),
+        gateway_metrics.lines().any(|line| line
+            .starts_with("http_requests_total{service=\"gateway\"")
+            && line.contains("status=\"200\"")),
         "{gateway_metrics}"
     );
 }
