@@ -26,14 +26,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .map_err(|error| ApiError::unauthenticated(error.to_string()))?;
         match verifier.verify(token).await {
             Ok(claims) => Ok(Self(claims)),
-            Err(AccessError::KeySet(cause)) => Err(ApiError {
-                retry_after: Some(5),
-                ..ApiError::new(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("cannot check tokens right now: {cause}"),
-                )
-            }),
+            Err(AccessError::KeySet(cause)) => Err(ApiError::unavailable(
+                5,
+                format!("cannot check tokens right now: {cause}"),
+            )),
             Err(error) => Err(ApiError::unauthenticated(error.to_string())),
         }
     }

@@ -117,14 +117,7 @@ impl From<AuthError> for ApiError {
             },
             AuthError::Verification(_) => ApiError::invalid("token", error.to_string()),
             AuthError::NotFound(_) => ApiError::not_found(error.to_string()),
-            AuthError::RevocationUnavailable(_) => ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    error.to_string(),
-                )
-            },
+            AuthError::RevocationUnavailable(_) => ApiError::unavailable(1, error.to_string()),
             AuthError::Internal(_) => ApiError::internal(error),
         }
     }

@@ -299,14 +299,7 @@ impl From<CartError> for ApiError {
             CartError::NotFound(_) => ApiError::not_found(error.to_string()),
             CartError::Conflict(_) => ApiError::conflict(error.to_string()),
             CartError::Forbidden(_) => ApiError::forbidden(error.to_string()),
-            CartError::Unavailable(_) => ApiError {
-                retry_after: Some(2),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    error.to_string(),
-                )
-            },
+            CartError::Unavailable(_) => ApiError::unavailable(2, error.to_string()),
             CartError::Storage(_) => ApiError::internal(error),
         }
     }

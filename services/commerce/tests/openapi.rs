@@ -25,10 +25,7 @@ fn served() -> BTreeMap<(String, String), &'static str> {
             commerce_search::handler::api().operations().to_vec(),
         ),
         ("cart", commerce_cart::handler::api().operations().to_vec()),
-        (
-            "order",
-            commerce_order::handler::api().operations().to_vec(),
-        ),
+        ("order", commerce_order::http::api().operations().to_vec()),
         (
             "payment",
             commerce_payment::handler::api().operations().to_vec(),

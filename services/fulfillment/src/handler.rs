@@ -237,11 +237,7 @@ impl From<ShipmentError> for ApiError {
                 "invalid_signature",
                 error.to_string(),
             ),
-            ShipmentError::Carrier(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                error.to_string(),
-            ),
+            ShipmentError::Carrier(_) => ApiError::unavailable(2, error.to_string()),
             ShipmentError::Storage(_) | ShipmentError::Outbox(_) => ApiError::internal(error),
         }
     }

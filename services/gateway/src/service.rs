@@ -278,14 +278,7 @@ impl Gateway {
             Ok(claims) => claims,
             Err(AccessError::KeySet(cause)) => {
                 tracing::warn!(%cause, "signing keys unavailable");
-                return Err(ApiError {
-                    retry_after: Some(5),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "cannot check tokens right now",
-                    )
-                });
+                return Err(ApiError::unavailable(5, "cannot check tokens right now"));
             }
             Err(error) => return Err(ApiError::unauthenticated(error.to_string())),
         };

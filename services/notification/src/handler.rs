@@ -385,13 +385,8 @@ async fn stream(
         .streams
         .open(user_id, last_event_id, expires_in)
         .await
-        .map_err(|error| ApiError {
-            retry_after: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("cannot open the stream right now: {error}"),
-            )
+        .map_err(|error| {
+            ApiError::unavailable(5, format!("cannot open the stream right now: {error}"))
         })?;
     // Proxies must not buffer the stream.
     Ok(([("x-accel-buffering", "no")], sse).into_response())

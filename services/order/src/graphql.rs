@@ -15,7 +15,8 @@ use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::domain::{LineItem, Order, OrderStatus};
-use crate::service::{OrderError, OrderService, Viewer};
+use crate::error::OrderError;
+use crate::service::{OrderService, Viewer};
 use crate::status_feed::StatusFeed;
 
 pub type OrderSchema = Schema<Query, EmptyMutation, Subscription>;

@@ -2,16 +2,22 @@
 //! payment, cancel, expiry and delivery-change sagas, and payment reminders and expiry as
 //! delayed tasks.
 
+pub mod consumers;
 pub mod delivery;
 pub mod domain;
+pub mod error;
+pub mod events;
 pub mod graphql;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod lifecycle;
 pub mod peers;
 pub mod placement;
 pub mod repository;
 pub mod saga;
 pub mod service;
+pub mod settings;
+pub mod startup;
 pub mod status_feed;
 pub mod worker;
 pub mod workflow;
@@ -25,7 +31,7 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "orders and the order saga",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };
 
 /// The Temporal worker of the order workflows (saga engine `temporal`): it reads

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use commerce_messaging::outbox::{self, NewEvent};
+use commerce_messaging::outbox;
 use commerce_proto::order::v1 as pb;
 use commerce_redis::TaskQueue;
 use serde::{Deserialize, Serialize};
@@ -24,16 +24,16 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::OrderStatus;
+use crate::events::{
+    ORDER_CANCELED, ORDER_CONFIRMED, ORDER_EXPIRED, expiry_task_id, order_event, reminder_task_id,
+};
 use crate::peers::Peers;
-use crate::placement::{ORDER_EXPIRED, TOPIC, expiry_task_id, reminder_task_id};
 use crate::repository as repo;
 use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
 
 pub const PAYMENT_SAGA: &str = "order_payment";
 pub const EXPIRY_SAGA: &str = "order_expiry";
 pub const CANCEL_SAGA: &str = "order_cancel";
-pub const ORDER_CONFIRMED: &str = "commerce.order.v1.OrderConfirmed";
-pub const ORDER_CANCELED: &str = "commerce.order.v1.OrderCanceled";
 
 pub const PAYMENT_STEPS: &[&str] = &[
     "record_payment",
@@ -91,10 +91,6 @@ impl LifecycleContext {
             .map_err(redis)?;
         Ok(())
     }
-}
-
-fn event(order_id: Uuid, event_type: &str, message: &impl prost::Message) -> NewEvent {
-    NewEvent::protobuf(TOPIC, order_id.to_string(), event_type, message)
 }
 
 fn outbox_error(error: commerce_messaging::MessagingError) -> StepError {
@@ -315,11 +311,14 @@ impl Step<PaymentReceived> for ConfirmOrder {
                 .await?
                 .ok_or_else(|| StepError::Retryable("the order vanished".into()))?;
             let message = pb::OrderConfirmed {
-                order: Some(crate::service::order_to_proto(&order)),
+                order: Some(crate::events::order_to_proto(&order)),
             };
-            outbox::enqueue(&mut tx, event(data.order_id, ORDER_CONFIRMED, &message))
-                .await
-                .map_err(outbox_error)?;
+            outbox::enqueue(
+                &mut tx,
+                order_event(data.order_id, ORDER_CONFIRMED, &message),
+            )
+            .await
+            .map_err(outbox_error)?;
         }
         tx.commit().await?;
         Ok(())
@@ -403,7 +402,7 @@ impl Step<Expiry> for ClaimExpiry {
                 order_id: data.order_id.to_string(),
                 user_id: owner.to_string(),
             };
-            outbox::enqueue(&mut tx, event(data.order_id, ORDER_EXPIRED, &message))
+            outbox::enqueue(&mut tx, order_event(data.order_id, ORDER_EXPIRED, &message))
                 .await
                 .map_err(outbox_error)?;
         }
@@ -540,9 +539,12 @@ impl Step<Cancellation> for ClaimCancel {
             reason: data.reason.clone(),
             previous_status: status.as_str().to_owned(),
         };
-        outbox::enqueue(&mut tx, event(data.order_id, ORDER_CANCELED, &message))
-            .await
-            .map_err(outbox_error)?;
+        outbox::enqueue(
+            &mut tx,
+            order_event(data.order_id, ORDER_CANCELED, &message),
+        )
+        .await
+        .map_err(outbox_error)?;
         tx.commit().await?;
         data.previous = Some(status);
         Ok(())

@@ -10,25 +10,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use commerce_messaging::outbox::{self, NewEvent};
+use commerce_messaging::outbox;
 use commerce_proto::order::v1 as pb;
-use commerce_redis::{NewTask, TaskQueue};
+use commerce_redis::TaskQueue;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{self, CheckoutSnapshot, LineItem, ShippingQuote, Totals};
+use crate::events;
 use crate::peers::Peers;
 use crate::repository as repo;
 use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
 
 pub const SAGA_TYPE: &str = "order_placement";
-pub const TOPIC: &str = "commerce.order.events";
-pub const ORDER_CREATED: &str = "commerce.order.v1.OrderCreated";
-pub const PAYMENT_REMINDER_DUE: &str = "commerce.order.v1.PaymentReminderDue";
-pub const ORDER_EXPIRED: &str = "commerce.order.v1.OrderExpired";
-pub const REMINDER_TASK: &str = "order.payment_reminder";
-pub const EXPIRY_TASK: &str = "order.payment_expiry";
 
 /// What the placement saga knows, stored with it after every step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,11 +338,11 @@ impl Step<Placement> for AwaitPayment {
                 .await?
                 .ok_or_else(|| StepError::Retryable("the order vanished".into()))?;
             let event = pb::OrderCreated {
-                order: Some(crate::service::order_to_proto(&order)),
+                order: Some(events::order_to_proto(&order)),
             };
             outbox::enqueue(
                 &mut tx,
-                NewEvent::protobuf(TOPIC, data.order_id.to_string(), ORDER_CREATED, &event),
+                events::order_event(data.order_id, events::ORDER_CREATED, &event),
             )
             .await
             .map_err(|error| StepError::Retryable(error.to_string()))?;
@@ -381,34 +376,15 @@ impl Step<Placement> for SchedulePaymentReminders {
             let reminder = index as i32 + 1;
             self.0
                 .queue
-                .enqueue(
-                    NewTask::new(
-                        REMINDER_TASK,
-                        serde_json::json!({"orderId": data.order_id, "reminder": reminder}),
-                    )
-                    .id(reminder_task_id(data.order_id, reminder))
-                    .run_at(at.into()),
-                )
+                .enqueue(events::reminder_task(data.order_id, reminder, at))
                 .await
                 .map_err(redis)?;
         }
         self.0
             .queue
-            .enqueue(
-                NewTask::new(EXPIRY_TASK, serde_json::json!({"orderId": data.order_id}))
-                    .id(expiry_task_id(data.order_id))
-                    .run_at(due_at.into()),
-            )
+            .enqueue(events::expiry_task(data.order_id, due_at))
             .await
             .map_err(redis)?;
         Ok(())
     }
-}
-
-pub fn reminder_task_id(order_id: Uuid, reminder: i32) -> String {
-    format!("reminder:{order_id}:{reminder}")
-}
-
-pub fn expiry_task_id(order_id: Uuid) -> String {
-    format!("expiry:{order_id}")
 }

@@ -4,67 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_messaging::outbox::{self, NewEvent};
-use commerce_proto::common::v1::Money;
-use commerce_proto::order::v1 as pb;
 use commerce_redis::RedisClient;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::delivery::DeliveryChange;
 use crate::domain::{Address, Order, OrderStatus};
+use crate::error::OrderError;
 use crate::lifecycle::{Cancellation, Expiry, Lifecycle, PaymentReceived};
-use crate::placement::{self, PAYMENT_REMINDER_DUE, Placement, PlacementSaga, TOPIC};
+use crate::placement::{Placement, PlacementSaga};
 use crate::repository as repo;
-use crate::saga::postgres::{EngineError, Orchestrator, Outcome};
+use crate::saga::Failure;
+use crate::saga::postgres::{Orchestrator, Outcome};
 use crate::saga::temporal::SagaEnd;
-use crate::saga::{Failure, FailureKind, StepError};
 use crate::workflow::TemporalOrders;
-
-pub use crate::lifecycle::CANCELABLE;
-
-#[derive(Debug, thiserror::Error)]
-pub enum OrderError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// Retry later (with the same Idempotency-Key, for placement).
-    #[error("{0}")]
-    Busy(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("storage: {0}")]
-    Storage(#[from] sqlx::Error),
-    #[error("saga engine: {0}")]
-    Engine(#[from] EngineError),
-    #[error("redis: {0}")]
-    Redis(#[from] commerce_redis::RedisError),
-}
-
-impl From<commerce_messaging::MessagingError> for OrderError {
-    fn from(error: commerce_messaging::MessagingError) -> Self {
-        Self::Unavailable(error.to_string())
-    }
-}
-
-impl From<StepError> for OrderError {
-    fn from(error: StepError) -> Self {
-        match error {
-            StepError::Retryable(message) => Self::Unavailable(message),
-            StepError::Rejected { kind, message } => match kind {
-                FailureKind::NotFound => Self::NotFound(message),
-                FailureKind::Conflict | FailureKind::Invalid => Self::Conflict(message),
-                FailureKind::Unavailable => Self::Unavailable(message),
-            },
-        }
-    }
-}
 
 /// What `POST /v1/orders` answers.
 #[derive(Debug)]
@@ -360,7 +313,7 @@ impl OrderService {
     /// Payment reminder number `reminder`: published once, and only while the order
     /// still waits for payment. `true` when it was published now.
     pub async fn remind(&self, order_id: Uuid, reminder: i32) -> Result<bool, OrderError> {
-        publish_reminder(&self.pool, order_id, reminder).await
+        crate::events::publish_reminder(&self.pool, order_id, reminder).await
     }
 
     /// The payment window closed: the expiry saga expires the order if it is still unpaid
@@ -422,7 +375,7 @@ impl OrderService {
                 // A refusal is not kept: an order refused while still being placed can be
                 // canceled once it waits for payment.
                 self.engines.cancel.forget(saga).await?;
-                Err(refusal(failure))
+                Err(OrderError::refusal(failure))
             }
             _ => {
                 if let Some(temporal) = &self.engines.temporal {
@@ -517,7 +470,7 @@ impl OrderService {
                     current.status.as_str()
                 )))
             }
-            Outcome::Compensated(_, failure) => Err(refusal(failure)),
+            Outcome::Compensated(_, failure) => Err(OrderError::refusal(failure)),
             _ => self.order(viewer, order_id).await,
         }
     }
@@ -576,110 +529,3 @@ impl OrderService {
         &self.engines
     }
 }
-
-/// Publishes payment reminder number `reminder` (`PaymentReminderDue`) once, and only
-/// while the order still waits for payment; `true` when it was published now. Both engines
-/// call it: the task queue's reminder task and the order workflow's reminder timer.
-pub async fn publish_reminder(
-    pool: &PgPool,
-    order_id: Uuid,
-    reminder: i32,
-) -> Result<bool, OrderError> {
-    let mut tx = pool.begin().await?;
-    if !repo::claim_reminder(&mut tx, order_id, reminder).await? {
-        return Ok(false);
-    }
-    let order = repo::order(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
-    let event = pb::PaymentReminderDue {
-        order_id: order_id.to_string(),
-        user_id: order.user_id.to_string(),
-        reminder,
-        total: total_money(&order),
-        payment_due_at: order.payment_due_at.map(timestamp),
-    };
-    outbox::enqueue(
-        &mut tx,
-        NewEvent::protobuf(TOPIC, order_id.to_string(), PAYMENT_REMINDER_DUE, &event),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(%order_id, reminder, "payment reminder due");
-    Ok(true)
-}
-
-/// What a compensated saga tells the customer.
-fn refusal(failure: Failure) -> OrderError {
-    match failure.kind {
-        FailureKind::NotFound => OrderError::NotFound(failure.message),
-        FailureKind::Unavailable => OrderError::Unavailable(failure.message),
-        _ => OrderError::Conflict(failure.message),
-    }
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn money(amount: rust_decimal::Decimal, currency: &str) -> Money {
-    Money {
-        amount: commerce_runtime::api::money_scale(amount).to_string(),
-        currency: currency.to_owned(),
-    }
-}
-
-fn total_money(order: &Order) -> Option<Money> {
-    let currency = order.currency.as_deref().unwrap_or_default();
-    order.totals.map(|totals| money(totals.total, currency))
-}
-
-pub fn order_to_proto(order: &Order) -> pb::Order {
-    let currency = order.currency.as_deref().unwrap_or_default();
-    let address = order.shipping_address.clone().unwrap_or_default();
-    pb::Order {
-        id: order.id.to_string(),
-        user_id: order.user_id.to_string(),
-        status: order.status.as_str().to_owned(),
-        items: order
-            .items
-            .iter()
-            .map(|item| pb::OrderItem {
-                product_id: item.product_id.to_string(),
-                sku: item.sku.clone(),
-                name: item.name.clone(),
-                quantity: item.quantity,
-                unit_price: Some(money(item.unit_price, currency)),
-            })
-            .collect(),
-        subtotal: order.totals.map(|totals| money(totals.subtotal, currency)),
-        discount: order.totals.map(|totals| money(totals.discount, currency)),
-        shipping: order.totals.map(|totals| money(totals.shipping, currency)),
-        total: total_money(order),
-        promo_code: order.promo_code.clone().unwrap_or_default(),
-        shipping_address: Some(pb::ShippingAddress {
-            recipient: address.recipient,
-            line1: address.line1,
-            line2: address.line2,
-            city: address.city,
-            region: address.region,
-            postal_code: address.postal_code,
-            country: address.country,
-            phone: address.phone,
-        }),
-        courier: order.courier.clone().unwrap_or_default(),
-        payment_gateway: order.payment_gateway.clone().unwrap_or_default(),
-        checkout_session_id: order.checkout_session_id.to_string(),
-        payment_id: order
-            .payment_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        created_at: Some(timestamp(order.created_at)),
-        payment_due_at: order.payment_due_at.map(timestamp),
-    }
-}
-
-pub use placement::{EXPIRY_TASK, REMINDER_TASK};

@@ -11,9 +11,10 @@ use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{Foundation, foundation, load_settings};
 use crate::saga::SharedPolicy;
 use crate::saga::temporal::{ErasedSaga, SagaActivities, SagaWorkflow, TemporalSettings};
+use crate::settings::load_settings;
+use crate::startup::{Foundation, foundation};
 use crate::workflow::{OrderActivities, OrderWorkflow};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +67,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let mut background = vec![task];
     // Steps read the policy when they start (the payment window, for one), so the worker
     // follows the policy file as the service does.
-    background.extend(crate::handler::policy_watcher(
+    background.extend(crate::startup::policy_watcher(
         &settings,
         &policy,
         step_names,

@@ -26,13 +26,13 @@ use temporalio_workflow::workflows::select;
 use uuid::Uuid;
 
 use crate::domain;
+use crate::error::OrderError;
 use crate::lifecycle::{Expiry, PaymentReceived};
 use crate::placement::Placement;
 use crate::saga::temporal::{
     ErasedSaga, SagaEnd, SagaRun, SagaWorkflow, run_saga, workflow_failure,
 };
 use crate::saga::{Failure, SharedPolicy};
-use crate::service::OrderError;
 
 /// The placement step whose work the workflow's timers do on this engine.
 const SCHEDULING_STEP: &str = "schedule_payment_reminders";
@@ -97,7 +97,7 @@ impl OrderActivities {
         _ctx: ActivityContext,
         call: ReminderCall,
     ) -> Result<bool, ActivityError> {
-        crate::service::publish_reminder(&self.pool, call.order_id, call.reminder)
+        crate::events::publish_reminder(&self.pool, call.order_id, call.reminder)
             .await
             .map_err(|error| {
                 ActivityError::application(temporalio_sdk::ApplicationFailure::new(ActivityFailed(

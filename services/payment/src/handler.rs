@@ -153,14 +153,7 @@ impl From<PaymentError> for ApiError {
                 "invalid_signature",
                 error.to_string(),
             ),
-            PaymentError::Gateway(_) => ApiError {
-                retry_after: Some(2),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    error.to_string(),
-                )
-            },
+            PaymentError::Gateway(_) => ApiError::unavailable(2, error.to_string()),
             PaymentError::Storage(_) | PaymentError::Outbox(_) => ApiError::internal(error),
         }
     }

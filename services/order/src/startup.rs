@@ -1,0 +1,280 @@
+//! Start-up: the order service's parts from `services.order` (sagas on the chosen engine,
+//! consumers, task worker, relay, recovery, servers), and what the Temporal worker shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
+use commerce_proto::order::v1 as pb;
+use commerce_runtime::health::{KafkaCheck, RedisCheck};
+use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
+use tower::Layer;
+
+use crate::consumers::{ExpiryTask, PeerEvents, ReminderTask};
+use crate::events::{
+    DEAD_LETTER_TOPIC, EXPIRY_TASK, FULFILLMENT_TOPIC, PAYMENT_TOPIC, REMINDER_TASK, TOPIC,
+};
+use crate::grpc::GrpcHandler;
+use crate::lifecycle::{self, LifecycleContext};
+use crate::peers::{PeerAddresses, Peers};
+use crate::placement::{PlacementContext, PlacementSaga};
+use crate::saga::policy::Engine;
+use crate::saga::postgres::Orchestrator;
+use crate::saga::{Failpoints, SharedPolicy};
+use crate::service::{Engines, OrderService};
+use crate::settings::{OrderSettings, load_settings};
+use crate::workflow::TemporalOrders;
+
+/// Follows the saga policy file, when there is one, into `policy` until shutdown.
+pub(crate) fn policy_watcher(
+    settings: &OrderSettings,
+    policy: &SharedPolicy,
+    step_names: Vec<&'static str>,
+    policy_file_text: Option<String>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Option<commerce_runtime::service::BackgroundTask> {
+    let watcher = crate::saga::reload::PolicyWatcher {
+        path: settings.saga_file.clone()?,
+        shared: policy.clone(),
+        step_names,
+        interval: settings.saga_reload_interval,
+        last: policy_file_text,
+    };
+    Some(Box::pin(async move {
+        watcher.run(shutdown).await;
+        Ok(())
+    }))
+}
+
+/// The saga definitions, over what their steps share.
+pub(crate) struct Sagas {
+    pub placement: Arc<PlacementSaga>,
+    pub payment: Arc<lifecycle::Lifecycle<lifecycle::PaymentReceived>>,
+    pub expiry: Arc<lifecycle::Lifecycle<lifecycle::Expiry>>,
+    pub cancel: Arc<lifecycle::Lifecycle<lifecycle::Cancellation>>,
+    pub delivery: Arc<lifecycle::Lifecycle<crate::delivery::DeliveryChange>>,
+}
+
+/// What both the service and the Temporal worker build from `services.order`.
+pub(crate) struct Foundation {
+    pub sagas: Sagas,
+    pub queue: commerce_redis::TaskQueue,
+    pub redis: commerce_redis::RedisClient,
+}
+
+pub(crate) async fn foundation(
+    context: &ServiceContext,
+    settings: &OrderSettings,
+    pool: &sqlx::PgPool,
+    policy: &SharedPolicy,
+) -> Result<Foundation, BoxError> {
+    let peers = Peers::new(
+        &PeerAddresses {
+            auth_http: &settings.peers.auth_http,
+            cart_grpc: &settings.peers.cart_grpc,
+            product_grpc: &settings.peers.product_grpc,
+            fulfillment_grpc: &settings.peers.fulfillment_grpc,
+            payment_grpc: &settings.peers.payment_grpc,
+        },
+        settings.client_secret.expose(),
+    )?;
+    let redis = context.redis().await?;
+    let queue =
+        commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
+    let lifecycle = Arc::new(LifecycleContext {
+        pool: pool.clone(),
+        peers: peers.clone(),
+        queue: queue.clone(),
+        policy: policy.clone(),
+    });
+    Ok(Foundation {
+        sagas: Sagas {
+            placement: Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
+                pool: pool.clone(),
+                peers,
+                queue: queue.clone(),
+                policy: policy.clone(),
+            }))),
+            payment: Arc::new(lifecycle::payment_saga(lifecycle.clone())),
+            expiry: Arc::new(lifecycle::expiry_saga(lifecycle.clone())),
+            cancel: Arc::new(lifecycle::cancel_saga(lifecycle.clone())),
+            delivery: Arc::new(crate::delivery::delivery_saga(lifecycle)),
+        },
+        queue,
+        redis,
+    })
+}
+
+pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
+    let (settings, policy_file_text, step_names) = load_settings(&context.config)?;
+    let pool = context.database()?;
+    let policy = SharedPolicy::new(settings.saga.clone());
+    let Foundation {
+        sagas,
+        queue,
+        redis,
+    } = foundation(&context, &settings, &pool, &policy).await?;
+    let failpoints = Failpoints::new(settings.failpoints.clone());
+    let temporal = match settings.saga.engine {
+        Engine::Postgres => None,
+        Engine::Temporal => Some(TemporalOrders::new(
+            crate::saga::temporal::connect(&settings.temporal).await?,
+            failpoints.clone(),
+            settings.temporal.task_queue.clone(),
+            sagas.placement.clone(),
+            sagas.payment.clone(),
+            sagas.expiry.clone(),
+            policy.clone(),
+        )),
+    };
+    let engines = Engines {
+        placement: Arc::new(Orchestrator::new(
+            pool.clone(),
+            sagas.placement,
+            policy.clone(),
+            failpoints.clone(),
+        )),
+        payment: engine(&pool, sagas.payment, &policy, &failpoints),
+        expiry: engine(&pool, sagas.expiry, &policy, &failpoints),
+        cancel: engine(&pool, sagas.cancel, &policy, &failpoints),
+        delivery: engine(&pool, sagas.delivery, &policy, &failpoints),
+        temporal,
+    };
+    let orders = OrderService::new(
+        pool.clone(),
+        redis.clone(),
+        settings.redis_prefix.clone(),
+        engines.clone(),
+        settings.request_wait,
+    );
+
+    let jwks = format!(
+        "{}/.well-known/jwks.json",
+        settings.peers.auth_http.trim_end_matches('/')
+    );
+    let user_tokens = TokenVerifier::with_jwks_url(
+        &jwks,
+        VerifierSettings::new(&settings.issuer, &["commerce"]),
+    )
+    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
+    let service_tokens =
+        TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["order"]));
+
+    let relay_task = context.outbox_relay(&[TopicSpec::new(TOPIC, 3)])?;
+    let shutdown = context.shutdown.clone();
+    let recovery_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
+        let (placement, payment, expiry, cancel, delivery) = tokio::join!(
+            engines.placement.clone().run_recovery(shutdown.clone()),
+            engines.payment.clone().run_recovery(shutdown.clone()),
+            engines.expiry.clone().run_recovery(shutdown.clone()),
+            engines.cancel.clone().run_recovery(shutdown.clone()),
+            engines.delivery.clone().run_recovery(shutdown.clone()),
+        );
+        placement
+            .and(payment)
+            .and(expiry)
+            .and(cancel)
+            .and(delivery)
+            .map_err(BoxError::from)
+    });
+    let consumer = context.inbox_consumer(
+        ConsumerSettings {
+            group: settings.consumer_group.clone(),
+            topics: vec![PAYMENT_TOPIC.to_owned(), FULFILLMENT_TOPIC.to_owned()],
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+        },
+        3,
+        Arc::new(PeerEvents {
+            orders: orders.clone(),
+        }),
+    )?;
+    let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
+        .handle(
+            REMINDER_TASK,
+            Arc::new(ReminderTask {
+                orders: orders.clone(),
+            }),
+        )
+        .handle(
+            EXPIRY_TASK,
+            Arc::new(ExpiryTask {
+                orders: orders.clone(),
+            }),
+        );
+    let shutdown = context.shutdown.clone();
+    let worker_task = Box::pin(async move { worker.run(shutdown).await.map_err(BoxError::from) });
+    let grpc = RequireServiceToken::new(service_tokens).layer(
+        pb::order_service_server::OrderServiceServer::new(GrpcHandler {
+            orders: orders.clone(),
+        }),
+    );
+    let temporal_check = orders.engines().temporal.as_ref().map(|temporal| {
+        Arc::new(crate::workflow::TemporalCheck(temporal.client().clone()))
+            as Arc<dyn commerce_runtime::health::ReadinessCheck>
+    });
+    let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
+    if let Some(temporal) = orders.engines().temporal.clone() {
+        let (pool, shutdown) = (pool.clone(), context.shutdown.clone());
+        background_tasks.push(Box::pin(async move {
+            temporal
+                .run_recovery(pool, shutdown)
+                .await
+                .map_err(BoxError::from)
+        }));
+    }
+    background_tasks.extend(policy_watcher(
+        &settings,
+        &policy,
+        step_names.clone(),
+        policy_file_text,
+        context.shutdown.clone(),
+    ));
+    let feed = crate::status_feed::StatusFeed::new();
+    let feed_task = {
+        let (feed, pool, shutdown) = (feed.clone(), pool.clone(), context.shutdown.clone());
+        Box::pin(async move { feed.run(pool, shutdown).await.map_err(BoxError::from) })
+    };
+    Ok(ServiceParts {
+        http: crate::http::routes(orders, feed, user_tokens),
+        grpc: Some(tonic::service::Routes::new(grpc)),
+        background: [
+            relay_task,
+            recovery_task,
+            worker_task,
+            consumer.task,
+            feed_task,
+        ]
+        .into_iter()
+        .chain(background_tasks)
+        .collect(),
+        readiness: [
+            Arc::new(RedisCheck(redis)) as Arc<dyn commerce_runtime::health::ReadinessCheck>,
+            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            consumer.readiness,
+        ]
+        .into_iter()
+        .chain(temporal_check)
+        .collect(),
+    })
+}
+
+/// An orchestrator for one lifecycle saga, sharing the service's pool, policy and failpoints.
+fn engine<D>(
+    pool: &sqlx::PgPool,
+    definition: Arc<lifecycle::Lifecycle<D>>,
+    policy: &SharedPolicy,
+    failpoints: &Failpoints,
+) -> Arc<Orchestrator<lifecycle::Lifecycle<D>>>
+where
+    D: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    Arc::new(Orchestrator::new(
+        pool.clone(),
+        definition,
+        policy.clone(),
+        failpoints.clone(),
+    ))
+}
