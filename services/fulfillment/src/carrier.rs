@@ -2,6 +2,7 @@
 //! runs and demos) and EasyPost, a real client for its documented REST API (shipments,
 //! buying a rate, tracker webhooks signed with `X-Hmac-Signature`).
 
+use commerce_runtime::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -125,8 +126,8 @@ impl ShippingProvider for LocalCarrier {
 pub struct EasyPostSettings {
     #[serde(default = "default_base_url")]
     pub base_url: String,
-    pub api_key: String,
-    pub webhook_secret: String,
+    pub api_key: SecretString,
+    pub webhook_secret: SecretString,
     pub from_address: Address,
     /// Our courier code → (EasyPost carrier, service), e.g. `standard = ["USPS", "Ground"]`.
     pub services: BTreeMap<String, (String, String)>,
@@ -252,7 +253,7 @@ impl EasyPostCarrier {
         request: reqwest::RequestBuilder,
     ) -> Result<EasyPostShipment, CarrierError> {
         let response = request
-            .basic_auth(&self.settings.api_key, Some(""))
+            .basic_auth(self.settings.api_key.expose_secret(), Some(""))
             .send()
             .await
             .map_err(|error| CarrierError::Unavailable(error.to_string()))?;
@@ -373,8 +374,9 @@ impl ShippingProvider for EasyPostCarrier {
             .ok_or_else(|| {
                 CarrierError::Webhook("missing or malformed X-Hmac-Signature".to_owned())
             })?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.settings.webhook_secret.as_bytes())
-            .expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.settings.webhook_secret.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length");
         mac.update(body);
         mac.verify_slice(&given)
             .map_err(|_| CarrierError::Webhook("signature does not match".to_owned()))?;

@@ -166,7 +166,7 @@ fn address(zip: &str) -> Address {
 fn carrier(base_url: &str, api_key: &str) -> EasyPostCarrier {
     EasyPostCarrier::new(EasyPostSettings {
         base_url: base_url.to_owned(),
-        api_key: api_key.to_owned(),
+        api_key: api_key.to_owned().into(),
         webhook_secret: "whsec_easypost".into(),
         from_address: address("60601"),
         services: BTreeMap::from([

@@ -1,5 +1,6 @@
 //! E-mail over SMTP (lettre): one pooled asynchronous transport, plain, STARTTLS or TLS.
 
+use commerce_runtime::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
@@ -30,7 +31,7 @@ pub struct SmtpSettings {
     #[serde(default)]
     pub tls: SmtpTls,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     /// `Commerce <no-reply@shop.example>`.
     pub from: String,
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -86,7 +87,10 @@ impl SmtpMailer {
             SmtpTls::Tls => builder.tls(Tls::Wrapper(tls(&settings.host)?)),
         };
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
         Ok(Self {
             transport: builder.build(),

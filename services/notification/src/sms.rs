@@ -3,6 +3,7 @@
 //! the next. Clients for Twilio's Messages API and Vonage's SMS API, and a `log` provider
 //! for a laptop (the message is written to the service log).
 
+use commerce_runtime::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,14 +54,14 @@ pub enum ProviderSettings {
     Log,
     Twilio {
         account_sid: String,
-        auth_token: String,
+        auth_token: SecretString,
         from: String,
         #[serde(default = "twilio_base")]
         base_url: String,
     },
     Vonage {
         api_key: String,
-        api_secret: String,
+        api_secret: SecretString,
         from: String,
         #[serde(default = "vonage_base")]
         base_url: String,
@@ -211,6 +212,29 @@ pub fn masked_phone(phone: &str) -> String {
 }
 
 #[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn provider_credentials_never_print() {
+        let (twilio, vonage) = ("twilio-auth-token-0123456789abcdef", "vonage-api-secret-76");
+        let settings: SmsSettings = serde_json::from_value(serde_json::json!({
+            "providers": [
+                { "provider": "twilio", "account_sid": "AC123", "auth_token": twilio, "from": "+15550001111" },
+                { "provider": "vonage", "api_key": "key-1", "api_secret": vonage, "from": "Shop" },
+            ],
+        }))
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("AC123"), "{printed}");
+        assert!(
+            !printed.contains(twilio) && !printed.contains(vonage),
+            "{printed}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod log_provider_tests {
     use std::sync::{Arc, Mutex};
 
@@ -279,7 +303,7 @@ pub struct TwilioSms {
     http: reqwest::Client,
     base_url: String,
     account_sid: String,
-    auth_token: String,
+    auth_token: SecretString,
     from: String,
 }
 
@@ -309,7 +333,7 @@ impl SmsProvider for TwilioSms {
         let response = self
             .http
             .post(url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .form(&[("To", to), ("From", self.from.as_str()), ("Body", body)])
             .send()
             .await
@@ -341,7 +365,7 @@ pub struct VonageSms {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
-    api_secret: String,
+    api_secret: SecretString,
     from: String,
 }
 
@@ -372,7 +396,7 @@ impl SmsProvider for VonageSms {
             .post(url)
             .form(&[
                 ("api_key", self.api_key.as_str()),
-                ("api_secret", self.api_secret.as_str()),
+                ("api_secret", self.api_secret.expose_secret()),
                 ("from", self.from.as_str()),
                 ("to", to.trim_start_matches('+')),
                 ("text", body),

@@ -411,3 +411,40 @@ impl pb::payment_service_server::PaymentService for GrpcHandler {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use commerce_runtime::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn settings_never_print_their_credentials() {
+        let credentials = [
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "whsec_stripe_signing_secret_value",
+            "xnd_production_secret_key_value",
+            "xendit-callback-verification-token",
+            "offline-webhook-secret-of-this-shop-0123",
+        ];
+        let settings: PaymentSettings = serde_json::from_value(serde_json::json!({
+            "jwks_url": "http://auth/.well-known/jwks.json",
+            "offline": { "enabled": true, "webhook_secret": credentials[4] },
+            "stripe": { "secret_key": credentials[0], "webhook_secret": credentials[1] },
+            "xendit": { "secret_key": credentials[2], "callback_token": credentials[3] },
+        }))
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("jwks.json"), "{printed}");
+        for credential in credentials {
+            assert!(!printed.contains(credential), "{printed}");
+        }
+        // The values are all there for the code that needs them.
+        let stripe = settings.stripe.unwrap();
+        assert_eq!(stripe.secret_key.expose_secret(), credentials[0]);
+        assert_eq!(
+            settings.offline.webhook_secret.unwrap().expose(),
+            credentials[4]
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! are form-encoded with the secret key as a Bearer token; every mutating call carries an
 //! `Idempotency-Key`; webhooks are verified with `Stripe-Signature` before they are read.
 
+use commerce_runtime::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,8 +20,8 @@ use crate::signature;
 pub struct StripeSettings {
     #[serde(default = "default_base_url")]
     pub base_url: String,
-    pub secret_key: String,
-    pub webhook_secret: String,
+    pub secret_key: SecretString,
+    pub webhook_secret: SecretString,
     /// The `pk_…` key Stripe.js uses in the storefront; without it shoppers cannot pick
     /// Stripe at checkout (server-side intents still work).
     #[serde(default)]
@@ -141,7 +142,7 @@ impl StripeGateway {
                 "{}{path}",
                 self.settings.base_url.trim_end_matches('/')
             ))
-            .bearer_auth(&self.settings.secret_key)
+            .bearer_auth(self.settings.secret_key.expose_secret())
             .header("Idempotency-Key", idempotency_key)
             .form(form)
             .send()
@@ -249,7 +250,7 @@ impl PaymentGateway for StripeGateway {
         signature::verify_delivery(
             headers,
             SIGNATURE_HEADER,
-            &self.settings.webhook_secret,
+            self.settings.webhook_secret.expose_secret(),
             body,
             self.tolerance,
         )?;

@@ -3,6 +3,7 @@
 //! invoice's hosted page (its URL is the intent's client secret); callbacks carry the
 //! account's `x-callback-token`, checked in constant time before the body is read.
 
+use commerce_runtime::{ExposeSecret, SecretString};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,9 +24,9 @@ use crate::gateway::{
 pub struct XenditSettings {
     #[serde(default = "default_base_url")]
     pub base_url: String,
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// The verification token Xendit puts in `x-callback-token` on every callback.
-    pub callback_token: String,
+    pub callback_token: SecretString,
     /// How long a customer has to pay an invoice; the order's own payment window should
     /// not be longer.
     #[serde(default = "default_invoice_duration", with = "humantime_serde")]
@@ -115,7 +116,7 @@ impl XenditGateway {
         request: reqwest::RequestBuilder,
     ) -> Result<Option<T>, GatewayError> {
         let response = request
-            .basic_auth(&self.settings.secret_key, Some(""))
+            .basic_auth(self.settings.secret_key.expose_secret(), Some(""))
             .send()
             .await
             .map_err(|error| GatewayError::Failure(error.to_string()))?;
@@ -265,7 +266,7 @@ impl PaymentGateway for XenditGateway {
             .get(CALLBACK_TOKEN_HEADER)
             .map(|value| value.as_bytes())
             .ok_or(WebhookError::Unauthenticated)?;
-        if !bool::from(token.ct_eq(self.settings.callback_token.as_bytes())) {
+        if !bool::from(token.ct_eq(self.settings.callback_token.expose_secret().as_bytes())) {
             return Err(WebhookError::Unauthenticated);
         }
         let callback: Value = serde_json::from_slice(body)

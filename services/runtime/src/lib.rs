@@ -12,7 +12,7 @@ pub mod telemetry;
 
 pub use api::ApiError;
 pub use config::{Config, ConfigError};
-pub use secret::Secret;
+pub use secret::{ExposeSecret, Secret, SecretString};
 pub use service::{
     BackgroundTask, BoxError, RuntimeError, ServiceContext, ServiceDefinition, ServiceParts,
 };
