@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::context::SagaContext;
 use crate::domain::{self, Address, LineItem, OrderStatus, Totals};
-use crate::lifecycle::{Lifecycle, LifecycleContext};
+use crate::lifecycle::OrderSaga;
 use crate::repository as repo;
 use crate::saga::{FailureKind, Step, StepError};
 
@@ -76,21 +77,21 @@ impl DeliveryChange {
     }
 }
 
-pub fn delivery_saga(context: Arc<LifecycleContext>) -> Lifecycle<DeliveryChange> {
-    Lifecycle {
-        saga_type: DELIVERY_SAGA,
-        steps: vec![
+pub fn delivery_saga(context: Arc<SagaContext>) -> OrderSaga<DeliveryChange> {
+    OrderSaga::new(
+        DELIVERY_SAGA,
+        vec![
             Box::new(ClaimChange(context.clone())),
             Box::new(QuoteDelivery(context.clone())),
             Box::new(RepricePayment(context.clone())),
             Box::new(ApplyChange(context)),
         ],
         // From applying on, the change only goes forward: the payment carries the new price.
-        pivot: 3,
-    }
+        "apply_delivery_change",
+    )
 }
 
-struct ClaimChange(Arc<LifecycleContext>);
+struct ClaimChange(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<DeliveryChange> for ClaimChange {
@@ -163,7 +164,7 @@ impl Step<DeliveryChange> for ClaimChange {
     }
 }
 
-struct QuoteDelivery(Arc<LifecycleContext>);
+struct QuoteDelivery(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<DeliveryChange> for QuoteDelivery {
@@ -192,7 +193,7 @@ impl Step<DeliveryChange> for QuoteDelivery {
     }
 }
 
-struct RepricePayment(Arc<LifecycleContext>);
+struct RepricePayment(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<DeliveryChange> for RepricePayment {
@@ -218,7 +219,7 @@ impl Step<DeliveryChange> for RepricePayment {
     }
 }
 
-struct ApplyChange(Arc<LifecycleContext>);
+struct ApplyChange(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<DeliveryChange> for ApplyChange {

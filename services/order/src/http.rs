@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::domain::{Address, Order};
 use crate::error::UNAVAILABLE_RETRY_SECS;
 use crate::saga::FailureKind;
-use crate::service::{OrderService, PlaceAnswer, Viewer};
+use crate::service::{OrderService, PlaceOrderAnswer, Viewer};
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<OrderService> {
@@ -81,8 +81,8 @@ async fn place(
     let Json(body) = body.map_err(json_rejection)?;
     let session = parse_id("checkoutSessionId", &body.checkout_session_id)?;
     let (status, body, replayed) = match orders.place(user_id, &key, session).await? {
-        PlaceAnswer::Replay { status, body } => (status, body, true),
-        PlaceAnswer::Placed(placed) => {
+        PlaceOrderAnswer::Replay { status, body } => (status, body, true),
+        PlaceOrderAnswer::PlacedOrder(placed) => {
             let body = serde_json::json!({
                 "orderId": placed.order.id,
                 "clientSecret": placed.client_secret,
@@ -90,7 +90,7 @@ async fn place(
             });
             (StatusCode::CREATED.as_u16(), body, false)
         }
-        PlaceAnswer::Failed { order_id, failure } => {
+        PlaceOrderAnswer::Failed { order_id, failure } => {
             let error = match failure.kind {
                 FailureKind::NotFound => ApiError::not_found(failure.message),
                 FailureKind::Conflict => ApiError::conflict(failure.message),
@@ -109,7 +109,7 @@ async fn place(
         }
     };
     if !replayed {
-        orders.remember(user_id, &key, status, &body).await?;
+        orders.store_answer(user_id, &key, status, &body).await?;
     }
     let mut response = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -3,8 +3,10 @@
 //! delayed tasks.
 
 pub mod consumers;
+pub mod context;
 pub mod delivery;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod graphql;

@@ -18,18 +18,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use commerce_messaging::outbox;
 use commerce_proto::order::v1 as pb;
-use commerce_redis::TaskQueue;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::context::SagaContext;
 use crate::domain::OrderStatus;
-use crate::events::{
-    ORDER_CANCELED, ORDER_CONFIRMED, ORDER_EXPIRED, expiry_task_id, order_event, reminder_task_id,
-};
-use crate::peers::Peers;
+use crate::events::{ORDER_CANCELED, ORDER_CONFIRMED, ORDER_EXPIRED, order_event};
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
+use crate::saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
 
 pub const PAYMENT_SAGA: &str = "order_payment";
 pub const EXPIRY_SAGA: &str = "order_expiry";
@@ -55,57 +51,35 @@ pub const CANCEL_STEPS: &[&str] = &[
     "drop_reminders",
 ];
 
-/// What the lifecycle steps share.
-pub struct LifecycleContext {
-    pub pool: PgPool,
-    pub peers: Peers,
-    pub queue: TaskQueue,
-    pub policy: SharedPolicy,
-}
-
-impl LifecycleContext {
-    /// Refunds whatever is left of the order's payment; nothing left counts as done (the
-    /// cancel and payment sagas may both see a paid order they do not want).
-    async fn refund_rest(&self, order_id: Uuid, reason: &str, key: &str) -> Result<(), StepError> {
-        match self.peers.refund(order_id, reason, key).await {
-            Err(StepError::Rejected {
-                kind: FailureKind::Conflict,
-                message,
-            }) if message.contains("fully refunded") => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Cancels the order's pending reminder and expiry tasks.
-    async fn drop_tasks(&self, order_id: Uuid) -> Result<(), StepError> {
-        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
-        for reminder in 1..=self.policy.current().reminders.len() as i32 {
-            self.queue
-                .cancel(&reminder_task_id(order_id, reminder))
-                .await
-                .map_err(redis)?;
-        }
-        self.queue
-            .cancel(&expiry_task_id(order_id))
-            .await
-            .map_err(redis)?;
-        Ok(())
-    }
-}
-
 fn outbox_error(error: commerce_messaging::MessagingError) -> StepError {
     StepError::Retryable(error.to_string())
 }
 
-/// A saga definition over a list of boxed steps, forward-only after `pivot`.
-pub struct Lifecycle<D> {
-    pub(crate) saga_type: &'static str,
-    pub(crate) steps: Vec<Box<dyn Step<D>>>,
-    pub(crate) pivot: usize,
+/// An order saga given as its steps (payment, expiry, cancel, delivery change), only
+/// going forward from the step it names.
+pub struct OrderSaga<D> {
+    saga_type: &'static str,
+    steps: Vec<Box<dyn Step<D>>>,
+    pivot: usize,
+}
+
+impl<D> OrderSaga<D> {
+    pub fn new(
+        saga_type: &'static str,
+        steps: Vec<Box<dyn Step<D>>>,
+        first_forward_step: &str,
+    ) -> Self {
+        let pivot = crate::saga::pivot_at(&steps, first_forward_step);
+        Self {
+            saga_type,
+            steps,
+            pivot,
+        }
+    }
 }
 
 #[async_trait]
-impl<D> SagaDefinition for Lifecycle<D>
+impl<D> SagaDefinition for OrderSaga<D>
 where
     D: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -158,21 +132,21 @@ impl PaymentReceived {
     }
 }
 
-pub fn payment_saga(context: Arc<LifecycleContext>) -> Lifecycle<PaymentReceived> {
-    Lifecycle {
-        saga_type: PAYMENT_SAGA,
-        steps: vec![
+pub fn payment_saga(context: Arc<SagaContext>) -> OrderSaga<PaymentReceived> {
+    OrderSaga::new(
+        PAYMENT_SAGA,
+        vec![
             Box::new(RecordPayment(context.clone())),
             Box::new(RefundUnwantedPayment(context.clone())),
             Box::new(DeductStock(context.clone())),
             Box::new(ConfirmOrder(context.clone())),
             Box::new(CancelPaymentReminders(context)),
         ],
-        pivot: 0,
-    }
+        "record_payment",
+    )
 }
 
-struct RecordPayment(Arc<LifecycleContext>);
+struct RecordPayment(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<PaymentReceived> for RecordPayment {
@@ -231,7 +205,7 @@ impl Step<PaymentReceived> for RecordPayment {
     }
 }
 
-struct RefundUnwantedPayment(Arc<LifecycleContext>);
+struct RefundUnwantedPayment(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<PaymentReceived> for RefundUnwantedPayment {
@@ -258,7 +232,7 @@ impl Step<PaymentReceived> for RefundUnwantedPayment {
     }
 }
 
-struct DeductStock(Arc<LifecycleContext>);
+struct DeductStock(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<PaymentReceived> for DeductStock {
@@ -285,7 +259,7 @@ impl Step<PaymentReceived> for DeductStock {
     }
 }
 
-struct ConfirmOrder(Arc<LifecycleContext>);
+struct ConfirmOrder(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<PaymentReceived> for ConfirmOrder {
@@ -325,7 +299,7 @@ impl Step<PaymentReceived> for ConfirmOrder {
     }
 }
 
-struct CancelPaymentReminders(Arc<LifecycleContext>);
+struct CancelPaymentReminders(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<PaymentReceived> for CancelPaymentReminders {
@@ -351,23 +325,23 @@ pub struct Expiry {
     pub expired: Option<bool>,
 }
 
-pub fn expiry_saga(context: Arc<LifecycleContext>) -> Lifecycle<Expiry> {
-    Lifecycle {
-        saga_type: EXPIRY_SAGA,
-        steps: vec![
+pub fn expiry_saga(context: Arc<SagaContext>) -> OrderSaga<Expiry> {
+    OrderSaga::new(
+        EXPIRY_SAGA,
+        vec![
             Box::new(ClaimExpiry(context.clone())),
             Box::new(CancelExpiredIntent(context.clone())),
             Box::new(ReleaseExpiredStock(context)),
         ],
-        pivot: 0,
-    }
+        "claim_expiry",
+    )
 }
 
 fn decided(flag: Option<bool>) -> Result<bool, StepError> {
     flag.ok_or_else(|| StepError::Retryable("the first step has not decided yet".into()))
 }
 
-struct ClaimExpiry(Arc<LifecycleContext>);
+struct ClaimExpiry(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Expiry> for ClaimExpiry {
@@ -415,7 +389,7 @@ impl Step<Expiry> for ClaimExpiry {
     }
 }
 
-struct CancelExpiredIntent(Arc<LifecycleContext>);
+struct CancelExpiredIntent(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Expiry> for CancelExpiredIntent {
@@ -438,7 +412,7 @@ impl Step<Expiry> for CancelExpiredIntent {
     }
 }
 
-struct ReleaseExpiredStock(Arc<LifecycleContext>);
+struct ReleaseExpiredStock(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Expiry> for ReleaseExpiredStock {
@@ -467,18 +441,18 @@ pub struct Cancellation {
     pub paid: Option<bool>,
 }
 
-pub fn cancel_saga(context: Arc<LifecycleContext>) -> Lifecycle<Cancellation> {
-    Lifecycle {
-        saga_type: CANCEL_SAGA,
-        steps: vec![
+pub fn cancel_saga(context: Arc<SagaContext>) -> OrderSaga<Cancellation> {
+    OrderSaga::new(
+        CANCEL_SAGA,
+        vec![
             Box::new(ClaimCancel(context.clone())),
             Box::new(CancelUnpaidIntent(context.clone())),
             Box::new(RefundCanceledPayment(context.clone())),
             Box::new(ReturnStock(context.clone())),
             Box::new(DropReminders(context)),
         ],
-        pivot: 1,
-    }
+        "cancel_unpaid_intent",
+    )
 }
 
 /// Statuses an order can be canceled from: before it ships.
@@ -488,7 +462,7 @@ pub const CANCELABLE: &[OrderStatus] = &[
     OrderStatus::Confirmed,
 ];
 
-struct ClaimCancel(Arc<LifecycleContext>);
+struct ClaimCancel(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Cancellation> for ClaimCancel {
@@ -551,7 +525,7 @@ impl Step<Cancellation> for ClaimCancel {
     }
 }
 
-struct CancelUnpaidIntent(Arc<LifecycleContext>);
+struct CancelUnpaidIntent(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Cancellation> for CancelUnpaidIntent {
@@ -573,7 +547,7 @@ impl Step<Cancellation> for CancelUnpaidIntent {
     }
 }
 
-struct RefundCanceledPayment(Arc<LifecycleContext>);
+struct RefundCanceledPayment(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Cancellation> for RefundCanceledPayment {
@@ -595,7 +569,7 @@ impl Step<Cancellation> for RefundCanceledPayment {
     }
 }
 
-struct ReturnStock(Arc<LifecycleContext>);
+struct ReturnStock(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Cancellation> for ReturnStock {
@@ -616,7 +590,7 @@ impl Step<Cancellation> for ReturnStock {
     }
 }
 
-struct DropReminders(Arc<LifecycleContext>);
+struct DropReminders(Arc<SagaContext>);
 
 #[async_trait]
 impl Step<Cancellation> for DropReminders {

@@ -12,23 +12,21 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_messaging::outbox;
 use commerce_proto::order::v1 as pb;
-use commerce_redis::TaskQueue;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::context::SagaContext;
 use crate::domain::{self, CheckoutSnapshot, LineItem, ShippingQuote, Totals};
 use crate::events;
-use crate::peers::Peers;
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, SharedPolicy, Step, StepError};
+use crate::saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
 
 pub const SAGA_TYPE: &str = "order_placement";
 
 /// What the placement saga knows, stored with it after every step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Placement {
+pub struct PlacementData {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub checkout_session_id: Uuid,
@@ -49,7 +47,7 @@ pub struct PaymentRef {
     pub client_secret: String,
 }
 
-impl Placement {
+impl PlacementData {
     pub fn new(order_id: Uuid, user_id: Uuid, checkout_session_id: Uuid) -> Self {
         Self {
             order_id,
@@ -72,17 +70,10 @@ impl Placement {
     }
 }
 
-/// What the steps share.
-pub struct PlacementContext {
-    pub pool: PgPool,
-    pub peers: Peers,
-    pub queue: TaskQueue,
-    pub policy: SharedPolicy,
-}
-
 pub struct PlacementSaga {
-    steps: Vec<Box<dyn Step<Placement>>>,
-    context: Arc<PlacementContext>,
+    steps: Vec<Box<dyn Step<PlacementData>>>,
+    pivot: usize,
+    context: Arc<SagaContext>,
 }
 
 /// The step names, in order; `services.order.saga.steps` keys are checked against them.
@@ -98,8 +89,8 @@ pub const STEP_NAMES: &[&str] = &[
 ];
 
 impl PlacementSaga {
-    pub fn new(context: Arc<PlacementContext>) -> Self {
-        let steps: Vec<Box<dyn Step<Placement>>> = vec![
+    pub fn new(context: Arc<SagaContext>) -> Self {
+        let steps: Vec<Box<dyn Step<PlacementData>>> = vec![
             Box::new(GetCheckoutSession(context.clone())),
             Box::new(ReserveStock(context.clone())),
             Box::new(QuoteShipping(context.clone())),
@@ -115,28 +106,33 @@ impl PlacementSaga {
                 .map(|step| step.name())
                 .eq(STEP_NAMES.iter().copied())
         );
-        Self { steps, context }
+        // After complete_checkout_session the session is used: only forward from there.
+        let pivot = crate::saga::pivot_at(&steps, "await_payment");
+        Self {
+            steps,
+            pivot,
+            context,
+        }
     }
 }
 
 #[async_trait]
 impl SagaDefinition for PlacementSaga {
-    type Data = Placement;
+    type Data = PlacementData;
 
     fn saga_type(&self) -> &'static str {
         SAGA_TYPE
     }
 
-    fn steps(&self) -> &[Box<dyn Step<Placement>>] {
+    fn steps(&self) -> &[Box<dyn Step<PlacementData>>] {
         &self.steps
     }
 
     fn pivot(&self) -> usize {
-        // After complete_checkout_session the session is used: only forward from there.
-        6
+        self.pivot
     }
 
-    async fn compensated(&self, data: &Placement, failure: &Failure) -> Result<(), StepError> {
+    async fn compensated(&self, data: &PlacementData, failure: &Failure) -> Result<(), StepError> {
         let mut tx = self.context.pool.begin().await?;
         repo::mark_failed(&mut tx, data.order_id, &failure.message).await?;
         tx.commit().await?;
@@ -144,15 +140,15 @@ impl SagaDefinition for PlacementSaga {
     }
 }
 
-struct GetCheckoutSession(Arc<PlacementContext>);
+struct GetCheckoutSession(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for GetCheckoutSession {
+impl Step<PlacementData> for GetCheckoutSession {
     fn name(&self) -> &'static str {
         "get_checkout_session"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let session = self
             .0
             .peers
@@ -185,15 +181,15 @@ impl Step<Placement> for GetCheckoutSession {
     }
 }
 
-struct ReserveStock(Arc<PlacementContext>);
+struct ReserveStock(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for ReserveStock {
+impl Step<PlacementData> for ReserveStock {
     fn name(&self) -> &'static str {
         "reserve_stock"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let items = &data.checkout()?.items;
         data.reserved = self.0.peers.reserve(data.order_id, items).await?;
         Ok(())
@@ -203,20 +199,20 @@ impl Step<Placement> for ReserveStock {
         true
     }
 
-    async fn compensate(&self, data: &Placement) -> Result<(), StepError> {
+    async fn compensate(&self, data: &PlacementData) -> Result<(), StepError> {
         self.0.peers.release(data.order_id).await
     }
 }
 
-struct QuoteShipping(Arc<PlacementContext>);
+struct QuoteShipping(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for QuoteShipping {
+impl Step<PlacementData> for QuoteShipping {
     fn name(&self) -> &'static str {
         "quote_shipping"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let checkout = data.checkout()?;
         let quote = self
             .0
@@ -228,15 +224,15 @@ impl Step<Placement> for QuoteShipping {
     }
 }
 
-struct PriceOrder(Arc<PlacementContext>);
+struct PriceOrder(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for PriceOrder {
+impl Step<PlacementData> for PriceOrder {
     fn name(&self) -> &'static str {
         "price_order"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let checkout = data.checkout()?;
         let shipping = data
             .shipping
@@ -252,15 +248,15 @@ impl Step<Placement> for PriceOrder {
     }
 }
 
-struct CreatePaymentIntent(Arc<PlacementContext>);
+struct CreatePaymentIntent(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for CreatePaymentIntent {
+impl Step<PlacementData> for CreatePaymentIntent {
     fn name(&self) -> &'static str {
         "create_payment_intent"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let checkout = data.checkout()?;
         let totals = data
             .totals
@@ -287,20 +283,20 @@ impl Step<Placement> for CreatePaymentIntent {
         true
     }
 
-    async fn compensate(&self, data: &Placement) -> Result<(), StepError> {
+    async fn compensate(&self, data: &PlacementData) -> Result<(), StepError> {
         self.0.peers.cancel_payment_intent(data.order_id).await
     }
 }
 
-struct CompleteCheckoutSession(Arc<PlacementContext>);
+struct CompleteCheckoutSession(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for CompleteCheckoutSession {
+impl Step<PlacementData> for CompleteCheckoutSession {
     fn name(&self) -> &'static str {
         "complete_checkout_session"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         self.0
             .peers
             .complete_checkout_session(data.checkout_session_id, data.order_id)
@@ -308,15 +304,15 @@ impl Step<Placement> for CompleteCheckoutSession {
     }
 }
 
-struct AwaitPayment(Arc<PlacementContext>);
+struct AwaitPayment(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for AwaitPayment {
+impl Step<PlacementData> for AwaitPayment {
     fn name(&self) -> &'static str {
         "await_payment"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let payment = data
             .payment
             .as_ref()
@@ -353,15 +349,15 @@ impl Step<Placement> for AwaitPayment {
     }
 }
 
-struct SchedulePaymentReminders(Arc<PlacementContext>);
+struct SchedulePaymentReminders(Arc<SagaContext>);
 
 #[async_trait]
-impl Step<Placement> for SchedulePaymentReminders {
+impl Step<PlacementData> for SchedulePaymentReminders {
     fn name(&self) -> &'static str {
         "schedule_payment_reminders"
     }
 
-    async fn run(&self, data: &mut Placement) -> Result<(), StepError> {
+    async fn run(&self, data: &mut PlacementData) -> Result<(), StepError> {
         let due_at = data
             .payment_due_at
             .ok_or_else(|| StepError::Retryable("no payment deadline yet".into()))?;

@@ -10,24 +10,23 @@ use uuid::Uuid;
 
 use crate::delivery::DeliveryChange;
 use crate::domain::{Address, Order, OrderStatus};
+use crate::engine::{PlacementEnd, PlacementEngine};
 use crate::error::OrderError;
-use crate::lifecycle::{Cancellation, Expiry, Lifecycle, PaymentReceived};
-use crate::placement::{Placement, PlacementSaga};
+use crate::lifecycle::{Cancellation, Expiry, OrderSaga, PaymentReceived};
+use crate::placement::PlacementData;
 use crate::repository as repo;
 use crate::saga::Failure;
 use crate::saga::postgres::{Orchestrator, Outcome};
-use crate::saga::temporal::SagaEnd;
-use crate::workflow::TemporalOrders;
 
 /// What `POST /v1/orders` answers.
 #[derive(Debug)]
-pub enum PlaceAnswer {
+pub enum PlaceOrderAnswer {
     /// The answer an earlier request with the same key got.
     Replay {
         status: u16,
         body: serde_json::Value,
     },
-    Placed(Box<Placed>),
+    PlacedOrder(Box<PlacedOrder>),
     /// The saga compensated: nothing of the order is left but its FAILED record.
     Failed {
         order_id: Uuid,
@@ -36,7 +35,7 @@ pub enum PlaceAnswer {
 }
 
 #[derive(Debug, Clone)]
-pub struct Placed {
+pub struct PlacedOrder {
     pub order: Order,
     pub client_secret: String,
 }
@@ -48,18 +47,15 @@ pub struct Viewer {
     pub staff: bool,
 }
 
-/// One engine per saga definition, sharing the tables.
+/// The placement engine the shop chose, and the orchestrators of the sagas that work on
+/// the order rows under either engine (sharing the saga tables).
 #[derive(Clone)]
 pub struct Engines {
-    pub placement: Arc<Orchestrator<PlacementSaga>>,
-    pub payment: Arc<Orchestrator<Lifecycle<PaymentReceived>>>,
-    pub expiry: Arc<Orchestrator<Lifecycle<Expiry>>>,
-    pub cancel: Arc<Orchestrator<Lifecycle<Cancellation>>>,
-    pub delivery: Arc<Orchestrator<Lifecycle<DeliveryChange>>>,
-    /// Set when the shop's saga engine is Temporal: orders are placed, wait for payment
-    /// and expire in order workflows there (cancel and delivery changes stay on the
-    /// orchestrator, which works on the order rows either way).
-    pub temporal: Option<TemporalOrders>,
+    pub placement: PlacementEngine,
+    pub payment: Arc<Orchestrator<OrderSaga<PaymentReceived>>>,
+    pub expiry: Arc<Orchestrator<OrderSaga<Expiry>>>,
+    pub cancel: Arc<Orchestrator<OrderSaga<Cancellation>>>,
+    pub delivery: Arc<Orchestrator<OrderSaga<DeliveryChange>>>,
 }
 
 #[derive(Clone)]
@@ -99,7 +95,7 @@ impl OrderService {
         user_id: Uuid,
         key: &str,
         checkout_session_id: Uuid,
-    ) -> Result<PlaceAnswer, OrderError> {
+    ) -> Result<PlaceOrderAnswer, OrderError> {
         if key.is_empty()
             || key.len() > MAX_KEY_LENGTH
             || !key.bytes().all(|byte| byte.is_ascii_graphic())
@@ -111,7 +107,7 @@ impl OrderService {
         }
         let lock_key =
             commerce_redis::hash_tagged(&self.redis_prefix, &format!("{user_id}:{key}"), "placing");
-        let lease = self.engines.placement.policy().lease;
+        let lease = self.engines.payment.policy().lease;
         let Some(lock) = self.redis.lock(&lock_key, lease, self.wait).await? else {
             return Err(OrderError::Busy(
                 "a request with this Idempotency-Key is still being processed".to_owned(),
@@ -129,7 +125,7 @@ impl OrderService {
         user_id: Uuid,
         key: &str,
         checkout_session_id: Uuid,
-    ) -> Result<PlaceAnswer, OrderError> {
+    ) -> Result<PlaceOrderAnswer, OrderError> {
         if let Some(record) = repo::idempotency_record(&self.pool, user_id, key).await? {
             if record.checkout_session_id != checkout_session_id {
                 return Err(OrderError::Invalid {
@@ -138,21 +134,18 @@ impl OrderService {
                 });
             }
             if let Some((status, body)) = record.response {
-                return Ok(PlaceAnswer::Replay { status, body });
+                return Ok(PlaceOrderAnswer::Replay { status, body });
             }
             // The first request did not live to answer (its process died): the saga is
             // resumed, here or by the recovery loop, and its outcome is the answer.
-            if let Some(temporal) = &self.engines.temporal {
-                // Started again if it never was: the workflow id is the order's.
-                temporal
-                    .start(&Placement::new(
-                        record.order_id,
-                        user_id,
-                        checkout_session_id,
-                    ))
-                    .await?;
-                return self.temporal_outcome(temporal, record.order_id).await;
-            }
+            self.engines
+                .placement
+                .resume(&PlacementData::new(
+                    record.order_id,
+                    user_id,
+                    checkout_session_id,
+                ))
+                .await?;
             return self.outcome(record.order_id).await;
         }
         if let Some(existing) =
@@ -170,79 +163,22 @@ impl OrderService {
             )));
         }
         repo::insert_idempotency_key(&mut tx, user_id, key, checkout_session_id, order_id).await?;
-        let placement = Placement::new(order_id, user_id, checkout_session_id);
-        if let Some(temporal) = &self.engines.temporal {
-            tx.commit().await?;
-            tracing::info!(%order_id, %checkout_session_id, "placing order (Temporal)");
-            temporal.start(&placement).await?;
-            return self.temporal_outcome(temporal, order_id).await;
-        }
-        self.engines
-            .placement
-            .create(&mut tx, Uuid::now_v7(), order_id, &placement)
-            .await?;
-        tx.commit().await?;
+        let placement = PlacementData::new(order_id, user_id, checkout_session_id);
+        self.engines.placement.start(tx, &placement).await?;
         tracing::info!(%order_id, %checkout_session_id, "placing order");
         self.outcome(order_id).await
     }
 
-    /// Drives the order's placement saga (or waits for whoever drives it) to its end.
-    async fn outcome(&self, order_id: Uuid) -> Result<PlaceAnswer, OrderError> {
-        let saga_id = self.engines.placement.saga_of(order_id).await?;
+    /// Waits for the order's placement to end (driving it, on the orchestrator).
+    async fn outcome(&self, order_id: Uuid) -> Result<PlaceOrderAnswer, OrderError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
-            match self.engines.placement.drive(saga_id).await? {
-                Outcome::Completed(placement) => return self.placed(order_id, placement).await,
-                Outcome::Compensated(_, failure) => {
-                    return Ok(PlaceAnswer::Failed { order_id, failure });
+            match self.engines.placement.poll(order_id).await? {
+                Some(PlacementEnd::Completed(placement)) => {
+                    return self.placed(order_id, *placement).await;
                 }
-                Outcome::InProgress if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Outcome::InProgress => {
-                    return Err(OrderError::Busy(format!(
-                        "order {order_id} is still being placed; retry with the same Idempotency-Key"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// The answer for an order whose placement completed.
-    async fn placed(
-        &self,
-        order_id: Uuid,
-        placement: Placement,
-    ) -> Result<PlaceAnswer, OrderError> {
-        let order = repo::order(&mut *self.pool.acquire().await?, order_id)
-            .await?
-            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
-        let client_secret = placement
-            .payment
-            .map(|payment| payment.client_secret)
-            .unwrap_or_default();
-        Ok(PlaceAnswer::Placed(Box::new(Placed {
-            order,
-            client_secret,
-        })))
-    }
-
-    /// Waits for the order workflow's placement to end.
-    async fn temporal_outcome(
-        &self,
-        temporal: &TemporalOrders,
-        order_id: Uuid,
-    ) -> Result<PlaceAnswer, OrderError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            match temporal.placement(order_id).await? {
-                Some(SagaEnd::Completed { data }) => {
-                    let placement: Placement = serde_json::from_value(data)
-                        .map_err(|error| OrderError::Unavailable(error.to_string()))?;
-                    return self.placed(order_id, placement).await;
-                }
-                Some(SagaEnd::Compensated { failure, .. }) => {
-                    return Ok(PlaceAnswer::Failed { order_id, failure });
+                Some(PlacementEnd::Compensated(failure)) => {
+                    return Ok(PlaceOrderAnswer::Failed { order_id, failure });
                 }
                 None if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -256,8 +192,27 @@ impl OrderService {
         }
     }
 
+    /// The answer for an order whose placement completed.
+    async fn placed(
+        &self,
+        order_id: Uuid,
+        placement: PlacementData,
+    ) -> Result<PlaceOrderAnswer, OrderError> {
+        let order = repo::order(&mut *self.pool.acquire().await?, order_id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+        let client_secret = placement
+            .payment
+            .map(|payment| payment.client_secret)
+            .unwrap_or_default();
+        Ok(PlaceOrderAnswer::PlacedOrder(Box::new(PlacedOrder {
+            order,
+            client_secret,
+        })))
+    }
+
     /// Keeps the answer for replays of the same key.
-    pub async fn remember(
+    pub async fn store_answer(
         &self,
         user_id: Uuid,
         key: &str,
@@ -378,9 +333,7 @@ impl OrderService {
                 Err(OrderError::refusal(failure))
             }
             _ => {
-                if let Some(temporal) = &self.engines.temporal {
-                    temporal.canceled(order_id).await?;
-                }
+                self.engines.placement.canceled(order_id).await?;
                 self.order(viewer, order_id).await
             }
         }
@@ -500,29 +453,18 @@ impl OrderService {
         }
     }
 
-    /// Starts the payment saga for an order inside the caller's (inbox) transaction; the
-    /// returned saga id is driven once that commits. On Temporal the order's workflow is
-    /// signalled instead (a repeated signal counts once) and there is nothing to drive.
+    /// A payment arrived for the order (`PlacementEngine::paid`): the id of a payment
+    /// saga to drive once the caller's transaction commits, if there is one.
     pub async fn payment_received(
         &self,
         connection: &mut sqlx::PgConnection,
         order_id: Uuid,
         payment_id: String,
     ) -> Result<Option<Uuid>, OrderError> {
-        if let Some(temporal) = &self.engines.temporal {
-            temporal.paid(order_id, payment_id).await?;
-            return Ok(None);
-        }
-        Ok(Some(
-            self.engines
-                .payment
-                .create_or_get(
-                    connection,
-                    order_id,
-                    &PaymentReceived::new(order_id, payment_id),
-                )
-                .await?,
-        ))
+        self.engines
+            .placement
+            .paid(&self.engines.payment, connection, order_id, payment_id)
+            .await
     }
 
     pub fn engines(&self) -> &Engines {

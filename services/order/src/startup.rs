@@ -12,13 +12,15 @@ use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
 use tower::Layer;
 
 use crate::consumers::{ExpiryTask, PeerEvents, ReminderTask};
+use crate::context::SagaContext;
+use crate::engine::PlacementEngine;
 use crate::events::{
     DEAD_LETTER_TOPIC, EXPIRY_TASK, FULFILLMENT_TOPIC, PAYMENT_TOPIC, REMINDER_TASK, TOPIC,
 };
 use crate::grpc::GrpcHandler;
-use crate::lifecycle::{self, LifecycleContext};
+use crate::lifecycle;
 use crate::peers::{PeerAddresses, Peers};
-use crate::placement::{PlacementContext, PlacementSaga};
+use crate::placement::PlacementSaga;
 use crate::saga::policy::Engine;
 use crate::saga::postgres::Orchestrator;
 use crate::saga::{Failpoints, SharedPolicy};
@@ -50,10 +52,10 @@ pub(crate) fn policy_watcher(
 /// The saga definitions, over what their steps share.
 pub(crate) struct Sagas {
     pub placement: Arc<PlacementSaga>,
-    pub payment: Arc<lifecycle::Lifecycle<lifecycle::PaymentReceived>>,
-    pub expiry: Arc<lifecycle::Lifecycle<lifecycle::Expiry>>,
-    pub cancel: Arc<lifecycle::Lifecycle<lifecycle::Cancellation>>,
-    pub delivery: Arc<lifecycle::Lifecycle<crate::delivery::DeliveryChange>>,
+    pub payment: Arc<lifecycle::OrderSaga<lifecycle::PaymentReceived>>,
+    pub expiry: Arc<lifecycle::OrderSaga<lifecycle::Expiry>>,
+    pub cancel: Arc<lifecycle::OrderSaga<lifecycle::Cancellation>>,
+    pub delivery: Arc<lifecycle::OrderSaga<crate::delivery::DeliveryChange>>,
 }
 
 /// What both the service and the Temporal worker build from `services.order`.
@@ -82,24 +84,19 @@ pub(crate) async fn foundation(
     let redis = context.redis().await?;
     let queue =
         commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
-    let lifecycle = Arc::new(LifecycleContext {
+    let shared = Arc::new(SagaContext {
         pool: pool.clone(),
-        peers: peers.clone(),
+        peers,
         queue: queue.clone(),
         policy: policy.clone(),
     });
     Ok(Foundation {
         sagas: Sagas {
-            placement: Arc::new(PlacementSaga::new(Arc::new(PlacementContext {
-                pool: pool.clone(),
-                peers,
-                queue: queue.clone(),
-                policy: policy.clone(),
-            }))),
-            payment: Arc::new(lifecycle::payment_saga(lifecycle.clone())),
-            expiry: Arc::new(lifecycle::expiry_saga(lifecycle.clone())),
-            cancel: Arc::new(lifecycle::cancel_saga(lifecycle.clone())),
-            delivery: Arc::new(crate::delivery::delivery_saga(lifecycle)),
+            placement: Arc::new(PlacementSaga::new(shared.clone())),
+            payment: Arc::new(lifecycle::payment_saga(shared.clone())),
+            expiry: Arc::new(lifecycle::expiry_saga(shared.clone())),
+            cancel: Arc::new(lifecycle::cancel_saga(shared.clone())),
+            delivery: Arc::new(crate::delivery::delivery_saga(shared)),
         },
         queue,
         redis,
@@ -116,30 +113,32 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         redis,
     } = foundation(&context, &settings, &pool, &policy).await?;
     let failpoints = Failpoints::new(settings.failpoints.clone());
-    let temporal = match settings.saga.engine {
-        Engine::Postgres => None,
-        Engine::Temporal => Some(TemporalOrders::new(
+    // Its recovery runs under either engine, so placements a process on the other engine
+    // began still finish where they began.
+    let placement_orchestrator = Arc::new(Orchestrator::new(
+        pool.clone(),
+        sagas.placement.clone(),
+        policy.clone(),
+        failpoints.clone(),
+    ));
+    let placement = match settings.saga.engine {
+        Engine::Postgres => PlacementEngine::Postgres(placement_orchestrator.clone()),
+        Engine::Temporal => PlacementEngine::Temporal(TemporalOrders::new(
             crate::saga::temporal::connect(&settings.temporal).await?,
             failpoints.clone(),
             settings.temporal.task_queue.clone(),
-            sagas.placement.clone(),
+            sagas.placement,
             sagas.payment.clone(),
             sagas.expiry.clone(),
             policy.clone(),
         )),
     };
     let engines = Engines {
-        placement: Arc::new(Orchestrator::new(
-            pool.clone(),
-            sagas.placement,
-            policy.clone(),
-            failpoints.clone(),
-        )),
+        placement,
         payment: engine(&pool, sagas.payment, &policy, &failpoints),
         expiry: engine(&pool, sagas.expiry, &policy, &failpoints),
         cancel: engine(&pool, sagas.cancel, &policy, &failpoints),
         delivery: engine(&pool, sagas.delivery, &policy, &failpoints),
-        temporal,
     };
     let orders = OrderService::new(
         pool.clone(),
@@ -165,7 +164,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let shutdown = context.shutdown.clone();
     let recovery_task: commerce_runtime::service::BackgroundTask = Box::pin(async move {
         let (placement, payment, expiry, cancel, delivery) = tokio::join!(
-            engines.placement.clone().run_recovery(shutdown.clone()),
+            placement_orchestrator.run_recovery(shutdown.clone()),
             engines.payment.clone().run_recovery(shutdown.clone()),
             engines.expiry.clone().run_recovery(shutdown.clone()),
             engines.cancel.clone().run_recovery(shutdown.clone()),
@@ -211,12 +210,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             orders: orders.clone(),
         }),
     );
-    let temporal_check = orders.engines().temporal.as_ref().map(|temporal| {
-        Arc::new(crate::workflow::TemporalCheck(temporal.client().clone()))
-            as Arc<dyn commerce_runtime::health::ReadinessCheck>
-    });
     let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
-    if let Some(temporal) = orders.engines().temporal.clone() {
+    let mut temporal_check = None;
+    if let PlacementEngine::Temporal(temporal) = orders.engines().placement.clone() {
+        temporal_check = Some(
+            Arc::new(crate::workflow::TemporalCheck(temporal.client().clone()))
+                as Arc<dyn commerce_runtime::health::ReadinessCheck>,
+        );
         let (pool, shutdown) = (pool.clone(), context.shutdown.clone());
         background_tasks.push(Box::pin(async move {
             temporal
@@ -264,10 +264,10 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 /// An orchestrator for one lifecycle saga, sharing the service's pool, policy and failpoints.
 fn engine<D>(
     pool: &sqlx::PgPool,
-    definition: Arc<lifecycle::Lifecycle<D>>,
+    definition: Arc<lifecycle::OrderSaga<D>>,
     policy: &SharedPolicy,
     failpoints: &Failpoints,
-) -> Arc<Orchestrator<lifecycle::Lifecycle<D>>>
+) -> Arc<Orchestrator<lifecycle::OrderSaga<D>>>
 where
     D: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {

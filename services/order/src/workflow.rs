@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::domain;
 use crate::error::OrderError;
 use crate::lifecycle::{Expiry, PaymentReceived};
-use crate::placement::Placement;
+use crate::placement::PlacementData;
 use crate::saga::temporal::{
     ErasedSaga, SagaEnd, SagaRun, SagaWorkflow, run_saga, workflow_failure,
 };
@@ -125,7 +125,7 @@ impl OrderWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>, run: OrderRun) -> WorkflowResult<OrderEnd> {
         let placed = run_saga(ctx, run.placement.clone()).await?;
         ctx.state_mut(|state| state.placement = Some(placed.clone()));
-        let placement: Placement = match placed {
+        let placement: PlacementData = match placed {
             SagaEnd::Completed { data } => {
                 serde_json::from_value(data).map_err(workflow_failure)?
             }
@@ -315,7 +315,7 @@ impl TemporalOrders {
 
     /// Starts the order's workflow, or finds it running: the workflow id is the order's, so
     /// a retried request never starts a second one.
-    pub async fn start(&self, placement: &Placement) -> Result<(), OrderError> {
+    pub async fn start(&self, placement: &PlacementData) -> Result<(), OrderError> {
         // A test hook: the order is stored, its workflow not started yet.
         self.failpoints.hit("before:start_workflow");
         let policy = self.policy.current();
@@ -387,7 +387,8 @@ impl TemporalOrders {
             match crate::repository::stale_placing_orders(&pool, policy.lease).await {
                 Ok(orders) => {
                     for (order_id, user_id, checkout_session_id, created_at) in orders {
-                        let mut placement = Placement::new(order_id, user_id, checkout_session_id);
+                        let mut placement =
+                            PlacementData::new(order_id, user_id, checkout_session_id);
                         placement.placed_at = created_at;
                         if let Err(error) = self.start(&placement).await {
                             tracing::warn!(%order_id, %error, "starting an order's workflow failed; trying again");

@@ -96,6 +96,18 @@ pub trait SagaDefinition: Send + Sync + 'static {
     async fn compensated(&self, data: &Self::Data, failure: &Failure) -> Result<(), StepError>;
 }
 
+/// The pivot of `steps`: the index of `first_forward_step`, the first one past the point
+/// of no return. Definitions name that step rather than count to it.
+///
+/// # Panics
+/// When no step has that name: a bug in the definition, hit by whatever builds it.
+pub fn pivot_at<D>(steps: &[Box<dyn Step<D>>], first_forward_step: &str) -> usize {
+    steps
+        .iter()
+        .position(|step| step.name() == first_forward_step)
+        .unwrap_or_else(|| panic!("no step `{first_forward_step}` to be the pivot"))
+}
+
 /// Test hooks that abort the process at a named point, to prove a saga survives a crash
 /// there: `before:<step>`, `after:<step>` (the step's effect happened, its record did
 /// not), `compensated:<step>` (likewise for a compensation). Empty in production.
