@@ -15,7 +15,7 @@ use crate::placement::{PlacementData, PlacementSaga};
 use crate::saga::Failure;
 use crate::saga::postgres::{Orchestrator, Outcome};
 use crate::saga::temporal::SagaEnd;
-use crate::workflow::TemporalOrders;
+use crate::workflow_client::TemporalOrders;
 
 #[derive(Clone)]
 pub enum PlacementEngine {

@@ -23,6 +23,7 @@ pub mod startup;
 pub mod status_feed;
 pub mod worker;
 pub mod workflow;
+pub mod workflow_client;
 
 use commerce_runtime::ServiceDefinition;
 

@@ -26,7 +26,7 @@ use crate::saga::postgres::Orchestrator;
 use crate::saga::{Failpoints, SharedPolicy};
 use crate::service::{Engines, OrderService};
 use crate::settings::{OrderSettings, load_settings};
-use crate::workflow::TemporalOrders;
+use crate::workflow_client::TemporalOrders;
 
 /// Follows the saga policy file, when there is one, into `policy` until shutdown.
 pub(crate) fn policy_watcher(
@@ -213,10 +213,10 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let mut background_tasks: Vec<commerce_runtime::service::BackgroundTask> = Vec::new();
     let mut temporal_check = None;
     if let PlacementEngine::Temporal(temporal) = orders.engines().placement.clone() {
-        temporal_check = Some(
-            Arc::new(crate::workflow::TemporalCheck(temporal.client().clone()))
-                as Arc<dyn commerce_runtime::health::ReadinessCheck>,
-        );
+        temporal_check = Some(Arc::new(crate::workflow_client::TemporalCheck(
+            temporal.client().clone(),
+        ))
+            as Arc<dyn commerce_runtime::health::ReadinessCheck>);
         let (pool, shutdown) = (pool.clone(), context.shutdown.clone());
         background_tasks.push(Box::pin(async move {
             temporal

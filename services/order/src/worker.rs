@@ -78,7 +78,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         http: axum::Router::new(),
         grpc: None,
         background,
-        readiness: vec![Arc::new(crate::workflow::TemporalCheck(client))],
+        readiness: vec![Arc::new(crate::workflow_client::TemporalCheck(client))],
     })
 }
 
