@@ -18,10 +18,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A vendored protoc keeps builds independent of the host's protobuf-compiler.
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    // Every message knows its full name (`prost::Name`): an event's type is its message's
+    // name, never a string typed beside it.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&files, std::slice::from_ref(&root))?;
+        .compile_with_config(config, &files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -24,12 +24,6 @@ use crate::keys::{KeyRing, KeySettings};
 use crate::repository::{self as repo, NewUser, OneTimeToken, TokenState};
 
 pub const TOPIC: &str = "commerce.auth.events";
-pub const USER_REGISTERED: &str = "commerce.auth.v1.UserRegistered";
-pub const EMAIL_VERIFICATION_REQUESTED: &str = "commerce.auth.v1.EmailVerificationRequested";
-pub const REGISTRATION_ATTEMPTED: &str = "commerce.auth.v1.RegistrationAttempted";
-pub const PASSWORD_RESET_REQUESTED: &str = "commerce.auth.v1.PasswordResetRequested";
-pub const PASSWORD_CHANGED: &str = "commerce.auth.v1.PasswordChanged";
-pub const EMAIL_VERIFIED: &str = "commerce.auth.v1.EmailVerified";
 
 /// The services that may be named as a service token's audience.
 pub const SERVICES: &[&str] = &[
@@ -428,11 +422,8 @@ impl AuthService {
                 email: owner.email.clone(),
                 first_name: owner.first_name.clone(),
             };
-            commerce_messaging::enqueue(
-                &mut tx,
-                NewEvent::protobuf(TOPIC, owner.id.to_string(), REGISTRATION_ATTEMPTED, &event),
-            )
-            .await?;
+            commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, owner.id.to_string(), &event))
+                .await?;
             tx.commit().await?;
             metrics::counter!("auth_registrations_of_existing_accounts_total").increment(1);
             return Ok(email);
@@ -445,11 +436,8 @@ impl AuthService {
             verification_token: token,
             verification_expires_at: Some(timestamp(expires_at)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(TOPIC, user.id.to_string(), USER_REGISTERED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, user.id.to_string(), &event))
+            .await?;
         tx.commit().await?;
         metrics::counter!("auth_registrations_total").increment(1);
         Ok(user.email)
@@ -563,11 +551,8 @@ impl AuthService {
             reset_token: token,
             reset_expires_at: Some(timestamp(expires_at)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(TOPIC, user.id.to_string(), PASSWORD_RESET_REQUESTED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, user.id.to_string(), &event))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -660,11 +645,8 @@ impl AuthService {
             email: user.email.clone(),
             first_name: user.first_name.clone(),
         };
-        commerce_messaging::enqueue(
-            connection,
-            NewEvent::protobuf(TOPIC, user.id.to_string(), PASSWORD_CHANGED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(connection, NewEvent::of(TOPIC, user.id.to_string(), &event))
+            .await?;
         Ok(())
     }
 
@@ -696,11 +678,8 @@ impl AuthService {
             user_id: user.id.to_string(),
             email: user.email.clone(),
         };
-        commerce_messaging::enqueue(
-            connection,
-            NewEvent::protobuf(TOPIC, user.id.to_string(), EMAIL_VERIFIED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(connection, NewEvent::of(TOPIC, user.id.to_string(), &event))
+            .await?;
         Ok(())
     }
 
@@ -727,16 +706,8 @@ impl AuthService {
             verification_token: token,
             verification_expires_at: Some(timestamp(expires_at)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(
-                TOPIC,
-                user.id.to_string(),
-                EMAIL_VERIFICATION_REQUESTED,
-                &event,
-            ),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, user.id.to_string(), &event))
+            .await?;
         tx.commit().await?;
         Ok(())
     }

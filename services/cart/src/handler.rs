@@ -64,7 +64,6 @@ fn default_consumer_group() -> String {
 
 /// The order stream this service consumes, and its dead-letter topic.
 pub const ORDER_TOPIC: &str = "commerce.order.events";
-pub const ORDER_CREATED: &str = "commerce.order.v1.OrderCreated";
 pub const DEAD_LETTER_TOPIC: &str = "commerce.cart.dlq";
 
 fn default_abandon_after() -> Duration {
@@ -200,7 +199,7 @@ impl EventHandler for OrderEvents {
         connection: &mut sqlx::PgConnection,
         event: &ReceivedEvent,
     ) -> Result<(), HandlerError> {
-        if event.event_type != ORDER_CREATED {
+        if !event.is::<commerce_proto::order::v1::OrderCreated>() {
             return Ok(());
         }
         let created: commerce_proto::order::v1::OrderCreated = event.decode()?;

@@ -18,8 +18,6 @@ use crate::peers::{PeerError, Peers};
 use crate::repository::{self as repo, CheckoutSession, Owner};
 
 pub const TOPIC: &str = "commerce.cart.events";
-pub const CHECKOUT_SESSION_CREATED: &str = "commerce.cart.v1.CheckoutSessionCreated";
-pub const CART_ABANDONED: &str = "commerce.cart.v1.CartAbandoned";
 pub const ABANDON_TASK: &str = "cart.abandon";
 
 /// Announces carts left idle: every change (re)schedules one delayed task per cart.
@@ -242,11 +240,8 @@ impl CartService {
             item_count: lines.iter().map(|(_, quantity)| quantity).sum(),
             subtotal: Some(money(totals.subtotal, &totals.currency)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(TOPIC, cart_id.to_string(), CART_ABANDONED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, cart_id.to_string(), &event))
+            .await?;
         repo::mark_abandoned(&mut tx, cart_id).await?;
         tx.commit().await?;
         Ok(true)
@@ -596,16 +591,8 @@ impl CartService {
         let event = pb::CheckoutSessionCreated {
             session: Some(session_to_proto(&session)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(
-                TOPIC,
-                session.id.to_string(),
-                CHECKOUT_SESSION_CREATED,
-                &event,
-            ),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, session.id.to_string(), &event))
+            .await?;
         tx.commit().await?;
         Ok(session)
     }

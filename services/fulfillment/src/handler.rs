@@ -65,7 +65,6 @@ fn default_consumer_group() -> String {
 }
 
 pub const ORDER_TOPIC: &str = "commerce.order.events";
-pub const ORDER_CONFIRMED: &str = "commerce.order.v1.OrderConfirmed";
 pub const DEAD_LETTER_TOPIC: &str = "commerce.fulfillment.dlq";
 
 fn default_issuer() -> String {
@@ -178,7 +177,7 @@ impl EventHandler for OrderEvents {
         connection: &mut sqlx::PgConnection,
         event: &ReceivedEvent,
     ) -> Result<(), HandlerError> {
-        if event.event_type != ORDER_CONFIRMED {
+        if !event.is::<commerce_proto::order::v1::OrderConfirmed>() {
             return Ok(());
         }
         let confirmed: commerce_proto::order::v1::OrderConfirmed = event.decode()?;

@@ -18,9 +18,6 @@ use crate::carrier::{CarrierError, ShipmentRequest, ShippingProvider, TrackingSt
 use crate::domain::{Address, FulfillmentStatus};
 
 pub const TOPIC: &str = "commerce.fulfillment.events";
-pub const FULFILLMENT_CREATED: &str = "commerce.fulfillment.v1.FulfillmentCreated";
-pub const FULFILLMENT_SHIPPED: &str = "commerce.fulfillment.v1.FulfillmentShipped";
-pub const FULFILLMENT_DELIVERED: &str = "commerce.fulfillment.v1.FulfillmentDelivered";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipmentError {
@@ -239,12 +236,7 @@ impl Shipments {
         };
         outbox::enqueue(
             &mut tx,
-            NewEvent::protobuf(
-                TOPIC,
-                fulfillment.order_id.to_string(),
-                FULFILLMENT_CREATED,
-                &event,
-            ),
+            NewEvent::of(TOPIC, fulfillment.order_id.to_string(), &event),
         )
         .await?;
         tx.commit().await?;
@@ -278,36 +270,30 @@ impl Shipments {
             .await?;
         history(connection, fulfillment.id, to, source).await?;
         let tracking_id = fulfillment.tracking_id.clone().unwrap_or_default();
-        let (event_type, payload) = match to {
-            FulfillmentStatus::Delivered => (
-                FULFILLMENT_DELIVERED,
-                prost::Message::encode_to_vec(&pb::FulfillmentDelivered {
+        let key = fulfillment.order_id.to_string();
+        let event = match to {
+            FulfillmentStatus::Delivered => NewEvent::of(
+                TOPIC,
+                key,
+                &pb::FulfillmentDelivered {
                     fulfillment_id: fulfillment.id.to_string(),
                     order_id: fulfillment.order_id.to_string(),
                     user_id: fulfillment.user_id.to_string(),
                     tracking_id,
-                }),
+                },
             ),
-            _ => (
-                FULFILLMENT_SHIPPED,
-                prost::Message::encode_to_vec(&pb::FulfillmentShipped {
+            _ => NewEvent::of(
+                TOPIC,
+                key,
+                &pb::FulfillmentShipped {
                     fulfillment_id: fulfillment.id.to_string(),
                     order_id: fulfillment.order_id.to_string(),
                     user_id: fulfillment.user_id.to_string(),
                     tracking_id,
-                }),
+                },
             ),
         };
-        outbox::enqueue(
-            connection,
-            NewEvent {
-                topic: TOPIC.to_owned(),
-                aggregate_id: fulfillment.order_id.to_string(),
-                event_type: event_type.to_owned(),
-                payload,
-            },
-        )
-        .await?;
+        outbox::enqueue(connection, event).await?;
         Ok(true)
     }
 

@@ -38,10 +38,23 @@ pub struct ReceivedEvent {
 }
 
 impl ReceivedEvent {
+    /// Whether the event carries an `M` (its type is `M`'s full protobuf name).
+    pub fn is<M: prost::Name>(&self) -> bool {
+        is_type::<M>(&self.event_type)
+    }
+
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
         M::decode(self.payload.as_slice())
             .map_err(|error| HandlerError::Permanent(format!("{}: {error}", self.event_type)))
     }
+}
+
+/// Whether `event_type` names the protobuf message `M` (`package.Name`).
+pub fn is_type<M: prost::Name>(event_type: &str) -> bool {
+    event_type
+        .strip_prefix(M::PACKAGE)
+        .and_then(|rest| rest.strip_prefix('.'))
+        == Some(M::NAME)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -418,4 +431,26 @@ fn parse(message: &BorrowedMessage<'_>, kafka: &KafkaConfig) -> Result<ReceivedE
         offset: message.offset(),
         headers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_type;
+
+    #[test]
+    fn an_event_type_is_its_messages_full_name() {
+        assert!(is_type::<prost_types::Timestamp>(
+            "google.protobuf.Timestamp"
+        ));
+        for other in [
+            "google.protobuf.Duration",
+            "google.protobufTimestamp",
+            "google.protobuf.Timestamp2",
+            "other.google.protobuf.Timestamp",
+            "Timestamp",
+            "",
+        ] {
+            assert!(!is_type::<prost_types::Timestamp>(other), "{other}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ pub mod outbox;
 
 pub use health::ConsumerHealth;
 pub use inbox::{
-    ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent,
+    ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent, is_type,
 };
 pub use kafka::{BrokerProbe, KafkaConfig, TopicSpec, ensure_topics, ensure_topics_with_retry};
 pub use outbox::{NewEvent, OutboxRelay, RelaySettings, enqueue};

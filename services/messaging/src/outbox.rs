@@ -34,6 +34,15 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// `message` as the event, its type the message's full protobuf name.
+    pub fn of<M: prost::Message + prost::Name>(
+        topic: impl Into<String>,
+        aggregate_id: impl Into<String>,
+        message: &M,
+    ) -> Self {
+        Self::protobuf(topic, aggregate_id, M::full_name(), message)
+    }
+
     /// A protobuf payload; `event_type` is the message's full protobuf name.
     pub fn protobuf(
         topic: impl Into<String>,

@@ -103,8 +103,11 @@ impl EventHandler for ShopEvents {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let (user_id, kind, data) = match event.event_type.as_str() {
-            "commerce.auth.v1.UserRegistered" | "commerce.auth.v1.EmailVerificationRequested" => {
+        // One arm per message the service turns into a notification.
+        let (user_id, kind, data) = match () {
+            _ if event.is::<auth::UserRegistered>()
+                || event.is::<auth::EmailVerificationRequested>() =>
+            {
                 // Both carry the same fields.
                 let message: auth::UserRegistered = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
@@ -118,7 +121,7 @@ impl EventHandler for ShopEvents {
                 ]);
                 (user_id, "email_verification", data)
             }
-            "commerce.auth.v1.PasswordResetRequested" => {
+            _ if event.is::<auth::PasswordResetRequested>() => {
                 let message: auth::PasswordResetRequested = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
                 learn_email(connection, user_id, &message.email, &message.first_name).await?;
@@ -131,7 +134,7 @@ impl EventHandler for ShopEvents {
                 ]);
                 (user_id, "password_reset", data)
             }
-            "commerce.auth.v1.PasswordChanged" => {
+            _ if event.is::<auth::PasswordChanged>() => {
                 let message: auth::PasswordChanged = event.decode()?;
                 (
                     user(&message.user_id, &short_type)?,
@@ -139,13 +142,13 @@ impl EventHandler for ShopEvents {
                     data([("email", message.email)]),
                 )
             }
-            "commerce.auth.v1.RegistrationAttempted" => {
+            _ if event.is::<auth::RegistrationAttempted>() => {
                 let message: auth::RegistrationAttempted = event.decode()?;
                 let user_id = user(&message.user_id, &short_type)?;
                 learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 (user_id, "account_exists", data([("email", message.email)]))
             }
-            "commerce.order.v1.PaymentReminderDue" => {
+            _ if event.is::<order::PaymentReminderDue>() => {
                 let message: order::PaymentReminderDue = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),
@@ -159,7 +162,7 @@ impl EventHandler for ShopEvents {
                     data,
                 )
             }
-            "commerce.order.v1.OrderConfirmed" => {
+            _ if event.is::<order::OrderConfirmed>() => {
                 let message: order::OrderConfirmed = event.decode()?;
                 let placed = message.order.unwrap_or_default();
                 let user_id = user(&placed.user_id, &short_type)?;
@@ -186,12 +189,12 @@ impl EventHandler for ShopEvents {
                 ]);
                 (user_id, "order_confirmed", data)
             }
-            "commerce.order.v1.OrderExpired" => {
+            _ if event.is::<order::OrderExpired>() => {
                 let message: order::OrderExpired = event.decode()?;
                 let data = data([("order_id", message.order_id.clone())]);
                 (user(&message.user_id, &short_type)?, "order_expired", data)
             }
-            "commerce.order.v1.OrderCanceled" => {
+            _ if event.is::<order::OrderCanceled>() => {
                 let message: order::OrderCanceled = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),
@@ -199,7 +202,7 @@ impl EventHandler for ShopEvents {
                 ]);
                 (user(&message.user_id, &short_type)?, "order_canceled", data)
             }
-            "commerce.fulfillment.v1.FulfillmentCreated" => {
+            _ if event.is::<fulfillment::FulfillmentCreated>() => {
                 let message: fulfillment::FulfillmentCreated = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),
@@ -216,7 +219,7 @@ impl EventHandler for ShopEvents {
                     data,
                 )
             }
-            "commerce.fulfillment.v1.FulfillmentShipped" => {
+            _ if event.is::<fulfillment::FulfillmentShipped>() => {
                 let message: fulfillment::FulfillmentShipped = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),
@@ -228,7 +231,7 @@ impl EventHandler for ShopEvents {
                     data,
                 )
             }
-            "commerce.fulfillment.v1.FulfillmentDelivered" => {
+            _ if event.is::<fulfillment::FulfillmentDelivered>() => {
                 let message: fulfillment::FulfillmentDelivered = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),
@@ -240,7 +243,7 @@ impl EventHandler for ShopEvents {
                     data,
                 )
             }
-            "commerce.payment.v1.PaymentRefunded" => {
+            _ if event.is::<payment::PaymentRefunded>() => {
                 let message: payment::PaymentRefunded = event.decode()?;
                 let data = data([
                     ("order_id", message.order_id.clone()),

@@ -8,10 +8,6 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::domain::OrderStatus;
-use crate::events::{
-    FULFILLMENT_CREATED, FULFILLMENT_DELIVERED, FULFILLMENT_SHIPPED, PAYMENT_FAILED,
-    PAYMENT_SUCCEEDED,
-};
 use crate::service::OrderService;
 
 /// Payment events: a payment starts the order's payment saga; a failed attempt is noted.
@@ -35,8 +31,8 @@ impl EventHandler for PeerEvents {
                 ))
             })
         };
-        match event.event_type.as_str() {
-            PAYMENT_SUCCEEDED => {
+        match () {
+            _ if event.is::<payment_pb::PaymentSucceeded>() => {
                 let paid: payment_pb::PaymentSucceeded = event.decode()?;
                 let order_id = order_of(&paid.order_id)?;
                 let saga = self
@@ -49,7 +45,7 @@ impl EventHandler for PeerEvents {
                     tokio::spawn(self.orders.engines().payment.clone().kick(saga));
                 }
             }
-            FULFILLMENT_CREATED => {
+            _ if event.is::<fulfillment_pb::FulfillmentCreated>() => {
                 let created: fulfillment_pb::FulfillmentCreated = event.decode()?;
                 crate::repository::note(
                     connection,
@@ -61,7 +57,7 @@ impl EventHandler for PeerEvents {
                 )
                 .await?;
             }
-            FULFILLMENT_SHIPPED => {
+            _ if event.is::<fulfillment_pb::FulfillmentShipped>() => {
                 let shipped: fulfillment_pb::FulfillmentShipped = event.decode()?;
                 crate::repository::transition(
                     connection,
@@ -72,7 +68,7 @@ impl EventHandler for PeerEvents {
                 )
                 .await?;
             }
-            FULFILLMENT_DELIVERED => {
+            _ if event.is::<fulfillment_pb::FulfillmentDelivered>() => {
                 let delivered: fulfillment_pb::FulfillmentDelivered = event.decode()?;
                 crate::repository::transition(
                     connection,
@@ -83,7 +79,7 @@ impl EventHandler for PeerEvents {
                 )
                 .await?;
             }
-            PAYMENT_FAILED => {
+            _ if event.is::<payment_pb::PaymentFailed>() => {
                 let failed: payment_pb::PaymentFailed = event.decode()?;
                 let order_id = order_of(&failed.order_id)?;
                 crate::repository::note(

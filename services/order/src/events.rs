@@ -17,30 +17,23 @@ use crate::repository as repo;
 
 /// Where every order event goes, keyed by the order's id.
 pub const TOPIC: &str = "commerce.order.events";
-/// The order waits for payment (the placement saga's pivot has passed).
-pub const ORDER_CREATED: &str = "commerce.order.v1.OrderCreated";
-pub const ORDER_CONFIRMED: &str = "commerce.order.v1.OrderConfirmed";
-pub const ORDER_CANCELED: &str = "commerce.order.v1.OrderCanceled";
-pub const ORDER_EXPIRED: &str = "commerce.order.v1.OrderExpired";
-pub const PAYMENT_REMINDER_DUE: &str = "commerce.order.v1.PaymentReminderDue";
 
-/// What this service consumes, and where events it cannot handle go.
+/// What this service consumes (`PaymentSucceeded`, `PaymentFailed`, `FulfillmentCreated`,
+/// `FulfillmentShipped`, `FulfillmentDelivered`; `consumers.rs`), and where events it
+/// cannot handle go.
 pub const PAYMENT_TOPIC: &str = "commerce.payment.events";
-pub const PAYMENT_SUCCEEDED: &str = "commerce.payment.v1.PaymentSucceeded";
-pub const PAYMENT_FAILED: &str = "commerce.payment.v1.PaymentFailed";
 pub const FULFILLMENT_TOPIC: &str = "commerce.fulfillment.events";
-pub const FULFILLMENT_CREATED: &str = "commerce.fulfillment.v1.FulfillmentCreated";
-pub const FULFILLMENT_SHIPPED: &str = "commerce.fulfillment.v1.FulfillmentShipped";
-pub const FULFILLMENT_DELIVERED: &str = "commerce.fulfillment.v1.FulfillmentDelivered";
 pub const DEAD_LETTER_TOPIC: &str = "commerce.order.dlq";
 
 /// Delayed tasks (postgres saga engine; the Temporal workflow uses timers instead).
 pub const REMINDER_TASK: &str = "order.payment_reminder";
 pub const EXPIRY_TASK: &str = "order.payment_expiry";
 
-/// An event about `order_id` on the order topic.
-pub fn order_event(order_id: Uuid, event_type: &str, message: &impl prost::Message) -> NewEvent {
-    NewEvent::protobuf(TOPIC, order_id.to_string(), event_type, message)
+/// An event about `order_id` on the order topic, its type the message's name: the service
+/// publishes `OrderCreated`, `OrderConfirmed`, `OrderCanceled`, `OrderExpired` and
+/// `PaymentReminderDue` (`proto/commerce/order/v1/order.proto`).
+pub fn order_event<M: prost::Message + prost::Name>(order_id: Uuid, message: &M) -> NewEvent {
+    NewEvent::of(TOPIC, order_id.to_string(), message)
 }
 
 /// Payment reminder number `reminder`, due at `at`; its id makes scheduling it twice a
@@ -91,7 +84,7 @@ pub async fn publish_reminder(
         total: total_money(&order),
         payment_due_at: order.payment_due_at.map(timestamp),
     };
-    outbox::enqueue(&mut tx, order_event(order_id, PAYMENT_REMINDER_DUE, &event)).await?;
+    outbox::enqueue(&mut tx, order_event(order_id, &event)).await?;
     tx.commit().await?;
     tracing::info!(%order_id, reminder, "payment reminder due");
     Ok(true)

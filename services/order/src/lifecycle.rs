@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::context::SagaContext;
 use crate::domain::OrderStatus;
-use crate::events::{ORDER_CANCELED, ORDER_CONFIRMED, ORDER_EXPIRED, order_event};
+use crate::events::order_event;
 use crate::repository as repo;
 use crate::saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
 
@@ -287,12 +287,9 @@ impl Step<PaymentReceived> for ConfirmOrder {
             let message = pb::OrderConfirmed {
                 order: Some(crate::events::order_to_proto(&order)),
             };
-            outbox::enqueue(
-                &mut tx,
-                order_event(data.order_id, ORDER_CONFIRMED, &message),
-            )
-            .await
-            .map_err(outbox_error)?;
+            outbox::enqueue(&mut tx, order_event(data.order_id, &message))
+                .await
+                .map_err(outbox_error)?;
         }
         tx.commit().await?;
         Ok(())
@@ -376,7 +373,7 @@ impl Step<Expiry> for ClaimExpiry {
                 order_id: data.order_id.to_string(),
                 user_id: owner.to_string(),
             };
-            outbox::enqueue(&mut tx, order_event(data.order_id, ORDER_EXPIRED, &message))
+            outbox::enqueue(&mut tx, order_event(data.order_id, &message))
                 .await
                 .map_err(outbox_error)?;
         }
@@ -513,12 +510,9 @@ impl Step<Cancellation> for ClaimCancel {
             reason: data.reason.clone(),
             previous_status: status.as_str().to_owned(),
         };
-        outbox::enqueue(
-            &mut tx,
-            order_event(data.order_id, ORDER_CANCELED, &message),
-        )
-        .await
-        .map_err(outbox_error)?;
+        outbox::enqueue(&mut tx, order_event(data.order_id, &message))
+            .await
+            .map_err(outbox_error)?;
         tx.commit().await?;
         data.previous = Some(status);
         Ok(())

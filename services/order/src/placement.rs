@@ -336,12 +336,9 @@ impl Step<PlacementData> for AwaitPayment {
             let event = pb::OrderCreated {
                 order: Some(events::order_to_proto(&order)),
             };
-            outbox::enqueue(
-                &mut tx,
-                events::order_event(data.order_id, events::ORDER_CREATED, &event),
-            )
-            .await
-            .map_err(|error| StepError::Retryable(error.to_string()))?;
+            outbox::enqueue(&mut tx, events::order_event(data.order_id, &event))
+                .await
+                .map_err(|error| StepError::Retryable(error.to_string()))?;
         }
         tx.commit().await?;
         data.payment_due_at = Some(due_at);

@@ -17,9 +17,6 @@ use crate::gateway::{
 use crate::repository::{self as repo, Payment, Refund, StatsRow};
 
 pub const TOPIC: &str = "commerce.payment.events";
-pub const PAYMENT_SUCCEEDED: &str = "commerce.payment.v1.PaymentSucceeded";
-pub const PAYMENT_FAILED: &str = "commerce.payment.v1.PaymentFailed";
-pub const PAYMENT_REFUNDED: &str = "commerce.payment.v1.PaymentRefunded";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -115,15 +112,14 @@ fn money(amount: Decimal, currency: &str) -> Money {
     }
 }
 
-async fn publish(
+async fn publish<M: prost::Message + prost::Name>(
     connection: &mut PgConnection,
     order_id: Uuid,
-    event_type: &str,
-    message: &impl prost::Message,
+    message: &M,
 ) -> Result<(), PaymentError> {
     outbox::enqueue(
         connection,
-        NewEvent::protobuf(TOPIC, order_id.to_string(), event_type, message),
+        NewEvent::of(TOPIC, order_id.to_string(), message),
     )
     .await?;
     Ok(())
@@ -411,7 +407,7 @@ impl PaymentService {
             amount: Some(money(refund.amount, &refund.currency)),
             full: refunded_total >= payment.amount,
         };
-        publish(connection, payment.order_id, PAYMENT_REFUNDED, &event).await
+        publish(connection, payment.order_id, &event).await
     }
 
     /// A provider's webhook delivery: authenticated before anything in it is read, applied
@@ -499,7 +495,7 @@ impl PaymentService {
                         amount: Some(money(payment.amount, &payment.currency)),
                         gateway: payment.gateway.clone(),
                     };
-                    publish(&mut tx, order_id, PAYMENT_SUCCEEDED, &message).await?;
+                    publish(&mut tx, order_id, &message).await?;
                     WebhookOutcome::Applied
                 }
                 PaymentStatus::Succeeded | PaymentStatus::Refunded => WebhookOutcome::Ignored,
@@ -513,7 +509,7 @@ impl PaymentService {
                         user_id: payment.user_id.to_string(),
                         reason: why,
                     };
-                    publish(&mut tx, order_id, PAYMENT_FAILED, &message).await?;
+                    publish(&mut tx, order_id, &message).await?;
                     WebhookOutcome::Applied
                 }
                 _ => WebhookOutcome::Ignored,

@@ -18,9 +18,6 @@ use crate::repository::{
 };
 
 pub const TOPIC: &str = "commerce.product.events";
-pub const PRODUCT_CREATED: &str = "commerce.product.v1.ProductCreated";
-pub const PRODUCT_UPDATED: &str = "commerce.product.v1.ProductUpdated";
-pub const PRODUCT_DELETED: &str = "commerce.product.v1.ProductDeleted";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
@@ -90,11 +87,8 @@ impl ProductService {
         let event = pb::ProductCreated {
             product: Some(to_proto(&created)),
         };
-        commerce_messaging::enqueue(
-            &mut tx,
-            NewEvent::protobuf(TOPIC, created.id.to_string(), PRODUCT_CREATED, &event),
-        )
-        .await?;
+        commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, created.id.to_string(), &event))
+            .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -231,11 +225,8 @@ impl ProductService {
                 product_id: id.to_string(),
                 version: current.version + 1,
             };
-            commerce_messaging::enqueue(
-                &mut tx,
-                NewEvent::protobuf(TOPIC, id.to_string(), PRODUCT_DELETED, &event),
-            )
-            .await?;
+            commerce_messaging::enqueue(&mut tx, NewEvent::of(TOPIC, id.to_string(), &event))
+                .await?;
             tx.commit().await?;
             Ok(revision)
         }
@@ -480,7 +471,7 @@ async fn announce_updates(
         };
         commerce_messaging::enqueue(
             &mut *tx,
-            NewEvent::protobuf(TOPIC, product.id.to_string(), PRODUCT_UPDATED, &event),
+            NewEvent::of(TOPIC, product.id.to_string(), &event),
         )
         .await?;
     }

@@ -13,9 +13,6 @@ use crate::domain::{self, InvalidSearch, ProductDoc, SearchQuery, SearchResults}
 use crate::repository::{IndexError, PopularQueries, SearchIndex};
 
 pub const PRODUCT_TOPIC: &str = "commerce.product.events";
-const PRODUCT_CREATED: &str = "commerce.product.v1.ProductCreated";
-const PRODUCT_UPDATED: &str = "commerce.product.v1.ProductUpdated";
-const PRODUCT_DELETED: &str = "commerce.product.v1.ProductDeleted";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -188,11 +185,13 @@ pub async fn apply_to_index(
     event_type: &str,
     payload: &[u8],
 ) -> Result<(), SearchError> {
+    use commerce_messaging::is_type;
     use prost::Message;
     let index = index.clone();
+    let created = is_type::<pb::ProductCreated>(event_type);
     match event_type {
-        PRODUCT_CREATED | PRODUCT_UPDATED => {
-            let product = if event_type == PRODUCT_CREATED {
+        _ if created || is_type::<pb::ProductUpdated>(event_type) => {
+            let product = if created {
                 pb::ProductCreated::decode(payload).map(|event| event.product)
             } else {
                 pb::ProductUpdated::decode(payload).map(|event| event.product)
@@ -207,7 +206,7 @@ pub async fn apply_to_index(
                 blocking(move || index.delete(&[id])).await
             }
         }
-        PRODUCT_DELETED => {
+        _ if is_type::<pb::ProductDeleted>(event_type) => {
             let event = pb::ProductDeleted::decode(payload)
                 .map_err(|error| SearchError::Event(error.to_string()))?;
             let id = parse_id(&event.product_id)?;
