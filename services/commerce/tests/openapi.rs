@@ -24,7 +24,7 @@ fn served() -> BTreeMap<(String, String), &'static str> {
             "search",
             commerce_search::handler::api().operations().to_vec(),
         ),
-        ("cart", commerce_cart::handler::api().operations().to_vec()),
+        ("cart", commerce_cart::http::api().operations().to_vec()),
         ("order", commerce_order::http::api().operations().to_vec()),
         (
             "payment",
