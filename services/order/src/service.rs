@@ -58,6 +58,13 @@ pub struct Engines {
     pub delivery: Arc<Orchestrator<OrderSaga<DeliveryChange>>>,
 }
 
+impl Engines {
+    /// The live saga policy; every orchestrator (and the workflows) reads the same one.
+    pub fn policy(&self) -> std::sync::Arc<crate::saga::SagaPolicy> {
+        self.payment.policy()
+    }
+}
+
 #[derive(Clone)]
 pub struct OrderService {
     pool: PgPool,
@@ -107,7 +114,7 @@ impl OrderService {
         }
         let lock_key =
             commerce_redis::hash_tagged(&self.redis_prefix, &format!("{user_id}:{key}"), "placing");
-        let lease = self.engines.payment.policy().lease;
+        let lease = self.engines.policy().lease;
         let Some(lock) = self.redis.lock(&lock_key, lease, self.wait).await? else {
             return Err(OrderError::Busy(
                 "a request with this Idempotency-Key is still being processed".to_owned(),
