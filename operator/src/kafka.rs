@@ -41,7 +41,7 @@ pub enum AdminError {
     )]
     NotYetVisible { topic: String },
     #[error("metadata task: {0}")]
-    Join(String),
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// What creating a topic did.
@@ -156,8 +156,7 @@ impl RdKafkaAdmin {
                 .fetch_metadata(topic.as_deref(), timeout)
                 .map(|metadata| read(&metadata))
         })
-        .await
-        .map_err(|error| AdminError::Join(error.to_string()))?
+        .await?
         .map_err(|source| AdminError::Client {
             operation: "metadata",
             source,

@@ -44,22 +44,13 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(bytes))
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Waits up to 90 s (an API server and a broker settle in seconds, not milliseconds).
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    commerce_testkit::eventually(Duration::from_secs(90), what, check).await
 }
 
 /// The CRDs as the operator ships them. 1.20's API server drops the CEL rules it does not

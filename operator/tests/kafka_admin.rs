@@ -3,6 +3,7 @@
 
 mod support;
 
+use commerce_testkit::eventually;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,31 +26,36 @@ async fn described(
     topic: &str,
     partitions: i32,
 ) -> TopicState {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = admin.describe(brokers, topic).await.unwrap();
-        if let Some(state) = state.clone().filter(|state| state.partitions == partitions) {
-            return state;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{topic}` is not described with {partitions} partitions after 30 s: {state:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("`{topic}` to be described with {partitions} partitions"),
+        || async {
+            admin
+                .describe(brokers, topic)
+                .await
+                .unwrap()
+                .filter(|state| state.partitions == partitions)
+        },
+    )
+    .await
 }
 
 /// A deleted topic leaves every broker's metadata a moment after the controller removes
 /// it: waits (up to 30 s) until describing it finds nothing.
 async fn assert_gone(admin: &RdKafkaAdmin, brokers: &str, topic: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while let Some(state) = admin.describe(brokers, topic).await.unwrap() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{topic}` still exists 30 s after its deletion: {state:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("`{topic}` to be gone after its deletion"),
+        || async {
+            admin
+                .describe(brokers, topic)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await
 }
 
 /// Waits (up to 60 s) until the cluster's metadata lists its three brokers: a node that
@@ -62,26 +68,25 @@ async fn all_three_brokers_listed() {
         .create()
         .unwrap();
     let client = Arc::new(client);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let reader = client.clone();
-        let listed = tokio::task::spawn_blocking(move || {
-            reader
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5))
-                .map(|metadata| metadata.brokers().len())
-        })
-        .await
-        .unwrap();
-        if matches!(listed, Ok(3)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the test cluster does not list three brokers after 60 s: {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the test cluster to list three brokers",
+        || {
+            let reader = client.clone();
+            async move {
+                let listed = tokio::task::spawn_blocking(move || {
+                    reader
+                        .client()
+                        .fetch_metadata(None, Duration::from_secs(5))
+                        .map(|metadata| metadata.brokers().len())
+                })
+                .await
+                .unwrap();
+                matches!(listed, Ok(3)).then_some(())
+            }
+        },
+    )
+    .await
 }
 
 fn unique(name: &str) -> String {

@@ -68,6 +68,20 @@ async fn a_microservice_without_cloudnativepg_or_gateway_api_is_degraded_but_app
     microservice::reconcile(Arc::new(microservice), context)
         .await
         .unwrap();
+    api.assert_script(&[
+        "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
+        "DELETE /apis/policy/v1/namespaces/commerce/poddisruptionbudgets/search-canary",
+        "GET /apis/gateway.networking.k8s.io/v1/namespaces/commerce/httproutes",
+        "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
+        "PATCH /api/v1/namespaces/commerce/serviceaccounts/search-canary",
+        "PATCH /api/v1/namespaces/commerce/services/search-canary",
+        "PATCH /apis/apps/v1/namespaces/commerce/deployments/search-canary",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/search-canary/status",
+        "PATCH /apis/networking.k8s.io/v1/namespaces/commerce/networkpolicies/search-canary",
+        "PATCH /apis/postgresql.cnpg.io/v1/namespaces/commerce/clusters/search-canary-db",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
 
     assert_applied_by_the_operator(&api);
     let applied: Vec<String> = api
@@ -156,6 +170,19 @@ async fn a_rolled_out_microservice_is_ready_and_a_stalled_one_degraded() {
         microservice::reconcile(Arc::new(microservice), context(client, no_topics()))
             .await
             .unwrap();
+        api.assert_script(&[
+            "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
+            "DELETE /apis/policy/v1/namespaces/commerce/poddisruptionbudgets/search-canary",
+            "GET /apis/gateway.networking.k8s.io/v1/namespaces/commerce/httproutes",
+            "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
+            "PATCH /api/v1/namespaces/commerce/serviceaccounts/search-canary",
+            "PATCH /api/v1/namespaces/commerce/services/search-canary",
+            "PATCH /apis/apps/v1/namespaces/commerce/deployments/search-canary",
+            "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/search-canary/status",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/commerce/networkpolicies/search-canary",
+            "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+            "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        ]);
         let status = written_status(&api);
         assert_eq!(condition(&status, "Ready")["status"], ready);
         assert_eq!(condition(&status, "Degraded")["reason"], degraded_reason);
@@ -180,6 +207,12 @@ async fn a_failing_apply_is_an_error_and_writes_nothing_after_it() {
     let error = microservice::reconcile(Arc::new(microservice), context(client, no_topics()))
         .await
         .unwrap_err();
+    api.assert_script(&[
+        "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
+        "PATCH /api/v1/namespaces/commerce/serviceaccounts/search-canary",
+        "PATCH /apis/apps/v1/namespaces/commerce/deployments/search-canary",
+        "PATCH /apis/postgresql.cnpg.io/v1/namespaces/commerce/clusters/search-canary-db",
+    ]);
     assert!(error.to_string().contains("is invalid"), "{error}");
     assert!(api.find("PATCH", "/services/search-canary").is_empty());
     assert!(
@@ -259,6 +292,43 @@ async fn a_shop_keeps_its_secrets_applies_its_children_and_prunes_a_disabled_ser
     shop::reconcile(Arc::new(shop_resource), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "DELETE /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-recommendations",
+        "GET /api/v1/namespaces/commerce/secrets/demo-service-clients",
+        "GET /api/v1/namespaces/commerce/secrets/demo-signing-keys",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.auth.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.notification.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.payment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.product.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.search.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-auth",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-cart",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-chat",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-fulfillment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-gateway",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-graphql",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-notification",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-order",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-payment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-product",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-search",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-storefront",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/shops/demo/status",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
 
     // Secrets that exist are never rewritten.
     let secret_writes: Vec<Call> = api
@@ -321,6 +391,44 @@ async fn a_new_shop_gets_generated_secrets_and_a_rotation_adds_a_key() {
     shop::reconcile(Arc::new(shop_resource), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "GET /api/v1/namespaces/commerce/secrets/demo-service-clients",
+        "GET /api/v1/namespaces/commerce/secrets/demo-signing-keys",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.auth.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.notification.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.payment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.product.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.search.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-auth",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-cart",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-chat",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-fulfillment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-gateway",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-graphql",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-notification",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-order",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-payment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-product",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-search",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-storefront",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/shops/demo/status",
+        "POST /api/v1/namespaces/commerce/secrets",
+        "POST /api/v1/namespaces/commerce/secrets",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
     let created = api.find("POST", "/secrets");
     assert_eq!(created.len(), 2);
     let keys = created
@@ -382,6 +490,44 @@ async fn a_new_shop_gets_generated_secrets_and_a_rotation_adds_a_key() {
     shop::reconcile(Arc::new(rotating), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "GET /api/v1/namespaces/commerce/secrets/demo-service-clients",
+        "GET /api/v1/namespaces/commerce/secrets/demo-signing-keys",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices",
+        "GET /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /api/v1/namespaces/commerce/secrets/demo-service-clients",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.auth.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.cart.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.fulfillment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.notification.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.order.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.payment.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.product.events",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/kafkatopics/demo-commerce.search.dlq",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-auth",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-cart",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-chat",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-fulfillment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-gateway",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-graphql",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-notification",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-order",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-payment",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-product",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-search",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/demo-storefront",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/demo",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/shops/demo/status",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+        "PUT /api/v1/namespaces/commerce/secrets/demo-signing-keys",
+    ]);
     let replaced = replaced
         .lock()
         .unwrap()
@@ -446,6 +592,12 @@ async fn a_shop_whose_config_override_does_not_parse_reports_it() {
     shop::reconcile(Arc::new(shop_resource), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "GET /api/v1/namespaces/commerce/secrets/demo-service-clients",
+        "GET /api/v1/namespaces/commerce/secrets/demo-signing-keys",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/shops/demo/status",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
     assert!(
         api.calls().iter().all(|call| !call.is_apply()),
         "nothing is applied"
@@ -470,6 +622,11 @@ async fn a_valid_saga_policy_becomes_a_config_map_and_an_invalid_one_does_not() 
     saga_policy::reconcile(Arc::new(policy.clone()), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "PATCH /api/v1/namespaces/commerce/configmaps/black-friday-saga-policy",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/black-friday/status",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
     let applied = api
         .find("PATCH", "/configmaps/black-friday-saga-policy")
         .remove(0);
@@ -495,6 +652,10 @@ async fn a_valid_saga_policy_becomes_a_config_map_and_an_invalid_one_does_not() 
     saga_policy::reconcile(Arc::new(invalid), context(client, no_topics()))
         .await
         .unwrap();
+    api.assert_script(&[
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/sagapolicies/black-friday/status",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
+    ]);
     assert!(
         api.find("PATCH", "/configmaps/black-friday-saga-policy")
             .is_empty()

@@ -35,7 +35,7 @@ pub enum Error {
     #[error("resource has no {0}")]
     Missing(&'static str),
     #[error("signing key: {0}")]
-    Key(String),
+    Key(#[from] crate::keys::KeyError),
 }
 
 impl Error {

@@ -445,8 +445,7 @@ async fn new_key() -> Result<ByteString, Error> {
     // RSA generation takes a while; keep it off the runtime's threads.
     let pem = tokio::task::spawn_blocking(crate::keys::generate_pem)
         .await
-        .map_err(|error| Error::Key(error.to_string()))?
-        .map_err(Error::Key)?;
+        .map_err(crate::keys::KeyError::from)??;
     Ok(ByteString(pem.into_bytes()))
 }
 

@@ -50,6 +50,25 @@ impl MockApi {
             .filter(|call| call.is(method, path_suffix))
             .collect()
     }
+    /// Fails unless the calls made were exactly `script` ("METHOD /path", each as often
+    /// as listed, in any order: the reconcilers apply children concurrently), as
+    /// kube-rs's controller-rs scripts its scenarios: an unexpected extra call fails the
+    /// test as a missing one does.
+    pub fn assert_script(&self, script: &[&str]) {
+        let mut made: Vec<String> = self
+            .calls()
+            .iter()
+            .map(|call| format!("{} {}", call.method, call.path()))
+            .collect();
+        let mut expected: Vec<String> = script.iter().map(|call| (*call).to_owned()).collect();
+        made.sort();
+        expected.sort();
+        assert_eq!(
+            made, expected,
+            "the reconcile's calls differ from its script"
+        );
+    }
+
     /// Calls that change state (everything but GET and event posts).
     pub fn writes(&self) -> Vec<Call> {
         self.calls()

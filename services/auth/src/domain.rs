@@ -147,6 +147,21 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The services that may be named as a service token's audience.
+pub const SERVICES: &[&str] = &[
+    "auth",
+    "product",
+    "cart",
+    "order",
+    "payment",
+    "fulfillment",
+    "notification",
+    "chat",
+    "search",
+    "gateway",
+    "graphql",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,13 @@
 
 pub mod domain;
 pub mod graphql;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod keys;
 pub mod repository;
 pub mod service;
+pub mod settings;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -17,5 +20,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "identity, e-mail verification, RS256 tokens",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

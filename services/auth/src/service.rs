@@ -1,7 +1,6 @@
 //! Auth use cases: registration, verification, login, refresh rotation with reuse
 //! detection, sessions, profile, addresses, administration and service tokens.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,203 +12,21 @@ use commerce_access::{
 };
 use commerce_messaging::NewEvent;
 use commerce_proto::auth::v1 as pb;
-use commerce_redis::{RateDecision, RateLimit, RedisClient};
+use commerce_redis::{RateDecision, RedisClient};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::domain::{self, Address, Session, User, UserStatus};
-use crate::keys::{KeyRing, KeySettings};
+use axum::http::StatusCode;
+use commerce_runtime::ApiError;
+
+use crate::domain::{self, Address, SERVICES, Session, User, UserStatus};
+use crate::keys::KeyRing;
 use crate::repository::{self as repo, NewUser, OneTimeToken, TokenState};
+use crate::settings::{AuthSettings, LimitSetting};
 
 pub const TOPIC: &str = "commerce.auth.events";
-
-/// The services that may be named as a service token's audience.
-pub const SERVICES: &[&str] = &[
-    "auth",
-    "product",
-    "cart",
-    "order",
-    "payment",
-    "fulfillment",
-    "notification",
-    "chat",
-    "search",
-    "gateway",
-    "graphql",
-];
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct LimitSetting {
-    pub max: u64,
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-}
-
-impl From<LimitSetting> for RateLimit {
-    fn from(setting: LimitSetting) -> Self {
-        RateLimit {
-            max: setting.max,
-            window: setting.window,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Limits {
-    #[serde(default = "Limits::login_per_email")]
-    pub login_per_email: LimitSetting,
-    #[serde(default = "Limits::login_per_ip")]
-    pub login_per_ip: LimitSetting,
-    #[serde(default = "Limits::resend_per_user")]
-    pub resend_per_user: LimitSetting,
-    #[serde(default = "Limits::resend_per_ip")]
-    pub resend_per_ip: LimitSetting,
-    #[serde(default = "Limits::register_per_ip")]
-    pub register_per_ip: LimitSetting,
-}
-
-impl Limits {
-    fn login_per_email() -> LimitSetting {
-        LimitSetting {
-            max: 10,
-            window: Duration::from_secs(15 * 60),
-        }
-    }
-    fn login_per_ip() -> LimitSetting {
-        LimitSetting {
-            max: 60,
-            window: Duration::from_secs(60),
-        }
-    }
-    fn resend_per_user() -> LimitSetting {
-        LimitSetting {
-            max: 3,
-            window: Duration::from_secs(60 * 60),
-        }
-    }
-    fn resend_per_ip() -> LimitSetting {
-        LimitSetting {
-            max: 20,
-            window: Duration::from_secs(60 * 60),
-        }
-    }
-    fn register_per_ip() -> LimitSetting {
-        LimitSetting {
-            max: 30,
-            window: Duration::from_secs(60 * 60),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            login_per_email: Self::login_per_email(),
-            login_per_ip: Self::login_per_ip(),
-            resend_per_user: Self::resend_per_user(),
-            resend_per_ip: Self::resend_per_ip(),
-            register_per_ip: Self::register_per_ip(),
-        }
-    }
-}
-
-/// `services.auth` in the configuration.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthSettings {
-    pub keys: KeySettings,
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-    /// Audience of user access tokens.
-    #[serde(default = "default_audience")]
-    pub audience: String,
-    #[serde(default = "default_access_ttl", with = "humantime_serde")]
-    pub access_ttl: Duration,
-    #[serde(default = "default_refresh_ttl", with = "humantime_serde")]
-    pub refresh_ttl: Duration,
-    #[serde(default = "default_verification_ttl", with = "humantime_serde")]
-    pub verification_ttl: Duration,
-    /// How long an e-mailed password-reset link works.
-    #[serde(default = "default_password_reset_ttl", with = "humantime_serde")]
-    pub password_reset_ttl: Duration,
-    #[serde(default = "default_service_token_ttl", with = "humantime_serde")]
-    pub service_token_ttl: Duration,
-    /// Service id → secret, for `POST /v1/auth/service-token`.
-    #[serde(default)]
-    pub service_clients: BTreeMap<String, commerce_runtime::Secret>,
-    /// Service id → the services it may get a token for. A client not listed gets none.
-    #[serde(default)]
-    pub client_audiences: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    pub limits: Limits,
-    /// Peers (CIDRs) whose `X-Forwarded-For` names the client: the gateway's addresses.
-    /// From anyone else the header is ignored.
-    #[serde(default)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Namespace of this service's Redis keys, so shops (or tests) can share a Redis.
-    #[serde(default = "default_redis_prefix")]
-    pub redis_prefix: String,
-}
-
-fn default_redis_prefix() -> String {
-    "auth".to_owned()
-}
-
-fn default_issuer() -> String {
-    "commerce-auth".to_owned()
-}
-fn default_audience() -> String {
-    "commerce".to_owned()
-}
-fn default_access_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-fn default_refresh_ttl() -> Duration {
-    Duration::from_secs(14 * 24 * 60 * 60)
-}
-fn default_password_reset_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
-}
-fn default_verification_ttl() -> Duration {
-    Duration::from_secs(24 * 60 * 60)
-}
-fn default_service_token_ttl() -> Duration {
-    Duration::from_secs(5 * 60)
-}
-
-impl AuthSettings {
-    /// Returns the key (under `services.auth`) and what is wrong with it.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let minutes = |d: Duration| d.as_secs() / 60;
-        if !(1..=60).contains(&minutes(self.access_ttl)) {
-            return Err(("access_ttl", "must be between 1m and 60m".to_owned()));
-        }
-        if self.refresh_ttl < Duration::from_secs(60 * 60) {
-            return Err(("refresh_ttl", "must be at least 1h".to_owned()));
-        }
-        if self.verification_ttl < Duration::from_secs(60) {
-            return Err(("verification_ttl", "must be at least 1m".to_owned()));
-        }
-        if !(Duration::from_secs(5 * 60)..=Duration::from_secs(24 * 60 * 60))
-            .contains(&self.password_reset_ttl)
-        {
-            return Err((
-                "password_reset_ttl",
-                "must be between 5m and 24h".to_owned(),
-            ));
-        }
-        for (client, audiences) in &self.client_audiences {
-            if let Some(unknown) = audiences.iter().find(|a| !SERVICES.contains(&a.as_str())) {
-                return Err((
-                    "client_audiences",
-                    format!("`{client}` lists `{unknown}`, which is not a service"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -242,28 +59,55 @@ pub enum AuthError {
     AudienceNotAllowed { client: String, audience: String },
     #[error("cannot record the sign-out right now; try again")]
     RevocationUnavailable(#[source] commerce_redis::RedisError),
-    #[error("internal: {0}")]
-    Internal(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] commerce_messaging::MessagingError),
+    #[error("redis: {0}")]
+    Redis(#[from] commerce_redis::RedisError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("token verifier: {0}")]
+    Verifier(#[source] AccessError),
+    #[error("password hashing: {0}")]
+    PasswordHash(#[source] argon2::password_hash::Error),
+    #[error("password hashing task: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+    #[error("inconsistent data: {0}")]
+    Inconsistent(&'static str),
 }
 
-impl From<sqlx::Error> for AuthError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.to_string())
-    }
-}
-impl From<commerce_messaging::MessagingError> for AuthError {
-    fn from(error: commerce_messaging::MessagingError) -> Self {
-        Self::Internal(error.to_string())
-    }
-}
-impl From<commerce_redis::RedisError> for AuthError {
-    fn from(error: commerce_redis::RedisError) -> Self {
-        Self::Internal(error.to_string())
-    }
-}
-impl From<crate::keys::KeyError> for AuthError {
-    fn from(error: crate::keys::KeyError) -> Self {
-        Self::Internal(error.to_string())
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Invalid { field, message } => ApiError::invalid(field, message),
+            AuthError::InvalidCredentials
+            | AuthError::RefreshInvalid
+            | AuthError::RefreshReused
+            | AuthError::ClientCredentials
+            | AuthError::Unauthenticated(_) => ApiError::unauthenticated(error.to_string()),
+            AuthError::EmailNotVerified
+            | AuthError::Disabled
+            | AuthError::AudienceNotAllowed { .. } => ApiError::forbidden(error.to_string()),
+            AuthError::RateLimited(retry_after) => {
+                ApiError::too_many_requests(retry_after.as_secs_f64().ceil() as u64)
+            }
+            AuthError::Verification(reason) if reason.starts_with("has expired") => ApiError {
+                field: Some("token".to_owned()),
+                ..ApiError::new(StatusCode::GONE, "expired", error.to_string())
+            },
+            AuthError::Verification(_) => ApiError::invalid("token", error.to_string()),
+            AuthError::NotFound(_) => ApiError::not_found(error.to_string()),
+            AuthError::RevocationUnavailable(_) => ApiError::unavailable(1, error.to_string()),
+            AuthError::Database(_)
+            | AuthError::Outbox(_)
+            | AuthError::Redis(_)
+            | AuthError::Keys(_)
+            | AuthError::Verifier(_)
+            | AuthError::PasswordHash(_)
+            | AuthError::Blocking(_)
+            | AuthError::Inconsistent(_) => ApiError::internal(error),
+        }
     }
 }
 
@@ -321,7 +165,7 @@ impl AuthService {
             keys.jwks(),
             commerce_access::VerifierSettings::new(&settings.issuer, &[&settings.audience]),
         )
-        .map_err(|error| AuthError::Internal(error.to_string()))?
+        .map_err(AuthError::Verifier)?
         .checking_revocations(revoked.clone());
         let decoy_hash = hash_password_now(&domain::new_secret())?;
         Ok(Self {
@@ -356,7 +200,7 @@ impl AuthService {
             self.inner.keys.jwks(),
             commerce_access::VerifierSettings::new(&self.inner.settings.issuer, &[audience]),
         )
-        .map_err(|error| AuthError::Internal(error.to_string()))
+        .map_err(AuthError::Verifier)
     }
 
     fn scope(&self, scope: &str) -> String {
@@ -416,7 +260,7 @@ impl AuthService {
             // account; the owner hears of it by e-mail.
             let owner = repo::user_by_email(&mut *tx, &email)
                 .await?
-                .ok_or_else(|| AuthError::Internal("an e-mail taken by nobody".to_owned()))?;
+                .ok_or_else(|| AuthError::Inconsistent("an e-mail taken by nobody"))?;
             let event = pb::RegistrationAttempted {
                 user_id: owner.id.to_string(),
                 email: owner.email.clone(),
@@ -1146,28 +990,24 @@ fn hash_password_now(password: &str) -> Result<String, AuthError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|error| AuthError::Internal(error.to_string()))
+        .map_err(AuthError::PasswordHash)
 }
 
 /// argon2id is deliberately slow: it runs off the async workers.
 async fn hash_password(password: &str) -> Result<String, AuthError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password_now(&password))
-        .await
-        .map_err(|error| AuthError::Internal(error.to_string()))?
+    tokio::task::spawn_blocking(move || hash_password_now(&password)).await?
 }
 
 async fn verify_password(password: &str, hash: &str) -> Result<bool, AuthError> {
     let (password, hash) = (password.to_owned(), hash.to_owned());
     tokio::task::spawn_blocking(move || {
-        let parsed =
-            PasswordHash::new(&hash).map_err(|error| AuthError::Internal(error.to_string()))?;
+        let parsed = PasswordHash::new(&hash).map_err(AuthError::PasswordHash)?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
-    .await
-    .map_err(|error| AuthError::Internal(error.to_string()))?
+    .await?
 }
 
 pub fn timestamp(at: chrono::DateTime<Utc>) -> prost_types::Timestamp {

@@ -29,7 +29,9 @@ impl EventHandler for OrderEvents {
             .ok_or_else(|| HandlerError::Permanent("OrderCreated without an order".into()))?;
         let parse = |field: &str, raw: &str| {
             Uuid::parse_str(raw).map_err(|_| {
-                HandlerError::Permanent(format!("OrderCreated.{field} `{raw}` is not a UUID"))
+                HandlerError::Permanent(
+                    format!("OrderCreated.{field} `{raw}` is not a UUID").into(),
+                )
             })
         };
         let session = parse("order.checkout_session_id", &order.checkout_session_id)?;

@@ -17,7 +17,7 @@ fn grpc_status(error: CartError) -> tonic::Status {
             tonic::Status::failed_precondition(error.to_string())
         }
         CartError::Unavailable(_) => tonic::Status::unavailable(error.to_string()),
-        CartError::Storage(_) => {
+        CartError::Database(_) | CartError::Outbox(_) => {
             tracing::error!(%error, "gRPC call failed");
             tonic::Status::internal("internal error")
         }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::{GuestCartKey, PromoCode, PromoKind};
 use crate::repository::Owner;
-use crate::service::{CartError, CartService, CheckoutRequest};
+use crate::service::{CartService, CheckoutRequest};
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<CartService> {
@@ -43,19 +43,6 @@ pub fn routes(carts: CartService, verifier: TokenVerifier, guest_carts: GuestCar
         .layer(Extension(verifier))
         .layer(Extension(guest_carts))
         .with_state(carts)
-}
-
-impl From<CartError> for ApiError {
-    fn from(error: CartError) -> Self {
-        match error {
-            CartError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
-            CartError::NotFound(_) => ApiError::not_found(error.to_string()),
-            CartError::Conflict(_) => ApiError::conflict(error.to_string()),
-            CartError::Forbidden(_) => ApiError::forbidden(error.to_string()),
-            CartError::Unavailable(_) => ApiError::unavailable(2, error.to_string()),
-            CartError::Storage(_) => ApiError::internal(error),
-        }
-    }
 }
 
 /// Whose cart a request is about: the signed-in user, or a guest holding the token from

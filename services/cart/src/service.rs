@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use commerce_messaging::NewEvent;
 use commerce_proto::cart::v1 as pb;
+use commerce_runtime::ApiError;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -37,29 +38,33 @@ pub enum CartError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("storage: {0}")]
-    Storage(String),
-}
-
-impl From<sqlx::Error> for CartError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(error.to_string())
-    }
-}
-
-impl From<commerce_messaging::MessagingError> for CartError {
-    fn from(error: commerce_messaging::MessagingError) -> Self {
-        Self::Storage(error.to_string())
-    }
+    /// A peer or the cache is away: retry later.
+    #[error(transparent)]
+    Unavailable(commerce_messaging::BoxError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] commerce_messaging::MessagingError),
 }
 
 impl From<PeerError> for CartError {
     fn from(error: PeerError) -> Self {
         match error {
             PeerError::NotFound(what) => Self::NotFound(what),
-            unavailable => Self::Unavailable(unavailable.to_string()),
+            unavailable => Self::Unavailable(unavailable.into()),
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(error: CartError) -> Self {
+        match error {
+            CartError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            CartError::NotFound(_) => ApiError::not_found(error.to_string()),
+            CartError::Conflict(_) => ApiError::conflict(error.to_string()),
+            CartError::Forbidden(_) => ApiError::forbidden(error.to_string()),
+            CartError::Unavailable(_) => ApiError::unavailable(2, error.to_string()),
+            CartError::Database(_) | CartError::Outbox(_) => ApiError::internal(error),
         }
     }
 }
@@ -143,7 +148,9 @@ impl CartService {
                 cache
                     .begin_write(&cache_tag(*owner))
                     .await
-                    .map_err(|error| CartError::Unavailable(format!("cart cache: {error}")))?;
+                    .map_err(|error| {
+                        CartError::Unavailable(format!("cart cache: {error}").into())
+                    })?;
             }
         }
         let outcome = work.await;

@@ -83,8 +83,25 @@ pub fn content_disposition(name: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("attachment store: {0}")]
-pub struct StoreError(String);
+pub enum StoreError {
+    #[error("attachment store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attachment store: bad key `{0}`")]
+    BadKey(String),
+}
+
+impl StoreError {
+    fn at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
 
 /// Where attachment bytes are kept.
 #[async_trait::async_trait]
@@ -101,14 +118,13 @@ pub struct DiskStore {
 impl DiskStore {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        std::fs::create_dir_all(&root)
-            .map_err(|e| StoreError(format!("{}: {e}", root.display())))?;
+        std::fs::create_dir_all(&root).map_err(StoreError::at(&root))?;
         Ok(Self { root })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(StoreError(format!("bad key `{key}`")));
+            return Err(StoreError::BadKey(key.to_owned()));
         }
         Ok(self.root.join(key))
     }
@@ -122,17 +138,18 @@ impl AttachmentStore for DiskStore {
         let partial = path.with_extension("partial");
         tokio::fs::write(&partial, bytes)
             .await
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(StoreError::at(&partial))?;
         tokio::fs::rename(&partial, &path)
             .await
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(StoreError::at(&path))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match tokio::fs::read(self.path(key)?).await {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(StoreError(error.to_string())),
+            Err(error) => Err(StoreError::at(&path)(error)),
         }
     }
 }

@@ -4,10 +4,12 @@
 
 pub mod attachments;
 pub mod domain;
-pub mod handler;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
 pub mod socket;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -18,5 +20,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "support chat, groups and channels over WebSocket",
     migrator: Some(&MIGRATOR),
     messaging: false,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

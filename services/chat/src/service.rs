@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use commerce_redis::{Fanout, RedisClient, hash_tagged};
+use commerce_runtime::ApiError;
 use sha2::Digest;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -33,8 +35,30 @@ pub enum ChatError {
     Redis(#[from] commerce_redis::RedisError),
     #[error("larger than {0} bytes")]
     TooLarge(usize),
-    #[error("{0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] crate::attachments::StoreError),
+}
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        match error {
+            ChatError::Invalid { field, message } => ApiError::invalid(field, message),
+            ChatError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ChatError::Refused(_) => ApiError::forbidden(error.to_string()),
+            ChatError::Conflict(message) => ApiError::conflict(message),
+            ChatError::TooLarge(limit) => ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the file is larger than {limit} bytes"),
+                )
+            },
+            ChatError::Database(_) | ChatError::Redis(_) | ChatError::Storage(_) => {
+                ApiError::internal(error)
+            }
+        }
+    }
 }
 
 /// A non-member is told the conversation does not exist, so ids reveal nothing.
@@ -781,10 +805,7 @@ impl ChatService {
             created_at: Utc::now(),
         };
         // The bytes first: a row never points at nothing.
-        self.store
-            .put(&attachment.storage_key, bytes)
-            .await
-            .map_err(|error| ChatError::Storage(error.to_string()))?;
+        self.store.put(&attachment.storage_key, bytes).await?;
         repo::insert_attachment(&self.pool, &attachment).await?;
         metrics::counter!("chat_attachments_total").increment(1);
         Ok(attachment)
@@ -808,8 +829,7 @@ impl ChatService {
         let bytes = self
             .store
             .get(&attachment.storage_key)
-            .await
-            .map_err(|error| ChatError::Storage(error.to_string()))?
+            .await?
             .ok_or(ChatError::NotFound("attachment"))?;
         Ok((attachment, bytes))
     }

@@ -127,7 +127,7 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
     let pool = service::connect_and_migrate(config, &commerce_product::DEFINITION)
         .await?
         .context("the product service has no database configured")?;
-    let product_settings: commerce_product::handler::ProductSettings =
+    let product_settings: commerce_product::settings::ProductSettings =
         config.service_section("product")?;
     let cache = commerce_product::cache::ProductCache::new(
         redis.clone(),
@@ -146,7 +146,7 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
     let pool = service::connect_and_migrate(config, &commerce_auth::DEFINITION)
         .await?
         .context("the auth service has no database configured")?;
-    let settings: commerce_auth::service::AuthSettings = config.service_section("auth")?;
+    let settings: commerce_auth::settings::AuthSettings = config.service_section("auth")?;
     let keys = commerce_auth::keys::KeyRing::load(&settings.keys)?;
     let auth = commerce_auth::service::AuthService::new(pool, redis, keys, settings)?;
     for (email, password, first, last, role) in DEMO_ACCOUNTS {
@@ -215,15 +215,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SearchRebuild => {
             let config = load_config(cli.config)?;
-            let settings: commerce_search::handler::SearchSettings =
+            let settings: commerce_search::settings::SearchSettings =
                 config.service_section("search")?;
             let target = settings.index_dir.with_extension("rebuild");
             if target.exists() {
                 std::fs::remove_dir_all(&target)?;
             }
-            let applied = commerce_search::handler::rebuild_from_topic(&config.app.kafka, &target)
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let applied =
+                commerce_search::consumers::rebuild_from_topic(&config.app.kafka, &target)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
             let previous = settings.index_dir.with_extension("previous");
             if previous.exists() {
                 std::fs::remove_dir_all(&previous)?;

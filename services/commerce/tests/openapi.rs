@@ -15,27 +15,24 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 /// (METHOD, path) → the service that serves it, from the services' own route tables.
 fn served() -> BTreeMap<(String, String), &'static str> {
     let services: [(&str, Vec<(Method, &'static str)>); 9] = [
-        ("auth", commerce_auth::handler::api().operations().to_vec()),
+        ("auth", commerce_auth::http::api().operations().to_vec()),
         (
             "product",
-            commerce_product::handler::api().operations().to_vec(),
+            commerce_product::http::api().operations().to_vec(),
         ),
-        (
-            "search",
-            commerce_search::handler::api().operations().to_vec(),
-        ),
+        ("search", commerce_search::http::api().operations().to_vec()),
         ("cart", commerce_cart::http::api().operations().to_vec()),
         ("order", commerce_order::http::api().operations().to_vec()),
         (
             "payment",
-            commerce_payment::handler::api().operations().to_vec(),
+            commerce_payment::http::api().operations().to_vec(),
         ),
-        ("fulfillment", commerce_fulfillment::handler::operations()),
+        ("fulfillment", commerce_fulfillment::http::operations()),
         (
             "notification",
-            commerce_notification::handler::api().operations().to_vec(),
+            commerce_notification::http::api().operations().to_vec(),
         ),
-        ("chat", commerce_chat::handler::api().operations().to_vec()),
+        ("chat", commerce_chat::http::api().operations().to_vec()),
     ];
     let mut served = BTreeMap::new();
     for (service, operations) in services {

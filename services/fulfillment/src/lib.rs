@@ -2,11 +2,15 @@
 //! orders through a carrier (local, or EasyPost) with tracking updates.
 
 pub mod carrier;
+pub mod consumers;
 pub mod domain;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
 pub mod shipments;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -17,5 +21,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "shipping cost and shipments",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use commerce_messaging::outbox::{self, NewEvent};
 use commerce_proto::fulfillment::v1 as pb;
+use commerce_runtime::ApiError;
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
@@ -31,6 +33,22 @@ pub enum ShipmentError {
     Storage(#[from] sqlx::Error),
     #[error("outbox: {0}")]
     Outbox(#[from] commerce_messaging::MessagingError),
+}
+
+impl From<ShipmentError> for ApiError {
+    fn from(error: ShipmentError) -> Self {
+        match error {
+            ShipmentError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ShipmentError::Conflict(_) => ApiError::conflict(error.to_string()),
+            ShipmentError::Carrier(CarrierError::Webhook(_)) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                error.to_string(),
+            ),
+            ShipmentError::Carrier(_) => ApiError::unavailable(2, error.to_string()),
+            ShipmentError::Storage(_) | ShipmentError::Outbox(_) => ApiError::internal(error),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -4,11 +4,12 @@
 //! straight through.
 
 pub mod domain;
-pub mod handler;
+pub mod http;
 pub mod local_limit;
 pub mod openapi;
 pub mod service;
 pub mod settings;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -17,5 +18,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "the public REST entry point",
     migrator: None,
     messaging: false,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

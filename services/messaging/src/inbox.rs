@@ -44,8 +44,9 @@ impl ReceivedEvent {
     }
 
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
-        M::decode(self.payload.as_slice())
-            .map_err(|error| HandlerError::Permanent(format!("{}: {error}", self.event_type)))
+        M::decode(self.payload.as_slice()).map_err(|error| {
+            HandlerError::Permanent(format!("{}: {error}", self.event_type).into())
+        })
     }
 }
 
@@ -57,19 +58,23 @@ pub fn is_type<M: prost::Name>(event_type: &str) -> bool {
         == Some(M::NAME)
 }
 
+/// A handler's failure: the cause itself, or a sentence.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth trying again (a peer or the database was unavailable).
-    #[error("{0}")]
-    Retryable(String),
+    /// Worth trying again (a peer or the database was unavailable): the cause, or a
+    /// sentence when there is none (`"...".into()`).
+    #[error(transparent)]
+    Retryable(BoxError),
     /// Will never succeed (malformed payload): dead-letter at once.
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Permanent(BoxError),
 }
 
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Retryable(error.to_string())
+        Self::Retryable(error.into())
     }
 }
 
@@ -157,9 +162,7 @@ impl InboxConsumer {
         health: Arc<ConsumerHealth>,
     ) -> Result<Self, MessagingError> {
         if settings.max_attempts == 0 {
-            return Err(MessagingError::Internal(
-                "max_attempts must be at least 1".to_owned(),
-            ));
+            return Err(MessagingError::Settings("max_attempts must be at least 1"));
         }
         let consumer: StreamConsumer<InboxContext> = kafka
             .consumer_config(&settings.group)

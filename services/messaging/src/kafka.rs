@@ -247,8 +247,7 @@ impl BrokerProbe {
                 .fetch_metadata(None, Duration::from_secs(2))
                 .map(|_| ())
         })
-        .await
-        .map_err(|error| MessagingError::Internal(error.to_string()))??;
+        .await??;
         Ok(())
     }
 }

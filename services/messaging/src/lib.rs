@@ -8,7 +8,8 @@ pub mod outbox;
 
 pub use health::ConsumerHealth;
 pub use inbox::{
-    ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent, is_type,
+    BoxError, ConsumerSettings, EventHandler, HandlerError, InboxConsumer, Outcome, ReceivedEvent,
+    is_type,
 };
 pub use kafka::{BrokerProbe, KafkaConfig, TopicSpec, ensure_topics, ensure_topics_with_retry};
 pub use outbox::{NewEvent, OutboxRelay, RelaySettings, enqueue};
@@ -43,6 +44,10 @@ pub enum MessagingError {
         topic: String,
         code: rdkafka::types::RDKafkaErrorCode,
     },
-    #[error("{0}")]
-    Internal(String),
+    #[error("the producer dropped a delivery")]
+    DeliveryDropped,
+    #[error("inbox settings: {0}")]
+    Settings(&'static str),
+    #[error("broker probe: {0}")]
+    Probe(#[from] tokio::task::JoinError),
 }

@@ -285,9 +285,7 @@ async fn await_prefix(
         let outcome = match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((error, _))) => Err(MessagingError::Kafka(error)),
-            Err(_) => Err(MessagingError::Internal(
-                "producer dropped a delivery".to_owned(),
-            )),
+            Err(_) => Err(MessagingError::DeliveryDropped),
         };
         // Every future is awaited so none is left behind, but only the unbroken prefix counts.
         match outcome {

@@ -62,21 +62,16 @@ pub struct SmtpMailer {
 #[derive(Debug, thiserror::Error)]
 pub enum MailerConfigError {
     #[error("services.notification.smtp.from: {0}")]
-    From(String),
+    From(#[source] lettre::address::AddressError),
     #[error("services.notification.smtp: {0}")]
-    Transport(String),
+    Transport(#[source] lettre::transport::smtp::Error),
 }
 
 impl SmtpMailer {
     pub fn new(settings: &SmtpSettings) -> Result<Self, MailerConfigError> {
-        let from: Mailbox = settings
-            .from
-            .parse()
-            .map_err(|e: lettre::address::AddressError| MailerConfigError::From(e.to_string()))?;
-        let tls = |host: &str| {
-            TlsParameters::new(host.to_owned())
-                .map_err(|e| MailerConfigError::Transport(e.to_string()))
-        };
+        let from: Mailbox = settings.from.parse().map_err(MailerConfigError::From)?;
+        let tls =
+            |host: &str| TlsParameters::new(host.to_owned()).map_err(MailerConfigError::Transport);
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
                 .port(settings.port)

@@ -2,14 +2,17 @@
 //! notifications, rendered from templates stored per kind, channel and locale, and sent by
 //! e-mail (SMTP), SMS (providers with failover) and in-app push (Redis Pub/Sub → SSE).
 
+pub mod consumers;
 pub mod delivery;
 pub mod domain;
 pub mod email;
-pub mod events;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
 pub mod sms;
+pub mod startup;
 pub mod stream;
 
 use commerce_runtime::ServiceDefinition;
@@ -21,5 +24,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "e-mail, SMS and in-app (SSE) notifications",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

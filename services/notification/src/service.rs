@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use commerce_runtime::ApiError;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -28,6 +29,18 @@ pub enum NotificationError {
     NotFound,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(error: NotificationError) -> Self {
+        match error {
+            NotificationError::Invalid { field, message } => ApiError::invalid(field, message),
+            NotificationError::NotFound => ApiError::not_found("notification not found"),
+            NotificationError::UnknownKind(_) => ApiError::not_found(error.to_string()),
+            NotificationError::Template { .. } => ApiError::invalid("data", error.to_string()),
+            NotificationError::Database(_) => ApiError::internal(error),
+        }
+    }
 }
 
 /// One cause to notify a user of.

@@ -125,7 +125,7 @@ impl Setup {
         let database = fresh_database(label).await;
         let mut kafka = KafkaConfig::new(required_env("COMMERCE_TEST_KAFKA_BROKERS"));
         kafka.topic_prefix = format!("{}.", unique(label));
-        let topics: Vec<TopicSpec> = commerce_notification::events::TOPICS
+        let topics: Vec<TopicSpec> = commerce_notification::consumers::TOPICS
             .iter()
             .map(|topic| TopicSpec::new(*topic, 1))
             .collect();

@@ -25,10 +25,9 @@ impl EventHandler for PeerEvents {
     ) -> Result<(), HandlerError> {
         let order_of = |raw: &str| {
             Uuid::parse_str(raw).map_err(|_| {
-                HandlerError::Permanent(format!(
-                    "{}: order id `{raw}` is not a UUID",
-                    event.event_type
-                ))
+                HandlerError::Permanent(
+                    format!("{}: order id `{raw}` is not a UUID", event.event_type).into(),
+                )
             })
         };
         match () {
@@ -39,7 +38,7 @@ impl EventHandler for PeerEvents {
                     .orders
                     .payment_received(connection, order_id, paid.payment_id)
                     .await
-                    .map_err(|error| HandlerError::Retryable(error.to_string()))?;
+                    .map_err(|error| HandlerError::Retryable(error.into()))?;
                 // Driven once the inbox transaction commits; recovery if this gives up.
                 if let Some(saga) = saga {
                     tokio::spawn(self.orders.engines().payment.clone().kick(saga));

@@ -36,7 +36,7 @@ impl SagaContext {
 
     /// Cancels the order's pending reminder and expiry tasks.
     pub async fn drop_tasks(&self, order_id: Uuid) -> Result<(), StepError> {
-        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
+        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.into());
         for reminder in 1..=self.policy.current().reminders.len() as i32 {
             self.queue
                 .cancel(&reminder_task_id(order_id, reminder))

@@ -80,6 +80,7 @@ impl DeliveryChange {
 pub fn delivery_saga(context: Arc<SagaContext>) -> OrderSaga<DeliveryChange> {
     OrderSaga::new(
         DELIVERY_SAGA,
+        DELIVERY_STEPS,
         vec![
             Box::new(ClaimChange(context.clone())),
             Box::new(QuoteDelivery(context.clone())),

@@ -81,8 +81,7 @@ impl PlacementEngine {
             }
             Self::Temporal(temporal) => Ok(match temporal.placement(order_id).await? {
                 Some(SagaEnd::Completed { data }) => Some(PlacementEnd::Completed(Box::new(
-                    serde_json::from_value(data)
-                        .map_err(|error| OrderError::Unavailable(error.to_string()))?,
+                    serde_json::from_value(data)?,
                 ))),
                 Some(SagaEnd::Compensated { failure, .. }) => {
                     Some(PlacementEnd::Compensated(failure))

@@ -20,8 +20,13 @@ pub enum OrderError {
     /// Retry later (with the same Idempotency-Key, for placement).
     #[error("{0}")]
     Busy(String),
-    #[error("{0}")]
-    Unavailable(String),
+    /// A peer or a step's store stayed away; the cause, or a sentence.
+    #[error(transparent)]
+    Unavailable(commerce_runtime::BoxError),
+    #[error("Temporal: {0}")]
+    Temporal(#[source] commerce_runtime::BoxError),
+    #[error("saga data: {0}")]
+    SagaData(#[from] serde_json::Error),
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
     #[error("saga engine: {0}")]
@@ -35,11 +40,11 @@ pub enum OrderError {
 impl From<StepError> for OrderError {
     fn from(error: StepError) -> Self {
         match error {
-            StepError::Retryable(message) => Self::Unavailable(message),
+            StepError::Retryable(cause) => Self::Unavailable(cause),
             StepError::Rejected { kind, message } => match kind {
                 FailureKind::NotFound => Self::NotFound(message),
                 FailureKind::Conflict | FailureKind::Invalid => Self::Conflict(message),
-                FailureKind::Unavailable => Self::Unavailable(message),
+                FailureKind::Unavailable => Self::Unavailable(message.into()),
             },
         }
     }
@@ -50,7 +55,7 @@ impl OrderError {
     pub fn refusal(failure: Failure) -> Self {
         match failure.kind {
             FailureKind::NotFound => Self::NotFound(failure.message),
-            FailureKind::Unavailable => Self::Unavailable(failure.message),
+            FailureKind::Unavailable => Self::Unavailable(failure.message.into()),
             _ => Self::Conflict(failure.message),
         }
     }
@@ -71,12 +76,13 @@ impl From<OrderError> for ApiError {
                 retry_after: Some(BUSY_RETRY_SECS),
                 ..ApiError::conflict(error.to_string())
             },
-            OrderError::Unavailable(_) | OrderError::Outbox(_) => {
+            OrderError::Unavailable(_) | OrderError::Temporal(_) | OrderError::Outbox(_) => {
                 ApiError::unavailable(UNAVAILABLE_RETRY_SECS, error.to_string())
             }
-            OrderError::Storage(_) | OrderError::Engine(_) | OrderError::Redis(_) => {
-                ApiError::internal(error)
-            }
+            OrderError::Storage(_)
+            | OrderError::Engine(_)
+            | OrderError::Redis(_)
+            | OrderError::SagaData(_) => ApiError::internal(error),
         }
     }
 }

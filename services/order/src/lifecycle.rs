@@ -52,7 +52,7 @@ pub const CANCEL_STEPS: &[&str] = &[
 ];
 
 fn outbox_error(error: commerce_messaging::MessagingError) -> StepError {
-    StepError::Retryable(error.to_string())
+    StepError::Retryable(error.into())
 }
 
 /// An order saga given as its steps (payment, expiry, cancel, delivery change), only
@@ -64,11 +64,15 @@ pub struct OrderSaga<D> {
 }
 
 impl<D> OrderSaga<D> {
+    /// `declared` is the saga's published step list (`PAYMENT_STEPS` …): configuration keys
+    /// and the crash tests are taken from it, so the steps must be exactly those, in order.
     pub fn new(
         saga_type: &'static str,
+        declared: &[&str],
         steps: Vec<Box<dyn Step<D>>>,
         first_forward_step: &str,
     ) -> Self {
+        crate::saga::assert_declared(saga_type, declared, &steps);
         let pivot = crate::saga::pivot_at(&steps, first_forward_step);
         Self {
             saga_type,
@@ -135,6 +139,7 @@ impl PaymentReceived {
 pub fn payment_saga(context: Arc<SagaContext>) -> OrderSaga<PaymentReceived> {
     OrderSaga::new(
         PAYMENT_SAGA,
+        PAYMENT_STEPS,
         vec![
             Box::new(RecordPayment(context.clone())),
             Box::new(RefundUnwantedPayment(context.clone())),
@@ -159,7 +164,9 @@ impl Step<PaymentReceived> for RecordPayment {
         let (status, _) = repo::lock_status(&mut tx, data.order_id)
             .await?
             .ok_or_else(|| {
-                StepError::Retryable(format!("order {} is not known here yet", data.order_id))
+                StepError::Retryable(
+                    format!("order {} is not known here yet", data.order_id).into(),
+                )
             })?;
         let accepted = match status {
             // A delivery change is re-pricing the order: take the payment once it is in.
@@ -251,7 +258,9 @@ impl Step<PaymentReceived> for DeductStock {
                 let mut connection = self.0.pool.acquire().await?;
                 match repo::lock_status(&mut connection, data.order_id).await? {
                     Some((OrderStatus::Canceled, _)) => Ok(()),
-                    _ => Err(StepError::Retryable(format!("deducting stock: {message}"))),
+                    _ => Err(StepError::Retryable(
+                        format!("deducting stock: {message}").into(),
+                    )),
                 }
             }
             Err(error) => Err(error),
@@ -325,6 +334,7 @@ pub struct Expiry {
 pub fn expiry_saga(context: Arc<SagaContext>) -> OrderSaga<Expiry> {
     OrderSaga::new(
         EXPIRY_SAGA,
+        EXPIRY_STEPS,
         vec![
             Box::new(ClaimExpiry(context.clone())),
             Box::new(CancelExpiredIntent(context.clone())),
@@ -441,6 +451,7 @@ pub struct Cancellation {
 pub fn cancel_saga(context: Arc<SagaContext>) -> OrderSaga<Cancellation> {
     OrderSaga::new(
         CANCEL_SAGA,
+        CANCEL_STEPS,
         vec![
             Box::new(ClaimCancel(context.clone())),
             Box::new(CancelUnpaidIntent(context.clone())),

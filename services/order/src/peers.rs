@@ -81,12 +81,12 @@ fn status_error(peer: &str, status: tonic::Status) -> StepError {
         }
         // A service that refuses our own credentials is misconfigured, and may be fixed by
         // an operator while the saga waits; everything else is transient.
-        _ => StepError::Retryable(message),
+        _ => StepError::Retryable(message.into()),
     }
 }
 
 fn bad_answer(peer: &str, what: &str) -> StepError {
-    StepError::Retryable(format!("{peer} answered with an invalid {what}"))
+    StepError::Retryable(format!("{peer} answered with an invalid {what}").into())
 }
 
 fn money(peer: &str, money: Option<Money>) -> Result<(Decimal, String), StepError> {
@@ -140,7 +140,9 @@ impl Peers {
         tokens
             .authorize(traced_request(message))
             .await
-            .map_err(|error| StepError::Retryable(format!("service token for {peer}: {error}")))
+            .map_err(|error| {
+                StepError::Retryable(format!("service token for {peer}: {error}").into())
+            })
     }
 
     pub async fn checkout_session(&self, session_id: Uuid) -> Result<CheckoutSession, StepError> {

@@ -100,12 +100,7 @@ impl PlacementSaga {
             Box::new(AwaitPayment(context.clone())),
             Box::new(SchedulePaymentReminders(context.clone())),
         ];
-        debug_assert!(
-            steps
-                .iter()
-                .map(|step| step.name())
-                .eq(STEP_NAMES.iter().copied())
-        );
+        crate::saga::assert_declared(SAGA_TYPE, STEP_NAMES, &steps);
         // After complete_checkout_session the session is used: only forward from there.
         let pivot = crate::saga::pivot_at(&steps, "await_payment");
         Self {
@@ -318,7 +313,7 @@ impl Step<PlacementData> for AwaitPayment {
             .as_ref()
             .ok_or_else(|| StepError::Retryable("no payment intent yet".into()))?;
         let window = chrono::Duration::from_std(self.0.policy.current().payment_window)
-            .map_err(|error| StepError::Retryable(error.to_string()))?;
+            .map_err(|error| StepError::Retryable(error.into()))?;
         let due_at = data.placed_at + window;
         let mut tx = self.0.pool.begin().await?;
         if repo::mark_pending_payment(
@@ -338,7 +333,7 @@ impl Step<PlacementData> for AwaitPayment {
             };
             outbox::enqueue(&mut tx, events::order_event(data.order_id, &event))
                 .await
-                .map_err(|error| StepError::Retryable(error.to_string()))?;
+                .map_err(|error| StepError::Retryable(error.into()))?;
         }
         tx.commit().await?;
         data.payment_due_at = Some(due_at);
@@ -358,7 +353,7 @@ impl Step<PlacementData> for SchedulePaymentReminders {
         let due_at = data
             .payment_due_at
             .ok_or_else(|| StepError::Retryable("no payment deadline yet".into()))?;
-        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.to_string());
+        let redis = |error: commerce_redis::RedisError| StepError::Retryable(error.into());
         let times = domain::reminder_times(
             data.placed_at,
             due_at,

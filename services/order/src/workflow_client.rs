@@ -65,8 +65,8 @@ fn request_context() -> opentelemetry::Context {
     tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current())
 }
 
-fn unavailable(error: impl std::fmt::Display) -> OrderError {
-    OrderError::Unavailable(format!("Temporal: {error}"))
+fn unavailable(error: impl Into<commerce_runtime::BoxError>) -> OrderError {
+    OrderError::Temporal(error.into())
 }
 
 impl TemporalOrders {
@@ -114,7 +114,7 @@ impl TemporalOrders {
             placement: SagaRun::plan(
                 self.placement.as_ref(),
                 &policy,
-                serde_json::to_value(placement).map_err(unavailable)?,
+                serde_json::to_value(placement)?,
             )
             .without(SCHEDULING_STEP),
             payment: SagaRun::plan(self.payment.as_ref(), &policy, serde_json::Value::Null),
@@ -124,8 +124,7 @@ impl TemporalOrders {
                 serde_json::to_value(Expiry {
                     order_id,
                     expired: None,
-                })
-                .map_err(unavailable)?,
+                })?,
             ),
             reminder_offsets_ms: policy
                 .reminder_offsets()
@@ -238,8 +237,7 @@ impl TemporalOrders {
         let run = SagaRun::plan(
             self.payment.as_ref(),
             &policy,
-            serde_json::to_value(PaymentReceived::new(order_id, payment_id))
-                .map_err(unavailable)?,
+            serde_json::to_value(PaymentReceived::new(order_id, payment_id))?,
         );
         self.start_once(SagaWorkflow::run, run, payment_workflow_id(order_id))
             .await

@@ -68,10 +68,9 @@ impl Scripted {
             script
         };
         match script {
-            Some(Script::FailTimes(left)) if left > 0 => Err(StepError::Retryable(format!(
-                "{} {phase} hiccup",
-                self.name
-            ))),
+            Some(Script::FailTimes(left)) if left > 0 => Err(StepError::Retryable(
+                format!("{} {phase} hiccup", self.name).into(),
+            )),
             Some(Script::Reject) => Err(StepError::rejected(
                 FailureKind::Conflict,
                 format!("{} refused", self.name),

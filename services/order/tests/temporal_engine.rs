@@ -80,7 +80,9 @@ impl Step<Trip> for Named {
             "flaky" => {
                 let attempt = self.log.flaky_attempts.fetch_add(1, Ordering::SeqCst) + 1;
                 if attempt < self.log.flaky_until.load(Ordering::SeqCst) {
-                    return Err(StepError::Retryable(format!("flaky attempt {attempt}")));
+                    return Err(StepError::Retryable(
+                        format!("flaky attempt {attempt}").into(),
+                    ));
                 }
             }
             "ship" => {

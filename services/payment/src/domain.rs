@@ -156,48 +156,6 @@ pub struct WebhookEvent {
     pub kind: WebhookKind,
 }
 
-/// Counts and amounts of analytics rows grouped by `key`, per currency:
-/// `{key: {currency: {"count": n, "amount": "…", "refunded": "…"}}}`.
-pub fn totals_by(
-    rows: &[crate::repository::StatsRow],
-    key: impl Fn(&crate::repository::StatsRow) -> String,
-) -> serde_json::Value {
-    use std::collections::BTreeMap;
-    let mut totals: BTreeMap<String, BTreeMap<String, (i64, Decimal, Decimal)>> = BTreeMap::new();
-    for row in rows {
-        let entry = totals
-            .entry(key(row))
-            .or_default()
-            .entry(row.currency.clone())
-            .or_default();
-        entry.0 += row.count;
-        entry.1 += row.amount;
-        entry.2 += row.refunded;
-    }
-    serde_json::to_value(
-        totals
-            .into_iter()
-            .map(|(group, currencies)| {
-                let currencies: BTreeMap<String, serde_json::Value> = currencies
-                    .into_iter()
-                    .map(|(currency, (count, amount, refunded))| {
-                        (
-                            currency,
-                            serde_json::json!({
-                                "count": count,
-                                "amount": commerce_runtime::api::money_scale(amount).to_string(),
-                                "refunded": commerce_runtime::api::money_scale(refunded).to_string(),
-                            }),
-                        )
-                    })
-                    .collect();
-                (group, currencies)
-            })
-            .collect::<BTreeMap<_, _>>(),
-    )
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

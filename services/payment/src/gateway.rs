@@ -1,6 +1,6 @@
 //! Payment gateways behind one interface, chosen per payment by name.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -105,13 +105,6 @@ impl GatewayError {
     }
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 fn random_token() -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
@@ -154,7 +147,7 @@ impl OfflineGateway {
     pub fn signed_event(&self, event: &OfflineEvent) -> (String, Vec<u8>) {
         let body = serde_json::to_vec(event).expect("an event serializes");
         (
-            signature::sign(&self.webhook_secret, unix_now(), &body),
+            signature::sign(&self.webhook_secret, signature::unix_now(), &body),
             body,
         )
     }

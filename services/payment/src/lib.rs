@@ -3,10 +3,13 @@
 
 pub mod domain;
 pub mod gateway;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
 pub mod signature;
+pub mod startup;
 pub mod stripe;
 pub mod xendit;
 
@@ -19,5 +22,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "payment intents, webhooks, refunds",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use commerce_messaging::outbox::{self, NewEvent};
 use commerce_proto::common::v1::Money;
 use commerce_proto::payment::v1 as pb;
+use commerce_runtime::ApiError;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -36,6 +38,69 @@ pub enum PaymentError {
     Storage(#[from] sqlx::Error),
     #[error("outbox: {0}")]
     Outbox(#[from] commerce_messaging::MessagingError),
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            PaymentError::NotFound(_) => ApiError::not_found(error.to_string()),
+            PaymentError::Forbidden(_) => ApiError::forbidden(error.to_string()),
+            PaymentError::Conflict(_) => ApiError::conflict(error.to_string()),
+            PaymentError::Gateway(GatewayError::NotConfigured(_)) => {
+                ApiError::not_found(error.to_string())
+            }
+            PaymentError::Webhook(WebhookError::Payload(_)) => {
+                ApiError::invalid("body", error.to_string())
+            }
+            PaymentError::Webhook(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                error.to_string(),
+            ),
+            PaymentError::Gateway(_) => ApiError::unavailable(2, error.to_string()),
+            PaymentError::Storage(_) | PaymentError::Outbox(_) => ApiError::internal(error),
+        }
+    }
+}
+
+/// Counts and amounts of analytics rows grouped by `key`, per currency:
+/// `{key: {currency: {"count": n, "amount": "…", "refunded": "…"}}}`.
+pub fn totals_by(rows: &[StatsRow], key: impl Fn(&StatsRow) -> String) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let mut totals: BTreeMap<String, BTreeMap<String, (i64, Decimal, Decimal)>> = BTreeMap::new();
+    for row in rows {
+        let entry = totals
+            .entry(key(row))
+            .or_default()
+            .entry(row.currency.clone())
+            .or_default();
+        entry.0 += row.count;
+        entry.1 += row.amount;
+        entry.2 += row.refunded;
+    }
+    serde_json::to_value(
+        totals
+            .into_iter()
+            .map(|(group, currencies)| {
+                let currencies: BTreeMap<String, serde_json::Value> = currencies
+                    .into_iter()
+                    .map(|(currency, (count, amount, refunded))| {
+                        (
+                            currency,
+                            serde_json::json!({
+                                "count": count,
+                                "amount": commerce_runtime::api::money_scale(amount).to_string(),
+                                "refunded": commerce_runtime::api::money_scale(refunded).to_string(),
+                            }),
+                        )
+                    })
+                    .collect();
+                (group, currencies)
+            })
+            .collect::<BTreeMap<_, _>>(),
+    )
+    .unwrap_or_default()
 }
 
 /// What a webhook delivery did.

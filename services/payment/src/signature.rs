@@ -47,13 +47,7 @@ pub fn verify_delivery(
         .get(header_name)
         .and_then(|value| value.to_str().ok())
         .ok_or(SignatureError::Malformed)?;
-    verify(
-        secret,
-        header,
-        payload,
-        crate::gateway::unix_now(),
-        tolerance,
-    )
+    verify(secret, header, payload, unix_now(), tolerance)
 }
 
 /// Checks `header` against `payload`; returns the signed timestamp.
@@ -98,6 +92,13 @@ pub fn verify(
         return Err(SignatureError::Stale { age_seconds: age });
     }
     Ok(timestamp)
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub struct ProductCache {
 }
 
 fn encode(product: &Product) -> Result<String, RedisError> {
-    serde_json::to_string(product).map_err(|error| RedisError::Encoding(error.to_string()))
+    serde_json::to_string(product).map_err(RedisError::Encoding)
 }
 
 impl ProductCache {
@@ -48,8 +48,8 @@ impl ProductCache {
     pub async fn read(&self, id: Uuid) -> Result<Lookup, RedisError> {
         Ok(match self.cache.read(&id.to_string()).await? {
             CacheLookup::Hit { revision, body } => {
-                let mut product: Product = serde_json::from_str(&body)
-                    .map_err(|error| RedisError::Encoding(error.to_string()))?;
+                let mut product: Product =
+                    serde_json::from_str(&body).map_err(RedisError::Encoding)?;
                 product.revision = revision;
                 Lookup::Hit(Box::new(product))
             }

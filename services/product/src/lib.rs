@@ -3,9 +3,12 @@
 pub mod cache;
 pub mod domain;
 pub mod graphql;
-pub mod handler;
+pub mod grpc;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -16,7 +19,7 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "catalogue, prices and stock",
     migrator: Some(&MIGRATOR),
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };
 
 /// The demo catalogue `commerce seed` loads into an empty shop: a few hundred products

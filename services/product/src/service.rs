@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use commerce_messaging::NewEvent;
 use commerce_proto::product::v1 as pb;
+use commerce_runtime::ApiError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -37,34 +38,38 @@ pub enum ProductError {
     },
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] commerce_messaging::MessagingError),
+    #[error("cache: {0}")]
+    Cache(#[from] commerce_redis::RedisError),
 }
 
 impl From<RepositoryError> for ProductError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::DuplicateSku(sku) => Self::DuplicateSku(sku),
-            RepositoryError::Database(error) => Self::Storage(error.to_string()),
+            RepositoryError::Database(error) => Self::Database(error),
         }
     }
 }
 
-impl From<sqlx::Error> for ProductError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(error.to_string())
-    }
-}
-
-impl From<commerce_messaging::MessagingError> for ProductError {
-    fn from(error: commerce_messaging::MessagingError) -> Self {
-        Self::Storage(error.to_string())
-    }
-}
-
-impl From<commerce_redis::RedisError> for ProductError {
-    fn from(error: commerce_redis::RedisError) -> Self {
-        Self::Storage(format!("cache: {error}"))
+impl From<ProductError> for ApiError {
+    fn from(error: ProductError) -> Self {
+        match error {
+            ProductError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            ProductError::NotFound(_) => ApiError::not_found(error.to_string()),
+            ProductError::DuplicateSku(_) | ProductError::StaleVersion { .. } => {
+                ApiError::conflict(error.to_string())
+            }
+            ProductError::InsufficientStock { .. } | ProductError::FailedPrecondition(_) => {
+                ApiError::conflict(error.to_string())
+            }
+            ProductError::Database(_) | ProductError::Outbox(_) | ProductError::Cache(_) => {
+                ApiError::internal(error)
+            }
+        }
     }
 }
 

@@ -24,5 +24,5 @@ pub enum RedisError {
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
     #[error("task encoding: {0}")]
-    Encoding(String),
+    Encoding(#[from] serde_json::Error),
 }

@@ -229,7 +229,7 @@ impl TaskQueue {
             .key(&self.data)
             .arg(&id)
             .arg(run_at_ms)
-            .arg(serde_json::to_string(&stored).map_err(encode_error)?)
+            .arg(serde_json::to_string(&stored)?)
             .invoke_async(&mut self.client.clone())
             .await?;
         if added == 1 {
@@ -277,7 +277,7 @@ impl TaskQueue {
             .await?;
         bodies
             .iter()
-            .map(|body| serde_json::from_str(body).map_err(encode_error))
+            .map(|body| Ok(serde_json::from_str(body)?))
             .collect()
     }
 
@@ -294,7 +294,7 @@ impl TaskQueue {
             .await?;
         let mut tasks = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let mut task: Task = serde_json::from_str(&body).map_err(encode_error)?;
+            let mut task: Task = serde_json::from_str(&body)?;
             task.attempt += 1;
             tasks.push(task);
         }
@@ -333,7 +333,7 @@ impl TaskQueue {
                 .key(&self.data)
                 .key(&self.dead)
                 .arg(&task.id)
-                .arg(serde_json::to_string(&dead).map_err(encode_error)?)
+                .arg(serde_json::to_string(&dead)?)
                 .invoke_async(&mut self.client.clone())
                 .await?;
             return Ok(false);
@@ -345,7 +345,7 @@ impl TaskQueue {
             .key(&self.data)
             .arg(&task.id)
             .arg(retry_at)
-            .arg(serde_json::to_string(task).map_err(encode_error)?)
+            .arg(serde_json::to_string(task)?)
             .invoke_async(&mut self.client.clone())
             .await?;
         Ok(true)
@@ -356,10 +356,6 @@ fn epoch_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
-}
-
-fn encode_error(error: serde_json::Error) -> RedisError {
-    RedisError::Encoding(error.to_string())
 }
 
 /// Why a task run failed.

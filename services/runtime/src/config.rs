@@ -166,7 +166,11 @@ impl Config {
                 .extract_inner("local_secrets")
                 .map_err(|error| ConfigError::from_figment("local_secrets", error))?;
             // `join`: a credential the file sets keeps its value.
-            figment = figment.join(local.provider()?);
+            figment = figment.join(
+                local
+                    .provider()
+                    .map_err(|error| ConfigError::new(error.key(), error.to_string()))?,
+            );
         }
         Self::from_figment(figment.merge(environment()))
     }

@@ -13,8 +13,6 @@ use figment::providers::Serialized;
 pub use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::ConfigError;
-
 /// Shorter secrets are refused: a service credential is guessed offline from one token.
 pub const MIN_SECRET_CHARS: usize = 24;
 
@@ -97,29 +95,38 @@ pub struct LocalSecrets {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {action}")]
-pub struct LocalSecretsError {
-    file: String,
-    action: &'static str,
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
+pub enum LocalSecretsError {
+    #[error("`{0}` is not a service name (lowercase letters and `_`)")]
+    ClientName(String),
+    #[error("{file}: {action}")]
+    File {
+        file: String,
+        action: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl LocalSecretsError {
+    /// The configuration key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::ClientName(_) => "local_secrets.clients",
+            Self::File { .. } => "local_secrets.file",
+        }
+    }
 }
 
 impl LocalSecrets {
     /// The generated credentials as a configuration layer; missing clients are generated
     /// and added to the file first.
-    pub fn provider(&self) -> Result<Serialized<toml::Table>, ConfigError> {
+    pub fn provider(&self) -> Result<Serialized<toml::Table>, LocalSecretsError> {
         if let Some(client) = self.clients.iter().find(|client| {
             client.is_empty() || !client.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
         }) {
-            return Err(ConfigError::new(
-                "local_secrets.clients",
-                format!("`{client}` is not a service name (lowercase letters and `_`)"),
-            ));
+            return Err(LocalSecretsError::ClientName(client.clone()));
         }
-        let secrets = self
-            .load_or_generate()
-            .map_err(|error| ConfigError::new("local_secrets.file", error.to_string()))?;
+        let secrets = self.load_or_generate()?;
         let mut services = toml::Table::new();
         let mut service_clients = toml::Table::new();
         for client in &self.clients {
@@ -150,7 +157,7 @@ impl LocalSecrets {
     fn load_or_generate(&self) -> Result<BTreeMap<String, String>, LocalSecretsError> {
         let failed = |action| {
             let file = self.file.display().to_string();
-            move |source: std::io::Error| LocalSecretsError {
+            move |source: std::io::Error| LocalSecretsError::File {
                 file,
                 action,
                 source: Box::new(source),
@@ -164,7 +171,7 @@ impl LocalSecrets {
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(failed("reading"))?;
         let mut secrets: BTreeMap<String, String> =
-            toml::from_str(&text).map_err(|source| LocalSecretsError {
+            toml::from_str(&text).map_err(|source| LocalSecretsError::File {
                 file: self.file.display().to_string(),
                 action: "parsing (delete it to generate new credentials)",
                 source: Box::new(source),
@@ -323,7 +330,7 @@ mod tests {
             clients: vec!["cart\"]\nx = [\"".to_owned()],
         };
         let error = local.provider().unwrap_err();
-        assert_eq!(error.key, "local_secrets.clients");
+        assert_eq!(error.key(), "local_secrets.clients");
         assert!(!local.file.exists());
     }
 }

@@ -1,10 +1,13 @@
 //! The search service: a full-text index of the catalogue, fed by product events through
 //! the inbox, with fuzzy matching, facets, completion, suggestions and popular queries.
 
+pub mod consumers;
 pub mod domain;
-pub mod handler;
+pub mod http;
 pub mod repository;
 pub mod service;
+pub mod settings;
+pub mod startup;
 
 use commerce_runtime::ServiceDefinition;
 
@@ -13,5 +16,5 @@ pub const DEFINITION: ServiceDefinition = ServiceDefinition {
     summary: "full-text catalogue search",
     migrator: None,
     messaging: true,
-    start: |context| Box::pin(handler::start(context)),
+    start: |context| Box::pin(startup::start(context)),
 };

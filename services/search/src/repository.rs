@@ -25,10 +25,16 @@ use crate::domain::{self, FacetCount, ProductDoc, SearchQuery, SearchResults, Se
 pub enum IndexError {
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
-    #[error("index directory: {0}")]
-    Directory(String),
+    #[error("index directory {dir}: {source}")]
+    Directory {
+        dir: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("stored document: {0}")]
-    Document(String),
+    Document(#[from] serde_json::Error),
+    #[error("stored document has no source")]
+    NoSource,
     #[error("index i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -104,10 +110,13 @@ fn schema() -> (Schema, Fields) {
 impl TantivyIndex {
     /// Opens the index in `dir`, creating it if needed; it survives restarts.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| IndexError::Directory(format!("{}: {error}", dir.display())))?;
-        let directory = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|error| IndexError::Directory(format!("{}: {error}", dir.display())))?;
+        let in_dir = |error: Box<dyn std::error::Error + Send + Sync>| IndexError::Directory {
+            dir: dir.to_owned(),
+            source: error,
+        };
+        std::fs::create_dir_all(dir).map_err(|error| in_dir(error.into()))?;
+        let directory =
+            tantivy::directory::MmapDirectory::open(dir).map_err(|error| in_dir(error.into()))?;
         let (schema, fields) = schema();
         let index = Index::open_or_create(directory, schema)?;
         index.tokenizers().register(
@@ -130,8 +139,7 @@ impl TantivyIndex {
 
     fn document(&self, product: &ProductDoc) -> Result<TantivyDocument, IndexError> {
         let f = &self.fields;
-        let source = serde_json::to_string(product)
-            .map_err(|error| IndexError::Document(error.to_string()))?;
+        let source = serde_json::to_string(product)?;
         // Every word of the name feeds completion, so "lamp" completes "Desk lamp" too.
         let mut document = doc!(
             f.id => product.id.to_string(),
@@ -166,8 +174,8 @@ impl TantivyIndex {
         let source = document
             .get_first(self.fields.source)
             .and_then(|value| value.as_str())
-            .ok_or_else(|| IndexError::Document("no source".to_owned()))?;
-        serde_json::from_str(source).map_err(|error| IndexError::Document(error.to_string()))
+            .ok_or(IndexError::NoSource)?;
+        Ok(serde_json::from_str(source)?)
     }
 
     /// The text part: every word must match name or description, exactly or within its

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use commerce_proto::product::v1 as pb;
+use commerce_runtime::ApiError;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
@@ -21,9 +22,20 @@ pub enum SearchError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error("malformed event: {0}")]
-    Event(String),
-    #[error("internal: {0}")]
-    Internal(String),
+    Event(#[source] commerce_messaging::BoxError),
+    #[error("index task: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+    #[error("popular queries: {0}")]
+    Popular(#[from] commerce_redis::RedisError),
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
+            other => ApiError::internal(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,8 +56,7 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
 ) -> Result<T, SearchError> {
     tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| SearchError::Internal(error.to_string()))?
+        .await?
         .map_err(SearchError::Index)
 }
 
@@ -167,10 +178,7 @@ impl SearchService {
     }
 
     pub async fn popular(&self, limit: usize) -> Result<Vec<(String, u64)>, SearchError> {
-        self.popular
-            .top(limit)
-            .await
-            .map_err(|error| SearchError::Internal(error.to_string()))
+        self.popular.top(limit).await.map_err(SearchError::Popular)
     }
 
     /// Applies one catalogue event to the index. Applying it again changes nothing.
@@ -196,8 +204,8 @@ pub async fn apply_to_index(
             } else {
                 pb::ProductUpdated::decode(payload).map(|event| event.product)
             }
-            .map_err(|error| SearchError::Event(error.to_string()))?
-            .ok_or_else(|| SearchError::Event("event carries no product".to_owned()))?;
+            .map_err(|error| SearchError::Event(error.into()))?
+            .ok_or_else(|| SearchError::Event("event carries no product".into()))?;
             let id = parse_id(&product.id)?;
             if product.active {
                 let document = document_from(&product, id)?;
@@ -208,7 +216,7 @@ pub async fn apply_to_index(
         }
         _ if is_type::<pb::ProductDeleted>(event_type) => {
             let event = pb::ProductDeleted::decode(payload)
-                .map_err(|error| SearchError::Event(error.to_string()))?;
+                .map_err(|error| SearchError::Event(error.into()))?;
             let id = parse_id(&event.product_id)?;
             blocking(move || index.delete(&[id])).await
         }
@@ -221,14 +229,14 @@ pub async fn apply_to_index(
 
 fn parse_id(raw: &str) -> Result<Uuid, SearchError> {
     Uuid::parse_str(raw)
-        .map_err(|_| SearchError::Event(format!("product id `{raw}` is not a UUID")))
+        .map_err(|_| SearchError::Event(format!("product id `{raw}` is not a UUID").into()))
 }
 
 fn document_from(product: &pb::Product, id: Uuid) -> Result<ProductDoc, SearchError> {
     let price = product
         .price
         .as_ref()
-        .ok_or_else(|| SearchError::Event("product has no price".to_owned()))?;
+        .ok_or_else(|| SearchError::Event("product has no price".into()))?;
     Ok(ProductDoc {
         id,
         sku: product.sku.clone(),
@@ -236,7 +244,7 @@ fn document_from(product: &pb::Product, id: Uuid) -> Result<ProductDoc, SearchEr
         description: product.description.clone(),
         category: product.category.clone(),
         price: Decimal::from_str(&price.amount)
-            .map_err(|error| SearchError::Event(format!("price: {error}")))?,
+            .map_err(|error| SearchError::Event(format!("price: {error}").into()))?,
         currency: price.currency.clone(),
         stock: product.stock,
         image: product.images.first().cloned(),

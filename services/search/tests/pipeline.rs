@@ -251,7 +251,7 @@ async fn catalogue_changes_become_searchable_and_a_rebuild_matches() {
     let live = TantivyIndex::open(index_dir.path()).unwrap().all().unwrap();
     let rebuilt_dir = tempfile::tempdir().unwrap();
     let applied =
-        commerce_search::handler::rebuild_from_topic(&config.app.kafka, rebuilt_dir.path())
+        commerce_search::consumers::rebuild_from_topic(&config.app.kafka, rebuilt_dir.path())
             .await
             .unwrap();
     assert_eq!(applied, 5);

@@ -106,7 +106,7 @@ impl EventHandler for RecordEffect {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if Some(event.event_type.as_str()) == self.fail_type {
             return Err(HandlerError::Retryable(
-                "the handler refuses this type".to_owned(),
+                "the handler refuses this type".into(),
             ));
         }
         sqlx::query("INSERT INTO effects (event_id, body) VALUES ($1, $2)")

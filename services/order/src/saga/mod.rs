@@ -31,11 +31,12 @@ pub enum FailureKind {
 }
 
 /// How a step (or its compensation) went wrong.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// Worth another attempt: a timeout, an unavailable peer, a database hiccup.
-    #[error("{0}")]
-    Retryable(String),
+    /// Worth another attempt: a timeout, an unavailable peer, a database hiccup. The error
+    /// is the cause itself, or a sentence when there is none (`"...".into()`).
+    #[error(transparent)]
+    Retryable(Box<dyn std::error::Error + Send + Sync>),
     /// Will not succeed however often it is tried.
     #[error("{message}")]
     Rejected { kind: FailureKind, message: String },
@@ -52,7 +53,7 @@ impl StepError {
 
 impl From<sqlx::Error> for StepError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Retryable(format!("database: {error}"))
+        Self::Retryable(error.into())
     }
 }
 
@@ -94,6 +95,16 @@ pub trait SagaDefinition: Send + Sync + 'static {
     fn pivot(&self) -> usize;
     /// Runs once every completed step has been compensated. Idempotent.
     async fn compensated(&self, data: &Self::Data, failure: &Failure) -> Result<(), StepError>;
+}
+
+/// Panics unless `steps` are named `declared`, in order: a step added to a definition but
+/// not to its published list would otherwise escape configuration and the crash tests.
+pub fn assert_declared<D>(saga_type: &str, declared: &[&str], steps: &[Box<dyn Step<D>>]) {
+    let names: Vec<&str> = steps.iter().map(|step| step.name()).collect();
+    assert_eq!(
+        names, declared,
+        "saga `{saga_type}`: its steps differ from its published step list"
+    );
 }
 
 /// The pivot of `steps`: the index of `first_forward_step`, the first one past the point

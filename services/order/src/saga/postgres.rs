@@ -437,18 +437,17 @@ impl<S: SagaDefinition> Orchestrator<S> {
             };
             let result = match tokio::time::timeout(policy.timeout, run.instrument(span)).await {
                 Ok(result) => result,
-                Err(_) => Err(StepError::Retryable(format!(
-                    "timed out after {:?}",
-                    policy.timeout
-                ))),
+                Err(_) => Err(StepError::Retryable(
+                    format!("timed out after {:?}", policy.timeout).into(),
+                )),
             };
             let (outcome, error) = match &result {
                 Ok(()) => ("succeeded", None),
                 Err(StepError::Rejected { message, .. }) => ("failed", Some(message.clone())),
-                Err(StepError::Retryable(message)) if attempt < policy.attempts => {
-                    ("retrying", Some(message.clone()))
+                Err(StepError::Retryable(cause)) if attempt < policy.attempts => {
+                    ("retrying", Some(cause.to_string()))
                 }
-                Err(StepError::Retryable(message)) => ("failed", Some(message.clone())),
+                Err(StepError::Retryable(cause)) => ("failed", Some(cause.to_string())),
             };
             metrics::counter!("saga_step_attempts_total",
                 "saga" => self.definition.saga_type(), "step" => name,
@@ -483,9 +482,9 @@ impl<S: SagaDefinition> Orchestrator<S> {
                         message,
                     })));
                 }
-                Err(StepError::Retryable(message)) => {
-                    tracing::warn!(saga_id = %record.id, step = name, attempt, error = %message, "saga step attempt failed");
-                    last_error = message;
+                Err(StepError::Retryable(cause)) => {
+                    tracing::warn!(saga_id = %record.id, step = name, attempt, error = %cause, "saga step attempt failed");
+                    last_error = cause.to_string();
                     if attempt < policy.attempts {
                         tokio::time::sleep(policy.delay_after(attempt)).await;
                     }

@@ -287,7 +287,7 @@ impl SagaActivities {
             Err(StepError::Rejected { kind, message }) => {
                 Ok(StepAnswer::Rejected { kind, message })
             }
-            Err(StepError::Retryable(message)) => Err(retryable(message)),
+            Err(StepError::Retryable(cause)) => Err(retryable(cause.to_string())),
         }
     }
 

@@ -1,93 +1,22 @@
-//! The product service's edges: REST under `/v1/products` (reads for everyone, writes for
-//! admins), gRPC `ProductService` (service tokens only), and the outbox relay.
+//! The product service's REST edge under `/v1/products`: reads for everyone, writes for admins.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Json, Router};
-use commerce_access::{
-    MaybePrincipal, Principal, RequireServiceToken, Role, TokenVerifier, VerifierSettings,
-};
-use commerce_messaging::{BrokerProbe, TopicSpec};
-use commerce_proto::product::v1 as pb;
+use commerce_access::{MaybePrincipal, Principal, Role, TokenVerifier};
+use commerce_runtime::ApiError;
 use commerce_runtime::api::{ApiRoutes, json_rejection};
-use commerce_runtime::health::{KafkaCheck, RedisCheck};
-use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use tower::Layer;
 use uuid::Uuid;
 
-use crate::cache::ProductCache;
-use crate::domain::{Money, NewProduct, Page, Product, ProductDetails, ReservationLine};
+use crate::domain::{Money, NewProduct, Page, Product, ProductDetails};
 use crate::repository::{ListFilter, Sort};
-use crate::service::{self, ProductError, ProductService};
-
-/// `services.product` beyond what the runtime reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProductSettings {
-    pub auth: AuthLink,
-    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
-    pub cache_ttl: Duration,
-    /// Namespace of this service's Redis keys.
-    #[serde(default = "default_redis_prefix")]
-    pub redis_prefix: String,
-}
-
-/// Where the auth service publishes its keys.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthLink {
-    pub jwks_url: String,
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-}
-
-fn default_cache_ttl() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_redis_prefix() -> String {
-    "product".to_owned()
-}
-fn default_issuer() -> String {
-    "commerce-auth".to_owned()
-}
-
-pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let settings: ProductSettings = context.settings()?;
-    let pool = context.database()?;
-    let redis = context.redis().await?;
-    let cache = ProductCache::new(redis.clone(), &settings.redis_prefix, settings.cache_ttl);
-    let products = ProductService::new(pool.clone(), cache);
-    let user_tokens = TokenVerifier::with_jwks_url(
-        &settings.auth.jwks_url,
-        VerifierSettings::new(&settings.auth.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let service_tokens = TokenVerifier::with_jwks_url(
-        &settings.auth.jwks_url,
-        VerifierSettings::new(&settings.auth.issuer, &["product"]),
-    );
-    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
-    let grpc = RequireServiceToken::new(service_tokens).layer(
-        pb::product_service_server::ProductServiceServer::new(GrpcHandler {
-            products: products.clone(),
-        }),
-    );
-    Ok(ServiceParts {
-        http: routes(products, user_tokens),
-        grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task],
-        readiness: vec![
-            Arc::new(RedisCheck(redis)),
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
-        ],
-    })
-}
+use crate::service::ProductService;
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<ProductService> {
@@ -111,22 +40,6 @@ pub fn routes(products: ProductService, verifier: TokenVerifier) -> Router {
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(products)
-}
-
-impl From<ProductError> for ApiError {
-    fn from(error: ProductError) -> Self {
-        match error {
-            ProductError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
-            ProductError::NotFound(_) => ApiError::not_found(error.to_string()),
-            ProductError::DuplicateSku(_) | ProductError::StaleVersion { .. } => {
-                ApiError::conflict(error.to_string())
-            }
-            ProductError::InsufficientStock { .. } | ProductError::FailedPrecondition(_) => {
-                ApiError::conflict(error.to_string())
-            }
-            ProductError::Storage(_) => ApiError::internal(error),
-        }
-    }
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -442,133 +355,4 @@ async fn stock_adjustments(
     principal.require(&[Role::Admin, Role::Support])?;
     let items = products.stock_adjustments(parse_id(&id)?).await?;
     Ok(Json(serde_json::json!({ "items": items })))
-}
-
-struct GrpcHandler {
-    products: ProductService,
-}
-
-fn grpc_status(error: ProductError) -> tonic::Status {
-    match error {
-        ProductError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
-        ProductError::NotFound(_) => tonic::Status::not_found(error.to_string()),
-        ProductError::InsufficientStock { .. } | ProductError::FailedPrecondition(_) => {
-            tonic::Status::failed_precondition(error.to_string())
-        }
-        ProductError::StaleVersion { .. } | ProductError::DuplicateSku(_) => {
-            tonic::Status::aborted(error.to_string())
-        }
-        ProductError::Storage(_) => {
-            tracing::error!(%error, "gRPC call failed");
-            tonic::Status::internal("internal error")
-        }
-    }
-}
-
-fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
-    Uuid::parse_str(raw)
-        .map_err(|_| tonic::Status::invalid_argument(format!("{field}: `{raw}` is not a UUID")))
-}
-
-fn reservation_items(rows: Vec<crate::repository::ReservationRow>) -> Vec<pb::ReservationItem> {
-    rows.into_iter()
-        .map(|row| pb::ReservationItem {
-            product_id: row.product_id.to_string(),
-            quantity: row.quantity,
-        })
-        .collect()
-}
-
-#[tonic::async_trait]
-impl pb::product_service_server::ProductService for GrpcHandler {
-    async fn get_products(
-        &self,
-        request: tonic::Request<pb::GetProductsRequest>,
-    ) -> Result<tonic::Response<pb::GetProductsResponse>, tonic::Status> {
-        let ids = request.into_inner().ids;
-        if ids.len() > 500 {
-            return Err(tonic::Status::invalid_argument("ids: at most 500 per call"));
-        }
-        let ids = ids
-            .iter()
-            .enumerate()
-            .map(|(index, id)| grpc_uuid(&format!("ids[{index}]"), id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let products = self.products.get_many(&ids).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::GetProductsResponse {
-            products: products.iter().map(service::to_proto).collect(),
-        }))
-    }
-
-    async fn reserve_products(
-        &self,
-        request: tonic::Request<pb::ReserveProductsRequest>,
-    ) -> Result<tonic::Response<pb::ReserveProductsResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let order_id = grpc_uuid("order_id", &request.order_id)?;
-        let lines = request
-            .items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| {
-                Ok(ReservationLine {
-                    product_id: grpc_uuid(&format!("items[{index}].product_id"), &item.product_id)?,
-                    quantity: item.quantity,
-                })
-            })
-            .collect::<Result<Vec<_>, tonic::Status>>()?;
-        let reserved = self
-            .products
-            .reserve(order_id, &lines)
-            .await
-            .map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::ReserveProductsResponse {
-            items: reserved
-                .into_iter()
-                .map(|(product, quantity)| pb::ReservedItem {
-                    product_id: product.id.to_string(),
-                    sku: product.sku.clone(),
-                    name: product.name.clone(),
-                    quantity,
-                    unit_price: Some(commerce_proto::common::v1::Money {
-                        amount: product.price.amount.to_string(),
-                        currency: product.price.currency.clone(),
-                    }),
-                })
-                .collect(),
-        }))
-    }
-
-    async fn deduct_stock(
-        &self,
-        request: tonic::Request<pb::DeductStockRequest>,
-    ) -> Result<tonic::Response<pb::DeductStockResponse>, tonic::Status> {
-        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
-        let rows = self.products.deduct(order_id).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::DeductStockResponse {
-            items: reservation_items(rows),
-        }))
-    }
-
-    async fn release_reservation(
-        &self,
-        request: tonic::Request<pb::ReleaseReservationRequest>,
-    ) -> Result<tonic::Response<pb::ReleaseReservationResponse>, tonic::Status> {
-        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
-        let rows = self.products.release(order_id).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::ReleaseReservationResponse {
-            items: reservation_items(rows),
-        }))
-    }
-
-    async fn restock_order(
-        &self,
-        request: tonic::Request<pb::RestockOrderRequest>,
-    ) -> Result<tonic::Response<pb::RestockOrderResponse>, tonic::Status> {
-        let order_id = grpc_uuid("order_id", &request.into_inner().order_id)?;
-        let rows = self.products.restock(order_id).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::RestockOrderResponse {
-            items: reservation_items(rows),
-        }))
-    }
 }

@@ -1,53 +1,21 @@
-//! The auth service's edges: REST under `/v1/auth`, `/v1/users`, `/v1/admin/users`, the
-//! JWKS, gRPC `AuthService` (service tokens only), and the outbox relay.
+//! The auth service's REST edge: `/v1/auth`, `/v1/users`, `/v1/admin/users` and the JWKS.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::{Extension, Json, Router};
-use commerce_access::{Principal, RequireServiceToken, Role};
-use commerce_messaging::{BrokerProbe, TopicSpec};
-use commerce_proto::auth::v1 as pb;
+use commerce_access::{Principal, Role};
+use commerce_runtime::ApiError;
 use commerce_runtime::api::{ApiRoutes, json_rejection, validation_error};
-use commerce_runtime::health::{KafkaCheck, RedisCheck};
-use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
-use tower::Layer;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::domain::{Address, User, UserStatus};
-use crate::keys::KeyRing;
-use crate::service::{self, AuthError, AuthService, AuthSettings, ClientInfo, Registration};
-
-pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let settings: AuthSettings = context.settings()?;
-    settings.validate().map_err(|(key, message)| {
-        commerce_runtime::ConfigError::new(format!("services.auth.{key}"), message)
-    })?;
-    let keys = KeyRing::load(&settings.keys)?;
-    let pool = context.database()?;
-    let redis = context.redis().await?;
-    let auth = AuthService::new(pool.clone(), redis.clone(), keys, settings)?;
-
-    let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
-    let grpc = RequireServiceToken::new(auth.service_token_verifier("auth")?).layer(
-        pb::auth_service_server::AuthServiceServer::new(GrpcHandler { auth: auth.clone() }),
-    );
-    Ok(ServiceParts {
-        http: routes(auth),
-        grpc: Some(tonic::service::Routes::new(grpc)),
-        background: vec![relay_task],
-        readiness: vec![
-            Arc::new(RedisCheck(redis)),
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
-        ],
-    })
-}
+use crate::domain::{Address, User};
+use crate::service::{self, AuthService, ClientInfo, Registration};
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<AuthService> {
@@ -94,33 +62,6 @@ pub fn routes(auth: AuthService) -> Router {
         .layer(Extension(schema))
         .layer(Extension(verifier))
         .with_state(auth)
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Invalid { field, message } => ApiError::invalid(field, message),
-            AuthError::InvalidCredentials
-            | AuthError::RefreshInvalid
-            | AuthError::RefreshReused
-            | AuthError::ClientCredentials
-            | AuthError::Unauthenticated(_) => ApiError::unauthenticated(error.to_string()),
-            AuthError::EmailNotVerified
-            | AuthError::Disabled
-            | AuthError::AudienceNotAllowed { .. } => ApiError::forbidden(error.to_string()),
-            AuthError::RateLimited(retry_after) => {
-                ApiError::too_many_requests(retry_after.as_secs_f64().ceil() as u64)
-            }
-            AuthError::Verification(reason) if reason.starts_with("has expired") => ApiError {
-                field: Some("token".to_owned()),
-                ..ApiError::new(StatusCode::GONE, "expired", error.to_string())
-            },
-            AuthError::Verification(_) => ApiError::invalid("token", error.to_string()),
-            AuthError::NotFound(_) => ApiError::not_found(error.to_string()),
-            AuthError::RevocationUnavailable(_) => ApiError::unavailable(1, error.to_string()),
-            AuthError::Internal(_) => ApiError::internal(error),
-        }
-    }
 }
 
 /// A JSON body that failed neither parsing nor `validator` rules.
@@ -699,114 +640,4 @@ async fn disable_user(
     }
     auth.disable_user(id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-struct GrpcHandler {
-    auth: AuthService,
-}
-
-fn grpc_status(error: AuthError) -> tonic::Status {
-    match error {
-        AuthError::NotFound(_) => tonic::Status::not_found(error.to_string()),
-        AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(error.to_string()),
-        AuthError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
-        other => {
-            tracing::error!(error = %other, "gRPC call failed");
-            tonic::Status::internal("internal error")
-        }
-    }
-}
-
-fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
-    Uuid::parse_str(raw)
-        .map_err(|_| tonic::Status::invalid_argument(format!("{field}: must be a UUID")))
-}
-
-fn role_to_proto(role: Role) -> pb::Role {
-    match role {
-        Role::Customer => pb::Role::Customer,
-        Role::Support => pb::Role::Support,
-        Role::Admin => pb::Role::Admin,
-        Role::Service => pb::Role::Unspecified,
-    }
-}
-
-fn user_to_proto(user: &User) -> pb::User {
-    pb::User {
-        id: user.id.to_string(),
-        email: user.email.clone(),
-        first_name: user.first_name.clone(),
-        last_name: user.last_name.clone(),
-        role: role_to_proto(user.role) as i32,
-        status: match user.status {
-            UserStatus::Unverified => pb::UserStatus::Unverified,
-            UserStatus::Active => pb::UserStatus::Active,
-            UserStatus::Disabled => pb::UserStatus::Disabled,
-        } as i32,
-        created_at: Some(service::timestamp(user.created_at)),
-    }
-}
-
-#[tonic::async_trait]
-impl pb::auth_service_server::AuthService for GrpcHandler {
-    async fn validate_token(
-        &self,
-        request: tonic::Request<pb::ValidateTokenRequest>,
-    ) -> Result<tonic::Response<pb::ValidateTokenResponse>, tonic::Status> {
-        let claims = self
-            .auth
-            .validate_user_token(&request.into_inner().token)
-            .await
-            .map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::ValidateTokenResponse {
-            subject: claims.sub.clone(),
-            role: role_to_proto(claims.role) as i32,
-            session_id: claims.sid.map(|sid| sid.to_string()).unwrap_or_default(),
-            expires_at: Some(prost_types::Timestamp {
-                seconds: claims.exp,
-                nanos: 0,
-            }),
-        }))
-    }
-
-    async fn get_user(
-        &self,
-        request: tonic::Request<pb::GetUserRequest>,
-    ) -> Result<tonic::Response<pb::GetUserResponse>, tonic::Status> {
-        let id = grpc_uuid("user_id", &request.into_inner().user_id)?;
-        let user = self.auth.user(id).await.map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::GetUserResponse {
-            user: Some(user_to_proto(&user)),
-        }))
-    }
-
-    async fn get_address(
-        &self,
-        request: tonic::Request<pb::GetAddressRequest>,
-    ) -> Result<tonic::Response<pb::GetAddressResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let user_id = grpc_uuid("user_id", &request.user_id)?;
-        let address_id = grpc_uuid("address_id", &request.address_id)?;
-        let address = self
-            .auth
-            .address(user_id, address_id)
-            .await
-            .map_err(grpc_status)?;
-        Ok(tonic::Response::new(pb::GetAddressResponse {
-            address: Some(pb::Address {
-                id: address.id.to_string(),
-                user_id: address.user_id.to_string(),
-                label: address.label,
-                recipient: address.recipient,
-                line1: address.line1,
-                line2: address.line2,
-                city: address.city,
-                region: address.region,
-                postal_code: address.postal_code,
-                country: address.country,
-                phone: address.phone,
-                is_default: address.is_default,
-            }),
-        }))
-    }
 }

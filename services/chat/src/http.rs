@@ -1,87 +1,25 @@
-//! The chat service's edges: REST for conversations, history, search and moderation, and
+//! The chat service's REST edge: conversations, history, search, moderation, attachments, and
 //! `GET /v1/chat/ws`, the WebSocket.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::{Extension, Json};
-use commerce_access::{Principal, Role, TokenVerifier, VerifierSettings, bearer_token};
+use commerce_access::{Principal, Role, TokenVerifier, bearer_token};
 use commerce_redis::Fanout;
+use commerce_runtime::ApiError;
 use commerce_runtime::api::{ApiRoutes, QueryResult, json_rejection, parsed_query as query};
-use commerce_runtime::health::RedisCheck;
-use commerce_runtime::{ApiError, BoxError, ServiceContext, ServiceParts};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::attachments::DiskStore;
 use crate::domain::{self, Kind, Refusal};
 use crate::service::{Actor, ChatError, ChatService};
 use crate::socket::{self, SocketLimits};
-
-/// `services.chat` beyond what the runtime reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChatSettings {
-    pub jwks_url: String,
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-    #[serde(default = "default_prefix")]
-    pub redis_prefix: String,
-    /// Frames waiting for a slow client before it is disconnected.
-    #[serde(default = "default_queue")]
-    pub outbound_queue: usize,
-    #[serde(default = "default_write_timeout", with = "humantime_serde")]
-    pub write_timeout: Duration,
-    /// Incoming frames per second per connection, and the burst above it.
-    #[serde(default = "default_rate")]
-    pub frames_per_second: f64,
-    #[serde(default = "default_burst")]
-    pub burst: u32,
-    /// How far a connection's feed may lag before it is told to resync.
-    #[serde(default = "default_buffer")]
-    pub feed_buffer: usize,
-    /// Where attachments are kept (a directory; `scripts/run.sh` uses the state directory).
-    #[serde(default = "default_attachment_dir")]
-    pub attachment_dir: String,
-    /// The largest attachment accepted (the gateway's `body_limit` caps it too).
-    #[serde(default = "default_attachment_bytes")]
-    pub max_attachment_bytes: usize,
-}
-
-fn default_attachment_dir() -> String {
-    ".state/chat-attachments".into()
-}
-fn default_attachment_bytes() -> usize {
-    1_000_000
-}
-
-fn default_issuer() -> String {
-    "commerce-auth".into()
-}
-fn default_prefix() -> String {
-    "chat".into()
-}
-fn default_queue() -> usize {
-    256
-}
-fn default_write_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_rate() -> f64 {
-    5.0
-}
-fn default_burst() -> u32 {
-    20
-}
-fn default_buffer() -> usize {
-    256
-}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -90,51 +28,6 @@ pub struct AppState {
     pub limits: SocketLimits,
     pub verifier: TokenVerifier,
     pub shutdown: CancellationToken,
-}
-
-pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let settings: ChatSettings = context.settings()?;
-    let pool = context.database()?;
-    let redis = context.redis().await?;
-    let verifier = TokenVerifier::with_jwks_url(
-        &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let state = AppState {
-        chat: ChatService::new(
-            pool,
-            redis.clone(),
-            &settings.redis_prefix,
-            Arc::new(DiskStore::new(&settings.attachment_dir)?),
-            settings.max_attachment_bytes,
-        ),
-        fanout: Fanout::start(
-            &context.config.app.redis,
-            settings.feed_buffer,
-            context.shutdown.clone(),
-        ),
-        limits: SocketLimits {
-            outbound_queue: settings.outbound_queue,
-            write_timeout: settings.write_timeout,
-            frames_per_second: settings.frames_per_second,
-            burst: settings.burst,
-        },
-        verifier: verifier.clone(),
-        shutdown: context.shutdown.clone(),
-    };
-    // Room for the largest attachment; the service answers 413 with JSON above its limit.
-    let body_limit = DefaultBodyLimit::max(settings.max_attachment_bytes + 64 * 1024);
-    Ok(ServiceParts {
-        http: api()
-            .into_router()
-            .layer(Extension(verifier))
-            .layer(body_limit)
-            .with_state(state),
-        grpc: None,
-        background: Vec::new(),
-        readiness: vec![Arc::new(RedisCheck(redis))],
-    })
 }
 
 /// The public REST API (see `openapi/openapi.yaml`).
@@ -166,28 +59,6 @@ pub fn api() -> ApiRoutes<AppState> {
             "/v1/chat/conversations/{id}/attachments/{attachmentId}",
             download,
         )
-}
-
-impl From<ChatError> for ApiError {
-    fn from(error: ChatError) -> Self {
-        match error {
-            ChatError::Invalid { field, message } => ApiError::invalid(field, message),
-            ChatError::NotFound(_) => ApiError::not_found(error.to_string()),
-            ChatError::Refused(_) => ApiError::forbidden(error.to_string()),
-            ChatError::Conflict(message) => ApiError::conflict(message),
-            ChatError::TooLarge(limit) => ApiError {
-                field: Some("body".into()),
-                ..ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("the file is larger than {limit} bytes"),
-                )
-            },
-            ChatError::Database(_) | ChatError::Redis(_) | ChatError::Storage(_) => {
-                ApiError::internal(error)
-            }
-        }
-    }
 }
 
 fn actor(principal: &Principal) -> Result<Actor, ApiError> {

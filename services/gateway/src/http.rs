@@ -1,6 +1,7 @@
 //! The gateway's HTTP face: `/openapi.json`, `/openapi.yaml` and `/docs` are its own, every
-//! other path goes to the proxy; all wrapped in CORS and the security headers. Request ids, the request span, access logs and request metrics come from the
-//! runtime's HTTP edge like every service's.
+//! other path goes to the proxy; all wrapped in CORS and the security headers. Request ids, the
+//! request span, access logs and request metrics come from the runtime's HTTP edge like every
+//! service's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,25 +9,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use commerce_runtime::health::RedisCheck;
-use commerce_runtime::{BoxError, ConfigError, ServiceContext, ServiceParts};
+use commerce_runtime::{BoxError, ConfigError};
 use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::service::Gateway;
 use crate::settings::GatewaySettings;
-
-pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
-    let settings: GatewaySettings = context.settings()?;
-    let redis = context.redis().await?;
-    let gateway = Arc::new(Gateway::new(&settings, redis.clone())?);
-    Ok(ServiceParts {
-        http: router(gateway, &settings)?,
-        readiness: vec![Arc::new(RedisCheck(redis))],
-        ..ServiceParts::default()
-    })
-}
 
 pub fn router(gateway: Arc<Gateway>, settings: &GatewaySettings) -> Result<Router, BoxError> {
     let security = &settings.security_headers;

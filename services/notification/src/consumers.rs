@@ -31,8 +31,9 @@ pub struct ShopEvents {
 }
 
 fn user(raw: &str, event: &str) -> Result<Uuid, HandlerError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| HandlerError::Permanent(format!("{event}.user_id `{raw}` is not a UUID")))
+    Uuid::parse_str(raw).map_err(|_| {
+        HandlerError::Permanent(format!("{event}.user_id `{raw}` is not a UUID").into())
+    })
 }
 
 fn when(timestamp: Option<&prost_types::Timestamp>) -> String {
@@ -273,7 +274,7 @@ impl EventHandler for ShopEvents {
                 Ok(())
             }
             Err(NotificationError::Database(error)) => Err(error.into()),
-            Err(error) => Err(HandlerError::Permanent(error.to_string())),
+            Err(error) => Err(HandlerError::Permanent(error.into())),
         }
     }
 }

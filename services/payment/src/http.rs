@@ -1,0 +1,152 @@
+//! The payment service's REST edge: provider webhooks, payments for their owners, the offline
+//! gateway's "customer pays" and admin analytics.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use commerce_access::{Principal, Role, TokenVerifier};
+use commerce_runtime::ApiError;
+use commerce_runtime::api::ApiRoutes;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::service::{self, PaymentService, Viewer};
+
+/// The public REST API (see `openapi/openapi.yaml`).
+pub fn api() -> ApiRoutes<PaymentService> {
+    ApiRoutes::new()
+        .get("/v1/payments/gateways", gateways)
+        .post("/v1/payments/webhooks/{gateway}", webhook)
+        .get("/v1/payments/{id}", show)
+        .post("/v1/payments/{id}/offline/pay", pay_offline)
+        .get("/v1/admin/payments/stats", stats)
+}
+
+pub fn routes(payments: PaymentService, verifier: TokenVerifier) -> Router {
+    api()
+        .into_router()
+        .layer(Extension(verifier))
+        .with_state(payments)
+}
+
+fn viewer(principal: &Principal) -> Result<Viewer, ApiError> {
+    Ok(Viewer {
+        user_id: principal.user_id()?,
+        staff: [Role::Admin, Role::Support].contains(&principal.role()),
+        admin: principal.role() == Role::Admin,
+    })
+}
+
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// Providers call this; it is authenticated by the delivery's signature, not a token.
+async fn webhook(
+    State(payments): State<PaymentService>,
+    Path(gateway): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let outcome = payments.webhook(&gateway, &headers, &body).await?;
+    Ok(Json(
+        serde_json::json!({ "received": true, "outcome": outcome }),
+    ))
+}
+
+async fn show(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        payments
+            .view(viewer(&principal)?, parse_id("id", &id)?)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OfflinePay {
+    /// `succeeded` (default) or `failed`.
+    outcome: Option<String>,
+}
+
+/// Public: which payment gateways checkout offers, with the public half of their setup.
+async fn gateways(State(payments): State<PaymentService>) -> Json<serde_json::Value> {
+    let items: Vec<serde_json::Value> = payments
+        .offered_gateways()
+        .into_iter()
+        .map(|(code, flow)| {
+            let mut item = serde_json::to_value(flow).unwrap_or_default();
+            item["code"] = code.into();
+            item
+        })
+        .collect();
+    Json(serde_json::json!({ "items": items }))
+}
+
+async fn pay_offline(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Result<Option<Json<OfflinePay>>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body
+        .map_err(commerce_runtime::api::json_rejection)?
+        .map(|Json(body)| body)
+        .unwrap_or_default();
+    let succeed = match body.outcome.as_deref() {
+        None | Some("succeeded") => true,
+        Some("failed") => false,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "outcome",
+                "must be `succeeded` or `failed`",
+            ));
+        }
+    };
+    let outcome = payments
+        .pay_offline(viewer(&principal)?, parse_id("id", &id)?, succeed)
+        .await?;
+    Ok(Json(serde_json::json!({ "outcome": outcome })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// First day, inclusive (YYYY-MM-DD); 30 days ago by default.
+    from: Option<chrono::NaiveDate>,
+    /// Last day, inclusive; today by default.
+    to: Option<chrono::NaiveDate>,
+}
+
+async fn stats(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let today = Utc::now().date_naive();
+    let to = query.to.unwrap_or(today);
+    let from = query.from.unwrap_or(to - chrono::Days::new(29));
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let end = (to + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let rows = payments.stats(start, end).await?;
+    Ok(Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "rows": rows,
+        "byStatus": service::totals_by(&rows, |row| row.status.clone()),
+        "byGateway": service::totals_by(&rows, |row| row.gateway.clone()),
+    })))
+}

@@ -1,0 +1,31 @@
+//! `services.search` in the configuration: the index directory, popular queries and the consumer.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `services.search` beyond what the runtime reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchSettings {
+    /// Where the index lives; it survives restarts.
+    pub index_dir: PathBuf,
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    #[serde(default = "default_group")]
+    pub consumer_group: String,
+    /// A query is published among the popular ones once this many different clients
+    /// searched it (and it found products).
+    #[serde(default = "default_popular_min_clients")]
+    pub popular_min_clients: u64,
+}
+
+fn default_popular_min_clients() -> u64 {
+    3
+}
+
+fn default_redis_prefix() -> String {
+    "search".to_owned()
+}
+fn default_group() -> String {
+    "search".to_owned()
+}
