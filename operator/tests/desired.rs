@@ -335,9 +335,9 @@ fn the_saga_file_is_what_the_order_service_reads() {
     );
     let file = shop::saga_file(&spec);
     // The order service's own parser takes it, with the values written.
-    let policy: commerce_order::saga::SagaPolicy = toml::from_str(&file).unwrap();
+    let policy: commerce_order::policy::OrderPolicy = toml::from_str(&file).unwrap();
     assert_eq!(policy.payment_window, std::time::Duration::from_secs(1800));
-    assert_eq!(policy.for_step("reserve_stock").attempts, 7);
+    assert_eq!(policy.saga.for_step("reserve_stock").attempts, 7);
     assert_eq!(
         policy.reminder_offsets(),
         vec![std::time::Duration::from_secs(600)]
@@ -350,7 +350,10 @@ fn the_saga_file_is_what_the_order_service_reads() {
         commerce_order::delivery::DELIVERY_STEPS,
     ]
     .concat();
-    assert!(policy.validate(&names).is_ok());
+    assert_eq!(
+        commerce_saga::ServicePolicy::validate(&policy, &names),
+        Ok(())
+    );
 }
 
 #[test]

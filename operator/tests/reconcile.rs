@@ -632,7 +632,7 @@ async fn a_valid_saga_policy_becomes_a_config_map_and_an_invalid_one_does_not() 
         .remove(0);
     assert!(applied.is_apply());
     let file = applied.body["data"]["saga.toml"].as_str().unwrap();
-    let parsed: commerce_order::saga::SagaPolicy = toml::from_str(file).unwrap();
+    let parsed: commerce_order::policy::OrderPolicy = toml::from_str(file).unwrap();
     assert_eq!(parsed.payment_window, std::time::Duration::from_secs(7200));
     assert_eq!(
         applied.body["metadata"]["ownerReferences"][0]["kind"],

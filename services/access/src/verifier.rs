@@ -10,6 +10,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::{AccessError, Claims, RevokedSessions};
 
+/// The audience of user access tokens (every service takes them).
+pub const USER_AUDIENCE: &str = "commerce";
+
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
     pub issuer: String,
@@ -53,6 +56,19 @@ impl TokenVerifier {
     /// Keys come from `jwks_url`, fetched on first use and when an unknown `kid` appears.
     pub fn with_jwks_url(jwks_url: impl Into<String>, settings: VerifierSettings) -> Self {
         Self::build(Some(jwks_url.into()), settings)
+    }
+
+    /// What a service accepts from shoppers and staff: user access tokens (audience
+    /// `commerce`) signed with auth's keys at `jwks_url`, refused once their session is
+    /// signed out.
+    pub fn for_users(jwks_url: &str, issuer: &str, revoked: RevokedSessions) -> Self {
+        Self::with_jwks_url(jwks_url, VerifierSettings::new(issuer, &[USER_AUDIENCE]))
+            .checking_revocations(revoked)
+    }
+
+    /// What a service's gRPC accepts from its peers: service tokens addressed to `service`.
+    pub fn for_service(jwks_url: &str, issuer: &str, service: &str) -> Self {
+        Self::with_jwks_url(jwks_url, VerifierSettings::new(issuer, &[service]))
     }
 
     /// Fixed keys (the auth service verifying its own tokens).

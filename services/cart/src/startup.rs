@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier};
 use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::health::KafkaCheck;
@@ -57,13 +57,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         "{}/.well-known/jwks.json",
         settings.peers.auth_http.trim_end_matches('/')
     );
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &jwks,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let service_tokens =
-        TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["cart"]));
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
+    );
+    let service_tokens = TokenVerifier::for_service(&jwks, &settings.issuer, "cart");
 
     let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::DefaultBodyLimit;
-use commerce_access::{TokenVerifier, VerifierSettings};
+use commerce_access::TokenVerifier;
 use commerce_redis::Fanout;
 use commerce_runtime::health::RedisCheck;
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
@@ -20,11 +20,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let settings: ChatSettings = context.settings()?;
     let pool = context.database()?;
     let redis = context.redis().await?;
-    let verifier = TokenVerifier::with_jwks_url(
+    let verifier = TokenVerifier::for_users(
         &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
+    );
     let state = AppState {
         chat: ChatService::new(
             pool,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, TokenVerifier};
 use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
 use commerce_runtime::health::KafkaCheck;
 
@@ -33,11 +33,11 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     };
     let shipments = Shipments::new(pool.clone(), carrier);
     let redis = context.redis().await?;
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
+    );
     let relay_task = context.outbox_relay(&[TopicSpec::new(shipments::TOPIC, 3)])?;
     let worker_shutdown = context.shutdown.clone();
     let worker = shipments.clone();
@@ -62,10 +62,8 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             default_unit_weight_g: settings.default_unit_weight_g,
         }),
     )?;
-    let service_tokens = TokenVerifier::with_jwks_url(
-        &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["fulfillment"]),
-    );
+    let service_tokens =
+        TokenVerifier::for_service(&settings.jwks_url, &settings.issuer, "fulfillment");
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::fulfillment_service_server::FulfillmentServiceServer::new(GrpcHandler {
             fulfillment: fulfillment.clone(),

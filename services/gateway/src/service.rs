@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use commerce_access::{AccessError, Claims, TokenVerifier, VerifierSettings};
+use commerce_access::{AccessError, Claims, TokenVerifier};
 use commerce_redis::{RateDecision, RateLimit, RedisClient};
 use commerce_runtime::{ApiError, ConfigError};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
@@ -182,11 +182,11 @@ impl Gateway {
                 })
             })
             .transpose()?;
-        let verifier = TokenVerifier::with_jwks_url(
-            settings.jwks_url.clone(),
-            VerifierSettings::new(&settings.issuer, &["commerce"]),
-        )
-        .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
+        let verifier = TokenVerifier::for_users(
+            &settings.jwks_url,
+            &settings.issuer,
+            commerce_access::RevokedSessions::new(redis.clone()),
+        );
         Ok(Self {
             local_limits: LocalLimits::new(table.routes()),
             redis_away_until: Mutex::new(None),

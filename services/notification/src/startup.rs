@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier};
 use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
 use commerce_proto::notification::v1 as pb;
 use commerce_redis::Fanout;
@@ -88,15 +88,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             shutdown: context.shutdown.clone(),
         },
     };
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let service_tokens = TokenVerifier::with_jwks_url(
-        &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["notification"]),
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
     );
+    let service_tokens =
+        TokenVerifier::for_service(&settings.jwks_url, &settings.issuer, "notification");
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::notification_service_server::NotificationServiceServer::new(GrpcHandler {
             notifications,

@@ -6,14 +6,16 @@ use uuid::Uuid;
 
 use crate::events::{expiry_task_id, reminder_task_id};
 use crate::peers::Peers;
-use crate::saga::{FailureKind, SharedPolicy, StepError};
+use commerce_saga::{FailureKind, StepError};
+
+use crate::policy::SharedOrderPolicy;
 
 /// The order database, the peers, the task queue and the live saga policy.
 pub struct SagaContext {
     pub pool: PgPool,
     pub peers: Peers,
     pub queue: TaskQueue,
-    pub policy: SharedPolicy,
+    pub policy: SharedOrderPolicy,
 }
 
 impl SagaContext {

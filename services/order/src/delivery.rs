@@ -20,7 +20,7 @@ use crate::context::SagaContext;
 use crate::domain::{self, Address, LineItem, OrderStatus, Totals};
 use crate::lifecycle::OrderSaga;
 use crate::repository as repo;
-use crate::saga::{FailureKind, Step, StepError};
+use commerce_saga::{FailureKind, Step, StepError};
 
 pub const DELIVERY_SAGA: &str = "order_delivery_change";
 pub const DELIVERY_STEPS: &[&str] = &[

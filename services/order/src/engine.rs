@@ -12,10 +12,10 @@ use uuid::Uuid;
 use crate::error::OrderError;
 use crate::lifecycle::{OrderSaga, PaymentReceived};
 use crate::placement::{PlacementData, PlacementSaga};
-use crate::saga::Failure;
-use crate::saga::postgres::{Orchestrator, Outcome};
-use crate::saga::temporal::SagaEnd;
 use crate::workflow_client::TemporalOrders;
+use commerce_saga::Failure;
+use commerce_saga::postgres::{Orchestrator, Outcome};
+use commerce_saga::temporal::SagaEnd;
 
 #[derive(Clone)]
 pub enum PlacementEngine {

@@ -3,8 +3,8 @@
 
 use commerce_runtime::ApiError;
 
-use crate::saga::postgres::EngineError;
-use crate::saga::{Failure, FailureKind, StepError};
+use commerce_saga::postgres::EngineError;
+use commerce_saga::{Failure, FailureKind, StepError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {

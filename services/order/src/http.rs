@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::domain::{Address, Order};
 use crate::error::UNAVAILABLE_RETRY_SECS;
-use crate::saga::FailureKind;
 use crate::service::{OrderService, PlaceOrderAnswer, Viewer};
+use commerce_saga::FailureKind;
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<OrderService> {

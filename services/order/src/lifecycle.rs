@@ -25,7 +25,7 @@ use crate::context::SagaContext;
 use crate::domain::OrderStatus;
 use crate::events::order_event;
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
+use commerce_saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
 
 pub const PAYMENT_SAGA: &str = "order_payment";
 pub const EXPIRY_SAGA: &str = "order_expiry";
@@ -72,8 +72,8 @@ impl<D> OrderSaga<D> {
         steps: Vec<Box<dyn Step<D>>>,
         first_forward_step: &str,
     ) -> Self {
-        crate::saga::assert_declared(saga_type, declared, &steps);
-        let pivot = crate::saga::pivot_at(&steps, first_forward_step);
+        commerce_saga::assert_declared(saga_type, declared, &steps);
+        let pivot = commerce_saga::pivot_at(&steps, first_forward_step);
         Self {
             saga_type,
             steps,

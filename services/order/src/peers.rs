@@ -19,7 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
 use crate::domain::{Address, CheckoutSnapshot, LineItem, ShippingQuote};
-use crate::saga::{FailureKind, StepError};
+use commerce_saga::{FailureKind, StepError};
 
 /// A checkout session as the cart reports it.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use crate::context::SagaContext;
 use crate::domain::{self, CheckoutSnapshot, LineItem, ShippingQuote, Totals};
 use crate::events;
 use crate::repository as repo;
-use crate::saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
+use commerce_saga::{Failure, FailureKind, SagaDefinition, Step, StepError};
 
 pub const SAGA_TYPE: &str = "order_placement";
 
@@ -100,9 +100,9 @@ impl PlacementSaga {
             Box::new(AwaitPayment(context.clone())),
             Box::new(SchedulePaymentReminders(context.clone())),
         ];
-        crate::saga::assert_declared(SAGA_TYPE, STEP_NAMES, &steps);
+        commerce_saga::assert_declared(SAGA_TYPE, STEP_NAMES, &steps);
         // After complete_checkout_session the session is used: only forward from there.
-        let pivot = crate::saga::pivot_at(&steps, "await_payment");
+        let pivot = commerce_saga::pivot_at(&steps, "await_payment");
         Self {
             steps,
             pivot,

@@ -15,8 +15,8 @@ use crate::error::OrderError;
 use crate::lifecycle::{Cancellation, Expiry, OrderSaga, PaymentReceived};
 use crate::placement::PlacementData;
 use crate::repository as repo;
-use crate::saga::Failure;
-use crate::saga::postgres::{Orchestrator, Outcome};
+use commerce_saga::Failure;
+use commerce_saga::postgres::{Orchestrator, Outcome};
 
 /// What `POST /v1/orders` answers.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ pub struct Engines {
 
 impl Engines {
     /// The live saga policy; every orchestrator (and the workflows) reads the same one.
-    pub fn policy(&self) -> std::sync::Arc<crate::saga::SagaPolicy> {
+    pub fn policy(&self) -> std::sync::Arc<commerce_saga::SagaPolicy> {
         self.payment.policy()
     }
 }
@@ -437,7 +437,7 @@ impl OrderService {
 
     /// Drives a saga until it ends, waiting for another process that holds it; `Busy`
     /// when it is still running after the request's wait.
-    async fn finish<S: crate::saga::SagaDefinition>(
+    async fn finish<S: commerce_saga::SagaDefinition>(
         &self,
         engine: &Orchestrator<S>,
         saga: Uuid,

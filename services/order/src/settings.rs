@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use commerce_runtime::BoxError;
+use commerce_saga::ServicePolicy;
 use serde::Deserialize;
 
-use crate::saga::SagaPolicy;
+use crate::policy::OrderPolicy;
 
 /// `services.order` beyond what the runtime reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,7 +18,7 @@ pub struct OrderSettings {
     #[serde(default = "default_issuer")]
     pub issuer: String,
     #[serde(default)]
-    pub saga: SagaPolicy,
+    pub saga: OrderPolicy,
     /// A file holding the saga policy (the same keys as `saga`), read at start and
     /// watched: a SagaPolicy resource's ConfigMap in Kubernetes. It wins over `saga`.
     #[serde(default)]
@@ -30,14 +31,14 @@ pub struct OrderSettings {
     /// Namespace of this service's Redis keys (idempotency locks, the task queue).
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
-    /// Test hooks only: abort the process at these saga points (see `saga::Failpoints`).
+    /// Test hooks only: abort the process at these saga points (`commerce_saga::Failpoints`).
     #[serde(default)]
     pub failpoints: Vec<String>,
     #[serde(default = "default_consumer_group")]
     pub consumer_group: String,
     /// The Temporal server, when `saga.engine` is `temporal`.
     #[serde(default)]
-    pub temporal: crate::saga::temporal::TemporalSettings,
+    pub temporal: TemporalSettings,
 }
 
 fn default_consumer_group() -> String {
@@ -89,13 +90,12 @@ pub(crate) fn load_settings(
         crate::delivery::DELIVERY_STEPS,
     ]
     .concat();
-    settings
-        .saga
-        .validate(&step_names)
-        .map_err(|(key, message)| SettingError {
+    ServicePolicy::validate(&settings.saga, &step_names).map_err(|(key, message)| {
+        SettingError {
             key: format!("saga.{key}"),
             message,
-        })?;
+        }
+    })?;
     // The policy file, when there is one, replaces `saga` from the start.
     let mut policy_file_text = None;
     if let Some(path) = &settings.saga_file {
@@ -104,9 +104,9 @@ pub(crate) fn load_settings(
             message,
         };
         if let Some(text) =
-            crate::saga::reload::read(path).map_err(|error| file_error(error.to_string()))?
+            commerce_saga::reload::read(path).map_err(|error| file_error(error.to_string()))?
         {
-            settings.saga = crate::saga::reload::parse(path, &text, &step_names)
+            settings.saga = commerce_saga::reload::parse(path, &text, &step_names)
                 .map_err(|error| file_error(error.to_string()))?;
             policy_file_text = Some(text);
         }
@@ -115,4 +115,84 @@ pub(crate) fn load_settings(
         tracing::warn!(failpoints = ?settings.failpoints, "saga failpoints are set: this process aborts at them");
     }
     Ok((settings, policy_file_text, step_names))
+}
+
+/// Where the Temporal server is and which task queue the order worker polls
+/// (`services.order.temporal`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemporalSettings {
+    #[serde(default = "default_url")]
+    pub url: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_task_queue")]
+    pub task_queue: String,
+    /// How long an order's next workflow task waits for the worker that ran its last one
+    /// (which has its state cached) before any worker may take it: after a worker dies,
+    /// its workflows stall this long.
+    #[serde(default = "default_sticky_timeout", with = "humantime_serde")]
+    pub sticky_timeout: Duration,
+}
+
+impl Default for TemporalSettings {
+    fn default() -> Self {
+        Self {
+            url: default_url(),
+            namespace: default_namespace(),
+            task_queue: default_task_queue(),
+            sticky_timeout: default_sticky_timeout(),
+        }
+    }
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:7233".to_owned()
+}
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+fn default_task_queue() -> String {
+    "commerce-orders".to_owned()
+}
+fn default_sticky_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A client of the Temporal server the settings name; a bad URL is named by its key.
+pub async fn connect_temporal(
+    settings: &TemporalSettings,
+) -> Result<temporalio_client::Client, BoxError> {
+    commerce_saga::temporal::connect(&settings.url, &settings.namespace)
+        .await
+        .map_err(|error| match error {
+            commerce_saga::temporal::ConnectError::Url { .. } => SettingError {
+                key: "temporal.url".to_owned(),
+                message: error.to_string(),
+            }
+            .into(),
+            unreachable => unreachable.into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_temporal_url_is_named_by_its_key() {
+        let Err(error) = connect_temporal(&TemporalSettings {
+            url: "not a url".to_owned(),
+            ..TemporalSettings::default()
+        })
+        .await
+        else {
+            panic!("a bad URL is refused");
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("services.order.temporal.url: `not a url`"),
+            "{error}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, TokenVerifier};
 use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
 use commerce_proto::order::v1 as pb;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
@@ -21,9 +21,11 @@ use crate::grpc::GrpcHandler;
 use crate::lifecycle;
 use crate::peers::{PeerAddresses, Peers};
 use crate::placement::PlacementSaga;
-use crate::saga::policy::Engine;
-use crate::saga::postgres::Orchestrator;
-use crate::saga::{Failpoints, SharedPolicy};
+use commerce_saga::Failpoints;
+use commerce_saga::policy::Engine;
+use commerce_saga::postgres::Orchestrator;
+
+use crate::policy::SharedOrderPolicy;
 use crate::service::{Engines, OrderService};
 use crate::settings::{OrderSettings, load_settings};
 use crate::workflow_client::TemporalOrders;
@@ -31,12 +33,12 @@ use crate::workflow_client::TemporalOrders;
 /// Follows the saga policy file, when there is one, into `policy` until shutdown.
 pub(crate) fn policy_watcher(
     settings: &OrderSettings,
-    policy: &SharedPolicy,
+    policy: &SharedOrderPolicy,
     step_names: Vec<&'static str>,
     policy_file_text: Option<String>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Option<commerce_runtime::service::BackgroundTask> {
-    let watcher = crate::saga::reload::PolicyWatcher {
+    let watcher = commerce_saga::reload::PolicyWatcher {
         path: settings.saga_file.clone()?,
         shared: policy.clone(),
         step_names,
@@ -69,7 +71,7 @@ pub(crate) async fn foundation(
     context: &ServiceContext,
     settings: &OrderSettings,
     pool: &sqlx::PgPool,
-    policy: &SharedPolicy,
+    policy: &SharedOrderPolicy,
 ) -> Result<Foundation, BoxError> {
     let peers = Peers::new(
         &PeerAddresses {
@@ -106,7 +108,7 @@ pub(crate) async fn foundation(
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let (settings, policy_file_text, step_names) = load_settings(&context.config)?;
     let pool = context.database()?;
-    let policy = SharedPolicy::new(settings.saga.clone());
+    let policy = SharedOrderPolicy::new(settings.saga.clone());
     let Foundation {
         sagas,
         queue,
@@ -121,10 +123,10 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         policy.clone(),
         failpoints.clone(),
     ));
-    let placement = match settings.saga.engine {
+    let placement = match settings.saga.engine() {
         Engine::Postgres => PlacementEngine::Postgres(placement_orchestrator.clone()),
         Engine::Temporal => PlacementEngine::Temporal(TemporalOrders::new(
-            crate::saga::temporal::connect(&settings.temporal).await?,
+            crate::settings::connect_temporal(&settings.temporal).await?,
             failpoints.clone(),
             settings.temporal.task_queue.clone(),
             sagas.placement,
@@ -152,13 +154,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         "{}/.well-known/jwks.json",
         settings.peers.auth_http.trim_end_matches('/')
     );
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &jwks,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let service_tokens =
-        TokenVerifier::with_jwks_url(&jwks, VerifierSettings::new(&settings.issuer, &["order"]));
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
+    );
+    let service_tokens = TokenVerifier::for_service(&jwks, &settings.issuer, "order");
 
     let relay_task = context.outbox_relay(&[TopicSpec::new(TOPIC, 3)])?;
     let shutdown = context.shutdown.clone();
@@ -265,7 +266,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
 fn engine<D>(
     pool: &sqlx::PgPool,
     definition: Arc<lifecycle::OrderSaga<D>>,
-    policy: &SharedPolicy,
+    policy: &SharedOrderPolicy,
     failpoints: &Failpoints,
 ) -> Arc<Orchestrator<lifecycle::OrderSaga<D>>>
 where

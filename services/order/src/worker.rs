@@ -11,8 +11,10 @@ use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::saga::SharedPolicy;
-use crate::saga::temporal::{ErasedSaga, SagaActivities, SagaWorkflow, TemporalSettings};
+use crate::policy::SharedOrderPolicy;
+use commerce_saga::temporal::{ErasedSaga, SagaActivities, SagaWorkflow};
+
+use crate::settings::TemporalSettings;
 use crate::settings::load_settings;
 use crate::startup::{Foundation, foundation};
 use crate::workflow::{OrderActivities, OrderWorkflow};
@@ -31,16 +33,16 @@ fn temporal(error: impl std::fmt::Display) -> WorkerError {
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let (settings, policy_file_text, step_names) = load_settings(&context.config)?;
-    if settings.saga.engine == crate::saga::policy::Engine::Postgres {
+    if settings.saga.engine() == commerce_saga::policy::Engine::Postgres {
         tracing::info!("saga engine is postgres: the order worker has nothing to run");
         return Ok(ServiceParts::default());
     }
     let pool = context.database()?;
-    let policy = SharedPolicy::new(settings.saga.clone());
+    let policy = SharedOrderPolicy::new(settings.saga.clone());
     let Foundation { sagas, .. } = foundation(&context, &settings, &pool, &policy).await?;
     // Connecting here makes a wrong URL or a missing server a start-up error; the worker
     // and the readiness check share the connection.
-    let client = crate::saga::temporal::connect(&settings.temporal).await?;
+    let client = crate::settings::connect_temporal(&settings.temporal).await?;
     let saga_activities = SagaActivities::new([
         sagas.placement as Arc<dyn ErasedSaga>,
         sagas.payment,
@@ -48,7 +50,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         sagas.cancel,
         sagas.delivery,
     ])
-    .with_failpoints(crate::saga::Failpoints::new(settings.failpoints.clone()));
+    .with_failpoints(commerce_saga::Failpoints::new(settings.failpoints.clone()));
     let order_activities = OrderActivities { pool };
     let shutdown = context.shutdown.clone();
     let temporal_settings = settings.temporal.clone();

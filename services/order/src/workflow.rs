@@ -26,8 +26,8 @@ use uuid::Uuid;
 use crate::domain;
 use crate::lifecycle::PaymentReceived;
 use crate::placement::PlacementData;
-use crate::saga::Failure;
-use crate::saga::temporal::{SagaEnd, SagaRun, SagaWorkflow, run_saga, workflow_failure};
+use commerce_saga::Failure;
+use commerce_saga::temporal::{SagaEnd, SagaRun, SagaWorkflow, run_saga, workflow_failure};
 
 /// The placement step whose work the workflow's timers do on this engine.
 pub const SCHEDULING_STEP: &str = "schedule_payment_reminders";

@@ -16,23 +16,23 @@ use uuid::Uuid;
 use crate::error::OrderError;
 use crate::lifecycle::{Expiry, PaymentReceived};
 use crate::placement::PlacementData;
-use crate::saga::SharedPolicy;
-use crate::saga::temporal::{ErasedSaga, SagaEnd, SagaRun, SagaWorkflow};
+use crate::policy::SharedOrderPolicy;
 use crate::workflow::{
     OrderRun, OrderWorkflow, SCHEDULING_STEP, order_workflow_id, payment_workflow_id,
 };
+use commerce_saga::temporal::{ErasedSaga, SagaEnd, SagaRun, SagaWorkflow};
 
 /// The order service's side of the engine: starting, signalling and asking order
 /// workflows.
 #[derive(Clone)]
 pub struct TemporalOrders {
     client: Client,
-    failpoints: crate::saga::Failpoints,
+    failpoints: commerce_saga::Failpoints,
     task_queue: String,
     placement: Arc<dyn ErasedSaga>,
     payment: Arc<dyn ErasedSaga>,
     expiry: Arc<dyn ErasedSaga>,
-    policy: SharedPolicy,
+    policy: SharedOrderPolicy,
 }
 
 /// Readiness: the Temporal server answers in the namespace (asking for a workflow that
@@ -84,12 +84,12 @@ impl TemporalOrders {
 
     pub fn new(
         client: Client,
-        failpoints: crate::saga::Failpoints,
+        failpoints: commerce_saga::Failpoints,
         task_queue: String,
         placement: Arc<dyn ErasedSaga>,
         payment: Arc<dyn ErasedSaga>,
         expiry: Arc<dyn ErasedSaga>,
-        policy: SharedPolicy,
+        policy: SharedOrderPolicy,
     ) -> Self {
         Self {
             client,
@@ -113,14 +113,14 @@ impl TemporalOrders {
             order_id,
             placement: SagaRun::plan(
                 self.placement.as_ref(),
-                &policy,
+                &policy.saga,
                 serde_json::to_value(placement)?,
             )
             .without(SCHEDULING_STEP),
-            payment: SagaRun::plan(self.payment.as_ref(), &policy, serde_json::Value::Null),
+            payment: SagaRun::plan(self.payment.as_ref(), &policy.saga, serde_json::Value::Null),
             expiry: SagaRun::plan(
                 self.expiry.as_ref(),
-                &policy,
+                &policy.saga,
                 serde_json::to_value(Expiry {
                     order_id,
                     expired: None,
@@ -172,7 +172,7 @@ impl TemporalOrders {
     ) -> Result<(), OrderError> {
         loop {
             let policy = self.policy.current();
-            match crate::repository::stale_placing_orders(&pool, policy.lease).await {
+            match crate::repository::stale_placing_orders(&pool, policy.saga.lease).await {
                 Ok(orders) => {
                     for (order_id, user_id, checkout_session_id, created_at) in orders {
                         let mut placement =
@@ -189,7 +189,7 @@ impl TemporalOrders {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(policy.recovery_interval) => {}
+                _ = tokio::time::sleep(policy.saga.recovery_interval) => {}
             }
         }
     }
@@ -236,7 +236,7 @@ impl TemporalOrders {
         let policy = self.policy.current();
         let run = SagaRun::plan(
             self.payment.as_ref(),
-            &policy,
+            &policy.saga,
             serde_json::to_value(PaymentReceived::new(order_id, payment_id))?,
         );
         self.start_once(SagaWorkflow::run, run, payment_workflow_id(order_id))

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use commerce_order::saga::postgres::{Orchestrator, Outcome};
-use commerce_order::saga::{
+use commerce_saga::postgres::{Orchestrator, Outcome};
+use commerce_saga::{
     Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError, StepPolicy,
 };
 use commerce_testkit::{eventually, fresh_database};

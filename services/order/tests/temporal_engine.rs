@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use commerce_order::saga::temporal::TemporalSettings;
-use commerce_order::saga::temporal::{ErasedSaga, SagaActivities, SagaEnd, SagaRun, SagaWorkflow};
-use commerce_order::saga::{
+use commerce_saga::temporal::{ErasedSaga, SagaActivities, SagaEnd, SagaRun, SagaWorkflow};
+use commerce_saga::{
     Failure, FailureKind, SagaDefinition, SagaPolicy, Step, StepError, StepPolicy,
 };
 use commerce_testkit::required_env;
@@ -161,12 +160,9 @@ impl SagaDefinition for TripSaga {
 
 /// A client as the order service makes one (with the tracing plugin).
 async fn client() -> Client {
-    commerce_order::saga::temporal::connect(&TemporalSettings {
-        url: required_env("COMMERCE_TEST_TEMPORAL_URL"),
-        ..TemporalSettings::default()
-    })
-    .await
-    .expect("the Temporal dev server answers (scripts/infra.sh up)")
+    commerce_saga::temporal::connect(&required_env("COMMERCE_TEST_TEMPORAL_URL"), "default")
+        .await
+        .expect("the Temporal dev server answers (scripts/infra.sh up)")
 }
 
 /// A worker for the trip saga on `task_queue`, on a thread of its own (workflow code runs

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, TokenVerifier};
 use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::payment::v1 as pb;
 use commerce_runtime::health::KafkaCheck;
@@ -46,16 +46,14 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         ));
     }
     let payments = PaymentService::new(context.database()?, gateways);
-    let service_tokens = TokenVerifier::with_jwks_url(
-        &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["payment"]),
-    );
+    let service_tokens =
+        TokenVerifier::for_service(&settings.jwks_url, &settings.issuer, "payment");
     let redis = context.redis().await?;
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &settings.jwks_url,
-        VerifierSettings::new(&settings.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
+    );
     let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::payment_service_server::PaymentServiceServer::new(GrpcHandler {

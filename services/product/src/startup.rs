@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use commerce_access::{RequireServiceToken, TokenVerifier, VerifierSettings};
+use commerce_access::{RequireServiceToken, TokenVerifier};
 use commerce_messaging::{BrokerProbe, TopicSpec};
 use commerce_proto::product::v1 as pb;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
@@ -22,15 +22,13 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let redis = context.redis().await?;
     let cache = ProductCache::new(redis.clone(), &settings.redis_prefix, settings.cache_ttl);
     let products = ProductService::new(pool.clone(), cache);
-    let user_tokens = TokenVerifier::with_jwks_url(
+    let user_tokens = TokenVerifier::for_users(
         &settings.auth.jwks_url,
-        VerifierSettings::new(&settings.auth.issuer, &["commerce"]),
-    )
-    .checking_revocations(commerce_access::RevokedSessions::new(redis.clone()));
-    let service_tokens = TokenVerifier::with_jwks_url(
-        &settings.auth.jwks_url,
-        VerifierSettings::new(&settings.auth.issuer, &["product"]),
+        &settings.auth.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
     );
+    let service_tokens =
+        TokenVerifier::for_service(&settings.auth.jwks_url, &settings.auth.issuer, "product");
     let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
     let grpc = RequireServiceToken::new(service_tokens).layer(
         pb::product_service_server::ProductServiceServer::new(GrpcHandler {

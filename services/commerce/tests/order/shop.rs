@@ -488,7 +488,7 @@ impl Shop {
                 await_scalar(
                     &self.order_pool,
                     "SELECT count(*) FROM saga_states
-                     WHERE order_id = $1::uuid AND status IN ('running', 'compensating')",
+                     WHERE subject_id = $1::uuid AND status IN ('running', 'compensating')",
                     order,
                     0i64,
                 )
@@ -633,7 +633,7 @@ impl Shop {
     pub async fn succeeded_steps(&self, order: &str, phase: &str) -> Vec<String> {
         sqlx::query_scalar(
             "SELECT s.step_name FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-             WHERE st.order_id = $1::uuid AND s.phase = $2 AND s.outcome = 'succeeded'
+             WHERE st.subject_id = $1::uuid AND s.phase = $2 AND s.outcome = 'succeeded'
              ORDER BY s.id",
         )
         .bind(order)
@@ -656,7 +656,7 @@ impl Shop {
         }
         sqlx::query_scalar(
             "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-             WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.phase = 'forward'",
+             WHERE st.subject_id = $1::uuid AND s.step_name = $2 AND s.phase = 'forward'",
         )
         .bind(order)
         .bind(step)
@@ -739,7 +739,7 @@ impl Shop {
         match self.engine {
             Engine::Postgres => sqlx::query_scalar(
                 "SELECT count(*) FROM saga_steps s JOIN saga_states st ON st.id = s.saga_id
-                 WHERE st.order_id = $1::uuid AND s.step_name = $2 AND s.outcome = 'succeeded'",
+                 WHERE st.subject_id = $1::uuid AND s.step_name = $2 AND s.outcome = 'succeeded'",
             )
             .bind(order)
             .bind(step)

@@ -19,9 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{
-    Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, SharedPolicy, StepError,
-};
+use super::{Failpoints, Failure, FailureKind, PolicyView, SagaDefinition, SagaPolicy, StepError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -74,7 +72,7 @@ struct LeaseLost;
 pub struct Orchestrator<S: SagaDefinition> {
     pool: PgPool,
     definition: Arc<S>,
-    policy: SharedPolicy,
+    policy: Arc<dyn PolicyView>,
     failpoints: Failpoints,
     /// This process, as the holder of saga leases.
     owner: Uuid,
@@ -114,13 +112,13 @@ impl<S: SagaDefinition> Orchestrator<S> {
     pub fn new(
         pool: PgPool,
         definition: Arc<S>,
-        policy: impl Into<SharedPolicy>,
+        policy: impl PolicyView,
         failpoints: Failpoints,
     ) -> Self {
         Self {
             pool,
             definition,
-            policy: policy.into(),
+            policy: Arc::new(policy),
             failpoints,
             owner: Uuid::new_v4(),
             driving: Arc::default(),
@@ -128,7 +126,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
     }
 
     pub fn policy(&self) -> Arc<SagaPolicy> {
-        self.policy.current()
+        self.policy.saga()
     }
 
     /// Records a new saga inside the caller's transaction, leased to this process so the
@@ -137,51 +135,51 @@ impl<S: SagaDefinition> Orchestrator<S> {
         &self,
         connection: &mut PgConnection,
         saga_id: Uuid,
-        order_id: Uuid,
+        subject_id: Uuid,
         data: &S::Data,
     ) -> Result<(), EngineError> {
         sqlx::query(
-            "INSERT INTO saga_states (id, saga_type, order_id, status, step, data, lease_owner, lease_until)
+            "INSERT INTO saga_states (id, saga_type, subject_id, status, step, data, lease_owner, lease_until)
              VALUES ($1, $2, $3, 'running', 0, $4, $5, now() + make_interval(secs => $6))",
         )
         .bind(saga_id)
         .bind(self.definition.saga_type())
-        .bind(order_id)
+        .bind(subject_id)
         .bind(serde_json::to_value(data)?)
         .bind(self.owner)
-        .bind(self.policy.current().lease.as_secs_f64())
+        .bind(self.policy.saga().lease.as_secs_f64())
         .execute(connection)
         .await?;
         Ok(())
     }
 
-    /// The order's saga of this type, created unleased if it does not exist yet (inside
+    /// The subject's saga of this type, created unleased if it does not exist yet (inside
     /// the caller's transaction, e.g. an inbox handler's). Whoever drives it next — a kick
     /// after the commit or the recovery loop — runs it.
     pub async fn create_or_get(
         &self,
         connection: &mut PgConnection,
-        order_id: Uuid,
+        subject_id: Uuid,
         data: &S::Data,
     ) -> Result<Uuid, EngineError> {
         let created: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO saga_states (id, saga_type, order_id, status, step, data)
+            "INSERT INTO saga_states (id, saga_type, subject_id, status, step, data)
              VALUES ($1, $2, $3, 'running', 0, $4)
-             ON CONFLICT (saga_type, order_id) DO NOTHING RETURNING id",
+             ON CONFLICT (saga_type, subject_id) DO NOTHING RETURNING id",
         )
         .bind(Uuid::now_v7())
         .bind(self.definition.saga_type())
-        .bind(order_id)
+        .bind(subject_id)
         .bind(serde_json::to_value(data)?)
         .fetch_optional(&mut *connection)
         .await?;
         match created {
             Some(id) => Ok(id),
             None => Ok(sqlx::query_scalar(
-                "SELECT id FROM saga_states WHERE saga_type = $1 AND order_id = $2",
+                "SELECT id FROM saga_states WHERE saga_type = $1 AND subject_id = $2",
             )
             .bind(self.definition.saga_type())
-            .bind(order_id)
+            .bind(subject_id)
             .fetch_one(connection)
             .await?),
         }
@@ -204,7 +202,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         }
     }
 
-    /// Deletes a compensated saga (and its log), so the same order can start one again.
+    /// Deletes a compensated saga (and its log), so the same subject can start one again.
     pub async fn forget(&self, saga_id: Uuid) -> Result<(), EngineError> {
         sqlx::query("DELETE FROM saga_states WHERE id = $1 AND status = 'compensated'")
             .bind(saga_id)
@@ -213,14 +211,14 @@ impl<S: SagaDefinition> Orchestrator<S> {
         Ok(())
     }
 
-    /// The saga of this definition's type for an order.
-    pub async fn saga_of(&self, order_id: Uuid) -> Result<Uuid, EngineError> {
-        sqlx::query_scalar("SELECT id FROM saga_states WHERE saga_type = $1 AND order_id = $2")
+    /// The saga of this definition's type for a subject.
+    pub async fn saga_of(&self, subject_id: Uuid) -> Result<Uuid, EngineError> {
+        sqlx::query_scalar("SELECT id FROM saga_states WHERE saga_type = $1 AND subject_id = $2")
             .bind(self.definition.saga_type())
-            .bind(order_id)
+            .bind(subject_id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(EngineError::NotFound(order_id))
+            .ok_or(EngineError::NotFound(subject_id))
     }
 
     /// The saga's state, without driving it.
@@ -406,7 +404,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
             Action::Run(index) | Action::Compensate(index) => (index as i32, steps[index].name()),
             Action::Finalize => (steps.len() as i32, "compensated"),
         };
-        let policy = self.policy.current().for_step(name);
+        let policy = self.policy.saga().for_step(name);
         let failure: Option<Failure> = record
             .failure
             .clone()
@@ -512,7 +510,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(saga_id)
         .bind(self.owner)
-        .bind(self.policy.current().lease.as_secs_f64())
+        .bind(self.policy.saga().lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(id, status, step, data, failure)| Record {
@@ -531,7 +529,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(saga_id)
         .bind(self.owner)
-        .bind(self.policy.current().lease.as_secs_f64())
+        .bind(self.policy.saga().lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(renewed.rows_affected() == 1)
@@ -588,7 +586,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
 
     /// Gives the saga back until its next attempt is due.
     async fn defer(&self, record: &Record) -> Result<(), EngineError> {
-        let policy = self.policy.current();
+        let policy = self.policy.saga();
         let pause = policy.step.max_backoff.max(policy.recovery_interval);
         sqlx::query(
             "UPDATE saga_states
@@ -635,7 +633,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         self: Arc<Self>,
         shutdown: CancellationToken,
     ) -> Result<(), EngineError> {
-        let interval: Duration = self.policy.current().recovery_interval;
+        let interval: Duration = self.policy.saga().recovery_interval;
         loop {
             if let Err(error) = self.recover_once().await {
                 tracing::warn!(%error, saga = self.definition.saga_type(), "saga recovery pass failed");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::policy::{Engine, SagaPolicy, SharedPolicy};
+use super::policy::{Engine, ServicePolicy, SharedPolicy};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PolicyFileError {
@@ -29,8 +29,12 @@ pub enum PolicyFileError {
 }
 
 /// Parses and checks one version of the file.
-pub fn parse(path: &Path, text: &str, step_names: &[&str]) -> Result<SagaPolicy, PolicyFileError> {
-    let policy: SagaPolicy = toml::from_str(text).map_err(|error| PolicyFileError::Parse {
+pub fn parse<P: ServicePolicy>(
+    path: &Path,
+    text: &str,
+    step_names: &[&str],
+) -> Result<P, PolicyFileError> {
+    let policy: P = toml::from_str(text).map_err(|error| PolicyFileError::Parse {
         path: path.display().to_string(),
         message: error.message().to_owned(),
     })?;
@@ -54,16 +58,16 @@ pub fn read(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
-pub struct PolicyWatcher {
+pub struct PolicyWatcher<P> {
     pub path: PathBuf,
-    pub shared: SharedPolicy,
+    pub shared: SharedPolicy<P>,
     pub step_names: Vec<&'static str>,
     pub interval: Duration,
     /// The content last applied (or refused), so an unchanged file is not parsed again.
     pub last: Option<String>,
 }
 
-impl PolicyWatcher {
+impl<P: ServicePolicy> PolicyWatcher<P> {
     /// One look at the file: `Ok(true)` when a new policy took effect.
     pub fn check(&mut self) -> Result<bool, PolicyFileError> {
         let text = match read(&self.path) {
@@ -80,12 +84,13 @@ impl PolicyWatcher {
             return Ok(false);
         }
         self.last = Some(text.clone());
-        let policy = parse(&self.path, &text, &self.step_names)?;
-        let running = self.shared.current().engine;
-        if policy.engine != running {
+        let policy: P = parse(&self.path, &text, &self.step_names)?;
+        let running = self.shared.current().saga().engine;
+        let wanted = policy.saga().engine;
+        if wanted != running {
             return Err(PolicyFileError::EngineChange {
                 path: self.path.display().to_string(),
-                wanted: policy.engine,
+                wanted,
                 running,
             });
         }
@@ -107,20 +112,17 @@ impl PolicyWatcher {
             match self.check() {
                 Ok(true) => {
                     let policy = self.shared.current();
-                    metrics::counter!("order_saga_policy_reloads_total", "result" => "applied")
+                    metrics::counter!("saga_policy_reloads_total", "result" => "applied")
                         .increment(1);
                     tracing::info!(
                         path = %self.path.display(),
-                        payment_window = ?policy.payment_window,
-                        reminders = ?policy.reminder_offsets(),
-                        step_timeout = ?policy.step.timeout,
-                        step_attempts = policy.step.attempts,
+                        policy = ?policy,
                         "saga policy reloaded"
                     );
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    metrics::counter!("order_saga_policy_reloads_total", "result" => "refused")
+                    metrics::counter!("saga_policy_reloads_total", "result" => "refused")
                         .increment(1);
                     tracing::error!(%error, "saga policy file refused; the policy in force stays");
                 }
@@ -132,10 +134,11 @@ impl PolicyWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::SagaPolicy;
 
     const STEPS: &[&str] = &["reserve_stock"];
 
-    fn watcher(dir: &Path) -> PolicyWatcher {
+    fn watcher(dir: &Path) -> PolicyWatcher<SagaPolicy> {
         PolicyWatcher {
             path: dir.join("saga.toml"),
             shared: SharedPolicy::new(SagaPolicy::default()),
@@ -151,34 +154,23 @@ mod tests {
         let mut watcher = watcher(dir.path());
         assert_eq!(watcher.check(), Ok(false), "no file yet: nothing changes");
 
-        std::fs::write(
-            &watcher.path,
-            "payment_window = \"30m\"\nreminders = [\"10m\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&watcher.path, "step = { attempts = 7 }\n").unwrap();
         assert_eq!(watcher.check(), Ok(true));
-        assert_eq!(
-            watcher.shared.current().payment_window,
-            Duration::from_secs(1800)
-        );
+        assert_eq!(watcher.shared.current().step.attempts, 7);
         assert_eq!(
             watcher.check(),
             Ok(false),
             "unchanged content is not applied twice"
         );
 
-        std::fs::write(
-            &watcher.path,
-            "payment_window = \"30m\"\nreminders = [\"45m\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&watcher.path, "steps = { reserve = { attempts = 2 } }\n").unwrap();
         match watcher.check() {
-            Err(PolicyFileError::Invalid { key, .. }) => assert_eq!(key, "reminders"),
-            other => panic!("expected the late reminder refused, got {other:?}"),
+            Err(PolicyFileError::Invalid { key, .. }) => assert_eq!(key, "steps.reserve"),
+            other => panic!("expected the unknown step refused, got {other:?}"),
         }
         assert_eq!(
-            watcher.shared.current().reminder_offsets(),
-            vec![Duration::from_secs(600)],
+            watcher.shared.current().step.attempts,
+            7,
             "the policy in force stays"
         );
 
@@ -187,14 +179,11 @@ mod tests {
             watcher.check(),
             Err(PolicyFileError::EngineChange { .. })
         ));
-        std::fs::write(&watcher.path, "payment_window = [").unwrap();
+        std::fs::write(&watcher.path, "step = [").unwrap();
         assert!(matches!(
             watcher.check(),
             Err(PolicyFileError::Parse { .. })
         ));
-        assert_eq!(
-            watcher.shared.current().payment_window,
-            Duration::from_secs(1800)
-        );
+        assert_eq!(watcher.shared.current().step.attempts, 7);
     }
 }

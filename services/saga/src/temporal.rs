@@ -431,14 +431,14 @@ async fn compensate<W>(
     Ok(())
 }
 
-pub(crate) fn workflow_failure(
+pub fn workflow_failure(
     error: impl std::error::Error + Send + Sync + 'static,
 ) -> temporalio_sdk::WorkflowTermination {
     temporalio_sdk::ApplicationFailure::new(error).into()
 }
 
-/// A saga on its own as a workflow (the lifecycle sagas; placement runs inside the order
-/// workflow).
+/// A saga on its own as a workflow (a service may also run sagas inside a workflow of its
+/// own with `run_saga`).
 #[workflow]
 #[derive(Default)]
 pub struct SagaWorkflow;
@@ -451,72 +451,31 @@ impl SagaWorkflow {
     }
 }
 
-/// Where the Temporal engine's server is and which task queue the order worker polls
-/// (`services.order.temporal`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct TemporalSettings {
-    #[serde(default = "default_url")]
-    pub url: String,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    #[serde(default = "default_task_queue")]
-    pub task_queue: String,
-    /// How long an order's next workflow task waits for the worker that ran its last one
-    /// (which has its state cached) before any worker may take it: after a worker dies,
-    /// its workflows stall this long.
-    #[serde(default = "default_sticky_timeout", with = "humantime_serde")]
-    pub sticky_timeout: Duration,
-}
-
-impl Default for TemporalSettings {
-    fn default() -> Self {
-        Self {
-            url: default_url(),
-            namespace: default_namespace(),
-            task_queue: default_task_queue(),
-            sticky_timeout: default_sticky_timeout(),
-        }
-    }
-}
-
-fn default_url() -> String {
-    "http://127.0.0.1:7233".to_owned()
-}
-fn default_namespace() -> String {
-    "default".to_owned()
-}
-fn default_task_queue() -> String {
-    "commerce-orders".to_owned()
-}
-fn default_sticky_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("services.order.temporal.url: `{url}` is not a URL: {message}")]
+    #[error("`{url}` is not a URL: {message}")]
     Url { url: String, message: String },
     #[error("the Temporal server at {url} does not answer: {message}")]
     Unreachable { url: String, message: String },
 }
 
-/// A client of the settings' server and namespace.
+/// A client of the server at `url`, in `namespace`.
 pub async fn connect(
-    settings: &TemporalSettings,
+    url: &str,
+    namespace: &str,
 ) -> Result<temporalio_client::Client, ConnectError> {
-    let url = settings
-        .url
+    let parsed = url
         .parse::<temporalio_client::Url>()
         .map_err(|error| ConnectError::Url {
-            url: settings.url.clone(),
+            url: url.to_owned(),
             message: error.to_string(),
         })?;
     let unreachable = |message: String| ConnectError::Unreachable {
-        url: settings.url.clone(),
+        url: url.to_owned(),
         message,
     };
     let connection = temporalio_client::Connection::connect(
-        temporalio_client::ConnectionOptions::new(url).build(),
+        temporalio_client::ConnectionOptions::new(parsed).build(),
     )
     .await
     .map_err(|error| unreachable(error.to_string()))?;
@@ -528,7 +487,7 @@ pub async fn connect(
         .build();
     temporalio_client::Client::new(
         connection,
-        temporalio_client::ClientOptions::new(settings.namespace.clone())
+        temporalio_client::ClientOptions::new(namespace)
             .plugin(tracing)
             .build(),
     )
@@ -585,19 +544,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_server_url_is_named() {
-        let Err(error) = connect(&TemporalSettings {
-            url: "not a url".to_owned(),
-            ..TemporalSettings::default()
-        })
-        .await
-        else {
+        let Err(error) = connect("not a url", "default").await else {
             panic!("a bad URL is refused");
         };
-        assert!(
-            error
-                .to_string()
-                .starts_with("services.order.temporal.url: `not a url`"),
-            "{error}"
-        );
+        assert!(matches!(error, ConnectError::Url { .. }), "{error}");
+        assert!(error.to_string().starts_with("`not a url`"), "{error}");
     }
 }

@@ -1,10 +1,13 @@
-//! The saga policy: the fields a `SagaPolicy` resource carries, read from
-//! `services.order.saga`.
+//! The saga policy: how the engines run steps (timeouts, attempts, backoff, leases). A
+//! service's policy section or file carries this part and its own fields beside it (the
+//! order service's payment window and reminders); [`ServicePolicy`] joins the two.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -81,13 +84,10 @@ pub struct SagaPolicy {
     /// How often unfinished sagas whose owner is gone are looked for.
     #[serde(default = "default_recovery_interval", with = "humantime_serde")]
     pub recovery_interval: Duration,
-    /// How long a placed order waits for payment before it expires.
-    #[serde(default = "default_payment_window", with = "humantime_serde")]
-    pub payment_window: Duration,
-    /// When, after placement, an unpaid order's owner is reminded.
-    #[serde(default = "default_reminders")]
-    pub reminders: Vec<humantime_serde::Serde<Duration>>,
 }
+
+/// The keys of [`SagaPolicy`], for services that read it beside fields of their own.
+pub const SAGA_POLICY_KEYS: &[&str] = &["engine", "step", "steps", "lease", "recovery_interval"];
 
 impl Default for SagaPolicy {
     fn default() -> Self {
@@ -97,8 +97,6 @@ impl Default for SagaPolicy {
             steps: HashMap::new(),
             lease: default_lease(),
             recovery_interval: default_recovery_interval(),
-            payment_window: default_payment_window(),
-            reminders: default_reminders(),
         }
     }
 }
@@ -109,41 +107,68 @@ fn default_lease() -> Duration {
 fn default_recovery_interval() -> Duration {
     Duration::from_secs(5)
 }
-fn default_payment_window() -> Duration {
-    Duration::from_secs(24 * 60 * 60)
+/// A service's whole saga policy: the engines' part and the service's own fields.
+pub trait ServicePolicy:
+    DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The part the engines read.
+    fn saga(&self) -> Arc<SagaPolicy>;
+    /// The first inconsistency, the engines' part included, as (key, message).
+    fn validate(&self, step_names: &[&str]) -> Result<(), (String, String)>;
 }
-fn default_reminders() -> Vec<humantime_serde::Serde<Duration>> {
-    [4, 12, 22]
-        .into_iter()
-        .map(|hours| Duration::from_secs(hours * 60 * 60).into())
-        .collect()
+
+impl ServicePolicy for SagaPolicy {
+    fn saga(&self) -> Arc<SagaPolicy> {
+        Arc::new(self.clone())
+    }
+
+    fn validate(&self, step_names: &[&str]) -> Result<(), (String, String)> {
+        SagaPolicy::validate(self, step_names)
+    }
 }
 
 /// The policy in force, shared by every saga of the process. A reload (the `saga_file`
 /// a SagaPolicy resource renders) replaces it; each step reads it when it starts, so
 /// running sagas take the new timeouts and retries from their next step on.
-#[derive(Debug, Clone)]
-pub struct SharedPolicy(std::sync::Arc<std::sync::RwLock<std::sync::Arc<SagaPolicy>>>);
+#[derive(Debug)]
+pub struct SharedPolicy<P = SagaPolicy>(Arc<RwLock<Arc<P>>>);
 
-impl SharedPolicy {
-    pub fn new(policy: SagaPolicy) -> Self {
-        Self(std::sync::Arc::new(std::sync::RwLock::new(
-            std::sync::Arc::new(policy),
-        )))
-    }
-
-    pub fn current(&self) -> std::sync::Arc<SagaPolicy> {
-        self.0.read().expect("policy lock poisoned").clone()
-    }
-
-    pub fn replace(&self, policy: SagaPolicy) {
-        *self.0.write().expect("policy lock poisoned") = std::sync::Arc::new(policy);
+impl<P> Clone for SharedPolicy<P> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
-impl From<std::sync::Arc<SagaPolicy>> for SharedPolicy {
-    fn from(policy: std::sync::Arc<SagaPolicy>) -> Self {
-        Self(std::sync::Arc::new(std::sync::RwLock::new(policy)))
+impl<P> SharedPolicy<P> {
+    pub fn new(policy: P) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(policy))))
+    }
+
+    pub fn current(&self) -> Arc<P> {
+        self.0.read().expect("policy lock poisoned").clone()
+    }
+
+    pub fn replace(&self, policy: P) {
+        *self.0.write().expect("policy lock poisoned") = Arc::new(policy);
+    }
+}
+
+/// What an engine reads of the policy in force: the engines' part, whatever the service's
+/// whole policy is.
+pub trait PolicyView: Send + Sync + 'static {
+    fn saga(&self) -> Arc<SagaPolicy>;
+}
+
+impl<P: ServicePolicy> PolicyView for SharedPolicy<P> {
+    fn saga(&self) -> Arc<SagaPolicy> {
+        self.current().saga()
+    }
+}
+
+/// A policy that never changes.
+impl PolicyView for Arc<SagaPolicy> {
+    fn saga(&self) -> Arc<SagaPolicy> {
+        self.clone()
     }
 }
 
@@ -152,11 +177,7 @@ impl SagaPolicy {
         self.steps.get(name).copied().unwrap_or(self.step)
     }
 
-    pub fn reminder_offsets(&self) -> Vec<Duration> {
-        self.reminders.iter().map(|offset| **offset).collect()
-    }
-
-    /// The first inconsistency, as (key under `services.order.saga`, message).
+    /// The first inconsistency, as (key, message).
     pub fn validate(&self, step_names: &[&str]) -> Result<(), (String, String)> {
         let check_step = |key: String, policy: &StepPolicy| {
             if policy.attempts == 0 {
@@ -200,26 +221,6 @@ impl SagaPolicy {
                 "must be more than 0".to_owned(),
             ));
         }
-        if self.payment_window.is_zero() {
-            return Err((
-                "payment_window".to_owned(),
-                "must be more than 0".to_owned(),
-            ));
-        }
-        if let Some(late) = self
-            .reminders
-            .iter()
-            .find(|offset| ***offset >= self.payment_window)
-        {
-            return Err((
-                "reminders".to_owned(),
-                format!(
-                    "{} is not before the payment window ({})",
-                    humantime_serde::re::humantime::format_duration(**late),
-                    humantime_serde::re::humantime::format_duration(self.payment_window)
-                ),
-            ));
-        }
         Ok(())
     }
 }
@@ -233,23 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_original_schedule() {
+    fn defaults_are_valid() {
         let policy = SagaPolicy::default();
-        let hours: Vec<u64> = policy
-            .reminder_offsets()
-            .iter()
-            .map(|offset| offset.as_secs() / 3600)
-            .collect();
-        assert_eq!(hours, vec![4, 12, 22]);
-        assert_eq!(policy.payment_window, Duration::from_secs(24 * 3600));
         assert_eq!(policy.engine, Engine::Postgres);
+        assert_eq!(policy.lease, Duration::from_secs(60));
         assert!(policy.validate(&["reserve_stock"]).is_ok());
     }
 
     #[test]
     fn per_step_policies_override_the_default() {
         let policy = parse(
-            r#"{"step": {"attempts": 5}, "steps": {"reserve_stock": {"timeout": "2s", "attempts": 1}}, "reminders": ["1m", "2m"], "payment_window": "3m"}"#,
+            r#"{"step": {"attempts": 5}, "steps": {"reserve_stock": {"timeout": "2s", "attempts": 1}}}"#,
         );
         assert_eq!(policy.for_step("reserve_stock").attempts, 1);
         assert_eq!(
@@ -267,10 +262,6 @@ mod tests {
             unknown.validate(&["reserve_stock"]).unwrap_err().0,
             "steps.reserve"
         );
-        let late = parse(r#"{"reminders": ["25h"]}"#);
-        let (key, message) = late.validate(&[]).unwrap_err();
-        assert_eq!(key, "reminders");
-        assert!(message.contains("1day 1h is not before"), "{message}");
         let zero = parse(r#"{"step": {"attempts": 0}}"#);
         assert_eq!(zero.validate(&[]).unwrap_err().0, "step.attempts");
         let short_lease = parse(r#"{"lease": "5s"}"#);

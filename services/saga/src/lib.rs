@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use policy::{SagaPolicy, SharedPolicy, StepPolicy};
+pub use policy::{
+    PolicyView, SAGA_POLICY_KEYS, SagaPolicy, ServicePolicy, SharedPolicy, StepPolicy,
+};
 
 /// Why a saga gave up, as the customer's answer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
