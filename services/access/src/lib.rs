@@ -46,8 +46,10 @@ pub enum AccessError {
     Revoked,
     #[error("token is invalid: {0}")]
     Invalid(String),
+    /// The keys could not be fetched: the cause, or a sentence.
     #[error("key set unavailable: {0}")]
-    KeySet(String),
+    KeySet(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Asking auth for a service token failed: the cause, or a sentence.
     #[error("service token request failed: {0}")]
-    ServiceToken(String),
+    ServiceToken(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -63,17 +63,16 @@ impl ServiceTokenSource {
             }))
             .send()
             .await
-            .map_err(|error| AccessError::ServiceToken(error.to_string()))?;
+            .map_err(|error| AccessError::ServiceToken(error.into()))?;
         if !response.status().is_success() {
-            return Err(AccessError::ServiceToken(format!(
-                "auth answered {}",
-                response.status()
-            )));
+            return Err(AccessError::ServiceToken(
+                format!("auth answered {}", response.status()).into(),
+            ));
         }
         let issued: ServiceTokenResponse = response
             .json()
             .await
-            .map_err(|error| AccessError::ServiceToken(error.to_string()))?;
+            .map_err(|error| AccessError::ServiceToken(error.into()))?;
         let renew_at = Instant::now() + Duration::from_secs(issued.expires_in.saturating_sub(30));
         *cached = Some((issued.access_token.clone(), renew_at));
         Ok(issued.access_token)
@@ -87,7 +86,7 @@ impl ServiceTokenSource {
         let token = self.token().await?;
         let value = format!("Bearer {token}")
             .parse()
-            .map_err(|_| AccessError::ServiceToken("token is not a valid header".to_owned()))?;
+            .map_err(|_| AccessError::ServiceToken("token is not a valid header".into()))?;
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }

@@ -107,8 +107,8 @@ impl TokenVerifier {
             let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|error| AccessError::KeySet(error.to_string()))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|error| AccessError::KeySet(error.into()))?;
             keys.insert(kid, key);
         }
         *self.inner.keys.write().expect("key cache lock") = keys;
@@ -189,10 +189,10 @@ impl TokenVerifier {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|error| AccessError::KeySet(error.to_string()))?
+            .map_err(|error| AccessError::KeySet(error.into()))?
             .json()
             .await
-            .map_err(|error| AccessError::KeySet(error.to_string()))?;
+            .map_err(|error| AccessError::KeySet(error.into()))?;
         tracing::info!(keys = jwks.keys.len(), %url, "fetched signing keys");
         self.replace_keys(&jwks)
     }

@@ -55,8 +55,9 @@ pub enum CarrierError {
     /// The carrier refused the shipment (bad address, no such service): retrying won't help.
     #[error("the carrier refused: {0}")]
     Refused(String),
+    /// Worth retrying: the cause, or a sentence.
     #[error("carrier unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("webhook: {0}")]
     Webhook(String),
 }
@@ -244,7 +245,7 @@ impl EasyPostCarrier {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .build()
-            .map_err(|error| CarrierError::Unavailable(error.to_string()))?;
+            .map_err(|error| CarrierError::Unavailable(error.into()))?;
         Ok(Self { settings, http })
     }
 
@@ -256,15 +257,16 @@ impl EasyPostCarrier {
             .basic_auth(self.settings.api_key.expose_secret(), Some(""))
             .send()
             .await
-            .map_err(|error| CarrierError::Unavailable(error.to_string()))?;
+            .map_err(|error| CarrierError::Unavailable(error.into()))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| CarrierError::Unavailable(error.to_string()))?;
+            .map_err(|error| CarrierError::Unavailable(error.into()))?;
         if status.is_success() {
-            return serde_json::from_slice(&body)
-                .map_err(|error| CarrierError::Unavailable(format!("unreadable answer: {error}")));
+            return serde_json::from_slice(&body).map_err(|error| {
+                CarrierError::Unavailable(format!("unreadable answer: {error}").into())
+            });
         }
         let detail = serde_json::from_slice::<EasyPostErrorBody>(&body)
             .map(|body| format!("{}: {}", body.error.code, body.error.message))
@@ -272,7 +274,7 @@ impl EasyPostCarrier {
         if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
             Err(CarrierError::Refused(detail))
         } else {
-            Err(CarrierError::Unavailable(detail))
+            Err(CarrierError::Unavailable(detail.into()))
         }
     }
 
@@ -338,7 +340,7 @@ impl ShippingProvider for EasyPostCarrier {
             .is_some_and(|code| !code.is_empty())
         {
             return Self::finished(shipment)
-                .ok_or_else(|| CarrierError::Unavailable("shipment without tracking".to_owned()));
+                .ok_or_else(|| CarrierError::Unavailable("shipment without tracking".into()));
         }
         let rate = shipment
             .rates
@@ -358,7 +360,7 @@ impl ShippingProvider for EasyPostCarrier {
             )
             .await?;
         Self::finished(bought)
-            .ok_or_else(|| CarrierError::Unavailable("bought shipment without tracking".to_owned()))
+            .ok_or_else(|| CarrierError::Unavailable("bought shipment without tracking".into()))
     }
 
     fn verify_webhook(

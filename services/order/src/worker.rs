@@ -22,13 +22,13 @@ use crate::workflow::{OrderActivities, OrderWorkflow};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("the Temporal worker: {0}")]
-    Temporal(String),
+    Temporal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the Temporal worker's thread: {0}")]
-    Thread(String),
+    Thread(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-fn temporal(error: impl std::fmt::Display) -> WorkerError {
-    WorkerError::Temporal(error.to_string())
+fn temporal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> WorkerError {
+    WorkerError::Temporal(error.into())
 }
 
 pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
@@ -111,9 +111,9 @@ async fn run_on_own_thread(
                 });
             let _ = done_tx.send(result);
         })
-        .map_err(|error| WorkerError::Thread(error.to_string()))?;
+        .map_err(|error| WorkerError::Thread(error.into()))?;
     tokio::select! {
-        result = done_rx => result.map_err(|error| WorkerError::Thread(error.to_string()))?,
+        result = done_rx => result.map_err(|error| WorkerError::Thread(error.into()))?,
         () = async {
             shutdown.cancelled().await;
             // In-flight polls end on the server's schedule; the process does not wait for

@@ -34,7 +34,7 @@ pub enum GatewayError {
     Refused(String),
     /// Worth retrying: network, timeouts, the provider's 5xx and rate limits.
     #[error("gateway failure: {0}")]
-    Failure(String),
+    Failure(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +98,9 @@ impl GatewayError {
     /// (idempotency races) and 429 (rate limits), which are worth retrying like 5xx.
     pub fn from_status(status: u16, detail: String) -> Self {
         match status {
-            409 | 429 => Self::Failure(detail),
+            409 | 429 => Self::Failure(detail.into()),
             400..=499 => Self::Refused(detail),
-            _ => Self::Failure(detail),
+            _ => Self::Failure(detail.into()),
         }
     }
 }

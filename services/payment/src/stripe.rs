@@ -122,7 +122,7 @@ impl StripeGateway {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .build()
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         Ok(Self {
             settings,
             http,
@@ -147,15 +147,16 @@ impl StripeGateway {
             .form(form)
             .send()
             .await
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         if status.is_success() {
-            return serde_json::from_slice(&body)
-                .map_err(|error| GatewayError::Failure(format!("unreadable answer: {error}")));
+            return serde_json::from_slice(&body).map_err(|error| {
+                GatewayError::Failure(format!("unreadable answer: {error}").into())
+            });
         }
         let detail = serde_json::from_slice::<StripeError>(&body)
             .map(|error| {
@@ -202,7 +203,7 @@ impl PaymentGateway for StripeGateway {
             .await?;
         Ok(Intent {
             client_secret: intent.client_secret.ok_or_else(|| {
-                GatewayError::Failure("the intent came without a client secret".to_owned())
+                GatewayError::Failure("the intent came without a client secret".into())
             })?,
             reference: intent.id,
         })

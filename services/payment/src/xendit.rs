@@ -103,7 +103,7 @@ impl XenditGateway {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .build()
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         Ok(Self { settings, http })
     }
 
@@ -119,16 +119,16 @@ impl XenditGateway {
             .basic_auth(self.settings.secret_key.expose_secret(), Some(""))
             .send()
             .await
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| GatewayError::Failure(error.to_string()))?;
+            .map_err(|error| GatewayError::Failure(error.into()))?;
         if status.is_success() {
-            return serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|error| GatewayError::Failure(format!("unreadable answer: {error}")));
+            return serde_json::from_slice(&body).map(Some).map_err(|error| {
+                GatewayError::Failure(format!("unreadable answer: {error}").into())
+            });
         }
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -204,7 +204,7 @@ impl PaymentGateway for XenditGateway {
                 });
                 self.send(self.http.post(self.url("/v2/invoices")).json(&request))
                     .await?
-                    .ok_or_else(|| GatewayError::Failure("invoice API not found".to_owned()))?
+                    .ok_or_else(|| GatewayError::Failure("invoice API not found".into()))?
             }
         };
         Ok(Intent {
