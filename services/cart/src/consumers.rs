@@ -27,15 +27,8 @@ impl EventHandler for OrderEvents {
         let order = created
             .order
             .ok_or_else(|| HandlerError::Permanent("OrderCreated without an order".into()))?;
-        let parse = |field: &str, raw: &str| {
-            Uuid::parse_str(raw).map_err(|_| {
-                HandlerError::Permanent(
-                    format!("OrderCreated.{field} `{raw}` is not a UUID").into(),
-                )
-            })
-        };
-        let session = parse("order.checkout_session_id", &order.checkout_session_id)?;
-        let order_id = parse("order.id", &order.id)?;
+        let session = event.uuid("order.checkout_session_id", &order.checkout_session_id)?;
+        let order_id = event.uuid("order.id", &order.id)?;
         if crate::repository::close_for_order(connection, session, order_id).await? {
             tracing::info!(%order_id, checkout_session_id = %session, "cart closed by its order");
         }

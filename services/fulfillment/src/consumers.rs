@@ -1,7 +1,6 @@
 //! What fulfillment consumes: order events, where a confirmed order becomes a shipment to make.
 
 use commerce_messaging::{EventHandler, HandlerError, ReceivedEvent};
-use uuid::Uuid;
 
 use crate::domain::Address;
 use crate::shipments::{NewFulfillment, Shipments};
@@ -31,13 +30,6 @@ impl EventHandler for OrderEvents {
         let order = confirmed
             .order
             .ok_or_else(|| HandlerError::Permanent("OrderConfirmed without an order".into()))?;
-        let uuid = |field: &str, raw: &str| {
-            Uuid::parse_str(raw).map_err(|_| {
-                HandlerError::Permanent(
-                    format!("OrderConfirmed.order.{field} `{raw}` is not a UUID").into(),
-                )
-            })
-        };
         let lines: Vec<ParcelLine> = order
             .items
             .iter()
@@ -50,8 +42,8 @@ impl EventHandler for OrderEvents {
             .map_err(|invalid| HandlerError::Permanent(invalid.into()))?;
         let address = order.shipping_address.unwrap_or_default();
         let new = NewFulfillment {
-            order_id: uuid("id", &order.id)?,
-            user_id: uuid("user_id", &order.user_id)?,
+            order_id: event.uuid("order.id", &order.id)?,
+            user_id: event.uuid("order.user_id", &order.user_id)?,
             courier: order.courier,
             address: Address {
                 recipient: address.recipient,

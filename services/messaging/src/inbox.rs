@@ -43,6 +43,16 @@ impl ReceivedEvent {
         is_type::<M>(&self.event_type)
     }
 
+    /// A UUID the payload carries in `field`; a malformed one will never be applied, so
+    /// it is a permanent failure (the event is dead-lettered).
+    pub fn uuid(&self, field: &str, raw: &str) -> Result<uuid::Uuid, HandlerError> {
+        uuid::Uuid::parse_str(raw).map_err(|_| {
+            HandlerError::Permanent(
+                format!("{}.{field} `{raw}` is not a UUID", self.event_type).into(),
+            )
+        })
+    }
+
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
         M::decode(self.payload.as_slice()).map_err(|error| {
             HandlerError::Permanent(format!("{}: {error}", self.event_type).into())

@@ -30,12 +30,6 @@ pub struct ShopEvents {
     pub links: Links,
 }
 
-fn user(raw: &str, event: &str) -> Result<Uuid, HandlerError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        HandlerError::Permanent(format!("{event}.user_id `{raw}` is not a UUID").into())
-    })
-}
-
 fn when(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
@@ -98,12 +92,6 @@ impl EventHandler for ShopEvents {
         connection: &mut sqlx::PgConnection,
         event: &ReceivedEvent,
     ) -> Result<(), HandlerError> {
-        let short_type = event
-            .event_type
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
         // One arm per message the service turns into a notification.
         let (user_id, kind, data) = match () {
             _ if event.is::<auth::UserRegistered>()
@@ -111,7 +99,7 @@ impl EventHandler for ShopEvents {
             {
                 // Both carry the same fields.
                 let message: auth::UserRegistered = event.decode()?;
-                let user_id = user(&message.user_id, &short_type)?;
+                let user_id = event.uuid("user_id", &message.user_id)?;
                 learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 let data = data([
                     (
@@ -124,7 +112,7 @@ impl EventHandler for ShopEvents {
             }
             _ if event.is::<auth::PasswordResetRequested>() => {
                 let message: auth::PasswordResetRequested = event.decode()?;
-                let user_id = user(&message.user_id, &short_type)?;
+                let user_id = event.uuid("user_id", &message.user_id)?;
                 learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 let data = data([
                     (
@@ -138,14 +126,14 @@ impl EventHandler for ShopEvents {
             _ if event.is::<auth::PasswordChanged>() => {
                 let message: auth::PasswordChanged = event.decode()?;
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "password_changed",
                     data([("email", message.email)]),
                 )
             }
             _ if event.is::<auth::RegistrationAttempted>() => {
                 let message: auth::RegistrationAttempted = event.decode()?;
-                let user_id = user(&message.user_id, &short_type)?;
+                let user_id = event.uuid("user_id", &message.user_id)?;
                 learn_email(connection, user_id, &message.email, &message.first_name).await?;
                 (user_id, "account_exists", data([("email", message.email)]))
             }
@@ -158,7 +146,7 @@ impl EventHandler for ShopEvents {
                     ("payment_due_at", when(message.payment_due_at.as_ref())),
                 ]);
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "payment_reminder",
                     data,
                 )
@@ -166,7 +154,7 @@ impl EventHandler for ShopEvents {
             _ if event.is::<order::OrderConfirmed>() => {
                 let message: order::OrderConfirmed = event.decode()?;
                 let placed = message.order.unwrap_or_default();
-                let user_id = user(&placed.user_id, &short_type)?;
+                let user_id = event.uuid("user_id", &placed.user_id)?;
                 let phone = placed
                     .shipping_address
                     .as_ref()
@@ -193,7 +181,11 @@ impl EventHandler for ShopEvents {
             _ if event.is::<order::OrderExpired>() => {
                 let message: order::OrderExpired = event.decode()?;
                 let data = data([("order_id", message.order_id.clone())]);
-                (user(&message.user_id, &short_type)?, "order_expired", data)
+                (
+                    event.uuid("user_id", &message.user_id)?,
+                    "order_expired",
+                    data,
+                )
             }
             _ if event.is::<order::OrderCanceled>() => {
                 let message: order::OrderCanceled = event.decode()?;
@@ -201,7 +193,11 @@ impl EventHandler for ShopEvents {
                     ("order_id", message.order_id.clone()),
                     ("reason", message.reason.clone()),
                 ]);
-                (user(&message.user_id, &short_type)?, "order_canceled", data)
+                (
+                    event.uuid("user_id", &message.user_id)?,
+                    "order_canceled",
+                    data,
+                )
             }
             _ if event.is::<fulfillment::FulfillmentCreated>() => {
                 let message: fulfillment::FulfillmentCreated = event.decode()?;
@@ -215,7 +211,7 @@ impl EventHandler for ShopEvents {
                     ),
                 ]);
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "fulfillment_created",
                     data,
                 )
@@ -227,7 +223,7 @@ impl EventHandler for ShopEvents {
                     ("tracking_id", message.tracking_id.clone()),
                 ]);
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "fulfillment_shipped",
                     data,
                 )
@@ -239,7 +235,7 @@ impl EventHandler for ShopEvents {
                     ("tracking_id", message.tracking_id.clone()),
                 ]);
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "fulfillment_delivered",
                     data,
                 )
@@ -252,7 +248,7 @@ impl EventHandler for ShopEvents {
                     ("full", message.full.to_string()),
                 ]);
                 (
-                    user(&message.user_id, &short_type)?,
+                    event.uuid("user_id", &message.user_id)?,
                     "payment_refunded",
                     data,
                 )

@@ -23,17 +23,10 @@ impl EventHandler for PeerEvents {
         connection: &mut sqlx::PgConnection,
         event: &ReceivedEvent,
     ) -> Result<(), HandlerError> {
-        let order_of = |raw: &str| {
-            Uuid::parse_str(raw).map_err(|_| {
-                HandlerError::Permanent(
-                    format!("{}: order id `{raw}` is not a UUID", event.event_type).into(),
-                )
-            })
-        };
         match () {
             _ if event.is::<payment_pb::PaymentSucceeded>() => {
                 let paid: payment_pb::PaymentSucceeded = event.decode()?;
-                let order_id = order_of(&paid.order_id)?;
+                let order_id = event.uuid("order_id", &paid.order_id)?;
                 let saga = self
                     .orders
                     .payment_received(connection, order_id, paid.payment_id)
@@ -48,7 +41,7 @@ impl EventHandler for PeerEvents {
                 let created: fulfillment_pb::FulfillmentCreated = event.decode()?;
                 crate::repository::note(
                     connection,
-                    order_of(&created.order_id)?,
+                    event.uuid("order_id", &created.order_id)?,
                     &format!(
                         "shipment created: {} tracking {}",
                         created.courier, created.tracking_id
@@ -60,7 +53,7 @@ impl EventHandler for PeerEvents {
                 let shipped: fulfillment_pb::FulfillmentShipped = event.decode()?;
                 crate::repository::transition(
                     connection,
-                    order_of(&shipped.order_id)?,
+                    event.uuid("order_id", &shipped.order_id)?,
                     &[OrderStatus::Confirmed],
                     OrderStatus::Shipped,
                     &format!("tracking {}", shipped.tracking_id),
@@ -71,7 +64,7 @@ impl EventHandler for PeerEvents {
                 let delivered: fulfillment_pb::FulfillmentDelivered = event.decode()?;
                 crate::repository::transition(
                     connection,
-                    order_of(&delivered.order_id)?,
+                    event.uuid("order_id", &delivered.order_id)?,
                     &[OrderStatus::Confirmed, OrderStatus::Shipped],
                     OrderStatus::Delivered,
                     &format!("tracking {}", delivered.tracking_id),
@@ -80,7 +73,7 @@ impl EventHandler for PeerEvents {
             }
             _ if event.is::<payment_pb::PaymentFailed>() => {
                 let failed: payment_pb::PaymentFailed = event.decode()?;
-                let order_id = order_of(&failed.order_id)?;
+                let order_id = event.uuid("order_id", &failed.order_id)?;
                 crate::repository::note(
                     connection,
                     order_id,

@@ -10,7 +10,7 @@ use commerce_testkit::{eventually, free_port, required_env, unique};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{LocalShop, Process, commerce};
+use crate::support::{LocalShop, Process, commerce, not_ready};
 
 /// The offline gateway's webhook secret in these shops.
 pub const OFFLINE_SECRET: &str = "offline-webhook-secret-for-tests";
@@ -199,22 +199,15 @@ impl Shop {
 
     /// Waits until the service whose shipped ops port is `ops` answers `/readyz` with 200.
     async fn await_ready(&self, ops: u16) {
-        let ready = format!("{}/readyz", self.local.url(ops));
-        let client = self.client.clone();
+        let urls = [format!("{}/readyz", self.local.url(ops))];
         eventually(
             Duration::from_secs(60),
-            &format!("{ready} to answer 200"),
-            || {
-                let (client, ready) = (client.clone(), ready.clone());
-                async move {
-                    client
-                        .get(ready)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|response| response.status() == 200)
-                        .map(|_| ())
-                }
+            &format!("{} to answer 200", urls[0]),
+            || async {
+                not_ready(&self.client, &urls)
+                    .await
+                    .is_empty()
+                    .then_some(())
             },
         )
         .await;
