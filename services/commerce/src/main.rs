@@ -78,6 +78,17 @@ enum Command {
     SearchRebuild,
     /// List the services.
     Services,
+    /// Drive the shop through its gateway with virtual shoppers and staff, and report
+    /// throughput, latency percentiles and failures (README: "Load, faults and invariants").
+    Simulate(Box<commerce_simulator::SimulateArgs>),
+    /// Check the shop's invariants from its databases and Kafka: no oversell, orders final
+    /// or waiting, money following orders, outboxes published, consumers caught up. Names
+    /// the ids that break one and exits non-zero.
+    Invariants {
+        /// Keep checking this long for the shop to settle before giving the verdict.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
+    },
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -238,6 +249,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.index_dir.display(),
                 previous.display()
             );
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            let config = if args.check {
+                Some(load_config(cli.config)?)
+            } else {
+                None
+            };
+            let (report_path, chart_path) = (args.report.clone(), args.chart.clone());
+            let report = commerce_simulator::simulate(*args, config.as_ref()).await?;
+            print!("{}", report.table());
+            println!(
+                "report: {}  chart: {}",
+                report_path.display(),
+                chart_path.display()
+            );
+            let broken = report.invariants.iter().filter(|f| !f.holds()).count();
+            anyhow::ensure!(broken == 0, "{broken} invariant(s) broken");
+            Ok(())
+        }
+        Command::Invariants { settle } => {
+            let config = load_config(cli.config)?;
+            let state = commerce_simulator::invariants::ShopState::connect(&config).await?;
+            let findings = state.settle(None, settle).await?;
+            for finding in &findings {
+                println!("{finding}");
+            }
+            let broken = findings.iter().filter(|f| !f.holds()).count();
+            anyhow::ensure!(broken == 0, "{broken} invariant(s) broken");
             Ok(())
         }
         Command::Seed => {

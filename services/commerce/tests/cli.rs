@@ -36,6 +36,57 @@ fn help_lists_every_service() {
 }
 
 #[test]
+fn the_simulator_names_what_it_cannot_read_or_reach_and_never_prints_the_staff_password() {
+    let bad_mix = commerce()
+        .args(["simulate", "--mix", "browse=1,shop=2"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&bad_mix.stderr);
+    assert!(!bad_mix.status.success());
+    assert!(said.contains("--mix") && said.contains("`shop`"), "{said}");
+
+    let help = commerce()
+        .args(["simulate", "--help"])
+        .env("COMMERCE_SIMULATE_STAFF_PASSWORD", "hunter2-staff-secret")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--rate",
+        "--shoppers",
+        "--duration",
+        "--seed",
+        "--mix",
+        "--check",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(
+        !help.contains("hunter2-staff-secret") && !help.contains("admin-demo-password"),
+        "{help}"
+    );
+
+    let nobody = format!("http://127.0.0.1:{}", commerce_testkit::free_port());
+    let unreachable = commerce()
+        .args([
+            "simulate",
+            "--gateway",
+            &nobody,
+            "--duration",
+            "1s",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success());
+    assert!(
+        said.contains("getting the shop ready") && said.contains("sign_in: no answer"),
+        "{said}"
+    );
+}
+
+#[test]
 fn configuration_errors_name_the_key() {
     let output = commerce()
         .args(["serve", "--target", "product"])

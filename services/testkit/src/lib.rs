@@ -243,6 +243,14 @@ impl PrivateKafka {
         }
     }
 
+    /// The running nodes' process ids (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// SIGTERM and wait: a controlled shutdown that moves leadership away first, as a
     /// rolling restart does.
     pub fn stop(&mut self, node: usize) {

@@ -245,6 +245,16 @@ impl LocalShop {
         secrets[client].as_str().unwrap().to_owned()
     }
 
+    /// The value this shop gives variable `key` (`COMMERCE_KAFKA__TOPIC_PREFIX`, …).
+    pub fn env_value(&self, key: &str) -> String {
+        self.env
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("this shop sets no {key}"))
+    }
+
     pub fn database(&self, service: &str) -> &TestDatabase {
         &self.databases[service]
     }

@@ -1,0 +1,126 @@
+//! What an idle shop costs: CPU seconds per minute of `commerce serve --target all` (built
+//! in release) and of its one-node Kafka broker, read from /proc, with nobody shopping.
+//! The baseline, measured first in the same run: the broker alone, before the shop
+//! connects. Goal: the shop under 1 % of one core (0.6 CPU-s per minute), and the broker
+//! with the shop connected close to the broker alone — nothing busy-polls.
+//!
+//! Needs the local infrastructure (`scripts/infra.sh up && eval "$(scripts/infra.sh env)"`),
+//! then `cargo bench -p commerce --bench idle`. With `perf` installed it also records where
+//! the idle shop's CPU goes (`target/bench-idle/perf.txt`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use commerce_testkit::PrivateKafka;
+use support::LocalShop;
+
+const WINDOW: Duration = Duration::from_secs(60);
+const GOAL_SHOP_CORE_SHARE: f64 = 0.01;
+
+/// CPU time (user + system) a process and its threads have used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|error| panic!("/proc/{pid}/stat: {error}"));
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// CPU seconds per minute each of `pids` uses over `window`.
+async fn cpu_per_minute(pids: &[u32], window: Duration) -> Vec<f64> {
+    let before: Vec<Duration> = pids.iter().map(|&pid| cpu_time(pid)).collect();
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    pids.iter()
+        .zip(before)
+        .map(|(&pid, before)| (cpu_time(pid) - before).as_secs_f64() * 60.0 / elapsed)
+        .collect()
+}
+
+fn out_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-idle");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::main]
+async fn main() {
+    let kafka = PrivateKafka::start(1);
+    let broker = kafka.pids()[0];
+    // The broker settles after start-up before it is measured alone.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let broker_alone = cpu_per_minute(&[broker], WINDOW).await[0];
+
+    let mut shop = LocalShop::new("benchidle").await;
+    shop.use_kafka(&kafka.brokers());
+    shop.env.push((
+        "COMMERCE_TELEMETRY__LOG_LEVEL".to_owned(),
+        "warn".to_owned(),
+    ));
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let services = shop.serve();
+    shop.wait_until_ready().await;
+    // Start-up work (topic creation, first relay passes, consumer joins) ends first.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let shop_pid = services.0.id();
+    let measured = cpu_per_minute(&[shop_pid, broker], WINDOW).await;
+    let (shop_cpu, broker_cpu) = (measured[0], measured[1]);
+
+    println!(
+        "baseline: the broker alone, idle: {broker_alone:.2} CPU-s per minute ({:.2} % of one core)",
+        broker_alone / 60.0 * 100.0
+    );
+    println!(
+        "idle shop: commerce {shop_cpu:.2} CPU-s per minute ({:.2} % of one core); broker beside it {broker_cpu:.2} ({:.2} % of one core, {:.2}× alone)",
+        shop_cpu / 60.0 * 100.0,
+        broker_cpu / 60.0 * 100.0,
+        broker_cpu / broker_alone.max(0.001),
+    );
+    println!(
+        "goal: the shop under {:.0} % of one core: {}",
+        GOAL_SHOP_CORE_SHARE * 100.0,
+        if shop_cpu / 60.0 < GOAL_SHOP_CORE_SHARE {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+
+    let perf_data = out_dir().join("perf.data");
+    let recorded = Command::new("perf")
+        .args(["record", "-q", "-g", "-F", "999", "-o"])
+        .arg(&perf_data)
+        .args(["-p", &shop_pid.to_string(), "--", "sleep", "20"])
+        .status();
+    if recorded.is_ok_and(|status| status.success()) {
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "comm,dso,symbol",
+                "-i",
+            ])
+            .arg(&perf_data)
+            .output()
+            .unwrap();
+        let text = out_dir().join("perf.txt");
+        std::fs::write(&text, &report.stdout).unwrap();
+        println!("where the idle shop's CPU goes: {}", text.display());
+    } else {
+        println!("perf is not available: no profile recorded");
+    }
+}

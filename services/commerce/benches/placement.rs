@@ -1,0 +1,210 @@
+//! Order placement at volume: 32 simulated shoppers buying through the gateway (cart,
+//! checkout, order, offline payment) on a whole shop built in release, once per saga
+//! engine (the PostgreSQL orchestrator, then Temporal). Next to them, in the same run and
+//! on the same PostgreSQL server, `pgbench` (TPC-B-like, scale 10, 8 clients) as the
+//! baseline: what this server commits per second on this machine. Prints orders/s, the
+//! placement step's p50/p99, the commits each placed order costs (pg_stat_database over
+//! the shop's databases, background work included) and the ratios.
+//!
+//! Needs the local infrastructure and MailDev (`make test` sets both up):
+//! `scripts/infra.sh up && eval "$(scripts/infra.sh env)"`, then
+//! `cargo bench -p commerce --bench placement` (`-- postgres` or `-- temporal` for one
+//! engine). The shop's log, the JSON reports and charts land in `target/bench-placement/`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use commerce_simulator::report::Report;
+use commerce_simulator::{SimulateArgs, Simulation};
+use commerce_testkit::{MailSink, fresh_database, unique};
+use support::LocalShop;
+
+const SHOPPERS: &str = "32";
+const DURATION: &str = "40s";
+/// Goals of the placement benchmark (README, "Load, faults and invariants").
+const GOAL_ORDERS_PER_SECOND: f64 = 150.0;
+const GOAL_P99_MS: f64 = 300.0;
+
+fn out_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-placement");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `pgbench` TPS on a scratch database of the test server: scale 10, 8 clients, 20 s.
+async fn pgbench_tps() -> f64 {
+    let database = fresh_database("pgbench").await;
+    let run = |args: &[&str]| {
+        let output = Command::new("pgbench")
+            .args(args)
+            .arg(&database.url)
+            .output()
+            .expect("pgbench (Debian's postgresql-client; `make test` installs it)");
+        assert!(
+            output.status.success(),
+            "pgbench {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["-i", "-s", "10", "-q"]);
+    let printed = run(&["-c", "8", "-j", "2", "-T", "20", "-n"]);
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{printed}"))
+}
+
+/// Commits in the shop's databases so far (pg_stat_database; flushed about once a second).
+async fn commits(shop: &LocalShop) -> i64 {
+    let names: Vec<String> = shop.databases.values().map(|db| db.name.clone()).collect();
+    sqlx::query_scalar(
+        "SELECT sum(xact_commit)::bigint FROM pg_stat_database WHERE datname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_one(&shop.database("order").pool)
+    .await
+    .unwrap()
+}
+
+struct Placement {
+    engine: &'static str,
+    report: Report,
+    commits_per_order: f64,
+}
+
+async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
+    let mut shop = LocalShop::new(&format!("bench{engine}")).await;
+    shop.env.extend(
+        [
+            (
+                "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT",
+                mail.smtp_port.to_string(),
+            ),
+            (
+                "COMMERCE_SERVICES__GATEWAY__CLIENT_IP_HEADER",
+                "x-forwarded-for".to_owned(),
+            ),
+            ("COMMERCE_SERVICES__ORDER__SAGA__ENGINE", engine.to_owned()),
+            (
+                "COMMERCE_SERVICES__ORDER__TEMPORAL__TASK_QUEUE",
+                unique("bench-orders"),
+            ),
+            ("COMMERCE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
+        ]
+        .map(|(key, value)| (key.to_owned(), value)),
+    );
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let _services = shop.serve();
+    shop.wait_until_ready().await;
+    let out = out_dir();
+    let parsed = <SimulateArgs as clap::Args>::augment_args(clap::Command::new("simulate"))
+        .try_get_matches_from([
+            "simulate",
+            "--gateway",
+            &shop.url(8080),
+            "--mail",
+            &mail.web,
+            "--shoppers",
+            SHOPPERS,
+            "--duration",
+            DURATION,
+            "--mix",
+            "buy=100",
+            "--promo-share",
+            "0",
+            "--forwarded-for",
+            "--quiet",
+        ])
+        .unwrap();
+    let args = <SimulateArgs as clap::FromArgMatches>::from_arg_matches(&parsed).unwrap();
+    let simulation = Simulation::prepare(args).await.expect("shoppers signed up");
+    // Every sign-up settles before the count starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = commits(&shop).await;
+    let report = simulation.start().finish().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = commits(&shop).await - before;
+    let placed = report
+        .summary
+        .events
+        .get("orders_placed")
+        .copied()
+        .unwrap_or(0);
+    report
+        .write_json(&out.join(format!("{engine}.json")))
+        .unwrap();
+    report
+        .write_chart(&out.join(format!("{engine}.html")))
+        .unwrap();
+    let _ = std::fs::copy(
+        shop.scratch("shop.log"),
+        out.join(format!("{engine}-shop.log")),
+    );
+    Placement {
+        engine,
+        commits_per_order: spent as f64 / placed.max(1) as f64,
+        report,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let engines: Vec<&'static str> = ["postgres", "temporal"]
+        .into_iter()
+        .filter(|engine| wanted.is_empty() || wanted.iter().any(|w| w == engine))
+        .collect();
+    let mail = MailSink::start();
+    let tps = pgbench_tps().await;
+    println!(
+        "baseline: pgbench (TPC-B-like, scale 10, 8 clients, 20 s) {tps:.0} TPS on the same PostgreSQL"
+    );
+    let mut results = Vec::new();
+    for engine in engines {
+        let result = placement(engine, &mail).await;
+        let place = &result.report.summary.steps["place_order"];
+        let per_second = place.ok as f64 / result.report.summary.elapsed_s;
+        println!(
+            "{engine:>9}: {per_second:.1} orders/s placed ({:.1} paid/s) with {SHOPPERS} shoppers; place_order p50 {:.0} ms p99 {:.0} ms; {:.1} commits per order; orders/s ÷ pgbench TPS = {:.3}; failures {:?}",
+            result.report.paid_per_second(),
+            place.latency_ms.p50,
+            place.latency_ms.p99,
+            result.commits_per_order,
+            per_second / tps,
+            place.failures,
+        );
+        results.push((result, per_second));
+    }
+    if let [(postgres, postgres_rate), (temporal, temporal_rate)] = &results[..] {
+        println!(
+            "temporal ÷ postgres: {:.2} of the rate, p99 {:.0} ms vs {:.0} ms",
+            temporal_rate / postgres_rate,
+            temporal.report.summary.steps["place_order"].latency_ms.p99,
+            postgres.report.summary.steps["place_order"].latency_ms.p99,
+        );
+    }
+    for (result, per_second) in &results {
+        let p99 = result.report.summary.steps["place_order"].latency_ms.p99;
+        println!(
+            "{}: goal ≥ {GOAL_ORDERS_PER_SECOND} orders/s with p99 < {GOAL_P99_MS} ms: {}",
+            result.engine,
+            if *per_second >= GOAL_ORDERS_PER_SECOND && p99 < GOAL_P99_MS {
+                "met"
+            } else {
+                "not met"
+            }
+        );
+    }
+    println!("reports and charts: {}", out_dir().display());
+}
