@@ -16,10 +16,7 @@ fn grpc_status(error: AuthError) -> tonic::Status {
         AuthError::NotFound(_) => tonic::Status::not_found(error.to_string()),
         AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(error.to_string()),
         AuthError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
-        other => {
-            tracing::error!(error = %other, "gRPC call failed");
-            tonic::Status::internal("internal error")
-        }
+        other => commerce_runtime::api::storage_status(&other),
     }
 }
 

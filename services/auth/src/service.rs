@@ -106,7 +106,7 @@ impl From<AuthError> for ApiError {
             | AuthError::Verifier(_)
             | AuthError::PasswordHash(_)
             | AuthError::Blocking(_)
-            | AuthError::Inconsistent(_) => ApiError::internal(error),
+            | AuthError::Inconsistent(_) => ApiError::storage(&error),
         }
     }
 }

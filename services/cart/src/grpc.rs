@@ -18,8 +18,7 @@ fn grpc_status(error: CartError) -> tonic::Status {
         }
         CartError::Unavailable(_) => tonic::Status::unavailable(error.to_string()),
         CartError::Database(_) | CartError::Outbox(_) => {
-            tracing::error!(%error, "gRPC call failed");
-            tonic::Status::internal("internal error")
+            commerce_runtime::api::storage_status(&error)
         }
     }
 }

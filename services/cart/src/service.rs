@@ -64,7 +64,7 @@ impl From<CartError> for ApiError {
             CartError::Conflict(_) => ApiError::conflict(error.to_string()),
             CartError::Forbidden(_) => ApiError::forbidden(error.to_string()),
             CartError::Unavailable(_) => ApiError::unavailable(2, error.to_string()),
-            CartError::Database(_) | CartError::Outbox(_) => ApiError::internal(error),
+            CartError::Database(_) | CartError::Outbox(_) => ApiError::storage(&error),
         }
     }
 }

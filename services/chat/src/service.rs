@@ -55,7 +55,7 @@ impl From<ChatError> for ApiError {
                 )
             },
             ChatError::Database(_) | ChatError::Redis(_) | ChatError::Storage(_) => {
-                ApiError::internal(error)
+                ApiError::storage(&error)
             }
         }
     }

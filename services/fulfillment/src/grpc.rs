@@ -36,10 +36,7 @@ impl pb::fulfillment_service_server::FulfillmentService for GrpcHandler {
                 FulfillmentError::NotDeliverable(_) => {
                     tonic::Status::failed_precondition(error.to_string())
                 }
-                FulfillmentError::Storage(_) => {
-                    tracing::error!(%error, "GetShippingCost failed");
-                    tonic::Status::internal("internal error")
-                }
+                FulfillmentError::Storage(_) => commerce_runtime::api::storage_status(&error),
             })?;
         Ok(tonic::Response::new(pb::GetShippingCostResponse {
             cost: Some(commerce_proto::common::v1::Money {

@@ -46,7 +46,7 @@ impl From<ShipmentError> for ApiError {
                 error.to_string(),
             ),
             ShipmentError::Carrier(_) => ApiError::unavailable(2, error.to_string()),
-            ShipmentError::Storage(_) | ShipmentError::Outbox(_) => ApiError::internal(error),
+            ShipmentError::Storage(_) | ShipmentError::Outbox(_) => ApiError::storage(&error),
         }
     }
 }

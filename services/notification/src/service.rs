@@ -38,7 +38,7 @@ impl From<NotificationError> for ApiError {
             NotificationError::NotFound => ApiError::not_found("notification not found"),
             NotificationError::UnknownKind(_) => ApiError::not_found(error.to_string()),
             NotificationError::Template { .. } => ApiError::invalid("data", error.to_string()),
-            NotificationError::Database(_) => ApiError::internal(error),
+            NotificationError::Database(_) => ApiError::storage(&error),
         }
     }
 }

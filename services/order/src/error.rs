@@ -82,7 +82,7 @@ impl From<OrderError> for ApiError {
             OrderError::Storage(_)
             | OrderError::Engine(_)
             | OrderError::Redis(_)
-            | OrderError::SagaData(_) => ApiError::internal(error),
+            | OrderError::SagaData(_) => ApiError::storage(&error),
         }
     }
 }
@@ -92,10 +92,7 @@ impl From<OrderError> for tonic::Status {
         match error {
             OrderError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
             OrderError::NotFound(_) => tonic::Status::not_found(error.to_string()),
-            other => {
-                tracing::error!(error = %other, "order request failed");
-                tonic::Status::internal("internal error")
-            }
+            other => commerce_runtime::api::storage_status(&other),
         }
     }
 }

@@ -22,8 +22,7 @@ fn grpc_status(error: PaymentError) -> tonic::Status {
         }
         PaymentError::Gateway(_) => tonic::Status::unavailable(error.to_string()),
         PaymentError::Webhook(_) | PaymentError::Storage(_) | PaymentError::Outbox(_) => {
-            tracing::error!(%error, "payment call failed");
-            tonic::Status::internal("internal error")
+            commerce_runtime::api::storage_status(&error)
         }
     }
 }

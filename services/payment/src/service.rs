@@ -59,7 +59,7 @@ impl From<PaymentError> for ApiError {
                 error.to_string(),
             ),
             PaymentError::Gateway(_) => ApiError::unavailable(2, error.to_string()),
-            PaymentError::Storage(_) | PaymentError::Outbox(_) => ApiError::internal(error),
+            PaymentError::Storage(_) | PaymentError::Outbox(_) => ApiError::storage(&error),
         }
     }
 }

@@ -21,8 +21,7 @@ fn grpc_status(error: ProductError) -> tonic::Status {
             tonic::Status::aborted(error.to_string())
         }
         ProductError::Database(_) | ProductError::Outbox(_) | ProductError::Cache(_) => {
-            tracing::error!(%error, "gRPC call failed");
-            tonic::Status::internal("internal error")
+            commerce_runtime::api::storage_status(&error)
         }
     }
 }

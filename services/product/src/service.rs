@@ -67,7 +67,7 @@ impl From<ProductError> for ApiError {
                 ApiError::conflict(error.to_string())
             }
             ProductError::Database(_) | ProductError::Outbox(_) | ProductError::Cache(_) => {
-                ApiError::internal(error)
+                ApiError::storage(&error)
             }
         }
     }

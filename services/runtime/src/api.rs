@@ -86,6 +86,65 @@ impl ApiError {
     }
 }
 
+/// How long a client is asked to wait when the database is out of reach: about what a
+/// PostgreSQL restart or fail-over takes.
+const DATABASE_RETRY_AFTER_SECS: u64 = 1;
+
+impl ApiError {
+    /// For a failure of the service's own storage: 503 with `Retry-After` when `error`, or
+    /// any cause of it, says the database is out of reach (a restart, a fail-over, a full
+    /// pool), so clients and the gateway try again; 500 for anything else.
+    pub fn storage(error: &(dyn std::error::Error + 'static)) -> Self {
+        if database_unreachable(error) {
+            tracing::warn!(error = %error, "the database is out of reach");
+            Self::unavailable(
+                DATABASE_RETRY_AFTER_SECS,
+                "the service's database is briefly out of reach; try again",
+            )
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+/// The gRPC status for a failure of the service's own storage: `UNAVAILABLE` when the
+/// database is out of reach (callers retry), `INTERNAL` otherwise; the cause is logged,
+/// never sent.
+pub fn storage_status(error: &(dyn std::error::Error + 'static)) -> tonic::Status {
+    if database_unreachable(error) {
+        tracing::warn!(error = %error, "the database is out of reach");
+        tonic::Status::unavailable("the service's database is briefly out of reach; try again")
+    } else {
+        tracing::error!(error = %error, "gRPC call failed");
+        tonic::Status::internal("internal error")
+    }
+}
+
+/// Whether `error` or a cause of it is a database connection that failed or could not be
+/// had, rather than a query the database refused.
+pub fn database_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(database) = current.downcast_ref::<sqlx::Error>() {
+            return match database {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                // SQLSTATE class 08 (connection exception); 57P01–57P03: the server is
+                // shutting down, crashed, or cannot take connections yet.
+                sqlx::Error::Database(refused) => refused.code().is_some_and(|code| {
+                    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+                }),
+                _ => false,
+            };
+        }
+        cause = current.source();
+    }
+    false
+}
+
 impl ApiError {
     /// The JSON body this error answers with (stored by endpoints that replay answers).
     pub fn body(&self) -> serde_json::Value {
@@ -330,6 +389,34 @@ mod tests {
         assert_eq!(scaled("9.9000"), "9.90");
         assert_eq!(scaled("4"), "4.00");
         assert_eq!(scaled("1.2345"), "1.2345");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum StoreError {
+        #[error("storage")]
+        Storage(#[source] sqlx::Error),
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_and_anything_else_500() {
+        let away = StoreError::Storage(sqlx::Error::PoolTimedOut);
+        let answer = ApiError::storage(&away);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.retry_after, Some(1));
+        let reset = StoreError::Storage(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(
+            ApiError::storage(&reset).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let missing = StoreError::Storage(sqlx::Error::RowNotFound);
+        let answer = ApiError::storage(&missing);
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.retry_after, None);
+        assert!(!database_unreachable(&std::io::Error::other(
+            "not a database"
+        )));
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl From<SearchError> for ApiError {
     fn from(error: SearchError) -> Self {
         match error {
             SearchError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.message),
-            other => ApiError::internal(other),
+            other => ApiError::storage(&other),
         }
     }
 }

@@ -33,7 +33,12 @@ pub struct TestDatabase {
 
 /// Creates an empty database as the superuser in `COMMERCE_TEST_DATABASE_URL`.
 pub async fn fresh_database(prefix: &str) -> TestDatabase {
-    let admin_url = required_env("COMMERCE_TEST_DATABASE_URL");
+    fresh_database_on(&required_env("COMMERCE_TEST_DATABASE_URL"), prefix).await
+}
+
+/// Creates an empty database on the server `admin_url` reaches as a superuser.
+pub async fn fresh_database_on(admin_url: &str, prefix: &str) -> TestDatabase {
+    let admin_url = admin_url.to_owned();
     let name = format!("test_{}_{}", prefix, uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url)
         .await
@@ -60,6 +65,114 @@ pub fn replace_database(url: &str, database: &str) -> String {
     match query {
         Some(query) => format!("{prefix}/{database}?{query}"),
         None => format!("{prefix}/{database}"),
+    }
+}
+
+/// A PostgreSQL server of the test's own (the infrastructure's binaries, `COMMERCE_PG_BIN`),
+/// on a free port with its data in a temporary directory, so a test can restart it under
+/// load without touching the shared server. Run as the `postgres` user when the test runs
+/// as root (PostgreSQL refuses root).
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("PostgreSQL directory");
+        let data = dir.path().join("data");
+        let port = free_port();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(
+                status.success(),
+                "chown the PostgreSQL directory to postgres"
+            );
+        }
+        let initdb = pg_command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(initdb.success(), "initdb failed");
+        let settings = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nmax_connections = 200\nfsync = off\n",
+            dir.path().display()
+        );
+        let config = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&config).expect("postgresql.conf");
+        text.push_str(&settings);
+        std::fs::write(&config, text).expect("write postgresql.conf");
+        let server = Self { dir, port };
+        server.pg_ctl(&["start", "-w", "-t", "60"]);
+        server
+    }
+
+    /// The superuser's URL (no password: the server trusts local connections).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fast restart: every session is ended, the server is down for about a second.
+    pub fn restart(&self) {
+        self.pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"]);
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let status = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl");
+        assert!(
+            status.success(),
+            "pg_ctl {args:?} failed; see its server.log"
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["stop", "-m", "immediate"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid only reads the process's user id.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A PostgreSQL program from `COMMERCE_PG_BIN`, as `postgres` when the test is root.
+fn pg_command(program: &str) -> Command {
+    let path = PathBuf::from(required_env("COMMERCE_PG_BIN")).join(program);
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        Command::new(path)
     }
 }
 

@@ -9,7 +9,7 @@ pub mod shoppers;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 
-use commerce_testkit::{TestDatabase, free_port, fresh_database, required_env, unique};
+use commerce_testkit::{TestDatabase, free_port, fresh_database_on, required_env, unique};
 
 const GRAPHQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../graphql");
 
@@ -122,6 +122,12 @@ pub struct LocalShop {
 
 impl LocalShop {
     pub async fn new(label: &str) -> Self {
+        Self::on_server(label, &required_env("COMMERCE_TEST_DATABASE_URL")).await
+    }
+
+    /// A shop whose databases are on the PostgreSQL server `admin_url` reaches as a
+    /// superuser (a test's private one).
+    pub async fn on_server(label: &str, admin_url: &str) -> Self {
         let state = tempfile::tempdir().unwrap();
         let mut config = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -191,7 +197,7 @@ impl LocalShop {
         ];
         let mut databases = BTreeMap::new();
         for service in DATABASE_SERVICES {
-            let database = fresh_database(&format!("{label}{service}")).await;
+            let database = fresh_database_on(admin_url, &format!("{label}{service}")).await;
             env.push((
                 format!(
                     "COMMERCE_SERVICES__{}__DATABASE__URL",
