@@ -12,7 +12,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use commerce_testkit::PrivateKafka;
@@ -98,29 +97,8 @@ async fn main() {
         }
     );
 
-    let perf_data = out_dir().join("perf.data");
-    let recorded = Command::new("perf")
-        .args(["record", "-q", "-g", "-F", "999", "-o"])
-        .arg(&perf_data)
-        .args(["-p", &shop_pid.to_string(), "--", "sleep", "20"])
-        .status();
-    if recorded.is_ok_and(|status| status.success()) {
-        let report = Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "--sort",
-                "comm,dso,symbol",
-                "-i",
-            ])
-            .arg(&perf_data)
-            .output()
-            .unwrap();
-        let text = out_dir().join("perf.txt");
-        std::fs::write(&text, &report.stdout).unwrap();
-        println!("where the idle shop's CPU goes: {}", text.display());
-    } else {
-        println!("perf is not available: no profile recorded");
+    match support::perf_profile(shop_pid, 20, &out_dir().join("perf")) {
+        Some(report) => println!("where the idle shop's CPU goes: {}", report.display()),
+        None => println!("perf is not available: no profile recorded"),
     }
 }

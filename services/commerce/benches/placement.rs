@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use commerce_simulator::Simulation;
 use commerce_simulator::report::Report;
-use commerce_simulator::{SimulateArgs, Simulation};
 use commerce_testkit::{MailSink, fresh_database, unique};
 use support::LocalShop;
 
@@ -102,34 +102,41 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     );
     shop.run(&["migrate", "--target", "all"]);
     shop.run(&["seed"]);
-    let _services = shop.serve();
+    let services = shop.serve();
     shop.wait_until_ready().await;
     let out = out_dir();
-    let parsed = <SimulateArgs as clap::Args>::augment_args(clap::Command::new("simulate"))
-        .try_get_matches_from([
-            "simulate",
-            "--gateway",
-            &shop.url(8080),
-            "--mail",
-            &mail.web,
-            "--shoppers",
-            SHOPPERS,
-            "--duration",
-            DURATION,
-            "--mix",
-            "buy=100",
-            "--promo-share",
-            "0",
-            "--forwarded-for",
-            "--quiet",
-        ])
-        .unwrap();
-    let args = <SimulateArgs as clap::FromArgMatches>::from_arg_matches(&parsed).unwrap();
+    let args = support::simulate_args(&[
+        "--gateway",
+        &shop.url(8080),
+        "--mail",
+        &mail.web,
+        "--shoppers",
+        SHOPPERS,
+        "--duration",
+        DURATION,
+        "--mix",
+        "buy=100",
+        "--promo-share",
+        "0",
+        "--forwarded-for",
+        "--quiet",
+    ]);
     let simulation = Simulation::prepare(args).await.expect("shoppers signed up");
     // Every sign-up settles before the count starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = commits(&shop).await;
-    let report = simulation.start().finish().await;
+    let running = simulation.start();
+    // A profile of the shop's process from 10 s into the run, for 15 s.
+    let shop_pid = services.0.id();
+    let profile_to = out.join(format!("{engine}-perf"));
+    let profile = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        support::perf_profile(shop_pid, 15, &profile_to)
+    });
+    let report = running.finish().await;
+    if let Ok(Some(profile)) = profile.await {
+        println!("{engine}: where the shop's CPU went: {}", profile.display());
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spent = commits(&shop).await - before;
     let placed = report

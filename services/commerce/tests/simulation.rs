@@ -23,26 +23,21 @@ use support::LocalShop;
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn args(shop: &LocalShop, mail: &MailSink) -> SimulateArgs {
-    let parsed = <SimulateArgs as clap::Args>::augment_args(clap::Command::new("simulate"))
-        .try_get_matches_from([
-            "simulate",
-            "--gateway",
-            &shop.url(8080),
-            "--mail",
-            &mail.web,
-            "--shoppers",
-            "6",
-            // Stopped by the test once the faults are over.
-            "--duration",
-            "10m",
-            "--seed",
-            "7",
-            "--forwarded-for",
-            "--quiet",
-        ])
-        .expect("the simulator's flags");
-    <SimulateArgs as clap::FromArgMatches>::from_arg_matches(&parsed)
-        .expect("the simulator's flags")
+    support::simulate_args(&[
+        "--gateway",
+        &shop.url(8080),
+        "--mail",
+        &mail.web,
+        "--shoppers",
+        "6",
+        // Stopped by the test once the faults are over.
+        "--duration",
+        "10m",
+        "--seed",
+        "7",
+        "--forwarded-for",
+        "--quiet",
+    ])
 }
 
 /// Waits `seconds` while shoppers shop, then says how many orders were paid meanwhile.

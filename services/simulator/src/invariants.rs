@@ -153,6 +153,16 @@ impl ShopState {
         &self.pools[service]
     }
 
+    async fn rows<T>(&self, service: &'static str, sql: &str) -> Result<Vec<T>, InvariantError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(sql)
+            .fetch_all(self.pool(service))
+            .await
+            .map_err(|source| InvariantError::Database { service, source })
+    }
+
     async fn ids(&self, service: &'static str, sql: &str) -> Result<Vec<String>, InvariantError> {
         sqlx::query_scalar(sql)
             .fetch_all(self.pool(service))
@@ -162,13 +172,7 @@ impl ShopState {
 
     /// The stock ledger now, to compare with after a run.
     pub async fn baseline(&self) -> Result<Baseline, InvariantError> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(CONSERVED_STOCK)
-            .fetch_all(self.pool("product"))
-            .await
-            .map_err(|source| InvariantError::Database {
-                service: "product",
-                source,
-            })?;
+        let rows: Vec<(Uuid, i64)> = self.rows("product", CONSERVED_STOCK).await?;
         Ok(Baseline {
             conserved: rows.into_iter().collect(),
         })
@@ -203,13 +207,7 @@ impl ShopState {
             .await?,
         );
         if let Some(baseline) = baseline {
-            let now: Vec<(Uuid, i64)> = sqlx::query_as(CONSERVED_STOCK)
-                .fetch_all(self.pool("product"))
-                .await
-                .map_err(|source| InvariantError::Database {
-                    service: "product",
-                    source,
-                })?;
+            let now: Vec<(Uuid, i64)> = self.rows("product", CONSERVED_STOCK).await?;
             finding(
                 "stock + units sold − adjustments is unchanged for every product",
                 now.into_iter()
@@ -223,30 +221,18 @@ impl ShopState {
             );
         }
 
-        let orders: HashMap<String, (String, Option<String>)> =
-            sqlx::query_as::<_, (String, String, Option<String>)>(
+        let orders: HashMap<String, (String, Option<String>)> = self
+            .rows::<(String, String, Option<String>)>(
+                "order",
                 "SELECT id::text, status, payment_id::text FROM orders",
             )
-            .fetch_all(self.pool("order"))
-            .await
-            .map_err(|source| InvariantError::Database {
-                service: "order",
-                source,
-            })?
+            .await?
             .into_iter()
             .map(|(id, status, payment)| (id, (status, payment)))
             .collect();
         let status_of = |order: &str| orders.get(order).map(|(status, _)| status.as_str());
 
-        let reservations: Vec<(String, String)> = sqlx::query_as(
-            "SELECT DISTINCT order_id::text, status FROM stock_reservations WHERE status IN ('reserved', 'deducted')",
-        )
-        .fetch_all(self.pool("product"))
-        .await
-        .map_err(|source| InvariantError::Database {
-            service: "product",
-            source,
-        })?;
+        let reservations: Vec<(String, String)> = self.rows("product", "SELECT DISTINCT order_id::text, status FROM stock_reservations WHERE status IN ('reserved', 'deducted')").await?;
         finding(
             "no reservation without a live order (reserved: unpaid; deducted: paid)",
             reservations
@@ -314,14 +300,12 @@ impl ShopState {
             .await?,
         );
 
-        let payments: Vec<(String, String, String, Decimal)> =
-            sqlx::query_as("SELECT id::text, order_id::text, status, amount FROM payments")
-                .fetch_all(self.pool("payment"))
-                .await
-                .map_err(|source| InvariantError::Database {
-                    service: "payment",
-                    source,
-                })?;
+        let payments: Vec<(String, String, String, Decimal)> = self
+            .rows(
+                "payment",
+                "SELECT id::text, order_id::text, status, amount FROM payments",
+            )
+            .await?;
         finding(
             "every payment belongs to exactly one order, which names it",
             payments

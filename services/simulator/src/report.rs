@@ -47,12 +47,7 @@ impl Report {
             "step", "count", "per s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
         );
         for (step, stats) in &self.summary.steps {
-            let failures = stats
-                .failures
-                .iter()
-                .map(|(status, count)| format!("{status}×{count}"))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let failures = by_status(&stats.failures);
             let l = &stats.latency_ms;
             let _ = writeln!(
                 out,
@@ -74,12 +69,7 @@ impl Report {
         if self.summary.phases.len() > 1 {
             let _ = writeln!(out);
             for phase in &self.summary.phases {
-                let failures = phase
-                    .failures
-                    .iter()
-                    .map(|(status, count)| format!("{status}×{count}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let failures = by_status(&phase.failures);
                 let _ = writeln!(
                     out,
                     "phase {:<24} {:>6.1}–{:<6.1}s {:>7} requests  {failures}",
@@ -183,6 +173,15 @@ impl Report {
             accounts = self.accounts,
         )
     }
+}
+
+/// `503×2 transport×1`.
+fn by_status(failures: &std::collections::BTreeMap<String, u64>) -> String {
+    failures
+        .iter()
+        .map(|(status, count)| format!("{status}×{count}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn escape(text: &str) -> String {

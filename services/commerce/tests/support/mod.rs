@@ -366,3 +366,46 @@ impl LocalShop {
         );
     }
 }
+
+/// The simulator's settings from its command-line flags, as `commerce simulate` reads them.
+pub fn simulate_args(flags: &[&str]) -> commerce_simulator::SimulateArgs {
+    use clap::{Args, FromArgMatches};
+    let matches = commerce_simulator::SimulateArgs::augment_args(clap::Command::new("simulate"))
+        .try_get_matches_from(std::iter::once("simulate").chain(flags.iter().copied()))
+        .unwrap_or_else(|error| panic!("simulator flags {flags:?}: {error}"));
+    commerce_simulator::SimulateArgs::from_arg_matches(&matches)
+        .unwrap_or_else(|error| panic!("simulator flags {flags:?}: {error}"))
+}
+
+/// Records where process `pid` spends its CPU for `seconds` with `perf` (call graphs, 999 Hz)
+/// and writes the report, heaviest symbols first, to `out` (`<name>.txt` beside the
+/// `perf.data`). None when perf is not installed or may not attach.
+pub fn perf_profile(pid: u32, seconds: u64, out: &std::path::Path) -> Option<std::path::PathBuf> {
+    let data = out.with_extension("data");
+    let recorded = Command::new("perf")
+        .args(["record", "-q", "-g", "-F", "999", "-o"])
+        .arg(&data)
+        .args(["-p", &pid.to_string(), "--", "sleep", &seconds.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    if !recorded.success() {
+        return None;
+    }
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--percent-limit",
+            "0.5",
+        ])
+        .args(["--sort", "dso,symbol", "-g", "none", "-i"])
+        .arg(&data)
+        .output()
+        .ok()?;
+    let text = out.with_extension("txt");
+    std::fs::write(&text, &report.stdout).ok()?;
+    Some(text)
+}
