@@ -3,8 +3,9 @@
 //!
 //! Shoppers sign up through the real path (MailDev catches the links), then browse, buy,
 //! cancel and walk away while staff restock, ship and deliver. Mid-run a Kafka broker is
-//! SIGKILLed and started again, the shop's PostgreSQL server restarts, then the `commerce`
-//! process itself is SIGKILLed and started again. Afterwards every
+//! SIGKILLed and started again, the shop's PostgreSQL server restarts, a master of its Redis
+//! Cluster is SIGKILLed (its replica takes over), then the `commerce` process itself is
+//! SIGKILLed and started again. Afterwards every
 //! invariant must hold within a minute: no oversell, stock conserved, every order final or
 //! waiting, money following orders, every outbox row published, every consumer caught up.
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use commerce_messaging::KafkaConfig;
 use commerce_simulator::invariants::ShopState;
 use commerce_simulator::{SimulateArgs, Simulation};
-use commerce_testkit::{MailSink, PrivateKafka, PrivatePostgres};
+use commerce_testkit::{MailSink, PrivateKafka, PrivatePostgres, PrivateRedisCluster};
 use support::LocalShop;
 
 /// How long the shop may take to settle after the shoppers stop.
@@ -48,16 +49,23 @@ async fn shop_for(running: &commerce_simulator::Running, seconds: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shoppers_keep_buying_through_broker_database_and_shop_crashes_and_every_invariant_holds() {
+async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and_every_invariant_holds()
+ {
     let mut kafka = PrivateKafka::start(3);
     let mail = MailSink::start();
     let postgres = PrivatePostgres::start();
+    let mut redis = PrivateRedisCluster::start();
     let mut shop = LocalShop::on_server("sim", &postgres.url()).await;
     shop.use_kafka(&kafka.brokers());
     shop.env.extend([
         (
             "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".to_owned(),
             mail.smtp_port.to_string(),
+        ),
+        ("COMMERCE_REDIS__MODE".to_owned(), "cluster".to_owned()),
+        (
+            "COMMERCE_REDIS__URLS".to_owned(),
+            serde_json::to_string(&redis.urls()).unwrap(),
         ),
         // Shoppers come from their own addresses (X-Forwarded-For), as behind a load
         // balancer, so the per-address limits apply per shopper.
@@ -100,6 +108,12 @@ async fn shoppers_keep_buying_through_broker_database_and_shop_crashes_and_every
     tokio::task::block_in_place(|| postgres.restart());
     running.begin_phase("PostgreSQL back");
     paid.insert("PostgreSQL back", shop_for(&running, 15).await);
+
+    running.begin_phase("a Redis master SIGKILLed");
+    let master = tokio::task::block_in_place(|| redis.kill_a_master());
+    running.begin_phase("Redis failed over");
+    paid.insert("Redis failed over", shop_for(&running, 15).await);
+    tokio::task::block_in_place(|| redis.start_node(master));
 
     running.begin_phase("commerce SIGKILLed and restarted");
     services.0.kill().unwrap();

@@ -176,6 +176,155 @@ fn pg_command(program: &str) -> Command {
     }
 }
 
+/// A six-node Redis Cluster of the test's own (three masters, each with a replica; node
+/// timeout 2 s, append-only files), so a test can SIGKILL a master and watch its replica
+/// take over without touching the shared cluster.
+pub struct PrivateRedisCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<RedisNode>,
+}
+
+struct RedisNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (scripts/infra.sh installs it)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl PrivateRedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("Redis directory");
+        let mut cluster = Self {
+            nodes: (0..6)
+                .map(|_| RedisNode {
+                    port: free_port(),
+                    child: None,
+                })
+                .collect(),
+            dir,
+        };
+        for node in 0..cluster.nodes.len() {
+            cluster.start_node(node);
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(
+            created.success(),
+            "creating the private Redis Cluster failed"
+        );
+        cluster.wait_healthy(None);
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// (Re)starts node `node` on its port and data; a restarted master rejoins as a replica.
+    pub fn start_node(&mut self, node: usize) {
+        let port = self.nodes[node].port;
+        let node_dir = self.dir.path().join(port.to_string());
+        std::fs::create_dir_all(&node_dir).expect("Redis node directory");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--appendonly", "yes", "--save", ""])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/infra.sh installs it)");
+        self.nodes[node].child = Some(child);
+        wait_for_port(port, Duration::from_secs(20));
+    }
+
+    /// SIGKILLs a master and waits until its replica serves its slots; the node's index.
+    pub fn kill_a_master(&mut self) -> usize {
+        let layout = redis_cli(self.nodes[0].port, &["cluster", "nodes"]);
+        let master_port: u16 = layout
+            .lines()
+            .find(|line| line.contains("master") && !line.contains("fail"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|address| address.split(['@', ':']).nth(1))
+            .and_then(|port| port.parse().ok())
+            .expect("a master in CLUSTER NODES");
+        let node = self
+            .nodes
+            .iter()
+            .position(|node| node.port == master_port)
+            .expect("the master is one of ours");
+        if let Some(mut child) = self.nodes[node].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.wait_healthy(Some(master_port));
+        node
+    }
+
+    /// Waits until a live node reports every slot served and, when `gone` is given, that
+    /// node marked failed (its replica promoted).
+    fn wait_healthy(&self, gone: Option<u16>) {
+        let witness = self
+            .nodes
+            .iter()
+            .find(|node| node.child.is_some() && Some(node.port) != gone)
+            .expect("a live node")
+            .port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = redis_cli(witness, &["cluster", "info"]);
+            let nodes = redis_cli(witness, &["cluster", "nodes"]);
+            let failed_over = gone.is_none_or(|port| {
+                nodes.lines().any(|line| {
+                    line.contains(&format!(":{port}@"))
+                        && line.contains("fail")
+                        && !line.contains("fail?")
+                })
+            });
+            if info.contains("cluster_state:ok") && failed_over {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private Redis Cluster did not become healthy:\n{info}\n{nodes}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// An Apache Kafka cluster of the test's own (KRaft, combined broker + controller nodes,
 /// `scripts/kafka/server.properties` filled in, the jars `scripts/kafka.sh` fetched), on
 /// free ports with durable log directories, so the test can kill nodes and start them
