@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier};
-use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
+use commerce_messaging::{ConsumerSettings, TopicSpec};
 use commerce_proto::cart::v1 as pb;
 use commerce_runtime::health::KafkaCheck;
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
@@ -102,7 +102,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         background: vec![relay_task, worker_task, cleanup_task, consumer.task],
         readiness: vec![
             Arc::new(commerce_runtime::health::RedisCheck(redis)),
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
             consumer.readiness,
         ],
     })

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use commerce_access::{RequireServiceToken, TokenVerifier};
-use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
+use commerce_messaging::{ConsumerSettings, TopicSpec};
 use commerce_runtime::health::KafkaCheck;
 
 use crate::carrier::{EasyPostCarrier, LocalCarrier, ShippingProvider};
@@ -81,7 +81,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         grpc: Some(tonic::service::Routes::new(grpc)),
         background: vec![relay_task, worker_task, consumer.task],
         readiness: vec![
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
             consumer.readiness,
         ],
     })

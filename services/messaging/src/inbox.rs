@@ -158,14 +158,17 @@ impl InboxConsumer {
         handler: Arc<dyn EventHandler>,
     ) -> Result<Self, MessagingError> {
         let health = Arc::new(ConsumerHealth::new(settings.group.clone()));
-        Self::reporting_to(kafka, pool, settings, handler, health)
+        Self::reporting_to(kafka, kafka.producer()?, pool, settings, handler, health)
     }
 
     /// A consumer whose group standing goes to `health`, made before the consumer (a
     /// service registers its readiness check at start, the consumer comes once its topics
     /// exist).
+    ///
+    /// Dead letters go out through `dead_letters`, the process's shared producer.
     pub fn reporting_to(
         kafka: &KafkaConfig,
+        dead_letters: FutureProducer,
         pool: PgPool,
         settings: ConsumerSettings,
         handler: Arc<dyn EventHandler>,
@@ -195,7 +198,7 @@ impl InboxConsumer {
             pool,
             consumer,
             health,
-            dead_letters: kafka.producer()?,
+            dead_letters,
             handler,
             settings,
         })

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaResult;
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -229,25 +230,33 @@ pub async fn ensure_topics_with_retry(
 /// Answers whether the broker is reachable, reusing one client across checks.
 #[derive(Clone)]
 pub struct BrokerProbe {
-    client: Arc<BaseProducer>,
+    fetch_metadata: Arc<dyn Fn(Duration) -> KafkaResult<()> + Send + Sync>,
 }
 
 impl BrokerProbe {
+    /// A probe with a client of its own.
     pub fn new(config: &KafkaConfig) -> Result<Self, MessagingError> {
+        let client: BaseProducer = config.finish(config.base()).create()?;
         Ok(Self {
-            client: Arc::new(config.finish(config.base()).create()?),
+            fetch_metadata: Arc::new(move |timeout| {
+                client.client().fetch_metadata(None, timeout).map(|_| ())
+            }),
         })
     }
 
+    /// A probe asking through the process's shared producer.
+    pub fn sharing(producer: &FutureProducer) -> Self {
+        let producer = producer.clone();
+        Self {
+            fetch_metadata: Arc::new(move |timeout| {
+                producer.client().fetch_metadata(None, timeout).map(|_| ())
+            }),
+        }
+    }
+
     pub async fn check(&self) -> Result<(), MessagingError> {
-        let client = self.client.clone();
-        tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(|_| ())
-        })
-        .await??;
+        let fetch_metadata = self.fetch_metadata.clone();
+        tokio::task::spawn_blocking(move || fetch_metadata(Duration::from_secs(2))).await??;
         Ok(())
     }
 }

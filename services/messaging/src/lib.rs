@@ -13,6 +13,9 @@ pub use inbox::{
 };
 pub use kafka::{BrokerProbe, KafkaConfig, TopicSpec, ensure_topics, ensure_topics_with_retry};
 pub use outbox::{NewEvent, OutboxRelay, RelaySettings, enqueue};
+/// The idempotent producer ([`KafkaConfig::producer`]); cheap to clone, and one per process
+/// is shared by every relay and dead-letter queue of the services it runs.
+pub use rdkafka::producer::FutureProducer as SharedProducer;
 
 /// The outbox and inbox tables. Versioned `1`; services number their own migrations with
 /// timestamps, and the runtime applies both sets to a service's database.

@@ -139,19 +139,38 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    /// A relay with a producer of its own.
     pub fn new(
         service: impl Into<String>,
         pool: PgPool,
         kafka: &crate::KafkaConfig,
         settings: RelaySettings,
     ) -> Result<Self, MessagingError> {
-        Ok(Self {
+        Ok(Self::sharing(
+            kafka.producer()?,
+            service,
             pool,
-            producer: kafka.producer()?,
+            kafka,
+            settings,
+        ))
+    }
+
+    /// A relay that publishes through `producer`, shared with the process's other relays
+    /// and dead-letter queues.
+    pub fn sharing(
+        producer: FutureProducer,
+        service: impl Into<String>,
+        pool: PgPool,
+        kafka: &crate::KafkaConfig,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            pool,
+            producer,
             settings,
             service: service.into(),
             topic_prefix: kafka.topic_prefix.clone(),
-        })
+        }
     }
 
     /// Publishes until `shutdown` is cancelled; broker or database errors back off and retry.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use commerce_access::{RequireServiceToken, ServiceTokenSource, TokenVerifier};
-use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
+use commerce_messaging::{ConsumerSettings, TopicSpec};
 use commerce_proto::notification::v1 as pb;
 use commerce_redis::Fanout;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
@@ -109,7 +109,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         background: vec![worker_task, consumer.task, relay_task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
             consumer.readiness,
         ],
     })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_access::{RequireServiceToken, TokenVerifier};
-use commerce_messaging::{BrokerProbe, ConsumerSettings, TopicSpec};
+use commerce_messaging::{ConsumerSettings, TopicSpec};
 use commerce_proto::order::v1 as pb;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
@@ -253,7 +253,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         .collect(),
         readiness: [
             Arc::new(RedisCheck(redis)) as Arc<dyn commerce_runtime::health::ReadinessCheck>,
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
             consumer.readiness,
         ]
         .into_iter()

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use commerce_access::{RequireServiceToken, TokenVerifier};
-use commerce_messaging::{BrokerProbe, TopicSpec};
+use commerce_messaging::TopicSpec;
 use commerce_proto::payment::v1 as pb;
 use commerce_runtime::health::KafkaCheck;
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
@@ -64,8 +64,6 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         http: routes(payments, user_tokens),
         grpc: Some(tonic::service::Routes::new(grpc)),
         background: vec![relay_task],
-        readiness: vec![Arc::new(KafkaCheck(BrokerProbe::new(
-            &context.config.app.kafka,
-        )?))],
+        readiness: vec![Arc::new(KafkaCheck(context.broker_probe()?))],
     })
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use commerce_access::{RequireServiceToken, TokenVerifier};
-use commerce_messaging::{BrokerProbe, TopicSpec};
+use commerce_messaging::TopicSpec;
 use commerce_proto::product::v1 as pb;
 use commerce_runtime::health::{KafkaCheck, RedisCheck};
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
@@ -41,7 +41,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         background: vec![relay_task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
-            Arc::new(KafkaCheck(BrokerProbe::new(&context.config.app.kafka)?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
         ],
     })
 }

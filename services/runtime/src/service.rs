@@ -90,6 +90,12 @@ pub struct ServiceContext {
     pub endpoints: ServiceEndpoints,
     pub shutdown: CancellationToken,
     pub database: Option<PgPool>,
+    /// The process's one Kafka producer, shared by every service it runs (when one of them
+    /// uses messaging). Each librdkafka client costs a main thread, a thread per broker and
+    /// a polling thread whose 100 ms poll spins through its last millisecond (the idle
+    /// profile in README, "Load, faults and invariants"): one client per process, not one
+    /// per relay and dead-letter queue.
+    pub producer: Option<commerce_messaging::SharedProducer>,
 }
 
 impl ServiceContext {
@@ -109,6 +115,24 @@ impl ServiceContext {
         commerce_redis::RedisClient::connect(&self.config.app.redis).await
     }
 
+    /// The process's shared producer.
+    fn shared_producer(&self) -> Result<commerce_messaging::SharedProducer, BoxError> {
+        self.producer.clone().ok_or_else(|| {
+            format!(
+                "`{}` uses messaging but the process has no producer",
+                self.name
+            )
+            .into()
+        })
+    }
+
+    /// A broker reachability probe over the process's shared producer.
+    pub fn broker_probe(&self) -> Result<commerce_messaging::BrokerProbe, BoxError> {
+        Ok(commerce_messaging::BrokerProbe::sharing(
+            &self.shared_producer()?,
+        ))
+    }
+
     /// The service's outbox relay as a background task: it creates `topics` (retrying until
     /// the broker answers, so a late broker is no start-up failure), then publishes until
     /// shutdown.
@@ -117,12 +141,13 @@ impl ServiceContext {
         topics: &[commerce_messaging::TopicSpec],
     ) -> Result<BackgroundTask, BoxError> {
         let kafka = self.config.app.kafka.clone();
-        let relay = commerce_messaging::OutboxRelay::new(
+        let relay = commerce_messaging::OutboxRelay::sharing(
+            self.shared_producer()?,
             self.name,
             self.database()?,
             &kafka,
             commerce_messaging::RelaySettings::default(),
-        )?;
+        );
         let (topics, shutdown) = (topics.to_vec(), self.shutdown.clone());
         Ok(Box::pin(async move {
             commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
@@ -141,6 +166,7 @@ impl ServiceContext {
     ) -> Result<InboxTask, BoxError> {
         let kafka = self.config.app.kafka.clone();
         let pool = self.database()?;
+        let dead_letters = self.shared_producer()?;
         let shutdown = self.shutdown.clone();
         let topics: Vec<commerce_messaging::TopicSpec> = settings
             .topics
@@ -159,6 +185,7 @@ impl ServiceContext {
             commerce_messaging::ensure_topics_with_retry(&kafka, &topics, &shutdown).await;
             commerce_messaging::InboxConsumer::reporting_to(
                 &kafka,
+                dead_letters,
                 pool,
                 settings,
                 handler,
@@ -344,6 +371,20 @@ pub async fn start(
         task_names: Vec::new(),
         grace: config.app.shutdown_grace,
     };
+    let producer = if definitions.iter().any(|definition| definition.messaging) {
+        Some(
+            config
+                .app
+                .kafka
+                .producer()
+                .map_err(|source| RuntimeError::Start {
+                    service: "kafka producer",
+                    source: source.into(),
+                })?,
+        )
+    } else {
+        None
+    };
     for definition in definitions {
         let endpoints = config.endpoints(definition.name)?;
         let database = connect_and_migrate(&config, definition).await?;
@@ -353,6 +394,7 @@ pub async fn start(
             endpoints: endpoints.clone(),
             shutdown: shutdown.clone(),
             database: database.clone(),
+            producer: producer.clone(),
         };
         let mut parts =
             (definition.start)(context)

@@ -48,9 +48,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         background: vec![consumer.task],
         readiness: vec![
             Arc::new(RedisCheck(redis)),
-            Arc::new(KafkaCheck(commerce_messaging::BrokerProbe::new(
-                &context.config.app.kafka,
-            )?)),
+            Arc::new(KafkaCheck(context.broker_probe()?)),
             consumer.readiness,
         ],
     })

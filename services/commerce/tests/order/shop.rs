@@ -106,7 +106,6 @@ impl Shop {
     /// timings.
     pub async fn start_with_env(engine: Engine, env: Vec<(String, String)>) -> Self {
         let mut local = LocalShop::new("ord").await;
-        let order_db = local.database("order").url.clone();
         let setting = |key: &str, value: &str| (key.to_owned(), value.to_owned());
         local.env.extend([
             setting("COMMERCE_TELEMETRY__LOG_FORMAT", "pretty"),
@@ -138,7 +137,6 @@ impl Shop {
                 &unique("orders"),
             ),
             setting("COMMERCE_SERVICES__ORDER__TEMPORAL__STICKY_TIMEOUT", "1s"),
-            setting("COMMERCE_SERVICES__ORDER_WORKER__DATABASE__URL", &order_db),
         ]);
         local.env.extend(FAST_SAGA.iter().map(|(key, value)| {
             (

@@ -207,6 +207,11 @@ impl LocalShop {
             ));
             databases.insert(service, database);
         }
+        // The Temporal worker's activities write the order service's database.
+        env.push((
+            "COMMERCE_SERVICES__ORDER_WORKER__DATABASE__URL".to_owned(),
+            databases["order"].url.clone(),
+        ));
         for service in REDIS_SERVICES {
             env.push((
                 format!(
