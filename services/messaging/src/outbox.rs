@@ -16,6 +16,7 @@ use opentelemetry::global;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -88,9 +89,14 @@ pub async fn enqueue(
 pub struct RelaySettings {
     #[serde(default = "default_batch_size")]
     pub batch_size: i64,
-    /// How often an idle relay looks for new rows.
+    /// How often an idle relay looks for new rows when it cannot listen for them (its
+    /// listening connection is down).
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long a listening relay waits for a notification before it looks anyway: a
+    /// safety net, since a notification sent while the listener reconnects is lost.
+    #[serde(default = "default_idle_check", with = "humantime_serde")]
+    pub idle_check: Duration,
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
 }
@@ -103,6 +109,10 @@ fn default_poll_interval() -> Duration {
     Duration::from_millis(100)
 }
 
+fn default_idle_check() -> Duration {
+    Duration::from_secs(10)
+}
+
 fn default_max_backoff() -> Duration {
     Duration::from_secs(10)
 }
@@ -112,10 +122,14 @@ impl Default for RelaySettings {
         Self {
             batch_size: default_batch_size(),
             poll_interval: default_poll_interval(),
+            idle_check: default_idle_check(),
             max_backoff: default_max_backoff(),
         }
     }
 }
+
+/// What the outbox insert trigger notifies (`migrations/2_outbox_notify.sql`).
+const NOTIFY_CHANNEL: &str = "outbox_events";
 
 /// The advisory-lock key that makes one relay per database the publisher.
 const RELAY_LOCK: i64 = 0x636f_6d6d_6f75_7462;
@@ -174,12 +188,16 @@ impl OutboxRelay {
     }
 
     /// Publishes until `shutdown` is cancelled; broker or database errors back off and retry.
+    /// Idle, it waits for the `outbox_events` notification the insert trigger sends at
+    /// commit (`migrations/2_outbox_notify.sql`), looking anyway every `idle_check`; while
+    /// it cannot listen it polls every `poll_interval`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), MessagingError> {
         let mut backoff = self.settings.poll_interval;
-        tracing::info!(service = %self.service, "outbox relay started");
+        let mut listener = self.listen().await;
+        tracing::info!(service = %self.service, listening = listener.is_some(), "outbox relay started");
         while !shutdown.is_cancelled() {
             let pause = match self.publish_batch().await {
-                Ok(0) => self.settings.poll_interval,
+                Ok(0) => None,
                 Ok(_) => {
                     backoff = self.settings.poll_interval;
                     continue;
@@ -190,16 +208,52 @@ impl OutboxRelay {
                     tracing::warn!(service = %self.service, %error, ?backoff, "outbox batch failed; backing off");
                     let pause = backoff;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
-                    pause
+                    Some(pause)
                 }
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
+            match (pause, listener.as_mut()) {
+                (None, Some(listening)) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        notified = listening.recv() => {
+                            if let Err(error) = notified {
+                                tracing::warn!(service = %self.service, %error, "outbox listener lost; polling until it is back");
+                                listener = None;
+                            }
+                        }
+                        _ = tokio::time::sleep(self.settings.idle_check) => {}
+                    }
+                }
+                (pause, _) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause.unwrap_or(self.settings.poll_interval)) => {}
+                    }
+                    if listener.is_none() {
+                        listener = self.listen().await;
+                    }
+                }
             }
         }
         tracing::info!(service = %self.service, "outbox relay stopped");
         Ok(())
+    }
+
+    /// A connection listening for new outbox rows; None (the relay polls) when the
+    /// database cannot give one now.
+    async fn listen(&self) -> Option<PgListener> {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(service = %self.service, %error, "cannot listen for outbox rows; polling");
+                None
+            }
+        }
     }
 
     /// Publishes one batch; returns how many rows were marked published.

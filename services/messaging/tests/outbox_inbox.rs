@@ -112,6 +112,54 @@ async fn outbox_publishes_in_order_with_event_and_trace_headers() {
 }
 
 /// Produces a record straight to the topic, bypassing the outbox (as a redelivery would).
+/// An idle relay does not poll: with both its poll interval and its safety-net check an hour
+/// away, a row written now is published within seconds, woken by the insert trigger's
+/// notification alone.
+#[tokio::test]
+async fn an_idle_relay_is_woken_by_new_rows_instead_of_polling() {
+    let kafka = shared_broker();
+    let pool = messaging_database("outboxwake").await;
+    let topic = topic(&kafka, "test.wake", 1).await;
+    let hour = Duration::from_secs(3600);
+    let relay = OutboxRelay::new(
+        "test",
+        pool.clone(),
+        &kafka,
+        RelaySettings {
+            poll_interval: hour,
+            idle_check: hour,
+            ..RelaySettings::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    // Idle: its first look found nothing, and it waits.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..3 {
+        let id = enqueue_one(&pool, &topic, "order-1", &format!("wake #{round}")).await;
+        eventually(
+            Duration::from_secs(10),
+            &format!("row {round} published after a notification"),
+            || async {
+                let published: Option<bool> = sqlx::query_scalar(
+                    "SELECT published_at IS NOT NULL FROM outbox_events WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                (published == Some(true)).then_some(())
+            },
+        )
+        .await;
+    }
+    let records = read_topic(&kafka, &topic, 3).await;
+    assert_eq!(records.len(), 3);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
 async fn produce_raw(
     kafka: &KafkaConfig,
     topic: &str,
