@@ -186,6 +186,9 @@ pub struct PrivateRedisCluster {
 
 struct RedisNode {
     port: u16,
+    /// Chosen like `port`: the default (`port` + 10000) can land in the ephemeral range
+    /// and be taken by some test's outgoing connection.
+    bus_port: u16,
     child: Option<Child>,
 }
 
@@ -216,6 +219,7 @@ impl PrivateRedisCluster {
             nodes: (0..6)
                 .map(|_| RedisNode {
                     port: free_port(),
+                    bus_port: free_port(),
                     child: None,
                 })
                 .collect(),
@@ -254,20 +258,39 @@ impl PrivateRedisCluster {
 
     /// (Re)starts node `node` on its port and data; a restarted master rejoins as a replica.
     pub fn start_node(&mut self, node: usize) {
-        let port = self.nodes[node].port;
+        let RedisNode { port, bus_port, .. } = self.nodes[node];
         let node_dir = self.dir.path().join(port.to_string());
         std::fs::create_dir_all(&node_dir).expect("Redis node directory");
-        let child = Command::new("redis-server")
+        let log = node_dir.join("redis.log");
+        let mut child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-port", &bus_port.to_string()])
             .args(["--appendonly", "yes", "--save", ""])
             .arg("--dir")
             .arg(&node_dir)
+            .arg("--logfile")
+            .arg(&log)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (scripts/infra.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let written = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = written.lines().rev().take(10).collect();
+                panic!(
+                    "Redis node on port {port} (bus {bus_port}) did not listen ({}); its log ends:\n{}",
+                    exited.map_or("timed out after 20s".to_owned(), |status| status
+                        .to_string()),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.nodes[node].child = Some(child);
-        wait_for_port(port, Duration::from_secs(20));
     }
 
     /// SIGKILLs a master and waits until its replica serves its slots; the node's index.
