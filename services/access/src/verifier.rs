@@ -1,17 +1,26 @@
 //! RS256 verification against a key set: in-process keys, or a JWKS URL fetched on demand.
+//! A token that verified is remembered (by its SHA-256) until it expires or the key set
+//! changes: one request carries the same token through the gateway and every service it
+//! calls, and the placement profile showed RSA verification at 9–15 % of the shop's CPU.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use lru::LruCache;
+use sha2::{Digest, Sha256};
 
 use crate::{AccessError, Claims, RevokedSessions};
 
 /// The audience of user access tokens (every service takes them).
 pub const USER_AUDIENCE: &str = "commerce";
+
+/// How many verified tokens a verifier remembers (a few MB at most).
+const REMEMBERED_TOKENS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
@@ -47,6 +56,9 @@ pub struct TokenVerifier {
 struct Inner {
     settings: VerifierSettings,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    /// Claims of tokens that verified against `keys`, by the token's SHA-256; only
+    /// valid tokens get in, so forged ones cannot crowd it.
+    verified: Mutex<LruCache<[u8; 32], Claims>>,
     jwks_url: Option<String>,
     client: reqwest::Client,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
@@ -83,6 +95,9 @@ impl TokenVerifier {
             inner: Arc::new(Inner {
                 settings,
                 keys: RwLock::new(HashMap::new()),
+                verified: Mutex::new(LruCache::new(
+                    NonZeroUsize::new(REMEMBERED_TOKENS).expect("a positive capacity"),
+                )),
                 jwks_url,
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
@@ -112,10 +127,61 @@ impl TokenVerifier {
             keys.insert(kid, key);
         }
         *self.inner.keys.write().expect("key cache lock") = keys;
+        // A token signed with a key that is gone must stop verifying.
+        self.verified().clear();
         Ok(())
     }
 
+    /// How many verified tokens are remembered now.
+    pub fn remembered(&self) -> usize {
+        self.verified().len()
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 32], Claims>> {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub async fn verify(&self, token: &str) -> Result<Claims, AccessError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match self.remembered_claims(&digest) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token).await?;
+                self.verified().put(digest, claims.clone());
+                claims
+            }
+        };
+        if let (Some(revoked), Some(session)) = (&self.revoked, claims.sid)
+            && revoked.is_revoked(session).await
+        {
+            return Err(AccessError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token that verified before and has not expired since (with the
+    /// same leeway the full check allows); an expired one is forgotten and checked again,
+    /// which reports it as expired.
+    fn remembered_claims(&self, digest: &[u8; 32]) -> Option<Claims> {
+        let mut verified = self.verified();
+        let claims = verified.get(digest)?;
+        let now = chrono::Utc::now().timestamp();
+        if claims
+            .exp
+            .saturating_add(self.inner.settings.leeway.as_secs() as i64)
+            < now
+        {
+            verified.pop(digest);
+            return None;
+        }
+        Some(claims.clone())
+    }
+
+    /// The full check: header, key, signature and claims.
+    async fn verify_signed(&self, token: &str) -> Result<Claims, AccessError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| match error.kind() {
             ErrorKind::InvalidAlgorithmName => AccessError::Algorithm,
             // `none` and other names the library does not know fail to parse at all.
@@ -155,11 +221,6 @@ impl TokenVerifier {
                 | ErrorKind::Utf8(_) => AccessError::Malformed,
                 other => AccessError::Invalid(format!("{other:?}")),
             })?;
-        if let (Some(revoked), Some(session)) = (&self.revoked, claims.sid)
-            && revoked.is_revoked(session).await
-        {
-            return Err(AccessError::Revoked);
-        }
         Ok(claims)
     }
 

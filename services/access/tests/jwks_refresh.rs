@@ -1,5 +1,6 @@
 //! The verifier caches the key set and fetches it again only for an unknown `kid`, at most
-//! once per interval.
+//! once per interval; it remembers the tokens that verified until they expire or their key
+//! is retired.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,10 +34,14 @@ fn jwk(kid: &str, key: &rsa::RsaPrivateKey) -> Jwk {
 }
 
 fn token(kid: &str, key: &rsa::RsaPrivateKey) -> String {
+    token_for(kid, key, 300)
+}
+
+fn token_for(kid: &str, key: &rsa::RsaPrivateKey, seconds: i64) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({
         "iss": "commerce-auth", "sub": uuid::Uuid::new_v4().to_string(), "aud": "commerce",
-        "exp": now + 300, "iat": now, "nbf": now, "jti": "j", "role": "customer"
+        "exp": now + seconds, "iat": now, "nbf": now, "jti": "j", "role": "customer"
     });
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
@@ -121,6 +126,68 @@ async fn keys_are_cached_and_refetched_for_unknown_kids_only() {
     ));
     assert!(matches!(
         verifier.verify(&token("old", &old)).await,
+        Err(AccessError::UnknownKey)
+    ));
+}
+
+#[tokio::test]
+async fn verified_tokens_are_remembered_until_they_expire_or_their_key_is_retired() {
+    let mut rng = rsa::rand_core::OsRng;
+    let (old, new) = (
+        rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+        rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+    );
+    let mut settings = VerifierSettings::new("commerce-auth", &["commerce"]);
+    settings.leeway = Duration::ZERO;
+    let both = JwkSet {
+        keys: vec![jwk("old", &old), jwk("new", &new)],
+    };
+    let verifier = TokenVerifier::with_keys(&both, settings).unwrap();
+
+    let shopper = token("old", &old);
+    let first = verifier.verify(&shopper).await.unwrap();
+    let again = verifier.verify(&shopper).await.unwrap();
+    assert_eq!(first, again, "the remembered claims are the verified ones");
+    assert_eq!(
+        verifier.remembered(),
+        1,
+        "the same token is remembered once"
+    );
+
+    // A forged token (the right header and claims, a signature by another key) is refused
+    // and never remembered.
+    let forged = {
+        let genuine = token("new", &new);
+        let signed_by_old = token("new", &old);
+        let (head, _) = genuine.rsplit_once('.').unwrap();
+        let (_, signature) = signed_by_old.rsplit_once('.').unwrap();
+        format!("{head}.{signature}")
+    };
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(AccessError::Signature)
+    ));
+    assert_eq!(verifier.remembered(), 1);
+
+    // A remembered token that expires is refused as expired, not served from memory.
+    let brief = token_for("new", &new, 1);
+    verifier.verify(&brief).await.unwrap();
+    assert_eq!(verifier.remembered(), 2);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(matches!(
+        verifier.verify(&brief).await,
+        Err(AccessError::Expired)
+    ));
+
+    // Retiring the key forgets every remembered token: the one signed with it is refused.
+    verifier
+        .replace_keys(&JwkSet {
+            keys: vec![jwk("new", &new)],
+        })
+        .unwrap();
+    assert_eq!(verifier.remembered(), 0);
+    assert!(matches!(
+        verifier.verify(&shopper).await,
         Err(AccessError::UnknownKey)
     ));
 }

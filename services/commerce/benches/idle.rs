@@ -20,30 +20,15 @@ use support::LocalShop;
 const WINDOW: Duration = Duration::from_secs(60);
 const GOAL_SHOP_CORE_SHARE: f64 = 0.01;
 
-/// CPU time (user + system) a process and its threads have used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|error| panic!("/proc/{pid}/stat: {error}"));
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_secs_f64(ticks as f64 / per_second as f64)
-}
-
 /// CPU seconds per minute each of `pids` uses over `window`.
 async fn cpu_per_minute(pids: &[u32], window: Duration) -> Vec<f64> {
-    let before: Vec<Duration> = pids.iter().map(|&pid| cpu_time(pid)).collect();
+    let before: Vec<Duration> = pids.iter().map(|&pid| support::cpu_time(pid)).collect();
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let elapsed = started.elapsed().as_secs_f64();
     pids.iter()
         .zip(before)
-        .map(|(&pid, before)| (cpu_time(pid) - before).as_secs_f64() * 60.0 / elapsed)
+        .map(|(&pid, before)| (support::cpu_time(pid) - before).as_secs_f64() * 60.0 / elapsed)
         .collect()
 }
 

@@ -77,6 +77,65 @@ struct Placement {
     engine: &'static str,
     report: Report,
     commits_per_order: f64,
+    /// The shop's own latency histograms over the run: (series, count, mean ms).
+    time_spent: Vec<(String, f64, f64)>,
+    /// CPU milliseconds per placed order, per program on the machine, most first.
+    cpu_per_order: Vec<(String, f64)>,
+}
+
+/// `<name>_sum` and `<name>_count` of every series of the shop's Prometheus histograms
+/// (all services share one registry; the order service's operational port serves it).
+async fn histogram_totals(shop: &LocalShop) -> std::collections::HashMap<String, (f64, f64)> {
+    let text = reqwest::get(format!("{}/metrics", shop.url(8184)))
+        .await
+        .and_then(|response| response.error_for_status())
+        .expect("the order service's metrics")
+        .text()
+        .await
+        .unwrap();
+    let mut totals = std::collections::HashMap::<String, (f64, f64)>::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        let labels = labels.trim_end_matches('}');
+        let key = |base: &str| format!("{base}{{{labels}}}");
+        if let Some(base) = name.strip_suffix("_sum") {
+            totals.entry(key(base)).or_default().0 += value;
+        } else if let Some(base) = name.strip_suffix("_count") {
+            totals.entry(key(base)).or_default().1 += value;
+        }
+    }
+    totals
+}
+
+/// The series that took the most time between two snapshots, longest first.
+fn time_spent(
+    before: &std::collections::HashMap<String, (f64, f64)>,
+    after: &std::collections::HashMap<String, (f64, f64)>,
+) -> Vec<(String, f64, f64)> {
+    let mut spent: Vec<(String, f64, f64, f64)> = after
+        .iter()
+        .filter(|(series, _)| series.contains("duration_seconds"))
+        .filter_map(|(series, (sum, count))| {
+            let (sum_before, count_before) = before.get(series).copied().unwrap_or_default();
+            let calls = count - count_before;
+            (calls > 0.0).then(|| {
+                let total = sum - sum_before;
+                (series.clone(), calls, total * 1000.0 / calls, total)
+            })
+        })
+        .collect();
+    spent.sort_by(|a, b| b.3.total_cmp(&a.3));
+    spent
+        .into_iter()
+        .take(25)
+        .map(|(series, calls, mean, _)| (series, calls, mean))
+        .collect()
 }
 
 async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
@@ -125,6 +184,8 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     // Every sign-up settles before the count starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = commits(&shop).await;
+    let histograms_before = histogram_totals(&shop).await;
+    let cpu_before = support::cpu_by_program();
     let running = simulation.start();
     // A profile of the shop's process from 10 s into the run, for 15 s.
     let shop_pid = services.0.id();
@@ -134,11 +195,13 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         support::perf_profile(shop_pid, 15, &profile_to)
     });
     let report = running.finish().await;
+    let cpu_after = support::cpu_by_program();
     if let Ok(Some(profile)) = profile.await {
         println!("{engine}: where the shop's CPU went: {}", profile.display());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spent = commits(&shop).await - before;
+    let time_spent = time_spent(&histograms_before, &histogram_totals(&shop).await);
     let placed = report
         .summary
         .events
@@ -155,10 +218,22 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         shop.scratch("shop.log"),
         out.join(format!("{engine}-shop.log")),
     );
+    let mut cpu_per_order: Vec<(String, f64)> = cpu_after
+        .iter()
+        .map(|(program, after)| {
+            let before = cpu_before.get(program).copied().unwrap_or_default();
+            let spent = after.saturating_sub(before).as_secs_f64() * 1000.0;
+            (program.clone(), spent / placed.max(1) as f64)
+        })
+        .filter(|(_, per_order)| *per_order >= 0.5)
+        .collect();
+    cpu_per_order.sort_by(|a, b| b.1.total_cmp(&a.1));
     Placement {
         engine,
+        cpu_per_order,
         commits_per_order: spent as f64 / placed.max(1) as f64,
         report,
+        time_spent,
     }
 }
 
@@ -191,6 +266,22 @@ async fn main() {
             per_second / tps,
             place.failures,
         );
+        let cpu_total: f64 = result.cpu_per_order.iter().map(|(_, ms)| ms).sum();
+        println!(
+            "{engine}: CPU per placed order {cpu_total:.0} ms: {}",
+            result
+                .cpu_per_order
+                .iter()
+                .map(|(program, ms)| format!("{program} {ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "{engine}: where the requests' time went (calls, mean ms; most total time first):"
+        );
+        for (series, calls, mean) in &result.time_spent {
+            println!("  {calls:>7.0} × {mean:>8.1} ms  {series}");
+        }
         results.push((result, per_second));
     }
     if let [(postgres, postgres_rate), (temporal, temporal_rate)] = &results[..] {

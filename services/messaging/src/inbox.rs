@@ -1,6 +1,8 @@
 //! The idempotent inbox consumer. Each record is applied in one PostgreSQL transaction that
-//! also records its event id in `inbox_events`; the offset is committed only after that
-//! transaction. A redelivered record finds its id and changes nothing. A record that keeps
+//! also records its event id in `inbox_events`; the offset is stored for commit only after
+//! that transaction. A redelivered record finds its id and changes nothing, which is why
+//! stored offsets are committed once a second (and on shutdown and rebalance) rather than
+//! one broker write, replicated, per record. A record that keeps
 //! failing goes to the dead-letter topic after `max_attempts`, and is recorded as such.
 
 use std::collections::HashMap;
@@ -12,6 +14,7 @@ use futures::StreamExt;
 use opentelemetry::global;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
@@ -139,6 +142,9 @@ impl Outcome {
 
 /// How often librdkafka reports the consumer's group state and lag to its [`ConsumerHealth`].
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the offsets of applied records are committed: a crash redelivers at most this
+/// much, which the inbox table turns into no-ops.
+const OFFSET_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct InboxConsumer {
     kafka: KafkaConfig,
@@ -179,6 +185,12 @@ impl InboxConsumer {
         }
         let consumer: StreamConsumer<InboxContext> = kafka
             .consumer_config(&settings.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                OFFSET_COMMIT_INTERVAL.as_millis().to_string(),
+            )
             .set(
                 "statistics.interval.ms",
                 STATISTICS_INTERVAL.as_millis().to_string(),
@@ -236,7 +248,19 @@ impl InboxConsumer {
                 "outcome" => outcome.label()
             )
             .increment(1);
-            self.consumer.commit_message(&message, CommitMode::Async)?;
+            // Refused when a rebalance took the partition meanwhile: its new owner gets the
+            // record again, and the inbox table makes that a no-op.
+            if let Err(error) = self.consumer.store_offset_from_message(&message) {
+                tracing::warn!(group = %self.settings.group, %error, "storing the offset failed; the record will be redelivered");
+            }
+        }
+        // What was applied since the last interval's commit is not redelivered to whoever
+        // takes the partitions next. Nothing stored yet is not an error.
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                tracing::warn!(group = %self.settings.group, %error, "committing offsets at shutdown failed; the records since the last commit are redelivered")
+            }
         }
         tracing::info!(group = %self.settings.group, "consumer stopped");
         Ok(())

@@ -48,7 +48,25 @@ struct Record {
     step: i32,
     data: Value,
     failure: Option<Value>,
+    /// When our lease ends at the latest, by this process's clock (measured from before
+    /// the statement that set it, so never later than the database's).
+    lease_until: Instant,
 }
+
+/// One attempt of a step, logged in `saga_steps` with the state change it led to.
+struct StepLog {
+    index: i32,
+    name: &'static str,
+    phase: &'static str,
+    attempt: i32,
+    outcome: &'static str,
+    error: Option<String>,
+    started_at: chrono::DateTime<Utc>,
+}
+
+/// How an action's attempts ended: its result and the last attempt's log entry, which is
+/// written together with the progress it leads to.
+type Attempted = (Result<(), Failure>, StepLog);
 
 #[derive(Clone, Copy)]
 enum Action {
@@ -236,6 +254,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
             step: record.2,
             data: record.3,
             failure: record.4,
+            lease_until: Instant::now(),
         };
         Self::outcome_of(&record)
     }
@@ -268,63 +287,63 @@ impl<S: SagaDefinition> Orchestrator<S> {
                 "running" => {
                     let index = record.step as usize;
                     if index >= steps.len() {
-                        if self.finish(&record, "completed").await?.is_err() {
+                        // Only a saga stored with every step done (by an older version) is
+                        // here; a last step's progress is written as completed.
+                        if self
+                            .advance(&mut record, "completed", index as i32, None, None)
+                            .await?
+                            .is_err()
+                        {
                             return self.outcome(saga_id).await;
                         }
-                        record.status = "completed".to_owned();
                         continue;
                     }
                     let name = steps[index].name();
                     self.failpoints.hit(&format!("before:{name}"));
-                    match self
-                        .attempts(&record, Action::Run(index), &mut data)
+                    let Ok((result, log)) = self
+                        .attempts(&mut record, Action::Run(index), &mut data)
                         .await?
-                    {
-                        Err(LeaseLost) => return self.outcome(saga_id).await,
-                        Ok(Ok(())) => {
+                    else {
+                        return self.outcome(saga_id).await;
+                    };
+                    let advanced = match result {
+                        Ok(()) => {
                             self.failpoints.hit(&format!("after:{name}"));
-                            let value = serde_json::to_value(&data)?;
-                            if self
-                                .write(&record, "running", index as i32 + 1, &value, None)
+                            record.data = serde_json::to_value(&data)?;
+                            let status = if index + 1 == steps.len() {
+                                "completed"
+                            } else {
+                                "running"
+                            };
+                            self.advance(&mut record, status, index as i32 + 1, None, Some(&log))
                                 .await?
-                                .is_err()
-                            {
-                                return self.outcome(saga_id).await;
-                            }
-                            record.step += 1;
-                            record.data = value;
                         }
-                        Ok(Err(failure)) if index >= self.definition.pivot() => {
+                        Err(failure) if index >= self.definition.pivot() => {
                             // Past the point of no return the saga only goes forward.
                             tracing::error!(saga_id = %record.id, step = name, error = %failure.message,
                                 "step past the point of no return failed; retrying later");
-                            self.defer(&record).await?;
+                            self.defer(&record, &log).await?;
                             return Ok(Outcome::InProgress);
                         }
-                        Ok(Err(failure)) => {
+                        Err(failure) => {
                             tracing::warn!(saga_id = %record.id, step = name, error = %failure.message,
                                 "saga step failed; compensating");
                             // The failed step is compensated too: an attempt that timed out may
                             // have acted at the peer.
                             let failure_value = serde_json::to_value(&failure)?;
-                            let value = serde_json::to_value(&data)?;
-                            if self
-                                .write(
-                                    &record,
-                                    "compensating",
-                                    index as i32 + 1,
-                                    &value,
-                                    Some(&failure_value),
-                                )
-                                .await?
-                                .is_err()
-                            {
-                                return self.outcome(saga_id).await;
-                            }
-                            record.status = "compensating".to_owned();
-                            record.step = index as i32 + 1;
-                            record.failure = Some(failure_value);
+                            record.data = serde_json::to_value(&data)?;
+                            self.advance(
+                                &mut record,
+                                "compensating",
+                                index as i32 + 1,
+                                Some(failure_value),
+                                Some(&log),
+                            )
+                            .await?
                         }
+                    };
+                    if advanced.is_err() {
+                        return self.outcome(saga_id).await;
                     }
                 }
                 "compensating" => {
@@ -332,47 +351,39 @@ impl<S: SagaDefinition> Orchestrator<S> {
                         0 => Action::Finalize,
                         left => Action::Compensate(left as usize - 1),
                     };
-                    let outcome = match action {
+                    let (result, log) = match action {
                         // Nothing to undo: move past the step without trying anything.
-                        Action::Compensate(index) if !steps[index].compensable() => Ok(Ok(())),
-                        _ => self.attempts(&record, action, &mut data).await?,
+                        Action::Compensate(index) if !steps[index].compensable() => (Ok(()), None),
+                        _ => match self.attempts(&mut record, action, &mut data).await? {
+                            Ok((result, log)) => (result, Some(log)),
+                            Err(LeaseLost) => return self.outcome(saga_id).await,
+                        },
                     };
-                    match outcome {
-                        Err(LeaseLost) => return self.outcome(saga_id).await,
-                        Ok(Err(failure)) => {
-                            tracing::error!(saga_id = %record.id, step = %failure.step, error = %failure.message,
-                                "compensation failed; retrying later");
-                            self.defer(&record).await?;
-                            return Ok(Outcome::InProgress);
+                    if let Err(failure) = result {
+                        tracing::error!(saga_id = %record.id, step = %failure.step, error = %failure.message,
+                            "compensation failed; retrying later");
+                        if let Some(log) = &log {
+                            self.defer(&record, log).await?;
                         }
-                        Ok(Ok(())) => {
-                            if let Action::Compensate(index) = action
-                                && steps[index].compensable()
-                            {
-                                self.failpoints
-                                    .hit(&format!("compensated:{}", steps[index].name()));
-                            }
-                            let written = match action {
-                                Action::Finalize => self.finish(&record, "compensated").await?,
-                                _ => {
-                                    self.write(
-                                        &record,
-                                        "compensating",
-                                        record.step - 1,
-                                        &record.data,
-                                        record.failure.as_ref(),
-                                    )
-                                    .await?
-                                }
-                            };
-                            if written.is_err() {
-                                return self.outcome(saga_id).await;
-                            }
-                            match action {
-                                Action::Finalize => record.status = "compensated".to_owned(),
-                                _ => record.step -= 1,
-                            }
-                        }
+                        return Ok(Outcome::InProgress);
+                    }
+                    if let Action::Compensate(index) = action
+                        && steps[index].compensable()
+                    {
+                        self.failpoints
+                            .hit(&format!("compensated:{}", steps[index].name()));
+                    }
+                    let (status, step) = match action {
+                        Action::Finalize => ("compensated", 0),
+                        _ => ("compensating", record.step - 1),
+                    };
+                    let failure = record.failure.clone();
+                    if self
+                        .advance(&mut record, status, step, failure, log.as_ref())
+                        .await?
+                        .is_err()
+                    {
+                        return self.outcome(saga_id).await;
                     }
                 }
                 _ => {
@@ -392,13 +403,14 @@ impl<S: SagaDefinition> Orchestrator<S> {
     }
 
     /// Runs one step, compensation or the final hook under the step's policy: each attempt
-    /// limited by the timeout, retryable errors tried again after a growing pause.
+    /// limited by the timeout, retryable errors tried again after a growing pause. Attempts
+    /// that will be retried are logged at once; the last one's log entry is returned.
     async fn attempts(
         &self,
-        record: &Record,
+        record: &mut Record,
         action: Action,
         data: &mut S::Data,
-    ) -> Result<Result<Result<(), Failure>, LeaseLost>, EngineError> {
+    ) -> Result<Result<Attempted, LeaseLost>, EngineError> {
         let steps = self.definition.steps();
         let (index, name) = match action {
             Action::Run(index) | Action::Compensate(index) => (index as i32, steps[index].name()),
@@ -409,9 +421,10 @@ impl<S: SagaDefinition> Orchestrator<S> {
             .failure
             .clone()
             .and_then(|value| serde_json::from_value(value).ok());
-        let mut last_error = String::new();
-        for attempt in 1..=policy.attempts {
-            if !self.renew(record.id).await? {
+        let attempts = policy.attempts.max(1);
+        for attempt in 1..=attempts {
+            // An attempt starts only with the lease lasting past its timeout.
+            if Instant::now() + policy.timeout >= record.lease_until && !self.renew(record).await? {
                 return Ok(Err(LeaseLost));
             }
             let started_at = Utc::now();
@@ -442,7 +455,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
             let (outcome, error) = match &result {
                 Ok(()) => ("succeeded", None),
                 Err(StepError::Rejected { message, .. }) => ("failed", Some(message.clone())),
-                Err(StepError::Retryable(cause)) if attempt < policy.attempts => {
+                Err(StepError::Retryable(cause)) if attempt < attempts => {
                     ("retrying", Some(cause.to_string()))
                 }
                 Err(StepError::Retryable(cause)) => ("failed", Some(cause.to_string())),
@@ -454,53 +467,51 @@ impl<S: SagaDefinition> Orchestrator<S> {
             metrics::histogram!("saga_step_duration_seconds",
                 "saga" => self.definition.saga_type(), "step" => name, "phase" => action.phase())
             .record(clock.elapsed().as_secs_f64());
-            sqlx::query(
-                "INSERT INTO saga_steps (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(record.id)
-            .bind(index)
-            .bind(name)
-            .bind(action.phase())
-            .bind(attempt as i32)
-            .bind(outcome)
-            .bind(&error)
-            .bind(started_at)
-            .execute(&self.pool)
-            .await?;
+            let log = StepLog {
+                index,
+                name,
+                phase: action.phase(),
+                attempt: attempt as i32,
+                outcome,
+                error,
+                started_at,
+            };
             match result {
                 Ok(()) => {
                     *data = working;
-                    return Ok(Ok(Ok(())));
+                    return Ok(Ok((Ok(()), log)));
                 }
                 Err(StepError::Rejected { kind, message }) => {
-                    return Ok(Ok(Err(Failure {
+                    let failure = Failure {
                         step: name.to_owned(),
                         kind,
                         message,
-                    })));
+                    };
+                    return Ok(Ok((Err(failure), log)));
+                }
+                Err(StepError::Retryable(cause)) if attempt < attempts => {
+                    tracing::warn!(saga_id = %record.id, step = name, attempt, error = %cause, "saga step attempt failed");
+                    self.log(record.id, &log).await?;
+                    tokio::time::sleep(policy.delay_after(attempt)).await;
                 }
                 Err(StepError::Retryable(cause)) => {
                     tracing::warn!(saga_id = %record.id, step = name, attempt, error = %cause, "saga step attempt failed");
-                    last_error = cause.to_string();
-                    if attempt < policy.attempts {
-                        tokio::time::sleep(policy.delay_after(attempt)).await;
-                    }
+                    let failure = Failure {
+                        step: name.to_owned(),
+                        kind: FailureKind::Unavailable,
+                        message: format!("{name} failed after {attempts} attempts: {cause}"),
+                    };
+                    return Ok(Ok((Err(failure), log)));
                 }
             }
         }
-        Ok(Ok(Err(Failure {
-            step: name.to_owned(),
-            kind: FailureKind::Unavailable,
-            message: format!(
-                "{name} failed after {} attempts: {last_error}",
-                policy.attempts
-            ),
-        })))
+        unreachable!("the last attempt returns")
     }
 
     /// Takes the saga's lease if it is free, expired or already ours.
     async fn claim(&self, saga_id: Uuid) -> Result<Option<Record>, EngineError> {
+        let lease = self.policy.saga().lease;
+        let sent = Instant::now();
         let row = sqlx::query_as::<_, (Uuid, String, i32, Value, Option<Value>)>(
             "UPDATE saga_states
              SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
@@ -510,7 +521,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(saga_id)
         .bind(self.owner)
-        .bind(self.policy.saga().lease.as_secs_f64())
+        .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(id, status, step, data, failure)| Record {
@@ -519,84 +530,126 @@ impl<S: SagaDefinition> Orchestrator<S> {
             step,
             data,
             failure,
+            lease_until: sent + lease,
         }))
     }
 
-    async fn renew(&self, saga_id: Uuid) -> Result<bool, EngineError> {
+    async fn renew(&self, record: &mut Record) -> Result<bool, EngineError> {
+        let lease = self.policy.saga().lease;
+        let sent = Instant::now();
         let renewed = sqlx::query(
             "UPDATE saga_states SET lease_until = now() + make_interval(secs => $3)
              WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'compensating')",
         )
-        .bind(saga_id)
+        .bind(record.id)
         .bind(self.owner)
-        .bind(self.policy.saga().lease.as_secs_f64())
+        .bind(lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
+        record.lease_until = sent + lease;
         Ok(renewed.rows_affected() == 1)
     }
 
-    async fn write(
+    /// Writes the saga's progress, with the log entry of the attempt that made it, in one
+    /// statement fenced on our lease (which it extends; a final status releases it).
+    async fn advance(
         &self,
-        record: &Record,
-        status: &str,
+        record: &mut Record,
+        status: &'static str,
         step: i32,
-        data: &Value,
-        failure: Option<&Value>,
+        failure: Option<Value>,
+        log: Option<&StepLog>,
     ) -> Result<Result<(), LeaseLost>, EngineError> {
-        let written = sqlx::query(
-            "UPDATE saga_states SET status = $3, step = $4, data = $5, failure = $6, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
+        let lease = self.policy.saga().lease;
+        let sent = Instant::now();
+        let log_name = log.map(|log| log.name);
+        let written: i64 = sqlx::query_scalar(
+            "WITH progress AS (
+                 UPDATE saga_states
+                 SET status = $3, step = $4, data = $5, failure = $6, updated_at = now(),
+                     finished_at = CASE WHEN $3 IN ('completed', 'compensated') THEN now() END,
+                     lease_owner = CASE WHEN $3 IN ('completed', 'compensated') THEN NULL
+                                        ELSE lease_owner END,
+                     lease_until = CASE WHEN $3 IN ('completed', 'compensated') THEN NULL
+                                        ELSE now() + make_interval(secs => $7) END
+                 WHERE id = $1 AND lease_owner = $2
+                 RETURNING id),
+             logged AS (
+                 INSERT INTO saga_steps
+                     (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
+                 SELECT id, $8, $9, $10, $11, $12, $13, $14 FROM progress WHERE $9::text IS NOT NULL)
+             SELECT count(*) FROM progress",
         )
         .bind(record.id)
         .bind(self.owner)
         .bind(status)
         .bind(step)
-        .bind(data)
-        .bind(failure)
-        .execute(&self.pool)
+        .bind(&record.data)
+        .bind(&failure)
+        .bind(lease.as_secs_f64())
+        .bind(log.map(|log| log.index))
+        .bind(log_name)
+        .bind(log.map(|log| log.phase))
+        .bind(log.map(|log| log.attempt))
+        .bind(log.map(|log| log.outcome))
+        .bind(log.and_then(|log| log.error.as_deref()))
+        .bind(log.map(|log| log.started_at))
+        .fetch_one(&self.pool)
         .await?;
-        Ok(if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(LeaseLost)
-        })
+        if written != 1 {
+            return Ok(Err(LeaseLost));
+        }
+        record.status = status.to_owned();
+        record.step = step;
+        record.failure = failure;
+        record.lease_until = sent + lease;
+        Ok(Ok(()))
     }
 
-    async fn finish(
-        &self,
-        record: &Record,
-        status: &str,
-    ) -> Result<Result<(), LeaseLost>, EngineError> {
-        let written = sqlx::query(
-            "UPDATE saga_states SET status = $3, finished_at = now(), updated_at = now(),
-                    lease_owner = NULL, lease_until = NULL
-             WHERE id = $1 AND lease_owner = $2",
+    /// Logs an attempt that changed nothing yet (it will be tried again).
+    async fn log(&self, saga_id: Uuid, log: &StepLog) -> Result<(), EngineError> {
+        sqlx::query(
+            "INSERT INTO saga_steps (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(record.id)
-        .bind(self.owner)
-        .bind(status)
+        .bind(saga_id)
+        .bind(log.index)
+        .bind(log.name)
+        .bind(log.phase)
+        .bind(log.attempt)
+        .bind(log.outcome)
+        .bind(&log.error)
+        .bind(log.started_at)
         .execute(&self.pool)
         .await?;
-        Ok(if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(LeaseLost)
-        })
+        Ok(())
     }
 
-    /// Gives the saga back until its next attempt is due.
-    async fn defer(&self, record: &Record) -> Result<(), EngineError> {
+    /// Gives the saga back until its next attempt is due, logging the attempt that failed.
+    async fn defer(&self, record: &Record, log: &StepLog) -> Result<(), EngineError> {
         let policy = self.policy.saga();
         let pause = policy.step.max_backoff.max(policy.recovery_interval);
         sqlx::query(
-            "UPDATE saga_states
-             SET next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL,
-                 lease_until = NULL, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
+            "WITH deferred AS (
+                 UPDATE saga_states
+                 SET next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL,
+                     lease_until = NULL, updated_at = now()
+                 WHERE id = $1 AND lease_owner = $2
+                 RETURNING id)
+             INSERT INTO saga_steps
+                 (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
+             VALUES ($1, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(record.id)
         .bind(self.owner)
         .bind(pause.as_secs_f64())
+        .bind(log.index)
+        .bind(log.name)
+        .bind(log.phase)
+        .bind(log.attempt)
+        .bind(log.outcome)
+        .bind(&log.error)
+        .bind(log.started_at)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -8,6 +8,7 @@ pub mod shoppers;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use commerce_testkit::{TestDatabase, free_port, fresh_database_on, required_env, unique};
 
@@ -380,6 +381,55 @@ pub fn simulate_args(flags: &[&str]) -> commerce_simulator::SimulateArgs {
         .unwrap_or_else(|error| panic!("simulator flags {flags:?}: {error}"));
     commerce_simulator::SimulateArgs::from_arg_matches(&matches)
         .unwrap_or_else(|error| panic!("simulator flags {flags:?}: {error}"))
+}
+
+/// CPU time (user + system) process `pid` and its threads have used so far; zero once it
+/// is gone.
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some(name_end) = stat.rfind(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = stat[name_end + 2..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|both| {
+            both.iter()
+                .filter_map(|field| field.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or_default();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// CPU time every process on the machine has used so far, summed per program name
+/// (`/proc/<pid>/comm`: `commerce`, `postgres`, `java` for Kafka, `redis-server`, …).
+/// Processes that ended in between are not counted, so short-lived ones are missed.
+pub fn cpu_by_program() -> std::collections::HashMap<String, Duration> {
+    let mut programs = std::collections::HashMap::<String, Duration>::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return programs;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        *programs.entry(name.trim().to_owned()).or_default() += cpu_time(pid);
+    }
+    programs
 }
 
 /// Records where process `pid` spends its CPU for `seconds` with `perf` (call graphs, 999 Hz)
