@@ -61,22 +61,29 @@ async fn pgbench_tps() -> f64 {
         .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{printed}"))
 }
 
-/// Commits in the shop's databases so far (pg_stat_database; flushed about once a second).
-async fn commits(shop: &LocalShop) -> i64 {
-    let names: Vec<String> = shop.databases.values().map(|db| db.name.clone()).collect();
-    sqlx::query_scalar(
-        "SELECT sum(xact_commit)::bigint FROM pg_stat_database WHERE datname = ANY($1)",
-    )
-    .bind(&names)
-    .fetch_one(&shop.database("order").pool)
-    .await
-    .unwrap()
+/// Commits in each of the shop's databases so far, by service (pg_stat_database; flushed
+/// about once a second).
+async fn commits(shop: &LocalShop) -> std::collections::BTreeMap<String, i64> {
+    let mut by_service = std::collections::BTreeMap::new();
+    for (service, database) in &shop.databases {
+        let commits: i64 = sqlx::query_scalar(
+            "SELECT xact_commit::bigint FROM pg_stat_database WHERE datname = $1",
+        )
+        .bind(&database.name)
+        .fetch_one(&shop.database("order").pool)
+        .await
+        .unwrap();
+        by_service.insert(service.to_string(), commits);
+    }
+    by_service
 }
 
 struct Placement {
     engine: &'static str,
     report: Report,
     commits_per_order: f64,
+    /// Commits per placed order in each service's database.
+    commits_by_service: Vec<(String, f64)>,
     /// The shop's own latency histograms over the run: (series, count, mean ms).
     time_spent: Vec<(String, f64, f64)>,
     /// CPU milliseconds per placed order, per program on the machine, most first.
@@ -200,7 +207,7 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         println!("{engine}: where the shop's CPU went: {}", profile.display());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let spent = commits(&shop).await - before;
+    let after = commits(&shop).await;
     let time_spent = time_spent(&histograms_before, &histogram_totals(&shop).await);
     let placed = report
         .summary
@@ -231,7 +238,15 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     Placement {
         engine,
         cpu_per_order,
-        commits_per_order: spent as f64 / placed.max(1) as f64,
+        commits_per_order: (after.values().sum::<i64>() - before.values().sum::<i64>()) as f64
+            / placed.max(1) as f64,
+        commits_by_service: after
+            .iter()
+            .map(|(service, commits)| {
+                let spent = commits - before.get(service).copied().unwrap_or_default();
+                (service.clone(), spent as f64 / placed.max(1) as f64)
+            })
+            .collect(),
         report,
         time_spent,
     }

@@ -5,6 +5,7 @@
 //! on the order rows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -65,29 +66,44 @@ impl PlacementEngine {
         }
     }
 
-    /// How the order's placement ended, `None` while it runs. The orchestrator is driven
-    /// as far as it goes now (or waits for the process that holds it).
-    pub async fn poll(&self, order_id: Uuid) -> Result<Option<PlacementEnd>, OrderError> {
+    /// How the order's placement ended, waiting up to `wait` for it; `None` while it still
+    /// runs. The orchestrator is driven as far as it goes now (and asked again while
+    /// another process holds it); a workflow answers once through its `placed` update.
+    pub async fn wait(
+        &self,
+        order_id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<PlacementEnd>, OrderError> {
         match self {
             Self::Postgres(engine) => {
+                let deadline = tokio::time::Instant::now() + wait;
                 let saga_id = engine.saga_of(order_id).await?;
-                Ok(match engine.drive(saga_id).await? {
-                    Outcome::Completed(placement) => {
-                        Some(PlacementEnd::Completed(Box::new(placement)))
+                loop {
+                    match engine.drive(saga_id).await? {
+                        Outcome::Completed(placement) => {
+                            return Ok(Some(PlacementEnd::Completed(Box::new(placement))));
+                        }
+                        Outcome::Compensated(_, failure) => {
+                            return Ok(Some(PlacementEnd::Compensated(failure)));
+                        }
+                        Outcome::InProgress if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Outcome::InProgress => return Ok(None),
                     }
-                    Outcome::Compensated(_, failure) => Some(PlacementEnd::Compensated(failure)),
-                    Outcome::InProgress => None,
+                }
+            }
+            Self::Temporal(temporal) => {
+                Ok(match temporal.wait_for_placement(order_id, wait).await? {
+                    Some(SagaEnd::Completed { data }) => Some(PlacementEnd::Completed(Box::new(
+                        serde_json::from_value(data)?,
+                    ))),
+                    Some(SagaEnd::Compensated { failure, .. }) => {
+                        Some(PlacementEnd::Compensated(failure))
+                    }
+                    None => None,
                 })
             }
-            Self::Temporal(temporal) => Ok(match temporal.placement(order_id).await? {
-                Some(SagaEnd::Completed { data }) => Some(PlacementEnd::Completed(Box::new(
-                    serde_json::from_value(data)?,
-                ))),
-                Some(SagaEnd::Compensated { failure, .. }) => {
-                    Some(PlacementEnd::Compensated(failure))
-                }
-                None => None,
-            }),
         }
     }
 

@@ -178,24 +178,14 @@ impl OrderService {
 
     /// Waits for the order's placement to end (driving it, on the orchestrator).
     async fn outcome(&self, order_id: Uuid) -> Result<PlaceOrderAnswer, OrderError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            match self.engines.placement.poll(order_id).await? {
-                Some(PlacementEnd::Completed(placement)) => {
-                    return self.placed(order_id, *placement).await;
-                }
-                Some(PlacementEnd::Compensated(failure)) => {
-                    return Ok(PlaceOrderAnswer::Failed { order_id, failure });
-                }
-                None if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => {
-                    return Err(OrderError::Busy(format!(
-                        "order {order_id} is still being placed; retry with the same Idempotency-Key"
-                    )));
-                }
+        match self.engines.placement.wait(order_id, self.wait).await? {
+            Some(PlacementEnd::Completed(placement)) => self.placed(order_id, *placement).await,
+            Some(PlacementEnd::Compensated(failure)) => {
+                Ok(PlaceOrderAnswer::Failed { order_id, failure })
             }
+            None => Err(OrderError::Busy(format!(
+                "order {order_id} is still being placed; retry with the same Idempotency-Key"
+            ))),
         }
     }
 

@@ -196,6 +196,17 @@ impl OrderWorkflow {
         self.canceled = true;
     }
 
+    /// Answers once placement has ended (`None` if the workflow is canceled first): the
+    /// order service's request waits on this one update instead of asking the query again
+    /// and again, each answer of which costs the server and the worker a workflow task.
+    #[update(name = "placed")]
+    pub async fn placed(ctx: &mut WorkflowContext<Self>) -> Option<SagaEnd> {
+        ctx.wait_condition(|state| state.placement.is_some())
+            .await
+            .ok()?;
+        ctx.state(|state| state.placement.clone())
+    }
+
     /// How placement ended, once it has.
     #[query(name = "placement")]
     pub fn placement(&self, _ctx: &WorkflowContextView) -> Option<SagaEnd> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use opentelemetry::trace::FutureExt as _;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
-    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    Client, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use uuid::Uuid;
 
@@ -195,6 +195,33 @@ impl TemporalOrders {
     }
 
     /// How the order's placement ended; `None` while it runs (or while no worker answers).
+    /// How the order's placement ended, waiting up to `wait` for it: the workflow's
+    /// `placed` update answers as soon as it ends. Updates reach running workflows only, so
+    /// when the workflow has ended already (or the update is refused) the query answers.
+    pub async fn wait_for_placement(
+        &self,
+        order_id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<SagaEnd>, OrderError> {
+        let handle = self.order_handle(order_id);
+        let update = handle
+            .execute_update(
+                OrderWorkflow::placed,
+                (),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .with_context(request_context());
+        match tokio::time::timeout(wait, update).await {
+            Ok(Ok(Some(end))) => return Ok(Some(end)),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%order_id, %error, "the placed update was not answered; asking the query");
+            }
+            Err(_) => return Ok(None),
+        }
+        self.placement(order_id).await
+    }
+
     pub async fn placement(&self, order_id: Uuid) -> Result<Option<SagaEnd>, OrderError> {
         let handle = self.order_handle(order_id);
         let query = handle.query(

@@ -723,6 +723,17 @@ impl Shop {
             .collect()
     }
 
+    /// What `step_runs` reads for a step that acted, was cut off by a crash before its
+    /// progress was stored, and ran again after the restart: Temporal's history keeps both
+    /// activity attempts; the orchestrator logs an attempt with the progress it made (one
+    /// write per step), so only the run after the restart is there.
+    pub fn runs_recorded_across_a_crash(&self) -> i64 {
+        match self.engine {
+            Engine::Postgres => 1,
+            Engine::Temporal => 2,
+        }
+    }
+
     /// How often `step` of the order's saga ran to its end: on PostgreSQL its succeeded
     /// attempts; on Temporal the attempts of its activity in `workflow_id`'s history (the
     /// saga's workflow: `order-{id}` for placement, `order-{id}-payment` after payment).
