@@ -292,6 +292,15 @@ async fn main() {
                 .join(", ")
         );
         println!(
+            "{engine}: commits per placed order by database: {}",
+            result
+                .commits_by_service
+                .iter()
+                .map(|(service, commits)| format!("{service} {commits:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
             "{engine}: where the requests' time went (calls, mean ms; most total time first):"
         );
         for (series, calls, mean) in &result.time_spent {
