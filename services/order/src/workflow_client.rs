@@ -197,12 +197,14 @@ impl TemporalOrders {
     /// How the order's placement ended; `None` while it runs (or while no worker answers).
     /// How the order's placement ended, waiting up to `wait` for it: the workflow's
     /// `placed` update answers as soon as it ends. Updates reach running workflows only, so
-    /// when the workflow has ended already (or the update is refused) the query answers.
+    /// when the workflow has ended already (or the update is refused) the query is asked
+    /// until the time is up.
     pub async fn wait_for_placement(
         &self,
         order_id: Uuid,
         wait: Duration,
     ) -> Result<Option<SagaEnd>, OrderError> {
+        let deadline = tokio::time::Instant::now() + wait;
         let handle = self.order_handle(order_id);
         let update = handle
             .execute_update(
@@ -219,7 +221,15 @@ impl TemporalOrders {
             }
             Err(_) => return Ok(None),
         }
-        self.placement(order_id).await
+        loop {
+            if let Some(end) = self.placement(order_id).await? {
+                return Ok(Some(end));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn placement(&self, order_id: Uuid) -> Result<Option<SagaEnd>, OrderError> {
