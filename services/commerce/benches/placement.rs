@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use commerce_simulator::Simulation;
 use commerce_simulator::report::Report;
-use commerce_testkit::{MailSink, fresh_database, unique};
+use commerce_testkit::{MailSink, fresh_database, required_env, unique};
 use support::LocalShop;
 
 const SHOPPERS: &str = "32";
@@ -78,6 +78,54 @@ async fn commits(shop: &LocalShop) -> std::collections::BTreeMap<String, i64> {
     by_service
 }
 
+/// A connection as the server's superuser, for pg_stat_statements (which
+/// `scripts/infra.sh` loads): every database's statements, and the right to reset them.
+async fn statistics_pool() -> sqlx::PgPool {
+    sqlx::PgPool::connect(&required_env("COMMERCE_TEST_DATABASE_URL"))
+        .await
+        .expect("the test server as its superuser")
+}
+
+/// Starts counting statements afresh; `false` (and why) when the server does not load
+/// pg_stat_statements.
+async fn reset_statements(pool: &sqlx::PgPool) -> bool {
+    let ready = async {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(pool)
+            .await?;
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(pool)
+            .await
+    };
+    match ready.await {
+        Ok(_) => true,
+        Err(error) => {
+            println!(
+                "no statement statistics (scripts/infra.sh up loads pg_stat_statements): {error}"
+            );
+            false
+        }
+    }
+}
+
+/// The statements the shop's databases ran most often since the reset: (database, calls,
+/// mean ms, statement).
+async fn busiest_statements(
+    pool: &sqlx::PgPool,
+    shop: &LocalShop,
+) -> Vec<(String, i64, f64, String)> {
+    let names: Vec<String> = shop.databases.values().map(|db| db.name.clone()).collect();
+    sqlx::query_as(
+        "SELECT d.datname::text, s.calls, s.mean_exec_time, s.query
+         FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+         WHERE d.datname = ANY($1) ORDER BY s.calls DESC LIMIT 25",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+}
+
 struct Placement {
     engine: &'static str,
     report: Report,
@@ -86,6 +134,8 @@ struct Placement {
     commits_by_service: Vec<(String, f64)>,
     /// The shop's own latency histograms over the run: (series, count, mean ms).
     time_spent: Vec<(String, f64, f64)>,
+    /// The statements run most often: (service, calls per placed order, mean ms, text).
+    statements: Vec<(String, f64, f64, String)>,
     /// CPU milliseconds per placed order, per program on the machine, most first.
     cpu_per_order: Vec<(String, f64)>,
 }
@@ -190,6 +240,8 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     let simulation = Simulation::prepare(args).await.expect("shoppers signed up");
     // Every sign-up settles before the count starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let statistics = statistics_pool().await;
+    let counting_statements = reset_statements(&statistics).await;
     let before = commits(&shop).await;
     let histograms_before = histogram_totals(&shop).await;
     let cpu_before = support::cpu_by_program();
@@ -208,6 +260,11 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = commits(&shop).await;
+    let statements = if counting_statements {
+        busiest_statements(&statistics, &shop).await
+    } else {
+        Vec::new()
+    };
     let time_spent = time_spent(&histograms_before, &histogram_totals(&shop).await);
     let placed = report
         .summary
@@ -235,8 +292,27 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         .filter(|(_, per_order)| *per_order >= 0.5)
         .collect();
     cpu_per_order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let service_of = |database: &str| {
+        shop.databases
+            .iter()
+            .find(|(_, db)| db.name == database)
+            .map_or(database.to_owned(), |(service, _)| service.to_string())
+    };
+    let statements = statements
+        .into_iter()
+        .map(|(database, calls, mean, query)| {
+            let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
+            (
+                service_of(&database),
+                calls as f64 / placed.max(1) as f64,
+                mean,
+                query.chars().take(110).collect(),
+            )
+        })
+        .collect();
     Placement {
         engine,
+        statements,
         cpu_per_order,
         commits_per_order: (after.values().sum::<i64>() - before.values().sum::<i64>()) as f64
             / placed.max(1) as f64,
@@ -300,6 +376,10 @@ async fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        println!("{engine}: the statements run most often (per placed order, mean ms):");
+        for (service, per_order, mean, query) in &result.statements {
+            println!("  {per_order:>6.1} × {mean:>6.2} ms  {service:<12} {query}");
+        }
         println!(
             "{engine}: where the requests' time went (calls, mean ms; most total time first):"
         );
