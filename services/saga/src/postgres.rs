@@ -64,6 +64,24 @@ struct StepLog {
     started_at: chrono::DateTime<Utc>,
 }
 
+impl StepLog {
+    /// Binds the entry's columns (`saga_steps` order, after `saga_id`) to the next
+    /// parameters of `query`.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.index)
+            .bind(self.name)
+            .bind(self.phase)
+            .bind(self.attempt)
+            .bind(self.outcome)
+            .bind(&self.error)
+            .bind(self.started_at)
+    }
+}
+
 /// How an action's attempts ended: its result and the last attempt's log entry, which is
 /// written together with the progress it leads to.
 type Attempted = (Result<(), Failure>, StepLog);
@@ -608,20 +626,12 @@ impl<S: SagaDefinition> Orchestrator<S> {
 
     /// Logs an attempt that changed nothing yet (it will be tried again).
     async fn log(&self, saga_id: Uuid, log: &StepLog) -> Result<(), EngineError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO saga_steps (saga_id, step_index, step_name, phase, attempt, outcome, error, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(saga_id)
-        .bind(log.index)
-        .bind(log.name)
-        .bind(log.phase)
-        .bind(log.attempt)
-        .bind(log.outcome)
-        .bind(&log.error)
-        .bind(log.started_at)
-        .execute(&self.pool)
-        .await?;
+        .bind(saga_id);
+        log.bind(query).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -629,7 +639,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
     async fn defer(&self, record: &Record, log: &StepLog) -> Result<(), EngineError> {
         let policy = self.policy.saga();
         let pause = policy.step.max_backoff.max(policy.recovery_interval);
-        sqlx::query(
+        let query = sqlx::query(
             "WITH deferred AS (
                  UPDATE saga_states
                  SET next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL,
@@ -642,16 +652,8 @@ impl<S: SagaDefinition> Orchestrator<S> {
         )
         .bind(record.id)
         .bind(self.owner)
-        .bind(pause.as_secs_f64())
-        .bind(log.index)
-        .bind(log.name)
-        .bind(log.phase)
-        .bind(log.attempt)
-        .bind(log.outcome)
-        .bind(&log.error)
-        .bind(log.started_at)
-        .execute(&self.pool)
-        .await?;
+        .bind(pause.as_secs_f64());
+        log.bind(query).execute(&self.pool).await?;
         Ok(())
     }
 
