@@ -227,43 +227,103 @@ pub async fn ensure_topics_with_retry(
     }
 }
 
-/// Answers whether the broker is reachable, reusing one client across checks.
+/// Answers whether the broker is reachable, reusing one client across checks. A failed
+/// metadata request within [`BrokerProbe::GRACE`] of an answered one still counts as
+/// reachable: right after a broker of a cluster goes away the client may send the request
+/// to it and time out, while the others serve everything (a rolling restart must not make
+/// every service unready).
 #[derive(Clone)]
 pub struct BrokerProbe {
     fetch_metadata: Arc<dyn Fn(Duration) -> KafkaResult<()> + Send + Sync>,
+    last_answered: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    grace: Duration,
 }
 
 impl BrokerProbe {
+    /// How long after an answered request a failed one is forgiven.
+    pub const GRACE: Duration = Duration::from_secs(10);
+
+    fn asking(fetch_metadata: Arc<dyn Fn(Duration) -> KafkaResult<()> + Send + Sync>) -> Self {
+        Self {
+            fetch_metadata,
+            last_answered: Arc::default(),
+            grace: Self::GRACE,
+        }
+    }
+
     /// A probe with a client of its own.
     pub fn new(config: &KafkaConfig) -> Result<Self, MessagingError> {
         let client: BaseProducer = config.finish(config.base()).create()?;
-        Ok(Self {
-            fetch_metadata: Arc::new(move |timeout| {
-                client.client().fetch_metadata(None, timeout).map(|_| ())
-            }),
-        })
+        Ok(Self::asking(Arc::new(move |timeout| {
+            client.client().fetch_metadata(None, timeout).map(|_| ())
+        })))
     }
 
     /// A probe asking through the process's shared producer.
     pub fn sharing(producer: &FutureProducer) -> Self {
         let producer = producer.clone();
-        Self {
-            fetch_metadata: Arc::new(move |timeout| {
-                producer.client().fetch_metadata(None, timeout).map(|_| ())
-            }),
-        }
+        Self::asking(Arc::new(move |timeout| {
+            producer.client().fetch_metadata(None, timeout).map(|_| ())
+        }))
     }
 
     pub async fn check(&self) -> Result<(), MessagingError> {
         let fetch_metadata = self.fetch_metadata.clone();
-        tokio::task::spawn_blocking(move || fetch_metadata(Duration::from_secs(2))).await??;
-        Ok(())
+        let answer =
+            tokio::task::spawn_blocking(move || fetch_metadata(Duration::from_secs(2))).await?;
+        let mut last_answered = self
+            .last_answered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match answer {
+            Ok(()) => {
+                *last_answered = Some(std::time::Instant::now());
+                Ok(())
+            }
+            Err(error) if last_answered.is_some_and(|at| at.elapsed() < self.grace) => {
+                tracing::debug!(%error, "a metadata request failed soon after one was answered; still reachable");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::error::KafkaError;
+
+    #[tokio::test]
+    async fn a_failed_probe_soon_after_an_answered_one_is_forgiven_and_a_later_one_is_not() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut probe = BrokerProbe::asking(Arc::new({
+            let failing = failing.clone();
+            move |_| {
+                if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::OperationTimedOut,
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }));
+        probe.grace = Duration::from_millis(300);
+        assert!(probe.check().await.is_err(), "never answered: unreachable");
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        probe.check().await.unwrap();
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        probe
+            .check()
+            .await
+            .expect("one failure right after an answer is forgiven");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(
+            probe.check().await.is_err(),
+            "failing past the grace: unreachable"
+        );
+    }
 
     #[test]
     fn broker_lists_are_validated() {
