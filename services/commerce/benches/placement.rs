@@ -64,18 +64,24 @@ async fn pgbench_tps() -> f64 {
 /// Commits in each of the shop's databases so far, by service (pg_stat_database; flushed
 /// about once a second).
 async fn commits(shop: &LocalShop) -> std::collections::BTreeMap<String, i64> {
-    let mut by_service = std::collections::BTreeMap::new();
-    for (service, database) in &shop.databases {
-        let commits: i64 = sqlx::query_scalar(
-            "SELECT xact_commit::bigint FROM pg_stat_database WHERE datname = $1",
-        )
-        .bind(&database.name)
-        .fetch_one(&shop.database("order").pool)
-        .await
-        .unwrap();
-        by_service.insert(service.to_string(), commits);
-    }
-    by_service
+    let names: Vec<String> = shop.databases.values().map(|db| db.name.clone()).collect();
+    let by_database: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT datname::text, xact_commit::bigint FROM pg_stat_database WHERE datname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(&shop.database("order").pool)
+    .await
+    .unwrap();
+    shop.databases
+        .iter()
+        .map(|(service, database)| {
+            let commits = by_database
+                .iter()
+                .find(|(name, _)| *name == database.name)
+                .map_or(0, |(_, commits)| *commits);
+            (service.to_string(), commits)
+        })
+        .collect()
 }
 
 /// A connection as the server's superuser, for pg_stat_statements (which
@@ -328,6 +334,15 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
     }
 }
 
+/// `name figure, name figure, …` with `decimals` digits after the point.
+fn listed(figures: &[(String, f64)], decimals: usize) -> String {
+    figures
+        .iter()
+        .map(|(name, figure)| format!("{name} {figure:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[tokio::main]
 async fn main() {
     let wanted: Vec<String> = std::env::args()
@@ -360,21 +375,11 @@ async fn main() {
         let cpu_total: f64 = result.cpu_per_order.iter().map(|(_, ms)| ms).sum();
         println!(
             "{engine}: CPU per placed order {cpu_total:.0} ms: {}",
-            result
-                .cpu_per_order
-                .iter()
-                .map(|(program, ms)| format!("{program} {ms:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&result.cpu_per_order, 0)
         );
         println!(
             "{engine}: commits per placed order by database: {}",
-            result
-                .commits_by_service
-                .iter()
-                .map(|(service, commits)| format!("{service} {commits:.1}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&result.commits_by_service, 1)
         );
         println!("{engine}: the statements run most often (per placed order, mean ms):");
         for (service, per_order, mean, query) in &result.statements {

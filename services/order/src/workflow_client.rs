@@ -194,7 +194,6 @@ impl TemporalOrders {
         }
     }
 
-    /// How the order's placement ended; `None` while it runs (or while no worker answers).
     /// How the order's placement ended, waiting up to `wait` for it: the workflow's
     /// `placed` update answers as soon as it ends. Updates reach running workflows only, so
     /// when the workflow has ended already (or the update is refused) the query is asked
@@ -232,6 +231,7 @@ impl TemporalOrders {
         }
     }
 
+    /// How the order's placement ended; `None` while it runs (or while no worker answers).
     pub async fn placement(&self, order_id: Uuid) -> Result<Option<SagaEnd>, OrderError> {
         let handle = self.order_handle(order_id);
         let query = handle.query(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -65,20 +65,20 @@ struct StepLog {
 }
 
 impl StepLog {
-    /// Binds the entry's columns (`saga_steps` order, after `saga_id`) to the next
-    /// parameters of `query`.
+    /// Binds an entry's columns (`saga_steps` order, after `saga_id`) to the next
+    /// parameters of `query`; all NULL when there is no entry.
     fn bind<'q>(
-        &'q self,
+        log: Option<&'q Self>,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         query
-            .bind(self.index)
-            .bind(self.name)
-            .bind(self.phase)
-            .bind(self.attempt)
-            .bind(self.outcome)
-            .bind(&self.error)
-            .bind(self.started_at)
+            .bind(log.map(|log| log.index))
+            .bind(log.map(|log| log.name))
+            .bind(log.map(|log| log.phase))
+            .bind(log.map(|log| log.attempt))
+            .bind(log.map(|log| log.outcome))
+            .bind(log.and_then(|log| log.error.as_deref()))
+            .bind(log.map(|log| log.started_at))
     }
 }
 
@@ -580,8 +580,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
     ) -> Result<Result<(), LeaseLost>, EngineError> {
         let lease = self.policy.saga().lease;
         let sent = Instant::now();
-        let log_name = log.map(|log| log.name);
-        let written: i64 = sqlx::query_scalar(
+        let query = sqlx::query(
             "WITH progress AS (
                  UPDATE saga_states
                  SET status = $3, step = $4, data = $5, failure = $6, updated_at = now(),
@@ -604,16 +603,11 @@ impl<S: SagaDefinition> Orchestrator<S> {
         .bind(step)
         .bind(&record.data)
         .bind(&failure)
-        .bind(lease.as_secs_f64())
-        .bind(log.map(|log| log.index))
-        .bind(log_name)
-        .bind(log.map(|log| log.phase))
-        .bind(log.map(|log| log.attempt))
-        .bind(log.map(|log| log.outcome))
-        .bind(log.and_then(|log| log.error.as_deref()))
-        .bind(log.map(|log| log.started_at))
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(lease.as_secs_f64());
+        let written: i64 = StepLog::bind(log, query)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
         if written != 1 {
             return Ok(Err(LeaseLost));
         }
@@ -631,7 +625,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(saga_id);
-        log.bind(query).execute(&self.pool).await?;
+        StepLog::bind(Some(log), query).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -653,7 +647,7 @@ impl<S: SagaDefinition> Orchestrator<S> {
         .bind(record.id)
         .bind(self.owner)
         .bind(pause.as_secs_f64());
-        log.bind(query).execute(&self.pool).await?;
+        StepLog::bind(Some(log), query).execute(&self.pool).await?;
         Ok(())
     }
 
