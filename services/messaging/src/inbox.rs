@@ -2,7 +2,8 @@
 //! also records its event id in `inbox_events`; the offset is stored for commit only after
 //! that transaction. A redelivered record finds its id and changes nothing, which is why
 //! stored offsets are committed once a second (and on shutdown and rebalance) rather than
-//! one broker write, replicated, per record. A record that keeps
+//! one broker write, replicated, per record. A handler may take the records already
+//! fetched in batches, one transaction each (see [`EventHandler`]). A record that keeps
 //! failing goes to the dead-letter topic after `max_attempts`, and is recorded as such.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use opentelemetry::global;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -93,6 +94,11 @@ impl From<sqlx::Error> for HandlerError {
 
 /// What a consuming service implements. `connection` is inside the inbox transaction:
 /// everything written through it commits or rolls back together with the inbox row.
+///
+/// A handler whose own store pays per commit (search's index) may take records in
+/// batches: those already waiting, up to [`EventHandler::batch_limit`], are applied in one
+/// transaction, [`EventHandler::flush`] runs before it commits, and
+/// [`EventHandler::discard`] when it does not (each record is then applied alone).
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     async fn handle(
@@ -100,6 +106,20 @@ pub trait EventHandler: Send + Sync + 'static {
         connection: &mut PgConnection,
         event: &ReceivedEvent,
     ) -> Result<(), HandlerError>;
+
+    /// The most records applied in one transaction.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Makes what `handle` did since the last flush durable; runs before the inbox
+    /// transaction commits, so a crash in between redelivers rather than loses.
+    async fn flush(&self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    /// Forgets what `handle` did since the last flush: its transaction rolled back.
+    async fn discard(&self) {}
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,19 +259,52 @@ impl InboxConsumer {
                     None => break,
                 },
             };
-            let Some(outcome) = self.process(&message, &shutdown).await else {
-                break; // shutting down mid-retry: leave the offset for redelivery
+            // Records already fetched join this one, up to the handler's batch.
+            let mut batch = vec![message];
+            while batch.len() < self.handler.batch_limit() {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(error))) => {
+                        tracing::warn!(group = %self.settings.group, %error, "consume error");
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            let started = std::time::Instant::now();
+            let outcomes = match self.apply_batch(&batch).await {
+                Some(outcomes) => outcomes,
+                None => {
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for message in &batch {
+                        match self.process(message, &shutdown).await {
+                            Some(outcome) => outcomes.push(outcome),
+                            None => break,
+                        }
+                    }
+                    outcomes
+                }
             };
-            metrics::counter!(
-                "inbox_events_total",
-                "consumer" => self.settings.group.clone(),
-                "outcome" => outcome.label()
+            metrics::histogram!(
+                "inbox_apply_duration_seconds",
+                "consumer" => self.settings.group.clone()
             )
-            .increment(1);
-            // Refused when a rebalance took the partition meanwhile: its new owner gets the
-            // record again, and the inbox table makes that a no-op.
-            if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                tracing::warn!(group = %self.settings.group, %error, "storing the offset failed; the record will be redelivered");
+            .record(started.elapsed().as_secs_f64());
+            for (message, outcome) in batch.iter().zip(&outcomes) {
+                metrics::counter!(
+                    "inbox_events_total",
+                    "consumer" => self.settings.group.clone(),
+                    "outcome" => outcome.label()
+                )
+                .increment(1);
+                // Refused when a rebalance took the partition meanwhile: its new owner gets
+                // the record again, and the inbox table makes that a no-op.
+                if let Err(error) = self.consumer.store_offset_from_message(message) {
+                    tracing::warn!(group = %self.settings.group, %error, "storing the offset failed; the record will be redelivered");
+                }
+            }
+            if outcomes.len() < batch.len() {
+                break; // shutting down mid-retry: leave the rest for redelivery
             }
         }
         // What was applied since the last interval's commit is not redelivered to whoever
@@ -264,6 +317,64 @@ impl InboxConsumer {
         }
         tracing::info!(group = %self.settings.group, "consumer stopped");
         Ok(())
+    }
+
+    /// Applies several records in one transaction, each in its own span; `None` (nothing
+    /// applied) when one of them cannot be read or fails, and they are then applied one by
+    /// one with retries and dead-lettering.
+    async fn apply_batch(&self, batch: &[BorrowedMessage<'_>]) -> Option<Vec<Outcome>> {
+        if batch.len() < 2 {
+            return None;
+        }
+        let events: Vec<ReceivedEvent> = batch
+            .iter()
+            .map(|message| parse(message, &self.kafka).ok())
+            .collect::<Option<_>>()?;
+        let applied = async {
+            let mut tx = self.pool.begin().await?;
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in &events {
+                let outcome = if self.record(&mut tx, event, "processed", None).await? {
+                    self.handler
+                        .handle(&mut tx, event)
+                        .instrument(self.span(event))
+                        .await?;
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                };
+                outcomes.push(outcome);
+            }
+            self.handler.flush().await?;
+            tx.commit().await?;
+            Ok::<_, HandlerError>(outcomes)
+        };
+        match applied.await {
+            Ok(outcomes) => Some(outcomes),
+            Err(error) => {
+                self.handler.discard().await;
+                tracing::warn!(group = %self.settings.group, %error, records = batch.len(), "a batch failed; applying its records one by one");
+                None
+            }
+        }
+    }
+
+    /// The span a record is applied in, a child of the span that published it.
+    fn span(&self, event: &ReceivedEvent) -> tracing::Span {
+        let span = tracing::info_span!(
+            "kafka.consume",
+            otel.name = format!("{} process", event.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %event.topic,
+            messaging.consumer.group.name = %self.settings.group,
+            messaging.message.id = %event.id,
+            event_type = %event.event_type,
+        );
+        let parent =
+            global::get_text_map_propagator(|propagator| propagator.extract(&event.headers));
+        let _ = span.set_parent(parent);
+        span
     }
 
     /// Applies one record with retries; `None` when shutdown interrupted it.
@@ -280,20 +391,7 @@ impl InboxConsumer {
                     .await;
             }
         };
-        let span = tracing::info_span!(
-            "kafka.consume",
-            otel.name = format!("{} process", event.topic),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.destination.name = %event.topic,
-            messaging.consumer.group.name = %self.settings.group,
-            messaging.message.id = %event.id,
-            event_type = %event.event_type,
-        );
-        let parent =
-            global::get_text_map_propagator(|propagator| propagator.extract(&event.headers));
-        let _ = span.set_parent(parent);
-
+        let span = self.span(&event);
         async {
             let mut attempt = 0;
             loop {
@@ -328,13 +426,21 @@ impl InboxConsumer {
     }
 
     async fn apply(&self, event: &ReceivedEvent) -> Result<Outcome, HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        if !self.record(&mut tx, event, "processed", None).await? {
-            return Ok(Outcome::Duplicate);
+        let applied = async {
+            let mut tx = self.pool.begin().await?;
+            if !self.record(&mut tx, event, "processed", None).await? {
+                return Ok(Outcome::Duplicate);
+            }
+            self.handler.handle(&mut tx, event).await?;
+            self.handler.flush().await?;
+            tx.commit().await?;
+            Ok(Outcome::Applied)
+        };
+        let outcome = applied.await;
+        if outcome.is_err() {
+            self.handler.discard().await;
         }
-        self.handler.handle(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(Outcome::Applied)
+        outcome
     }
 
     /// Inserts the inbox row; `false` when the event was seen before.

@@ -3,12 +3,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commerce_messaging::{
-    InboxConsumer, KafkaConfig, NewEvent, OutboxRelay, RelaySettings, TopicSpec, enqueue,
-    ensure_topics, headers,
+    EventHandler, HandlerError, InboxConsumer, KafkaConfig, NewEvent, OutboxRelay, ReceivedEvent,
+    RelaySettings, TopicSpec, enqueue, ensure_topics, headers,
 };
 use commerce_testkit::eventually;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
@@ -167,6 +168,23 @@ async fn produce_raw(
     event_type: &str,
     body: &str,
 ) {
+    produce_with(
+        &kafka.producer().unwrap(),
+        topic,
+        event_id,
+        event_type,
+        body,
+    )
+    .await;
+}
+
+async fn produce_with(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    event_id: Option<Uuid>,
+    event_type: &str,
+    body: &str,
+) {
     let id = event_id.map(|id| id.to_string());
     let mut record_headers = OwnedHeaders::new().insert(Header {
         key: headers::EVENT_TYPE,
@@ -178,9 +196,7 @@ async fn produce_raw(
             value: Some(id.as_str()),
         });
     }
-    kafka
-        .producer()
-        .unwrap()
+    producer
         .send(
             FutureRecord::to(topic)
                 .key("k")
@@ -356,4 +372,133 @@ async fn failing_events_go_to_the_dead_letter_topic_and_the_stream_moves_on() {
     );
     shutdown.cancel();
     task.await.unwrap().unwrap();
+}
+
+/// Stages what it handles and makes it "durable" at flush, as search's index does.
+struct StagingEffect {
+    batch: usize,
+    flushes: AtomicUsize,
+    discards: AtomicUsize,
+    staged: Mutex<Vec<String>>,
+    flushed: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for StagingEffect {
+    async fn handle(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        event: &ReceivedEvent,
+    ) -> Result<(), HandlerError> {
+        if event.event_type == "test.v1.Poison" {
+            return Err(HandlerError::Retryable(
+                "the handler refuses this type".into(),
+            ));
+        }
+        let body = String::from_utf8_lossy(&event.payload).into_owned();
+        sqlx::query("INSERT INTO effects (event_id, body) VALUES ($1, $2)")
+            .bind(event.id)
+            .bind(&body)
+            .execute(connection)
+            .await?;
+        self.staged.lock().unwrap().push(body);
+        Ok(())
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.batch
+    }
+
+    async fn flush(&self) -> Result<(), HandlerError> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        let staged = std::mem::take(&mut *self.staged.lock().unwrap());
+        self.flushed.lock().unwrap().extend(staged);
+        Ok(())
+    }
+
+    async fn discard(&self) {
+        self.discards.fetch_add(1, Ordering::SeqCst);
+        self.staged.lock().unwrap().clear();
+    }
+}
+
+#[tokio::test]
+async fn a_batching_handler_takes_waiting_records_in_one_transaction_and_a_failed_batch_one_by_one()
+{
+    let kafka = shared_broker();
+    let pool = messaging_database("batch").await;
+    let topic = topic(&kafka, "test.batch", 1).await;
+    let settings = consumer_settings(&topic, 3);
+    ensure_topics(&kafka, &[TopicSpec::new(&settings.dead_letter_topic, 1)])
+        .await
+        .unwrap();
+    // Everything waits in the topic before the consumer starts.
+    let bodies: Vec<String> = (0..60).map(|index| format!("good-{index}")).collect();
+    let producer = kafka.producer().unwrap();
+    for (index, body) in bodies.iter().enumerate() {
+        if index == 30 {
+            let poison = Uuid::now_v7();
+            produce_with(&producer, &topic, Some(poison), "test.v1.Poison", "poison").await;
+        }
+        produce_with(
+            &producer,
+            &topic,
+            Some(Uuid::now_v7()),
+            "test.v1.Happened",
+            body,
+        )
+        .await;
+    }
+
+    let handler = Arc::new(StagingEffect {
+        batch: 16,
+        flushes: AtomicUsize::new(0),
+        discards: AtomicUsize::new(0),
+        staged: Mutex::default(),
+        flushed: Mutex::default(),
+    });
+    let shutdown = CancellationToken::new();
+    let consumer = InboxConsumer::new(&kafka, pool.clone(), settings, handler.clone()).unwrap();
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    eventually(
+        Duration::from_secs(30),
+        "every good record applied",
+        || async { (count(&pool, "SELECT count(*) FROM effects").await == 60).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the poison dead-lettered",
+        || async {
+            (count(
+                &pool,
+                "SELECT count(*) FROM inbox_events WHERE status = 'dead_lettered'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    // Each record made durable once, in order; the failed batch's staged work was dropped.
+    assert_eq!(*handler.flushed.lock().unwrap(), bodies);
+    let flushes = handler.flushes.load(Ordering::SeqCst);
+    assert!(
+        flushes < bodies.len(),
+        "records waiting together share a transaction: {flushes} flushes for {} records",
+        bodies.len()
+    );
+    // The poison's batch, then each of its three attempts alone.
+    assert!(handler.discards.load(Ordering::SeqCst) >= 3);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM inbox_events WHERE status = 'processed'"
+        )
+        .await,
+        60
+    );
 }

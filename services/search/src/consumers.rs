@@ -15,15 +15,38 @@ use crate::service::{self, SearchError, SearchService};
 
 pub const DEAD_LETTER_TOPIC: &str = "commerce.search.dlq";
 
-/// Feeds catalogue events into the index. The index is written and committed before the
-/// inbox transaction commits, so a crash in between redelivers (and re-applies) the event
-/// rather than losing it.
+/// Feeds catalogue events into the index, up to [`IndexEvents::BATCH`] at a time. A batch is
+/// staged, then the index commits before the inbox transaction does, so a crash in between
+/// redelivers (and re-applies) the events rather than losing them. One index commit per
+/// batch: under load the catalogue changes with every order, and a commit per event could
+/// not keep up (new products took more than 20 s to become searchable).
 pub(crate) struct IndexEvents {
     pub(crate) search: SearchService,
 }
 
+impl IndexEvents {
+    const BATCH: usize = 256;
+}
+
 #[async_trait]
 impl EventHandler for IndexEvents {
+    fn batch_limit(&self) -> usize {
+        Self::BATCH
+    }
+
+    async fn flush(&self) -> Result<(), HandlerError> {
+        self.search
+            .commit()
+            .await
+            .map_err(|error| HandlerError::Retryable(error.into()))
+    }
+
+    async fn discard(&self) {
+        if let Err(error) = self.search.rollback().await {
+            tracing::warn!(%error, "the index could not forget a failed batch");
+        }
+    }
+
     async fn handle(
         &self,
         _connection: &mut PgConnection,
@@ -92,5 +115,6 @@ pub async fn rebuild_from_topic(kafka: &KafkaConfig, dir: &Path) -> Result<usize
             remaining.remove(&message.partition());
         }
     }
+    tokio::task::spawn_blocking(move || index.commit()).await??;
     Ok(applied)
 }

@@ -45,9 +45,23 @@ pub enum IndexError {
 /// What handlers need of a search engine. Another engine (Elasticsearch, OpenSearch)
 /// implements this and nothing above it changes.
 pub trait SearchIndex: Send + Sync + 'static {
+    /// Adds or replaces products, to be seen at the next [`SearchIndex::commit`].
+    fn stage_upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError>;
+    /// Removes products at the next [`SearchIndex::commit`].
+    fn stage_delete(&self, ids: &[Uuid]) -> Result<(), IndexError>;
+    /// Makes what was staged durable and visible to searches.
+    fn commit(&self) -> Result<(), IndexError>;
+    /// Forgets what was staged since the last commit.
+    fn rollback(&self) -> Result<(), IndexError>;
     /// Adds or replaces products; visible to searches once this returns.
-    fn upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError>;
-    fn delete(&self, ids: &[Uuid]) -> Result<(), IndexError>;
+    fn upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError> {
+        self.stage_upsert(products)?;
+        self.commit()
+    }
+    fn delete(&self, ids: &[Uuid]) -> Result<(), IndexError> {
+        self.stage_delete(ids)?;
+        self.commit()
+    }
     fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError>;
     /// Product names completing what was typed so far.
     fn autocomplete(&self, prefix: &str, limit: usize) -> Result<Vec<String>, IndexError>;
@@ -166,12 +180,6 @@ impl TantivyIndex {
         Ok(document)
     }
 
-    fn commit(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
-        writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
-    }
-
     fn stored(
         &self,
         searcher: &tantivy::Searcher,
@@ -279,8 +287,8 @@ impl TantivyIndex {
 }
 
 impl SearchIndex for TantivyIndex {
-    fn upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError> {
-        let mut writer = self.writer.lock().expect("index writer lock");
+    fn stage_upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError> {
+        let writer = self.writer.lock().expect("index writer lock");
         for product in products {
             writer.delete_term(Term::from_field_text(
                 self.fields.id,
@@ -288,15 +296,26 @@ impl SearchIndex for TantivyIndex {
             ));
             writer.add_document(self.document(product)?)?;
         }
-        self.commit(&mut writer)
+        Ok(())
     }
 
-    fn delete(&self, ids: &[Uuid]) -> Result<(), IndexError> {
-        let mut writer = self.writer.lock().expect("index writer lock");
+    fn stage_delete(&self, ids: &[Uuid]) -> Result<(), IndexError> {
+        let writer = self.writer.lock().expect("index writer lock");
         for id in ids {
             writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
         }
-        self.commit(&mut writer)
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), IndexError> {
+        self.writer.lock().expect("index writer lock").commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn rollback(&self) -> Result<(), IndexError> {
+        self.writer.lock().expect("index writer lock").rollback()?;
+        Ok(())
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {

@@ -182,12 +182,24 @@ impl SearchService {
     }
 
     /// Applies one catalogue event to the index. Applying it again changes nothing.
+    /// Stages one catalogue event; searches see it after [`SearchService::commit`].
     pub async fn apply(&self, event_type: &str, payload: &[u8]) -> Result<(), SearchError> {
         apply_to_index(&self.index, event_type, payload).await
     }
+
+    pub async fn commit(&self) -> Result<(), SearchError> {
+        let index = self.index.clone();
+        blocking(move || index.commit()).await
+    }
+
+    pub async fn rollback(&self) -> Result<(), SearchError> {
+        let index = self.index.clone();
+        blocking(move || index.rollback()).await
+    }
 }
 
-/// Applies one catalogue event to `index`: the one path for live events and rebuilds.
+/// Stages one catalogue event in `index` (the one path for live events and rebuilds); it
+/// is seen once the index commits.
 pub async fn apply_to_index(
     index: &Arc<dyn SearchIndex>,
     event_type: &str,
@@ -209,16 +221,16 @@ pub async fn apply_to_index(
             let id = parse_id(&product.id)?;
             if product.active {
                 let document = document_from(&product, id)?;
-                blocking(move || index.upsert(&[document])).await
+                blocking(move || index.stage_upsert(&[document])).await
             } else {
-                blocking(move || index.delete(&[id])).await
+                blocking(move || index.stage_delete(&[id])).await
             }
         }
         _ if is_type::<pb::ProductDeleted>(event_type) => {
             let event = pb::ProductDeleted::decode(payload)
                 .map_err(|error| SearchError::Event(error.into()))?;
             let id = parse_id(&event.product_id)?;
-            blocking(move || index.delete(&[id])).await
+            blocking(move || index.stage_delete(&[id])).await
         }
         other => {
             tracing::debug!(event_type = other, "not a search concern");
