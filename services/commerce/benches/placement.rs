@@ -6,6 +6,12 @@
 //! placement step's p50/p99, the commits each placed order costs (pg_stat_database over
 //! the shop's databases, background work included) and the ratios.
 //!
+//! Then, on the PostgreSQL engine's shop, figures measured alone elsewhere are measured
+//! again idle and under the same load (a second run of 32 shoppers): search freshness
+//! (product commit → searchable) and chat delivery through the gateway on 1,024 sockets
+//! (32 people in 16 conversations, 32 devices each, one message a second per
+//! conversation: 512 deliveries a second). Each prints its ratio loaded ÷ idle.
+//!
 //! Needs the local infrastructure and MailDev (`make test` sets both up):
 //! `scripts/infra.sh up && eval "$(scripts/infra.sh env)"`, then
 //! `cargo bench -p commerce --bench placement` (`-- postgres` or `-- temporal` for one
@@ -22,12 +28,18 @@ use commerce_simulator::Simulation;
 use commerce_simulator::report::Report;
 use commerce_testkit::{MailSink, fresh_database, required_env, unique};
 use support::LocalShop;
+use support::probes::{self, ChatPerson, Latencies};
 
 const SHOPPERS: &str = "32";
 const DURATION: &str = "40s";
 /// Goals of the placement benchmark (README, "Load, faults and invariants").
 const GOAL_ORDERS_PER_SECOND: f64 = 150.0;
 const GOAL_P99_MS: f64 = 300.0;
+/// Sockets each chat person opens in the probe: 32 people × 32 = 1,024 sockets.
+const CHAT_SOCKETS_EACH: usize = 32;
+const FRESHNESS_SAMPLES: usize = 40;
+const FRESHNESS_PACE: Duration = Duration::from_millis(250);
+const CHAT_FOR: Duration = Duration::from_secs(12);
 
 fn out_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-placement");
@@ -144,6 +156,46 @@ struct Placement {
     statements: Vec<(String, f64, f64, String)>,
     /// CPU milliseconds per placed order, per program on the machine, most first.
     cpu_per_order: Vec<(String, f64)>,
+    /// Search freshness and chat delivery idle and under load (PostgreSQL engine only).
+    probes: Option<Probes>,
+}
+
+struct Probes {
+    idle: [Latencies; 3],
+    loaded: [Latencies; 3],
+    loaded_paid_per_second: f64,
+}
+
+/// (product commit, searchable after the commit, chat delivery) on the shop as it is now.
+async fn probe(shop: &LocalShop, admin: &str, people: &[ChatPerson]) -> [Latencies; 3] {
+    let (commits, freshness) =
+        probes::search_freshness(shop, admin, FRESHNESS_SAMPLES, FRESHNESS_PACE).await;
+    let chat = probes::chat_delivery(&shop.url(8080), people, CHAT_SOCKETS_EACH, CHAT_FOR).await;
+    [commits, freshness, chat]
+}
+
+/// The probes on the idle shop, then again while a second run of shoppers buys.
+async fn probes_idle_and_loaded(
+    shop: &LocalShop,
+    args: commerce_simulator::SimulateArgs,
+    people: &[ChatPerson],
+) -> Probes {
+    let client = reqwest::Client::new();
+    let admin = support::demo_login(&client, &shop.url(8080), "admin").await;
+    let idle = probe(shop, &admin, people).await;
+    let running = Simulation::prepare(args)
+        .await
+        .expect("shoppers signed up")
+        .start();
+    // Past the first visits' ramp.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let loaded = probe(shop, &admin, people).await;
+    let report = running.stop().await;
+    Probes {
+        idle,
+        loaded,
+        loaded_paid_per_second: report.paid_per_second(),
+    }
 }
 
 /// `<name>_sum` and `<name>_count` of every series of the shop's Prometheus histograms
@@ -201,7 +253,7 @@ fn time_spent(
         .collect()
 }
 
-async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
+async fn placement(engine: &'static str, mail: &MailSink, with_probes: bool) -> Placement {
     let mut shop = LocalShop::new(&format!("bench{engine}")).await;
     shop.env.extend(
         [
@@ -243,7 +295,20 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         "--forwarded-for",
         "--quiet",
     ]);
-    let simulation = Simulation::prepare(args).await.expect("shoppers signed up");
+    let simulation = Simulation::prepare(args.clone())
+        .await
+        .expect("shoppers signed up");
+    let client = reqwest::Client::new();
+    let mut people = Vec::new();
+    for shopper in simulation.shoppers() {
+        let token = shopper.caller.token.clone().expect("a signed-in shopper");
+        let me = support::me(&client, &shop.url(8080), &token).await;
+        people.push(ChatPerson {
+            user_id: me["id"].as_str().expect("the shopper's id").to_owned(),
+            token,
+            address: shopper.caller.address.clone(),
+        });
+    }
     // Every sign-up settles before the count starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let statistics = statistics_pool().await;
@@ -272,6 +337,7 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         Vec::new()
     };
     let time_spent = time_spent(&histograms_before, &histogram_totals(&shop).await);
+
     let placed = report
         .summary
         .events
@@ -288,6 +354,11 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
         shop.scratch("shop.log"),
         out.join(format!("{engine}-shop.log")),
     );
+    let probes = if with_probes {
+        Some(probes_idle_and_loaded(&shop, args, &people).await)
+    } else {
+        None
+    };
     let mut cpu_per_order: Vec<(String, f64)> = cpu_after
         .iter()
         .map(|(program, after)| {
@@ -316,8 +387,15 @@ async fn placement(engine: &'static str, mail: &MailSink) -> Placement {
             )
         })
         .collect();
+    if with_probes {
+        let _ = std::fs::copy(
+            shop.scratch("shop.log"),
+            out.join(format!("{engine}-shop.log")),
+        );
+    }
     Placement {
         engine,
+        probes,
         statements,
         cpu_per_order,
         commits_per_order: (after.values().sum::<i64>() - before.values().sum::<i64>()) as f64
@@ -360,7 +438,7 @@ async fn main() {
     );
     let mut results = Vec::new();
     for engine in engines {
-        let result = placement(engine, &mail).await;
+        let result = placement(engine, &mail, engine == "postgres").await;
         let place = &result.report.summary.steps["place_order"];
         let per_second = place.ok as f64 / result.report.summary.elapsed_s;
         println!(
@@ -390,6 +468,25 @@ async fn main() {
         );
         for (series, calls, mean) in &result.time_spent {
             println!("  {calls:>7.0} × {mean:>8.1} ms  {series}");
+        }
+        if let Some(probes) = &result.probes {
+            println!(
+                "{engine}: idle, then under a second run of {SHOPPERS} shoppers ({:.1} paid/s meanwhile); loaded ÷ idle at p99:",
+                probes.loaded_paid_per_second
+            );
+            let names = [
+                "product commit",
+                "searchable after the commit",
+                "chat delivery, 1,024 sockets",
+            ];
+            for ((name, idle), loaded) in names.iter().zip(&probes.idle).zip(&probes.loaded) {
+                println!(
+                    "  {name:<30} idle {}; loaded {}; {:.1}×",
+                    idle.summary(),
+                    loaded.summary(),
+                    loaded.percentile_ms(99.0) / idle.percentile_ms(99.0).max(0.001)
+                );
+            }
         }
         results.push((result, per_second));
     }

@@ -1,8 +1,9 @@
 //! The shopper simulator against the whole shop, with faults while it runs, and the shop's
 //! invariants proven afterwards from its databases and topics.
 //!
-//! Shoppers sign up through the real path (MailDev catches the links), then browse, buy,
-//! cancel and walk away while staff restock, ship and deliver. Mid-run a Kafka broker is
+//! Shoppers sign up through the real path (MailDev catches the links), then browse, buy
+//! (paying offline or by card through the Stripe the simulator plays), cancel and walk
+//! away while staff restock, ship and deliver. Mid-run a Kafka broker is
 //! SIGKILLed and started again, the shop's PostgreSQL server restarts, its answers are
 //! delayed by 40 ms (the shop reaches it through Toxiproxy), a master of its Redis Cluster
 //! is SIGKILLed (its replica takes over), then the `commerce` process itself is SIGKILLed
@@ -18,7 +19,9 @@ use std::time::Duration;
 use commerce_messaging::KafkaConfig;
 use commerce_simulator::invariants::ShopState;
 use commerce_simulator::{SimulateArgs, Simulation};
-use commerce_testkit::{MailSink, PrivateKafka, PrivatePostgres, PrivateRedisCluster, Toxiproxy};
+use commerce_testkit::{
+    MailSink, PrivateKafka, PrivatePostgres, PrivateRedisCluster, Toxiproxy, free_port,
+};
 use support::LocalShop;
 
 /// The phase in which every answer of PostgreSQL comes 40 ± 10 ms late.
@@ -27,12 +30,18 @@ const DELAYED: &str = "PostgreSQL 40 ms away";
 /// How long the shop may take to settle after the shoppers stop.
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn args(shop: &LocalShop, mail: &MailSink) -> SimulateArgs {
+fn args(shop: &LocalShop, mail: &MailSink, stripe_port: u16) -> SimulateArgs {
     support::simulate_args(&[
         "--gateway",
         &shop.url(8080),
         "--mail",
         &mail.web,
+        // Half the orders are paid by card: the simulator plays Stripe, whose webhooks
+        // must reach the shop through every fault.
+        "--card-share",
+        "0.5",
+        "--stripe-listen",
+        &format!("127.0.0.1:{stripe_port}"),
         "--shoppers",
         "6",
         // Stopped by the test once the faults are over.
@@ -62,6 +71,7 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
     // The shop (and the invariants' reads) reach PostgreSQL through a proxy that can slow it.
     let toxiproxy = Toxiproxy::start();
     let postgres_port = toxiproxy.proxy("postgres", postgres.port()).await;
+    let stripe_port = free_port();
     let mut shop = LocalShop::on_server(
         "sim",
         &format!("postgres://postgres@127.0.0.1:{postgres_port}/postgres"),
@@ -77,6 +87,23 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
         (
             "COMMERCE_REDIS__URLS".to_owned(),
             serde_json::to_string(&redis.urls()).unwrap(),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__STRIPE__BASE_URL".to_owned(),
+            format!("http://127.0.0.1:{stripe_port}"),
+        ),
+        // The simulated Stripe's keys (`commerce simulate --help`).
+        (
+            "COMMERCE_SERVICES__PAYMENT__STRIPE__SECRET_KEY".to_owned(),
+            "sk_test_simulated".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__STRIPE__PUBLISHABLE_KEY".to_owned(),
+            "pk_test_simulated".to_owned(),
+        ),
+        (
+            "COMMERCE_SERVICES__PAYMENT__STRIPE__WEBHOOK_SECRET".to_owned(),
+            "whsec_simulated".to_owned(),
         ),
         // Shoppers come from their own addresses (X-Forwarded-For), as behind a load
         // balancer, so the per-address limits apply per shopper.
@@ -101,10 +128,12 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
     );
     let baseline = state.baseline().await.unwrap();
 
-    let running = Simulation::prepare(args(&shop, &mail))
+    let running = Simulation::prepare(args(&shop, &mail, stripe_port))
         .await
         .expect("shoppers signed up")
         .start();
+    // Stripe stays up while the shop settles: it still refunds what was canceled.
+    let stripe = running.stripe().expect("cards are in the mix");
     let mut paid = BTreeMap::new();
     paid.insert("steady", shop_for(&running, 20).await);
 
@@ -148,6 +177,7 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
 
     let mut report = running.stop().await;
     report.invariants = state.settle(Some(&baseline), SETTLE).await.unwrap();
+    drop(stripe);
     report.write_json(&shop.scratch("simulation.json")).unwrap();
     let chart = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("simulation-faults.html");
     report.write_chart(&chart).unwrap();
@@ -205,6 +235,12 @@ async fn shoppers_keep_buying_through_broker_database_redis_and_shop_crashes_and
         .unwrap_or(0);
     let steps = &report.summary.steps;
     assert!(placed > 0 && steps["place_order"].ok >= placed, "{steps:?}");
+    let events = &report.summary.events;
+    assert!(
+        events.get("orders_paid_by_card").copied().unwrap_or(0) > 0
+            && events["orders_paid_by_card"] < events["orders_paid"],
+        "both gateways take payments: {events:?}"
+    );
     assert!(
         steps["search"].ok > 0 && steps["checkout"].ok > 0,
         "{steps:?}"

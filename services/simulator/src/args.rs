@@ -1,5 +1,6 @@
 //! `commerce simulate`'s flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,8 +41,38 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "browse=30,buy=50,cancel=10,abandon=10")]
     pub mix: Mix,
     /// Share of buying visits that apply the run's promo code.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = share)]
     pub promo_share: f64,
+    /// Share of orders paid by card through Stripe; the others pay through the offline
+    /// gateway. The simulator then plays Stripe on `--stripe-listen` (the API the shop
+    /// calls, the browser's confirmation, signed webhooks): start the shop with
+    /// `services.payment.stripe` pointing there, with the same keys.
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub card_share: f64,
+    /// Where the simulated Stripe API listens (with --card-share).
+    #[arg(long, default_value = "127.0.0.1:12111")]
+    pub stripe_listen: SocketAddr,
+    /// The secret key the shop must send to the simulated Stripe.
+    #[arg(
+        long,
+        env = "COMMERCE_SIMULATE_STRIPE_SECRET_KEY",
+        default_value = "sk_test_simulated",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub stripe_secret_key: SecretString,
+    /// The publishable key the shop hands browsers, which confirm with it.
+    #[arg(long, default_value = "pk_test_simulated")]
+    pub stripe_publishable_key: String,
+    /// The secret the simulated Stripe signs its webhook events with.
+    #[arg(
+        long,
+        env = "COMMERCE_SIMULATE_STRIPE_WEBHOOK_SECRET",
+        default_value = "whsec_simulated",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: SecretString,
     /// The staff account that creates the promo code, restocks, ships and delivers.
     #[arg(long, default_value = "admin@commerce.local")]
     pub staff_email: String,
@@ -77,6 +108,14 @@ pub struct SimulateArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A share between 0 and 1.
+fn share(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|share| (0.0..=1.0).contains(share))
+        .ok_or_else(|| format!("`{raw}` is not a share between 0 and 1"))
 }
 
 impl SimulateArgs {

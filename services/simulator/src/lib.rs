@@ -11,6 +11,7 @@ pub mod client;
 pub mod invariants;
 pub mod report;
 pub mod stats;
+pub mod stripe;
 pub mod visits;
 
 use std::io::IsTerminal;
@@ -32,6 +33,7 @@ use client::{Caller, Failure, Shop, text};
 use invariants::{InvariantError, ShopState};
 use report::Report;
 use stats::Recorder;
+use stripe::{StripeError, StripeServer, StripeSettings};
 use visits::{Staff, World};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum SimulateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("playing Stripe")]
+    Stripe(#[from] StripeError),
     #[error("checking the invariants")]
     Invariants(#[from] InvariantError),
 }
@@ -97,6 +101,21 @@ impl Simulation {
             args.forwarded_for,
         )
         .await?;
+        let stripe = if args.card_share > 0.0 {
+            let settings = StripeSettings {
+                listen: args.stripe_listen,
+                secret_key: args.stripe_secret_key.clone(),
+                publishable_key: args.stripe_publishable_key.clone(),
+                webhook_secret: args.stripe_webhook_secret.clone(),
+                webhook_url: format!(
+                    "{}/v1/payments/webhooks/stripe",
+                    args.gateway.trim_end_matches('/')
+                ),
+            };
+            Some(Arc::new(StripeServer::start(settings).await?))
+        } else {
+            None
+        };
         let recorder = Arc::new(Recorder::new("shopping"));
         let shop = Shop::new(&args.gateway, recorder.clone()).map_err(SimulateError::Client)?;
         let stop = CancellationToken::new();
@@ -108,6 +127,8 @@ impl Simulation {
             pages,
             promo: Some(promo),
             promo_share: args.promo_share,
+            stripe,
+            card_share: args.card_share,
             password: format!("simulated-{run}-Password1"),
         });
         Ok(Self {
@@ -118,6 +139,11 @@ impl Simulation {
             recorder,
             stop,
         })
+    }
+
+    /// The signed-up shoppers (a bench may have them do more than shop).
+    pub fn shoppers(&self) -> &[Shopper] {
+        &self.shoppers
     }
 
     /// Starts shopping; it ends after `--duration` or at [`Running::stop`].
@@ -151,6 +177,7 @@ impl Simulation {
         let progress =
             (!args.quiet).then(|| tokio::spawn(progress(recorder.clone(), stop.clone())));
         Running {
+            stripe: world.stripe.clone(),
             args,
             run,
             recorder,
@@ -317,9 +344,16 @@ pub struct Running {
     stop: CancellationToken,
     shopping: JoinHandle<()>,
     progress: Option<JoinHandle<()>>,
+    stripe: Option<Arc<StripeServer>>,
 }
 
 impl Running {
+    /// The simulated Stripe, with --card-share: it serves while a handle lives, so the
+    /// shop can still refund after the shoppers stop.
+    pub fn stripe(&self) -> Option<Arc<StripeServer>> {
+        self.stripe.clone()
+    }
+
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
     }
@@ -338,6 +372,7 @@ impl Running {
             stop,
             shopping,
             progress,
+            stripe: _,
         } = self;
         let _ = shopping.await;
         stop.cancel();
@@ -378,10 +413,14 @@ pub async fn simulate(
         None => None,
     };
     let (report_path, chart_path, settle) = (args.report.clone(), args.chart.clone(), args.settle);
-    let mut report = Simulation::prepare(args).await?.start().finish().await;
+    let running = Simulation::prepare(args).await?.start();
+    // Refunds of canceled card payments settle through it after the last visit.
+    let stripe = running.stripe();
+    let mut report = running.finish().await;
     if let Some(state) = &state {
         report.invariants = state.settle(baseline.as_ref(), settle).await?;
     }
+    drop(stripe);
     report
         .write_json(&report_path)
         .map_err(|source| SimulateError::Write {

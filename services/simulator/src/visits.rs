@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{Shopper, sign_in};
 use crate::args::Visit;
 use crate::client::{Caller, Failure, Shop, text};
+use crate::stripe::StripeServer;
 
 /// Everything a visit may use, shared by all shoppers.
 pub struct World {
@@ -24,6 +25,9 @@ pub struct World {
     pub pages: u32,
     pub promo: Option<String>,
     pub promo_share: f64,
+    /// The simulated Stripe, when some orders are paid by card.
+    pub stripe: Option<Arc<StripeServer>>,
+    pub card_share: f64,
     pub password: String,
     pub staff: Staff,
 }
@@ -202,13 +206,18 @@ impl World {
             )
             .await?;
         }
+        // Drawn only when cards are in the mix, so an offline run's seed makes the same visits.
+        let card = self
+            .stripe
+            .as_ref()
+            .filter(|_| rng.random_bool(self.card_share));
         let session = shop
             .call_now(
                 "checkout",
                 shop.request(Method::POST, "/v1/checkout", &who)
                     .json(&json!({
                     "addressId": shopper.address_id, "courier": "standard",
-                    "paymentGateway": "offline"})),
+                    "paymentGateway": if card.is_some() { "stripe" } else { "offline" }})),
             )
             .await?;
         let session = text(&session, "checkout", "id")?.to_owned();
@@ -252,17 +261,27 @@ impl World {
             Visit::Browse | Visit::Abandon => false,
         };
         if pays {
-            persist(|| {
-                shop.call_now(
-                    "pay",
-                    shop.request(
-                        Method::POST,
-                        &format!("/v1/payments/{payment}/offline/pay"),
-                        &who,
-                    ),
-                )
-            })
-            .await?;
+            match card {
+                // The browser confirms the intent with Stripe; Stripe tells the shop.
+                Some(stripe) => {
+                    let secret = text(&placed, "place_order", "clientSecret")?;
+                    persist(|| shop.call_now("pay", stripe.confirm(shop.http(), secret))).await?;
+                    shop.recorder().count("orders_paid_by_card");
+                }
+                None => {
+                    persist(|| {
+                        shop.call_now(
+                            "pay",
+                            shop.request(
+                                Method::POST,
+                                &format!("/v1/payments/{payment}/offline/pay"),
+                                &who,
+                            ),
+                        )
+                    })
+                    .await?;
+                }
+            }
             shop.recorder().count("orders_paid");
         }
         match kind {

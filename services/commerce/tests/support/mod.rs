@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod probes;
 pub mod shoppers;
 
 use std::collections::BTreeMap;
