@@ -1,5 +1,5 @@
 //! The second saga engine: the same `SagaDefinition`s run as Temporal workflows. Each step
-//! (and each compensation) is an activity that looks the definition up by saga type and
+//! (and each compensation) is a local activity that looks the definition up by saga type and
 //! runs the step on the saga's data, serialised as JSON between the two; the workflow
 //! walks the steps with the step's policy as the activity's timeout and retry policy,
 //! compensates on a rejection (or when a step's attempts run out) before the point of no
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowResult};
 
 use super::{Failpoints, Failure, FailureKind, SagaDefinition, SagaPolicy, StepError};
 
@@ -334,10 +334,17 @@ fn retry_policy(step: &PlannedStep, forever: bool) -> temporalio_common::RetryPo
         .build()
 }
 
-fn step_options(step: &PlannedStep, forever: bool) -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_millis(step.timeout_ms.max(1)))
+/// Steps run as local activities: in the worker that runs the workflow, within its workflow
+/// task, recorded as one marker each. A regular activity costs the server a task to
+/// schedule, dispatch and complete, and the workflow another task after it: under load the
+/// Temporal dev server spent about 257 ms of CPU per order on eight of them. The marker
+/// keeps the call (step and data) so history still says what ran.
+fn step_options(step: &PlannedStep, forever: bool) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_millis(step.timeout_ms.max(1)))
         .retry_policy(retry_policy(step, forever))
         .summary(step.name.clone())
+        .include_arguments_in_marker(true)
         .build()
 }
 
@@ -354,7 +361,7 @@ pub async fn run_saga<W>(ctx: &WorkflowContext<W>, run: SagaRun) -> WorkflowResu
                 data: data.clone(),
             };
             let failure = match ctx
-                .execute_activity(
+                .execute_local_activity(
                     SagaActivities::run_step,
                     call,
                     step_options(step, past_pivot),
@@ -408,7 +415,7 @@ async fn compensate<W>(
             step: step.name.clone(),
             data: data.clone(),
         };
-        ctx.execute_activity(
+        ctx.execute_local_activity(
             SagaActivities::compensate_step,
             call,
             step_options(step, true),
@@ -417,7 +424,7 @@ async fn compensate<W>(
         .map_err(workflow_failure)?;
     }
     let last = &run.steps[failed];
-    ctx.execute_activity(
+    ctx.execute_local_activity(
         SagaActivities::finish_compensation,
         CompensatedCall {
             saga_type: run.saga_type.clone(),

@@ -155,6 +155,15 @@ fn server_call(ledger: &Ledger, headers: &HeaderMap) -> Result<String, Answer> {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned))
 }
 
+/// The idempotency key of a call not made before; a repeated call gets the first answer.
+fn first_call(ledger: &Ledger, headers: &HeaderMap) -> Result<String, Answer> {
+    let key = server_call(ledger, headers)?;
+    match ledger.replies.lock().unwrap().get(&key) {
+        Some(reply) => Err((StatusCode::OK, Json(reply.clone()))),
+        None => Ok(key),
+    }
+}
+
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -164,13 +173,10 @@ async fn create_intent(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let key = match server_call(&ledger, &headers) {
+    let key = match first_call(&ledger, &headers) {
         Ok(key) => key,
-        Err(refused) => return refused,
+        Err(answer) => return answer,
     };
-    if let Some(reply) = ledger.replies.lock().unwrap().get(&key) {
-        return (StatusCode::OK, Json(reply.clone()));
-    }
     let Some(amount) = form
         .get("amount")
         .and_then(|amount| amount.parse::<i64>().ok())
@@ -282,13 +288,10 @@ async fn create_refund(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let key = match server_call(&ledger, &headers) {
+    let key = match first_call(&ledger, &headers) {
         Ok(key) => key,
-        Err(refused) => return refused,
+        Err(answer) => return answer,
     };
-    if let Some(reply) = ledger.replies.lock().unwrap().get(&key) {
-        return (StatusCode::OK, Json(reply.clone()));
-    }
     let intent = form.get("payment_intent").cloned().unwrap_or_default();
     let received = ledger
         .intents

@@ -698,6 +698,44 @@ impl Shop {
                         },
                     ));
                 }
+                // Saga steps are local activities: one marker each, written when it resolved,
+                // with the call (`include_arguments_in_marker`) and its last attempt.
+                Some(Attributes::MarkerRecordedEventAttributes(marker))
+                    if marker.marker_name == "core_local_activity" =>
+                {
+                    let detail = |key: &str| -> Value {
+                        marker
+                            .details
+                            .get(key)
+                            .and_then(|payloads| payloads.payloads.first())
+                            .map(|payload| serde_json::from_slice(&payload.data).unwrap())
+                            .unwrap_or_default()
+                    };
+                    let data = detail("data");
+                    // A failed attempt to be tried again after a timer: the marker after it
+                    // carries the attempts so far.
+                    if !data["backoff"].is_null() {
+                        continue;
+                    }
+                    activities.push((
+                        event.event_id,
+                        Activity {
+                            kind: data["activity_type"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .rsplit("::")
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            step: detail("input")["step"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            attempts: data["attempt"].as_i64().unwrap_or_default() as i32,
+                            completed: marker.failure.is_none(),
+                        },
+                    ));
+                }
                 Some(Attributes::ActivityTaskStartedEventAttributes(started)) => {
                     if let Some((_, activity)) = activities
                         .iter_mut()
@@ -724,14 +762,11 @@ impl Shop {
     }
 
     /// What `step_runs` reads for a step that acted, was cut off by a crash before its
-    /// progress was stored, and ran again after the restart: Temporal's history keeps both
-    /// activity attempts; the orchestrator logs an attempt with the progress it made (one
-    /// write per step), so only the run after the restart is there.
+    /// progress was stored, and ran again after the restart: only the run after the restart.
+    /// The orchestrator logs an attempt with the progress it made (one write per step), and
+    /// a local activity's marker is written when it resolves.
     pub fn runs_recorded_across_a_crash(&self) -> i64 {
-        match self.engine {
-            Engine::Postgres => 1,
-            Engine::Temporal => 2,
-        }
+        1
     }
 
     /// How often `step` of the order's saga ran to its end: on PostgreSQL its succeeded
