@@ -10,13 +10,16 @@
 //! again idle and under the same load (a second run of 32 shoppers): search freshness
 //! (product commit → searchable) and chat delivery through the gateway on 1,024 sockets
 //! (32 people in 16 conversations, 32 devices each, one message a second per
-//! conversation: 512 deliveries a second). Each prints its ratio loaded ÷ idle.
+//! conversation: 512 deliveries a second), and the outbox relay against Kafka's
+//! ProducerPerformance on the shop's broker. Each prints its ratio loaded ÷ idle.
 //!
 //! Needs the local infrastructure and MailDev (`make test` sets both up):
 //! `scripts/infra.sh up && eval "$(scripts/infra.sh env)"`, then
 //! `cargo bench -p commerce --bench placement` (`-- postgres` or `-- temporal` for one
 //! engine). The shop's log, the JSON reports and charts land in `target/bench-placement/`.
 
+#[path = "../../messaging/benches/support/relay_rate.rs"]
+mod relay_rate;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -40,6 +43,7 @@ const CHAT_SOCKETS_EACH: usize = 32;
 const FRESHNESS_SAMPLES: usize = 40;
 const FRESHNESS_PACE: Duration = Duration::from_millis(250);
 const CHAT_FOR: Duration = Duration::from_secs(12);
+const RELAY_RECORDS: usize = 20_000;
 
 fn out_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-placement");
@@ -163,6 +167,9 @@ struct Placement {
 struct Probes {
     idle: [Latencies; 3],
     loaded: [Latencies; 3],
+    /// Records per second: (ProducerPerformance, the outbox relay).
+    relay_idle: (f64, f64),
+    relay_loaded: (f64, f64),
     loaded_paid_per_second: f64,
 }
 
@@ -177,12 +184,16 @@ async fn probe(shop: &LocalShop, admin: &str, people: &[ChatPerson]) -> [Latenci
 /// The probes on the idle shop, then again while a second run of shoppers buys.
 async fn probes_idle_and_loaded(
     shop: &LocalShop,
-    args: commerce_simulator::SimulateArgs,
+    mut args: commerce_simulator::SimulateArgs,
     people: &[ChatPerson],
 ) -> Probes {
     let client = reqwest::Client::new();
     let admin = support::demo_login(&client, &shop.url(8080), "admin").await;
+    let brokers = shop.env_value("COMMERCE_KAFKA__BROKERS");
     let idle = probe(shop, &admin, people).await;
+    let relay_idle = relay_rate::relay_and_native_rates(&brokers, RELAY_RECORDS).await;
+    // Shopping until every probe is done.
+    args.duration = Duration::from_secs(600);
     let running = Simulation::prepare(args)
         .await
         .expect("shoppers signed up")
@@ -190,10 +201,13 @@ async fn probes_idle_and_loaded(
     // Past the first visits' ramp.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let loaded = probe(shop, &admin, people).await;
+    let relay_loaded = relay_rate::relay_and_native_rates(&brokers, RELAY_RECORDS).await;
     let report = running.stop().await;
     Probes {
         idle,
         loaded,
+        relay_idle,
+        relay_loaded,
         loaded_paid_per_second: report.paid_per_second(),
     }
 }
@@ -479,6 +493,13 @@ async fn main() {
                 "searchable after the commit",
                 "chat delivery, 1,024 sockets",
             ];
+            let ((native_idle, relay_idle), (native_loaded, relay_loaded)) =
+                (probes.relay_idle, probes.relay_loaded);
+            println!(
+                "  outbox relay ({RELAY_RECORDS} records)  idle {relay_idle:.0}/s vs ProducerPerformance {native_idle:.0}/s ({:.2}); loaded {relay_loaded:.0}/s vs {native_loaded:.0}/s ({:.2})",
+                relay_idle / native_idle,
+                relay_loaded / native_loaded,
+            );
             for ((name, idle), loaded) in names.iter().zip(&probes.idle).zip(&probes.loaded) {
                 println!(
                     "  {name:<30} idle {}; loaded {}; {:.1}×",
