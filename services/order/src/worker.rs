@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -142,6 +143,10 @@ async fn run_worker(
         .register_activities(saga_activities)
         .register_activities(order_activities)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
+        // At least two: one for the sticky queue, one for the shared one.
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(
+            settings.workflow_task_pollers.max(2),
+        ))
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(temporal)?;
     let stop = worker.shutdown_handle();
