@@ -315,16 +315,19 @@ async fn placement(engine: &'static str, mail: &MailSink, with_probes: bool) -> 
     let simulation = Simulation::prepare(args.clone())
         .await
         .expect("shoppers signed up");
-    let client = reqwest::Client::new();
+    // The probes' chat people are the shoppers, read before they start shopping.
     let mut people = Vec::new();
-    for shopper in simulation.shoppers() {
-        let token = shopper.caller.token.clone().expect("a signed-in shopper");
-        let me = support::me(&client, &shop.url(8080), &token).await;
-        people.push(ChatPerson {
-            user_id: me["id"].as_str().expect("the shopper's id").to_owned(),
-            token,
-            address: shopper.caller.address.clone(),
-        });
+    if with_probes {
+        let client = reqwest::Client::new();
+        for shopper in simulation.shoppers() {
+            let token = shopper.caller.token.clone().expect("a signed-in shopper");
+            let me = support::me(&client, &shop.url(8080), &token).await;
+            people.push(ChatPerson {
+                user_id: me["id"].as_str().expect("the shopper's id").to_owned(),
+                token,
+                address: shopper.caller.address.clone(),
+            });
+        }
     }
     // Every sign-up settles before the count starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -367,15 +370,15 @@ async fn placement(engine: &'static str, mail: &MailSink, with_probes: bool) -> 
     report
         .write_chart(&out.join(format!("{engine}.html")))
         .unwrap();
-    let _ = std::fs::copy(
-        shop.scratch("shop.log"),
-        out.join(format!("{engine}-shop.log")),
-    );
     let probes = if with_probes {
         Some(probes_idle_and_loaded(&shop, args, &people).await)
     } else {
         None
     };
+    let _ = std::fs::copy(
+        shop.scratch("shop.log"),
+        out.join(format!("{engine}-shop.log")),
+    );
     let mut cpu_per_order: Vec<(String, f64)> = cpu_after
         .iter()
         .map(|(program, after)| {
@@ -404,12 +407,6 @@ async fn placement(engine: &'static str, mail: &MailSink, with_probes: bool) -> 
             )
         })
         .collect();
-    if with_probes {
-        let _ = std::fs::copy(
-            shop.scratch("shop.log"),
-            out.join(format!("{engine}-shop.log")),
-        );
-    }
     Placement {
         engine,
         probes,

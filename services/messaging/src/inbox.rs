@@ -330,29 +330,9 @@ impl InboxConsumer {
             .iter()
             .map(|message| parse(message, &self.kafka).ok())
             .collect::<Option<_>>()?;
-        let applied = async {
-            let mut tx = self.pool.begin().await?;
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in &events {
-                let outcome = if self.record(&mut tx, event, "processed", None).await? {
-                    self.handler
-                        .handle(&mut tx, event)
-                        .instrument(self.span(event))
-                        .await?;
-                    Outcome::Applied
-                } else {
-                    Outcome::Duplicate
-                };
-                outcomes.push(outcome);
-            }
-            self.handler.flush().await?;
-            tx.commit().await?;
-            Ok::<_, HandlerError>(outcomes)
-        };
-        match applied.await {
+        match self.apply(&events).await {
             Ok(outcomes) => Some(outcomes),
             Err(error) => {
-                self.handler.discard().await;
                 tracing::warn!(group = %self.settings.group, %error, records = batch.len(), "a batch failed; applying its records one by one");
                 None
             }
@@ -396,8 +376,8 @@ impl InboxConsumer {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let error = match self.apply(&event).await {
-                    Ok(outcome) => return Some(outcome),
+                let error = match self.apply(std::slice::from_ref(&event)).await {
+                    Ok(outcomes) => return outcomes.into_iter().next(),
                     Err(error) => error,
                 };
                 let permanent = matches!(error, HandlerError::Permanent(_));
@@ -425,22 +405,37 @@ impl InboxConsumer {
         .await
     }
 
-    async fn apply(&self, event: &ReceivedEvent) -> Result<Outcome, HandlerError> {
+    /// Applies `events` in one transaction: each one not seen before is recorded and
+    /// handled, then the handler flushes and the transaction commits. When anything fails
+    /// the handler discards what it did. The records of a batch are handled in spans of
+    /// their own; a lone record runs in its caller's.
+    async fn apply(&self, events: &[ReceivedEvent]) -> Result<Vec<Outcome>, HandlerError> {
         let applied = async {
             let mut tx = self.pool.begin().await?;
-            if !self.record(&mut tx, event, "processed", None).await? {
-                return Ok(Outcome::Duplicate);
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let outcome = if self.record(&mut tx, event, "processed", None).await? {
+                    let handled = self.handler.handle(&mut tx, event);
+                    if events.len() > 1 {
+                        handled.instrument(self.span(event)).await?;
+                    } else {
+                        handled.await?;
+                    }
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                };
+                outcomes.push(outcome);
             }
-            self.handler.handle(&mut tx, event).await?;
             self.handler.flush().await?;
             tx.commit().await?;
-            Ok(Outcome::Applied)
+            Ok(outcomes)
         };
-        let outcome = applied.await;
-        if outcome.is_err() {
+        let outcomes = applied.await;
+        if outcomes.is_err() {
             self.handler.discard().await;
         }
-        outcome
+        outcomes
     }
 
     /// Inserts the inbox row; `false` when the event was seen before.
