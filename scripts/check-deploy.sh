@@ -42,7 +42,10 @@ if [ ! -x "$PROMTOOL" ]; then
   mv "$COMMERCE_STATE_DIR/build/promtool/promtool" "$PROMTOOL"
 fi
 (cd scripts/deploy-tools && npm ci --no-audit --no-fund --loglevel=error)
-command -v kubectl >/dev/null || die "kubectl is needed for kustomize (the machine image has it)"
+# kubectl (and its Kustomize) of the test control plane's release.
+eval "$(scripts/kube-apiserver.sh env)"
+[ -x "$COMMERCE_KUBECTL" ] || scripts/kube-apiserver.sh build
+kubectl() { "$COMMERCE_KUBECTL" "$@"; }
 command -v terraform >/dev/null || die "terraform is needed for fmt (the machine image has it)"
 
 work=$(mktemp -d)

@@ -1,73 +1,128 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane on loopback for the operator's tests: etcd (Debian's
-# etcd-server), kube-apiserver and kube-controller-manager built from Debian's source
-# package `kubernetes` (bookworm: 1.20.5+really1.20.2, i.e. 1.20.2) with Debian's Go, cached under
-# $COMMERCE_STATE_DIR/kubernetes. Token authentication, RBAC on.
+# A current Kubernetes control plane on loopback for the operator's tests, built from the
+# Go module proxy once and cached under $COMMERCE_STATE_DIR/kubernetes:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (one release)
+#   kwok                                (simulated nodes: pods get scheduled and turn Ready)
+#   the CRDs of Gateway API (standard channel) and CloudNativePG, from their Go modules,
+#   in the versions the operator's types follow (installed by the tests and by `up`).
+# Token authentication, RBAC and the default admission plugins on.
 #
-#   scripts/kube-apiserver.sh up       build what is missing, start etcd, apiserver, controller-manager
-#   scripts/kube-apiserver.sh down     stop them (etcd's data is removed: every run starts empty)
-#   scripts/kube-apiserver.sh env      COMMERCE_KUBECONFIG (admin) for the tests
-#   scripts/kube-apiserver.sh build    only build the binaries
+#   scripts/kube-apiserver.sh up       build what is missing, start everything, add three nodes
+#   scripts/kube-apiserver.sh down     stop it all (etcd's data is removed: every run starts empty)
+#   scripts/kube-apiserver.sh env      COMMERCE_KUBECONFIG (admin), COMMERCE_KUBECTL, the CRD dir
+#   scripts/kube-apiserver.sh build    only build the binaries and fetch the CRDs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-KUBE_VERSION=1.20.2
+KUBE_VERSION=1.37.2
+# The versions the operator's Rust types follow: gateway-api 0.22 is Gateway API v1.5.1;
+# CloudNativePG 1.27.1 is the chart 0.26.1 that manifests/argocd installs.
+GATEWAY_API_VERSION=v1.5.1
+CNPG_VERSION=v1.27.1
+KWOK_VERSION=v0.8.0
 KUBE_DIR="$COMMERCE_STATE_DIR/kubernetes"
 KUBE_BIN="$KUBE_DIR/bin-$KUBE_VERSION"
+KUBE_CRDS="$KUBE_DIR/crds-gateway-$GATEWAY_API_VERSION-cnpg-$CNPG_VERSION"
 KUBE_RUN="$KUBE_DIR/run"
 : "${COMMERCE_KUBE_PORT:=6443}"
 : "${COMMERCE_ETCD_PORT:=2479}"
 ADMIN_TOKEN=commerce-test-admin-token
+BINARIES="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok"
 
-install_build_packages() {
-  local missing=()
-  command -v go >/dev/null || missing+=(golang-go)
-  command -v etcd >/dev/null || missing+=(etcd-server)
-  command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
-  command -v rsync >/dev/null || missing+=(rsync)
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v curl >/dev/null || missing+=(curl)
-  [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+built() {
+  local binary
+  for binary in $BINARIES; do [ -x "$KUBE_BIN/$binary" ] || return 1; done
+  [ -f "$KUBE_BIN/kwok.yaml" ] && [ -d "$KUBE_CRDS" ]
 }
 
+# k8s.io/kubernetes is meant to be a main module: as a dependency its staging modules
+# (k8s.io/api, client-go, ...) resolve to v0.0.0 unless replaced by their published
+# v0.<minor>.<patch>. The build module below does that, and adds etcd and kwok so every
+# binary shares one dependency graph and one build cache.
 build() {
-  if [ -x "$KUBE_BIN/kube-apiserver" ] && [ -x "$KUBE_BIN/kube-controller-manager" ]; then
-    return 0
-  fi
-  install_build_packages
-  mkdir -p "$KUBE_DIR/src" "$LOG_DIR"
-  if ! compgen -G "$KUBE_DIR/src/kubernetes-*/Makefile" >/dev/null; then
-    if ! grep -rqs "^Types: deb-src" /etc/apt/sources.list.d/commerce-src.sources; then
-      log "adding the bookworm deb-src entry (for apt-get source kubernetes)"
-      printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        | as_root tee /etc/apt/sources.list.d/commerce-src.sources >/dev/null
-      as_root apt-get update -qq
-    fi
-    log "fetching Debian's kubernetes $KUBE_VERSION source"
-    (cd "$KUBE_DIR/src" && apt-get source -qq kubernetes >"$LOG_DIR/kubernetes-source.log" 2>&1) \
-      || die "apt-get source kubernetes failed; see $LOG_DIR/kubernetes-source.log"
-  fi
-  local src
-  src=$(ls -d "$KUBE_DIR"/src/kubernetes-*/ | head -n 1)
-  # The vendored reflect2 1.0.1 reads Go's map internals the way Go 1.17 laid them out;
-  # under Debian's Go 1.19 the API server dies with "fatal error: fault" in mapiterinit
-  # on its first CRD. Debian's own build uses its packaged reflect2 1.0.2, which fixed
-  # that; so does this one.
-  rm -rf "$src/vendor/github.com/modern-go/reflect2"
-  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
-  rm -rf "$src/vendor/github.com/modern-go/reflect2/.git" "$src/vendor/github.com/modern-go/reflect2/"*_test.go
-  log "building kube-apiserver and kube-controller-manager (a few minutes each)"
-  (cd "$src" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$LOG_DIR/kubernetes-build.log" 2>&1) \
-    || die "kubernetes build failed; see $LOG_DIR/kubernetes-build.log"
+  built && return 0
+  command -v go >/dev/null || die "building the control plane needs Go (the machine image has it)"
+  command -v openssl >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+  local started work kube_mod staging_minor
+  started=$(date +%s)
+  work="$KUBE_DIR/build-$KUBE_VERSION"
+  mkdir -p "$work" "$LOG_DIR"
+  kube_mod=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  [ -f "$kube_mod" ] || die "could not fetch k8s.io/kubernetes v$KUBE_VERSION from the Go module proxy"
+  staging_minor="v0.${KUBE_VERSION#1.}"
+  {
+    echo "module commerce.local/kubernetes-control-plane"
+    echo
+    echo "go $(sed -n 's/^go //p' "$kube_mod")"
+    echo
+    echo "require ("
+    echo "	k8s.io/kubernetes v$KUBE_VERSION"
+    echo "	go.etcd.io/etcd/server/v3 $(sed -n 's|^\s*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*|\1|p' "$kube_mod")"
+    echo "	sigs.k8s.io/kwok $KWOK_VERSION"
+    echo ")"
+    echo
+    echo "tool ("
+    echo "	go.etcd.io/etcd/server/v3"
+    echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+    echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+    echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+    echo "	k8s.io/kubernetes/cmd/kubectl"
+    echo "	sigs.k8s.io/kwok/cmd/kwok"
+    echo ")"
+    echo
+    echo "replace ("
+    sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*|\1|p' "$kube_mod" \
+      | while read -r module; do printf '\t%s => %s %s\n' "$module" "$module" "$staging_minor"; done
+    echo ")"
+  } >"$work/go.mod"
+  log "building Kubernetes $KUBE_VERSION (etcd, kube-apiserver, controller-manager, scheduler, kubectl) and kwok $KWOK_VERSION from the Go module proxy (10-20 minutes on 2 cores, once)"
+  local version_flags="-X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
+  version_flags+=" -X k8s.io/component-base/version.gitMajor=${KUBE_VERSION%%.*}"
+  version_flags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)"
+  version_flags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  version_flags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION"
+  (
+    cd "$work"
+    go mod tidy
+    mkdir -p out
+    go build -trimpath -ldflags "-s -w $version_flags" -o out/ \
+      go.etcd.io/etcd/server/v3 \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      sigs.k8s.io/kwok/cmd/kwok
+  ) >"$LOG_DIR/kubernetes-build.log" 2>&1 || die "the control plane's build failed; see $LOG_DIR/kubernetes-build.log"
   mkdir -p "$KUBE_BIN"
-  cp "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$KUBE_BIN/"
-  rm -rf "$src/_output"
+  mv "$work/out/server" "$KUBE_BIN/etcd"
+  for binary in kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+    mv "$work/out/$binary" "$KUBE_BIN/"
+  done
+  # kwok's own default stages (what `kwokctl` gives its clusters): nodes initialise and
+  # keep a heartbeat; pods on them become Ready, complete, and go when deleted.
+  local kwok_dir stage
+  kwok_dir=$(cd "$work" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  : >"$KUBE_BIN/kwok.yaml"
+  for stage in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    { cat "$kwok_dir/kustomize/stage/$stage.yaml"; echo "---"; } >>"$KUBE_BIN/kwok.yaml"
+  done
+  fetch_crds "$work"
+  rm -rf "$work/out"
+  log "control plane built in $(( $(date +%s) - started ))s"
+}
+
+# The third-party CRDs the operator writes into, straight from their projects' modules.
+fetch_crds() {
+  local work=$1 gateway cnpg
+  gateway=$(cd "$work" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  cnpg=$(cd "$work" && go mod download -json "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  [ -d "$gateway/config/crd/standard" ] && [ -d "$cnpg/config/crd/bases" ] || die "could not fetch the Gateway API and CloudNativePG CRDs"
+  rm -rf "$KUBE_CRDS.tmp" && mkdir -p "$KUBE_CRDS.tmp"
+  # The standard channel's CRDs; the ValidatingAdmissionPolicy beside them is not a CRD.
+  cp "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml "$KUBE_CRDS.tmp/"
+  rm -f "$KUBE_CRDS.tmp"/gateway.networking.k8s.io_vap_*.yaml
+  cp "$cnpg"/config/crd/bases/postgresql.cnpg.io_*.yaml "$KUBE_CRDS.tmp/"
+  chmod u+w "$KUBE_CRDS.tmp"/*
+  mv "$KUBE_CRDS.tmp" "$KUBE_CRDS"
 }
 
 write_credentials() {
@@ -104,53 +159,94 @@ KUBECONFIG
   cd - >/dev/null
 }
 
+kubectl_admin() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBE_RUN/admin.kubeconfig" "$@"; }
+
 up() {
   build
-  { command -v etcd && command -v curl && command -v openssl; } >/dev/null || install_build_packages
   write_credentials
   if ! daemon_running etcd-kube; then
     rm -rf "$KUBE_RUN/etcd"
-    start_daemon etcd-kube etcd --data-dir "$KUBE_RUN/etcd" \
+    start_daemon etcd-kube "$KUBE_BIN/etcd" --data-dir "$KUBE_RUN/etcd" \
       --listen-client-urls "http://127.0.0.1:$COMMERCE_ETCD_PORT" \
       --advertise-client-urls "http://127.0.0.1:$COMMERCE_ETCD_PORT" \
-      --listen-peer-urls "http://127.0.0.1:$((COMMERCE_ETCD_PORT + 1))"
+      --listen-peer-urls "http://127.0.0.1:$((COMMERCE_ETCD_PORT + 1))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((COMMERCE_ETCD_PORT + 1))" \
+      --initial-cluster "default=http://127.0.0.1:$((COMMERCE_ETCD_PORT + 1))" \
+      --unsafe-no-fsync
     wait_for_port "$COMMERCE_ETCD_PORT" etcd
   fi
   if ! daemon_running kube-apiserver; then
     start_daemon kube-apiserver "$KUBE_BIN/kube-apiserver" \
       --etcd-servers "http://127.0.0.1:$COMMERCE_ETCD_PORT" \
-      --bind-address 127.0.0.1 --secure-port "$COMMERCE_KUBE_PORT" --insecure-port 0 \
-      --advertise-address 127.0.0.1 \
+      --bind-address 127.0.0.1 --secure-port "$COMMERCE_KUBE_PORT" \
+      --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
       --tls-cert-file "$KUBE_RUN/serving.crt" --tls-private-key-file "$KUBE_RUN/serving.key" \
       --token-auth-file "$KUBE_RUN/tokens.csv" \
       --authorization-mode RBAC \
       --service-account-key-file "$KUBE_RUN/sa.pub" \
       --service-account-signing-key-file "$KUBE_RUN/sa.key" \
       --service-account-issuer https://kubernetes.default.svc \
-      --service-cluster-ip-range 10.96.0.0/16 \
-      --enable-admission-plugins NamespaceLifecycle,ServiceAccount
+      --service-cluster-ip-range 10.96.0.0/16
     wait_for_port "$COMMERCE_KUBE_PORT" kube-apiserver 300
   fi
   local ok=""
-  for _ in $(seq 150); do
+  for _ in $(seq 300); do
     if curl -fsk -H "Authorization: Bearer $ADMIN_TOKEN" "https://127.0.0.1:$COMMERCE_KUBE_PORT/readyz" >/dev/null 2>&1; then ok=1; break; fi
+    daemon_running kube-apiserver || break
     sleep 0.2
   done
   [ -n "$ok" ] || die "kube-apiserver is not ready; see $LOG_DIR/kube-apiserver.log"
-  if ! daemon_running kube-controller-manager; then
-    # Only the garbage collector (owner references) and namespace deletion are needed.
-    start_daemon kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+  local component
+  for component in kube-controller-manager kube-scheduler; do
+    daemon_running "$component" && continue
+    local extra=()
+    if [ "$component" = kube-controller-manager ]; then
+      extra=(--service-account-private-key-file "$KUBE_RUN/sa.key" --root-ca-file "$KUBE_RUN/serving.crt")
+    fi
+    start_daemon "$component" "$KUBE_BIN/$component" \
       --kubeconfig "$KUBE_RUN/admin.kubeconfig" \
       --authentication-kubeconfig "$KUBE_RUN/admin.kubeconfig" \
       --authorization-kubeconfig "$KUBE_RUN/admin.kubeconfig" \
-      --controllers garbagecollector,namespace,serviceaccount-token \
-      --service-account-private-key-file "$KUBE_RUN/sa.key" \
-      --bind-address 127.0.0.1 --secure-port 0 --port 0 --leader-elect=false
+      --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false "${extra[@]}"
+  done
+  if ! daemon_running kwok; then
+    start_daemon kwok "$KUBE_BIN/kwok" --kubeconfig "$KUBE_RUN/admin.kubeconfig" \
+      --config "$KUBE_BIN/kwok.yaml" \
+      --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+      --cidr 10.244.0.0/16 --node-ip 127.0.0.1
   fi
-  log "kube-apiserver $KUBE_VERSION on https://127.0.0.1:$COMMERCE_KUBE_PORT (kubeconfig $KUBE_RUN/admin.kubeconfig)"
+  add_nodes
+  log "Kubernetes $KUBE_VERSION on https://127.0.0.1:$COMMERCE_KUBE_PORT (kubeconfig $KUBE_RUN/admin.kubeconfig), three kwok nodes"
+}
+
+# Three simulated nodes in three zones, so spread constraints and disruption budgets of
+# several replicas have somewhere to go.
+add_nodes() {
+  local index
+  for index in 1 2 3; do
+    kubectl_admin apply --server-side --field-manager kube-apiserver-sh -f - >/dev/null <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$index
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: kwok-node-$index
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    topology.kubernetes.io/zone: zone-$index
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 128Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 128Gi, pods: "110"}
+NODE
+  done
 }
 
 down() {
+  stop_daemon kwok
+  stop_daemon kube-scheduler
   stop_daemon kube-controller-manager
   stop_daemon kube-apiserver
   stop_daemon etcd-kube
@@ -161,6 +257,10 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   build) build ;;
-  env) echo "export COMMERCE_KUBECONFIG=$KUBE_RUN/admin.kubeconfig" ;;
+  env)
+    echo "export COMMERCE_KUBECONFIG=$KUBE_RUN/admin.kubeconfig"
+    echo "export COMMERCE_KUBECTL=$KUBE_BIN/kubectl"
+    echo "export COMMERCE_KUBE_CRDS=$KUBE_CRDS"
+    ;;
   *) echo "usage: $0 up|down|env|build" >&2; exit 2 ;;
 esac

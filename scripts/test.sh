@@ -4,8 +4,8 @@
 # against the Kubernetes schemas, the deployment files (scripts/check-deploy.sh), and the
 # whole workspace under cargo-nextest against real PostgreSQL, Redis (standalone and a
 # 6-node cluster), a three-node Apache Kafka cluster (KRaft; replication factor 3,
-# min.insync.replicas 2), a real Kubernetes API server (built from Debian's source on
-# first use) and, for the API contract, schemathesis.
+# min.insync.replicas 2), a current Kubernetes control plane with simulated nodes (built
+# from the Go module proxy on first use) and, for the API contract, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -55,6 +55,17 @@ pub fn rendered() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The schema of a Kubernetes type the operator copies into a pod spec unchanged: left open,
+/// because inlining it (a structural schema has no references) would repeat 32 KB of
+/// Kubernetes' own schema in every place a shop may set it, and the API server validates
+/// the object it lands in anyway.
+pub(crate) fn open_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
 /// Sets (or replaces) one condition, keeping `lastTransitionTime` when the status does not
 /// change, as the Kubernetes API conventions ask.
 pub fn set_condition(
@@ -67,12 +78,7 @@ pub fn set_condition(
     now: Time,
 ) {
     let status = if status { "True" } else { "False" }.to_owned();
-    let mut message = message.into();
-    // Kubernetes 1.20's API server reads an empty string in a custom resource's status as
-    // null and refuses it; the reason says as much as nothing would.
-    if message.is_empty() {
-        message = reason.to_owned();
-    }
+    let message = message.into();
     match conditions
         .iter_mut()
         .find(|condition| condition.type_ == type_)

@@ -50,8 +50,10 @@ pub struct ShopSpec {
     pub hostname: String,
     /// The Gateway (Traefik, or any Gateway API implementation) the routes attach to.
     pub gateway: GatewayParent,
-    /// Per-service settings; every service is enabled unless it says otherwise.
+    /// Per-service settings by service name; every service is enabled unless it says
+    /// otherwise.
     #[serde(default)]
+    #[schemars(schema_with = "services_schema")]
     pub services: ShopServices,
     /// The storefront's static site, served at `/` of the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +166,38 @@ pub struct ShopServices {
     pub search: ServiceOverrides,
     #[serde(default)]
     pub gateway: ServiceOverrides,
+}
+
+/// The services a shop's `services` may name.
+pub const SERVICE_NAMES: [&str; 10] = [
+    "auth",
+    "product",
+    "cart",
+    "order",
+    "payment",
+    "fulfillment",
+    "notification",
+    "chat",
+    "search",
+    "gateway",
+];
+
+/// One schema for every service's overrides, keyed by name: a property per service would
+/// inline the same schema ten times (a structural schema has no references), which made
+/// the CRD too big for `kubectl apply`.
+fn services_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names = SERVICE_NAMES.map(|name| format!("'{name}'")).join(", ");
+    schemars::json_schema!({
+        "type": "object",
+        // Bounds the rule's cost for the API server; any name past the ten is unknown,
+        // which the rule names.
+        "maxProperties": 4 * SERVICE_NAMES.len(),
+        "additionalProperties": generator.subschema_for::<ServiceOverrides>(),
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(name, name in [{names}])"),
+            "message": format!("services are named {}", SERVICE_NAMES.join(", "))
+        }]
+    })
 }
 
 impl ShopServices {
