@@ -156,6 +156,20 @@ fn assert_refused(error: kube::Error, message: &str) {
     }
 }
 
+/// The four controllers, watching `namespace` as `operator`.
+fn run_operator(
+    operator: Client,
+    namespace: &str,
+    broker: Arc<RdKafkaAdmin>,
+) -> tokio::task::JoinHandle<()> {
+    let context = Arc::new(Context::new(operator.clone(), broker));
+    tokio::spawn(commerce_operator::run::controllers(
+        operator,
+        Some(namespace.to_owned()),
+        context,
+    ))
+}
+
 /// The operator's ServiceAccount with the shipped RBAC (manifests/operator/rbac.yaml,
 /// bound in `namespace`), and a client that authenticates as it.
 async fn operator_client(admin: &Client, namespace: &str) -> Client {
@@ -271,7 +285,6 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
     let namespace = namespace(&admin).await;
     let operator = operator_client(&admin, &namespace).await;
     let broker = Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)));
-    let context = Arc::new(Context::new(operator.clone(), broker.clone()));
     let metrics_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -279,11 +292,7 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
     tokio::spawn(commerce_operator::run::serve_metrics(
         format!("127.0.0.1:{metrics_port}").parse().unwrap(),
     ));
-    let controllers = tokio::spawn(commerce_operator::run::controllers(
-        operator,
-        Some(namespace.clone()),
-        context,
-    ));
+    let controllers = run_operator(operator, &namespace, broker.clone());
 
     let prefix = format!("{}.", unique("k8s"));
     let shops: Api<Shop> = Api::namespaced(admin.clone(), &namespace);
@@ -807,4 +816,112 @@ async fn the_readme_installs_the_operator_and_a_shop_as_written() {
         .get("kubectl.kubernetes.io/last-applied-configuration")
         .map_or(0, String::len);
     assert!(kept > 0 && kept < 256 * 1024, "{kept} bytes");
+}
+
+/// A child the server refuses is reported where people look: the Microservice's
+/// conditions (the object, and the server's words), a Warning Event, and the Shop's Ready
+/// message naming the service; fixing the Shop clears it.
+#[tokio::test]
+async fn a_refused_child_shows_in_status_and_in_the_shops_ready_message() {
+    let admin = admin().await;
+    install_crds(&admin).await;
+    let namespace = namespace(&admin).await;
+    let operator = operator_client(&admin, &namespace).await;
+    let controllers = run_operator(
+        operator,
+        &namespace,
+        Arc::new(RdKafkaAdmin::new(Duration::from_secs(20))),
+    );
+    let prefix = format!("{}.", unique("k8s"));
+    let mut shop = shop_resource(&namespace, &prefix);
+    // Valid for the Shop's schema; the Deployment's own validation refuses it.
+    shop.spec.services.cart.resources = Some(
+        serde_json::from_value(json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})).unwrap(),
+    );
+    let shops: Api<Shop> = Api::namespaced(admin.clone(), &namespace);
+    shops.create(&PostParams::default(), &shop).await.unwrap();
+
+    let microservices: Api<Microservice> = Api::namespaced(admin.clone(), &namespace);
+    let degraded = eventually("the cart Microservice Degraded", || {
+        let microservices = microservices.clone();
+        async move {
+            let status = microservices.get("demo-cart").await.ok()?.status?;
+            let condition = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+            Some(condition.clone())
+        }
+    })
+    .await;
+    assert_eq!(degraded.reason, "ApplyFailed");
+    assert!(
+        degraded
+            .message
+            .starts_with("applying apps/v1 Deployment demo-cart: ")
+            && degraded
+                .message
+                .contains("must be less than or equal to cpu limit"),
+        "{}",
+        degraded.message
+    );
+    let not_ready = eventually("the shop's Ready message naming cart", || {
+        let shops = shops.clone();
+        async move {
+            let status = shops.get("demo").await.ok()?.status?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == "False" && ready.message.contains("cart (Degraded: applying"))
+                .then(|| ready.message.clone())
+        }
+    })
+    .await;
+    assert!(not_ready.starts_with("services not ready: "), "{not_ready}");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), &namespace);
+    let warning = eventually("a Warning Event on the cart Microservice", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|event| {
+                event.type_.as_deref() == Some("Warning")
+                    && event.reason.as_deref() == Some("ApplyFailed")
+                    && event
+                        .regarding
+                        .as_ref()
+                        .is_some_and(|object| object.name.as_deref() == Some("demo-cart"))
+            })
+        }
+    })
+    .await;
+    assert!(warning.note.unwrap().contains("demo-cart"));
+
+    // Fixed: the cart rolls out and the shop is Ready with nothing to say.
+    shops
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"services": {"cart": {"resources": {"limits": {"cpu": "4"}}}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ready = eventually("the shop Ready after the fix", || {
+        let shops = shops.clone();
+        async move {
+            let status = shops.get("demo").await.ok()?.status?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == "True").then(|| ready.clone())
+        }
+    })
+    .await;
+    assert_eq!(ready.message, "");
+    let cart = microservices
+        .get("demo-cart")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(!crd::is_true(&cart.conditions, "Degraded"));
+    controllers.abort();
 }

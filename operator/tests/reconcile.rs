@@ -191,7 +191,7 @@ async fn a_rolled_out_microservice_is_ready_and_a_stalled_one_degraded() {
 }
 
 #[tokio::test]
-async fn a_failing_apply_is_an_error_and_writes_nothing_after_it() {
+async fn a_failing_apply_stops_the_reconcile_and_is_reported_in_status_and_an_event() {
     let microservice: Microservice = example("microservice.yaml");
     let current = serde_json::to_value(&microservice).unwrap();
     let (client, api) = mock_client(move |call| {
@@ -207,17 +207,46 @@ async fn a_failing_apply_is_an_error_and_writes_nothing_after_it() {
     let error = microservice::reconcile(Arc::new(microservice), context(client, no_topics()))
         .await
         .unwrap_err();
+    // Nothing after the refused Deployment is applied; the failure goes into status and
+    // an Event.
     api.assert_script(&[
         "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
         "PATCH /api/v1/namespaces/commerce/serviceaccounts/search-canary",
         "PATCH /apis/apps/v1/namespaces/commerce/deployments/search-canary",
+        "PATCH /apis/commerce.dev/v1alpha1/namespaces/commerce/microservices/search-canary/status",
         "PATCH /apis/postgresql.cnpg.io/v1/namespaces/commerce/clusters/search-canary-db",
+        "POST /apis/events.k8s.io/v1/namespaces/commerce/events",
     ]);
-    assert!(error.to_string().contains("is invalid"), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "applying apps/v1 Deployment search-canary: Deployment.apps \"search-canary\" is invalid"
+    );
     assert!(api.find("PATCH", "/services/search-canary").is_empty());
-    assert!(
-        api.find("PATCH", "/microservices/search-canary/status")
-            .is_empty()
+    let status = &api.find("PATCH", "/microservices/search-canary/status")[0];
+    let conditions = status.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let degraded = conditions
+        .iter()
+        .find(|condition| condition["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (
+            &degraded["status"],
+            &degraded["reason"],
+            &degraded["message"]
+        ),
+        (
+            &json!("True"),
+            &json!("ApplyFailed"),
+            &json!(error.to_string())
+        )
+    );
+    let event = &api.find("POST", "/events")[0];
+    assert_eq!(
+        (&event.body["type"], &event.body["reason"]),
+        (&json!("Warning"), &json!("ApplyFailed"))
     );
 }
 

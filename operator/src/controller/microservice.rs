@@ -17,7 +17,9 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, apply, delete_if_present, kind_missing, now};
+use super::{
+    Context, Error, apply, apply_kind_missing, delete_if_present, kind_missing, now, report_failure,
+};
 use crate::crd::{Microservice, MicroserviceStatus, is_true, set_condition};
 use crate::desired::microservice::{MicroserviceChildren, desired};
 
@@ -26,13 +28,22 @@ pub async fn reconcile(
     context: Arc<Context>,
 ) -> Result<Action, Error> {
     let (object, shared) = (microservice.clone(), context.clone());
-    super::measured(
+    let result = super::measured(
         "microservice",
         object.as_ref(),
         &shared,
         reconcile_inner(microservice, context),
     )
-    .await
+    .await;
+    if let Err(error) = &result {
+        let conditions = object
+            .status
+            .as_ref()
+            .map(|status| status.conditions.as_slice())
+            .unwrap_or_default();
+        report_failure(&shared, object.as_ref(), conditions, error).await;
+    }
+    result
 }
 
 /// Problems that leave the service running but not as specified.
@@ -64,13 +75,13 @@ async fn reconcile_inner(
         // Without CloudNativePG the Cluster kind is not served: the service cannot get
         // its database, which the status says; the rest is still applied.
         if let Err(error) = apply(client, database).await {
-            if kind_missing(&error) {
+            if apply_kind_missing(&error) {
                 degraded.0.push(
                     "CloudNativePG is not installed (postgresql.cnpg.io/v1 Cluster is not served)"
                         .to_owned(),
                 );
             } else {
-                return Err(error.into());
+                return Err(error);
             }
         }
     }

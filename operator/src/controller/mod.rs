@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -19,6 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::crd::set_condition;
 use crate::kafka::TopicAdmin;
 
 /// The one field manager every apply uses.
@@ -26,8 +27,15 @@ pub const FIELD_MANAGER: &str = "commerce-operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("kubernetes API: {0}")]
+    #[error("kubernetes API: {}", server_message(.0))]
     Kube(#[from] kube::Error),
+    /// The server refused one child: says which (`apps/v1 Deployment demo-cart`) and why.
+    #[error("applying {object}: {}", server_message(.source))]
+    Apply {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("kafka admin: {0}")]
     Kafka(#[from] crate::kafka::AdminError),
     #[error("{0}")]
@@ -43,6 +51,8 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "ApiError",
+            Error::Apply { source, .. } if kind_missing(source) => "KindNotServed",
+            Error::Apply { .. } => "ApplyFailed",
             Error::Kafka(crate::kafka::AdminError::ReplicationFactorTooHigh { .. }) => {
                 "ReplicationFactorTooHigh"
             }
@@ -98,6 +108,15 @@ impl Context {
     }
 }
 
+/// The server's own words for an API error (`Deployment.apps "x" is invalid: ...`), not
+/// the whole response.
+fn server_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(response) => response.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
@@ -105,7 +124,7 @@ pub fn now() -> Time {
 /// Server-side apply of one object under the operator's field manager. `force` takes
 /// fields another manager set (a human's `kubectl edit` of a managed field is undone, as
 /// the resource's spec says otherwise).
-pub async fn apply<K>(client: &Client, object: &K) -> Result<K, kube::Error>
+pub async fn apply<K>(client: &Client, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -126,6 +145,69 @@ where
         &Patch::Apply(&object),
     )
     .await
+    .map_err(|source| Error::Apply {
+        object: format!(
+            "{} {} {}",
+            K::api_version(&()),
+            K::kind(&()),
+            object.name_any()
+        ),
+        source,
+    })
+}
+
+/// A reconcile that failed, written where the object's readers look: `Degraded=True` and
+/// `Ready=False` with the error in the conditions, and a Warning Event. `conditions` are
+/// the object's current ones, kept otherwise.
+pub async fn report_failure<K>(
+    context: &Context,
+    object: &K,
+    conditions: &[Condition],
+    error: &Error,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let mut conditions = conditions.to_vec();
+    let (generation, time, message) = (object.meta().generation, now(), error.to_string());
+    set_condition(
+        &mut conditions,
+        "Degraded",
+        true,
+        error.reason(),
+        &message,
+        generation,
+        time.clone(),
+    );
+    set_condition(
+        &mut conditions,
+        "Ready",
+        false,
+        "Degraded",
+        &message,
+        generation,
+        time,
+    );
+    let api: Api<K> = Api::namespaced(
+        context.client.clone(),
+        &object.meta().namespace.clone().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({ "status": { "conditions": conditions } });
+    if let Err(error) = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(%error, name = object.name_any(), "could not write the failure into status");
+    }
+    context
+        .event(object, EventType::Warning, error.reason(), message)
+        .await;
 }
 
 /// Deletes one object if it exists.
@@ -151,6 +233,11 @@ where
 /// Whether an API error says the kind is not served (its CRD is not installed).
 pub fn kind_missing(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(response) if response.code == 404)
+}
+
+/// Whether applying a child failed because its kind is not served.
+pub fn apply_kind_missing(error: &Error) -> bool {
+    matches!(error, Error::Apply { source, .. } if kind_missing(source))
 }
 
 /// The pause before retrying an object that failed `failures` times in a row: 5 s,

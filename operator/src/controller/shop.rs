@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Context, Error, apply, delete_if_present, now};
+use super::{Context, Error, apply, delete_if_present, now, report_failure};
 use crate::crd::shop::ServiceState;
 use crate::crd::{KafkaTopic, Microservice, SagaPolicy, Shop, ShopStatus, is_true, set_condition};
 use crate::desired::shop::{
@@ -31,13 +31,22 @@ const KEYS_KEPT: usize = 2;
 
 pub async fn reconcile(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {
     let (object, shared) = (shop.clone(), context.clone());
-    super::measured(
+    let result = super::measured(
         "shop",
         object.as_ref(),
         &shared,
         reconcile_inner(shop, context),
     )
-    .await
+    .await;
+    if let Err(error) = &result {
+        let conditions = object
+            .status
+            .as_ref()
+            .map(|status| status.conditions.as_slice())
+            .unwrap_or_default();
+        report_failure(&shared, object.as_ref(), conditions, error).await;
+    }
+    result
 }
 
 async fn reconcile_inner(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {
@@ -244,6 +253,8 @@ async fn roll_up(
     let prefix = format!("{}-", shop.name_any());
     let mut services = Vec::new();
     let mut degraded = Vec::new();
+    // Every service that is not ready, with its own Ready reason and message.
+    let mut waiting = Vec::new();
     for wanted in &children.microservices {
         let name = wanted.name_any();
         let observed = microservices.get(&name).and_then(|m| m.status.clone());
@@ -254,6 +265,16 @@ async fn roll_up(
         let service = name.strip_prefix(&prefix).unwrap_or(&name).to_owned();
         if is_true(conditions, "Degraded") {
             degraded.push(service.clone());
+        }
+        if !is_true(conditions, "Ready") {
+            let why = conditions
+                .iter()
+                .find(|condition| condition.type_ == "Ready")
+                .map_or_else(
+                    || "no status yet".to_owned(),
+                    |ready| format!("{}: {}", ready.reason, ready.message),
+                );
+            waiting.push(format!("{service} ({why})"));
         }
         services.push(ServiceState {
             name: service,
@@ -331,11 +352,37 @@ async fn roll_up(
     } else {
         "Progressing"
     };
+    let mut not_ready = Vec::new();
+    if !waiting.is_empty() {
+        not_ready.push(format!("services not ready: {}", waiting.join("; ")));
+    }
+    if ready_topics < children.topics.len() {
+        not_ready.push(format!(
+            "{ready_topics}/{} topics ready",
+            children.topics.len()
+        ));
+    }
+    if !policy_valid {
+        not_ready.push(format!("SagaPolicy {policy_name} is not valid"));
+    }
     set_condition(
         &mut status.conditions,
         "Ready",
         phase == "Ready",
         phase,
+        not_ready.join("; "),
+        generation,
+        time.clone(),
+    );
+    set_condition(
+        &mut status.conditions,
+        "Degraded",
+        !degraded.is_empty(),
+        if degraded.is_empty() {
+            "AsExpected"
+        } else {
+            "ServicesDegraded"
+        },
         if degraded.is_empty() {
             String::new()
         } else {
