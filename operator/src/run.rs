@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
@@ -88,6 +88,7 @@ pub async fn controllers(client: Client, namespace: Option<String>, context: Arc
         .owns(api::<Microservice>(&client, &namespace), owned.clone())
         .owns(api::<KafkaTopic>(&client, &namespace), owned.clone())
         .owns(api::<SagaPolicy>(&client, &namespace), owned.clone())
+        .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
         .shutdown_on_signal()
         .run(
             controller::shop::reconcile,

@@ -12,7 +12,7 @@ use commerce_operator::controller::Context;
 use commerce_operator::crd::{self, KafkaTopic, Microservice, SagaPolicy, Shop};
 use commerce_operator::kafka::{RdKafkaAdmin, TopicAdmin};
 use commerce_operator::leader::{LeaderLease, LeaseSettings};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -924,4 +924,127 @@ async fn a_refused_child_shows_in_status_and_in_the_shops_ready_message() {
         .unwrap();
     assert!(!crd::is_true(&cart.conditions, "Degraded"));
     controllers.abort();
+}
+
+/// A shop that names no Redis gets one the operator runs: a password-protected
+/// StatefulSet on its own volume, reachable from the shop's pods only, whose URL and
+/// password reach every service (the password through a Secret, never in a ConfigMap).
+#[tokio::test]
+async fn a_shop_without_redis_urls_gets_a_redis_of_its_own() {
+    let admin = admin().await;
+    install_crds(&admin).await;
+    let namespace = namespace(&admin).await;
+    let operator = operator_client(&admin, &namespace).await;
+    let controllers = run_operator(
+        operator,
+        &namespace,
+        Arc::new(RdKafkaAdmin::new(Duration::from_secs(20))),
+    );
+    // A volume for the claim to bind (this control plane has no storage provisioner).
+    let storage_class = unique("local");
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(admin.clone());
+    volumes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": storage_class},
+                "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "storageClassName": storage_class,
+                         "hostPath": {"path": format!("/tmp/{storage_class}")}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut shop = shop_resource(&namespace, &format!("{}.", unique("k8s")));
+    shop.spec.redis = serde_json::from_value(json!({
+        "provisioned": {"storageClass": storage_class}
+    }))
+    .unwrap();
+    let shops: Api<Shop> = Api::namespaced(admin.clone(), &namespace);
+    shops.create(&PostParams::default(), &shop).await.unwrap();
+
+    let redis_url = format!("redis://demo-redis.{namespace}.svc:6379");
+    let status = eventually("the shop Ready with its Redis", || {
+        let shops = shops.clone();
+        async move {
+            let status = shops.get("demo").await.ok()?.status?;
+            (status.phase.as_deref() == Some("Ready")).then_some(status)
+        }
+    })
+    .await;
+    let redis = status.redis.unwrap();
+    assert_eq!(
+        (redis.provisioned, redis.urls, redis.ready_replicas),
+        (true, vec![redis_url.clone()], 1)
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    let data = secrets.get("demo-redis").await.unwrap().data.unwrap();
+    let password = String::from_utf8(data["password"].0.clone()).unwrap();
+    assert_eq!(password.len(), 64);
+    let config = String::from_utf8(data["redis.conf"].0.clone()).unwrap();
+    assert!(
+        config.contains(&format!("requirepass {password}")) && config.contains("appendonly yes")
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), &namespace);
+    let set = sets.get("demo-redis").await.unwrap();
+    assert!(!serde_json::to_string(&set).unwrap().contains(&password));
+    assert_eq!(set.owner_references()[0].kind, "Shop");
+
+    // Every service is pointed at it; the password comes from the Secret.
+    let microservices: Api<Microservice> = Api::namespaced(admin.clone(), &namespace);
+    let cart = microservices.get("demo-cart").await.unwrap();
+    assert!(cart.spec.config.unwrap().contains(&redis_url));
+    let password_env = cart
+        .spec
+        .env
+        .iter()
+        .find(|env| env.name == "COMMERCE_REDIS__PASSWORD")
+        .expect("the Redis password in the cart's environment");
+    let reference = password_env
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("demo-redis", "password")
+    );
+    // Only the shop's pods may connect, and the shop's pods carry the label it lets in.
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(admin.clone(), &namespace);
+    let policy = serde_json::to_value(policies.get("demo-redis").await.unwrap()).unwrap();
+    let allowed = &policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
+    assert_eq!(allowed, &json!({"commerce.dev/shop": "demo"}));
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let cart_pods = deployments
+        .get("demo-cart")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    assert_eq!(
+        cart_pods.metadata.unwrap().labels.unwrap()["commerce.dev/shop"],
+        "demo"
+    );
+
+    // A provisioned Redis is a single instance: asking for a cluster without URLs is refused.
+    let error = shops
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"redis": {"mode": "cluster"}}})),
+        )
+        .await
+        .expect_err("a provisioned cluster");
+    assert_refused(error, "a provisioned Redis is standalone");
+    controllers.abort();
+    volumes
+        .delete(&storage_class, &DeleteParams::default())
+        .await
+        .unwrap();
 }

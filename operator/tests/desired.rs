@@ -267,6 +267,27 @@ fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
 }
 
 #[test]
+fn a_storefront_served_elsewhere_is_in_the_gateways_cors_list_once() {
+    let mut shop = example_shop();
+    shop.spec.storefront_origins = vec![
+        "https://www.example.com".to_owned(),
+        "https://shop.example.com".to_owned(),
+    ];
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let gateway = config(find(&children, "gateway"));
+    let origins: Vec<&str> = gateway["services"]["gateway"]["cors"]["allowed_origins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|origin| origin.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        origins,
+        ["https://shop.example.com", "https://www.example.com"]
+    );
+}
+
+#[test]
 fn config_overrides_merge_over_the_generated_file() {
     let shop = example_shop();
     let children = shop::desired(&shop, &observed()).unwrap();

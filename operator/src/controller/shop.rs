@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -16,8 +18,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{Context, Error, apply, delete_if_present, now, report_failure};
-use crate::crd::shop::ServiceState;
+use crate::crd::shop::{RedisState, ServiceState};
 use crate::crd::{KafkaTopic, Microservice, SagaPolicy, Shop, ShopStatus, is_true, set_condition};
+use crate::desired::redis;
 use crate::desired::shop::{
     self as desired, OFFLINE_WEBHOOK_KEY, Observed, SERVICE_CLIENTS, SHOP_LABEL,
     service_clients_secret_name, signing_key_secret_name,
@@ -97,6 +100,24 @@ async fn reconcile_inner(shop: Arc<Shop>, context: Arc<Context>) -> Result<Actio
         }
     };
 
+    if let Some(redis) = &children.redis {
+        ensure_redis_secret(&context, &shop, &namespace).await?;
+        apply(client, &redis.stateful_set).await?;
+        apply(client, &redis.service).await?;
+        apply(client, &redis.network_policy).await?;
+    } else if shop
+        .status
+        .as_ref()
+        .and_then(|status| status.redis.as_ref())
+        .is_some_and(|redis| redis.provisioned)
+    {
+        // The shop now names a Redis of its own: the provisioned one goes (its volume
+        // claim stays, as a StatefulSet's always do). The Secret stays with it.
+        let redis = redis::redis_name(&name);
+        delete_if_present::<StatefulSet>(client, &namespace, &redis).await?;
+        delete_if_present::<Service>(client, &namespace, &redis).await?;
+        delete_if_present::<NetworkPolicy>(client, &namespace, &redis).await?;
+    }
     for microservice in &children.microservices {
         apply(client, microservice).await?;
     }
@@ -245,6 +266,16 @@ async fn roll_up(
             .into_iter()
             .map(|topic| (topic.name_any(), topic))
             .collect();
+    let redis_ready_replicas = match &children.redis {
+        Some(_) => Api::<StatefulSet>::namespaced(context.client.clone(), &namespace)
+            .get_opt(&redis::redis_name(&shop.name_any()))
+            .await?
+            .and_then(|set| set.status)
+            .and_then(|status| status.ready_replicas)
+            .unwrap_or(0),
+        None => 0,
+    };
+    let redis_ready = children.redis.is_none() || redis_ready_replicas > 0;
     let policy_name = desired::saga_policy_name(shop);
     let policy = Api::<SagaPolicy>::namespaced(context.client.clone(), &namespace)
         .get_opt(&policy_name)
@@ -303,7 +334,8 @@ async fn roll_up(
     let mut status = shop.status.clone().unwrap_or_default();
     let generation = shop.metadata.generation;
     let time = now();
-    let all_ready = ready_services == services.len() && ready_topics == children.topics.len();
+    let all_ready =
+        ready_services == services.len() && ready_topics == children.topics.len() && redis_ready;
     set_condition(
         &mut status.conditions,
         "ServicesReady",
@@ -365,6 +397,9 @@ async fn roll_up(
     if !policy_valid {
         not_ready.push(format!("SagaPolicy {policy_name} is not valid"));
     }
+    if !redis_ready {
+        not_ready.push("the provisioned Redis is not ready".to_owned());
+    }
     set_condition(
         &mut status.conditions,
         "Ready",
@@ -396,6 +431,11 @@ async fn roll_up(
     status.services = services;
     status.observed_generation = generation;
     status.signing_key_rotation = shop.spec.signing_key.rotation.clone();
+    status.redis = Some(RedisState {
+        provisioned: children.redis.is_some(),
+        urls: redis::urls(shop),
+        ready_replicas: redis_ready_replicas,
+    });
     Ok(status)
 }
 
@@ -494,6 +534,56 @@ async fn new_key() -> Result<ByteString, Error> {
         .await
         .map_err(crate::keys::KeyError::from)??;
     Ok(ByteString(pem.into_bytes()))
+}
+
+/// The provisioned Redis's password and configuration file: made once; a missing
+/// configuration is rebuilt from the password it keeps.
+async fn ensure_redis_secret(context: &Context, shop: &Shop, namespace: &str) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let name = redis::redis_name(&shop.name_any());
+    let existing = api.get_opt(&name).await?;
+    let data = existing
+        .as_ref()
+        .and_then(|secret| secret.data.clone())
+        .unwrap_or_default();
+    let password = match data.get(redis::PASSWORD_KEY) {
+        Some(password) => password.clone(),
+        None => random_secret(),
+    };
+    if data.contains_key(redis::PASSWORD_KEY) && data.contains_key(redis::CONFIG_KEY) {
+        return Ok(());
+    }
+    let config = redis::server_config(&String::from_utf8_lossy(&password.0));
+    let wanted = BTreeMap::from([
+        (redis::PASSWORD_KEY.to_owned(), password),
+        (
+            redis::CONFIG_KEY.to_owned(),
+            ByteString(config.into_bytes()),
+        ),
+    ]);
+    match existing {
+        None => {
+            let secret = Secret {
+                metadata: desired::child_meta(shop, name),
+                type_: Some("Opaque".to_owned()),
+                data: Some(wanted),
+                ..Secret::default()
+            };
+            api.create(&PostParams::default(), &secret).await?;
+        }
+        Some(secret) => {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({
+                    "metadata": { "resourceVersion": secret.metadata.resource_version },
+                    "data": wanted,
+                })),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 fn random_secret() -> ByteString {

@@ -55,6 +55,14 @@ pub struct ShopSpec {
     #[serde(default)]
     #[schemars(schema_with = "services_schema")]
     pub services: ShopServices,
+    /// Origins of a storefront served elsewhere (Cloudflare Pages: `terraform output
+    /// storefront_origins`), added to the REST gateway's CORS list beside
+    /// `https://<hostname>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(
+        r"^https://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$"
+    )))]
+    pub storefront_origins: Vec<String>,
     /// The storefront's static site, served at `/` of the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storefront: Option<Storefront>,
@@ -167,6 +175,9 @@ pub struct ShopServices {
     #[serde(default)]
     pub gateway: ServiceOverrides,
 }
+
+/// The label on everything a shop owns, and on its pods: the shop's name.
+pub const SHOP_LABEL: &str = "commerce.dev/shop";
 
 /// The services a shop's `services` may name.
 pub const SERVICE_NAMES: [&str; 10] = [
@@ -342,14 +353,62 @@ pub enum RedisMode {
     Cluster,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+/// The shop's Redis: one the cluster already runs (`urls`), or, when `urls` is empty, one
+/// the operator runs for the shop (`provisioned`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.urls) > 0 || self.mode == 'standalone'").message("a provisioned Redis is standalone: list the cluster's urls, or set mode standalone"))]
 pub struct RedisSettings {
     #[serde(default)]
     pub mode: RedisMode,
     /// `redis://host:port` (for a cluster, any number of its nodes).
-    #[schemars(length(min = 1))]
+    #[serde(default)]
     pub urls: Vec<String>,
+    /// The Redis the operator runs when `urls` is empty: one instance (a StatefulSet with
+    /// a volume and append-only persistence), a generated password, reachable from the
+    /// shop's pods only.
+    #[serde(default)]
+    pub provisioned: ProvisionedRedis,
+}
+
+impl RedisSettings {
+    /// Whether the operator runs this shop's Redis.
+    pub fn is_provisioned(&self) -> bool {
+        self.urls.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionedRedis {
+    #[serde(default = "redis_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default = "redis_storage")]
+    #[schemars(pattern(r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub storage_size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn redis_image() -> String {
+    "redis:8.2".to_owned()
+}
+fn redis_storage() -> String {
+    "1Gi".to_owned()
+}
+
+impl Default for ProvisionedRedis {
+    fn default() -> Self {
+        Self {
+            image: redis_image(),
+            storage_size: redis_storage(),
+            storage_class: None,
+            resources: None,
+        }
+    }
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -411,6 +470,21 @@ pub struct ShopStatus {
     /// The `spec.signingKey.rotation` value the signing-key Secret holds a key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_rotation: Option<String>,
+    /// The Redis the shop's services use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisState {
+    /// Whether the operator runs it (`spec.redis.urls` is empty).
+    pub provisioned: bool,
+    /// What the services connect to.
+    pub urls: Vec<String>,
+    /// Ready instances of a provisioned Redis.
+    #[serde(default)]
+    pub ready_replicas: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

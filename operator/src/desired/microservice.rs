@@ -66,7 +66,7 @@ pub fn labels(microservice: &Microservice) -> BTreeMap<String, String> {
         .target
         .clone()
         .unwrap_or_else(|| name.clone());
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), component),
         ("app.kubernetes.io/instance".to_owned(), name),
         (
@@ -77,7 +77,17 @@ pub fn labels(microservice: &Microservice) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".to_owned(),
             "commerce-operator".to_owned(),
         ),
-    ])
+    ]);
+    // The shop's pods carry their shop, which its Redis NetworkPolicy lets in.
+    if let Some(shop) = microservice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(crate::crd::shop::SHOP_LABEL))
+    {
+        labels.insert(crate::crd::shop::SHOP_LABEL.to_owned(), shop.clone());
+    }
+    labels
 }
 
 fn selector(microservice: &Microservice) -> BTreeMap<String, String> {

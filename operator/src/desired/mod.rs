@@ -2,4 +2,5 @@
 //! apply what these functions return; tests call them directly.
 
 pub mod microservice;
+pub mod redis;
 pub mod shop;

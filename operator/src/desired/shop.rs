@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use toml::{Table, Value};
 
+use super::redis;
 use crate::catalog::{self, ServiceInfo};
 use crate::crd::microservice::{DatabaseSpec, Mount, Route};
 use crate::crd::shop::{RedisMode, ServiceOverrides};
@@ -23,7 +24,7 @@ pub const SAGA_DIR: &str = "/etc/commerce/saga";
 pub const SAGA_FILE_NAME: &str = "saga.toml";
 /// The pod annotation listing the signing keys, so a rotation rolls auth's pods.
 pub const SIGNING_KEYS_ANNOTATION: &str = "commerce.dev/signing-keys";
-pub const SHOP_LABEL: &str = "commerce.dev/shop";
+pub use crate::crd::shop::SHOP_LABEL;
 
 /// The credentials the services present to each other, generated once per shop. Each key
 /// is a client id of auth's `service_clients`, or the payment webhook secret.
@@ -36,6 +37,8 @@ pub struct ShopChildren {
     pub topics: Vec<KafkaTopic>,
     /// The SagaPolicy the shop owns (absent when it refers to one managed elsewhere).
     pub saga_policy: Option<SagaPolicy>,
+    /// The Redis the operator runs for the shop (absent when `spec.redis.urls` is given).
+    pub redis: Option<redis::RedisChildren>,
 }
 
 /// What the controller read that the pure functions need.
@@ -215,6 +218,7 @@ pub fn desired(shop: &Shop, observed: &Observed) -> Result<ShopChildren, Desired
         microservices,
         topics,
         saga_policy,
+        redis: redis::desired(shop, child_meta(shop, redis::redis_name(&shop_name))),
     })
 }
 
@@ -476,29 +480,54 @@ fn secret_ref(secret: &str, key: &str, name: String) -> EnvVar {
 fn secret_env(shop: &Shop, service: &ServiceInfo) -> Vec<EnvVar> {
     let secret = service_clients_secret_name(&name(shop));
     let prefix = crate::desired::microservice::env_prefix(service.name);
+    let mut env = Vec::new();
+    if shop.spec.redis.is_provisioned() {
+        env.push(secret_ref(
+            &redis::redis_name(&name(shop)),
+            redis::PASSWORD_KEY,
+            "COMMERCE_REDIS__PASSWORD".to_owned(),
+        ));
+    }
+    env.extend(service_credentials(service, &secret, &prefix));
+    env
+}
+
+fn service_credentials(service: &ServiceInfo, secret: &str, prefix: &str) -> Vec<EnvVar> {
     match service.name {
         "auth" => SERVICE_CLIENTS
             .iter()
             .map(|client| {
                 secret_ref(
-                    &secret,
+                    secret,
                     client,
                     format!("{prefix}SERVICE_CLIENTS__{}", client.to_ascii_uppercase()),
                 )
             })
             .collect(),
         "order" | "cart" | "notification" => vec![secret_ref(
-            &secret,
+            secret,
             service.name,
             format!("{prefix}CLIENT_SECRET"),
         )],
         "payment" => vec![secret_ref(
-            &secret,
+            secret,
             OFFLINE_WEBHOOK_KEY,
             format!("{prefix}OFFLINE__WEBHOOK_SECRET"),
         )],
         _ => Vec::new(),
     }
+}
+
+/// The origins the REST gateway answers cross-origin: the shop's own host and those of a
+/// storefront served elsewhere, each once.
+fn cors_origins(shop: &Shop) -> Vec<String> {
+    let mut origins = vec![format!("https://{}", shop.spec.hostname)];
+    for origin in &shop.spec.storefront_origins {
+        if !origins.contains(origin) {
+            origins.push(origin.clone());
+        }
+    }
+    origins
 }
 
 fn url(shop: &Shop, service: &str, port: i32) -> String {
@@ -649,7 +678,7 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                 "cors".to_owned(),
                 table([(
                     "allowed_origins",
-                    Value::Array(vec![text(format!("https://{}", shop.spec.hostname))]),
+                    Value::Array(cors_origins(shop).into_iter().map(text).collect()),
                 )]),
             );
             let mut upstreams: Table = service
@@ -722,7 +751,7 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
             ("mode", text(redis_mode)),
             (
                 "urls",
-                Value::Array(shop.spec.redis.urls.iter().map(text).collect()),
+                Value::Array(redis::urls(shop).into_iter().map(text).collect()),
             ),
         ]),
     );

@@ -5,7 +5,8 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::RedisError;
@@ -24,6 +25,11 @@ pub struct RedisConfig {
     pub mode: RedisMode,
     /// One URL for standalone; one or more seed nodes for a cluster.
     pub urls: Vec<String>,
+    /// The password of the `default` user (`requirepass`), for every node. Kept apart from
+    /// the URLs so it can reach a pod from a Secret (`COMMERCE_REDIS__PASSWORD`) while the
+    /// URLs stay in a ConfigMap.
+    #[serde(default)]
+    pub password: Option<SecretString>,
 }
 
 impl RedisConfig {
@@ -31,6 +37,7 @@ impl RedisConfig {
         Self {
             mode: RedisMode::Standalone,
             urls: vec![url.into()],
+            password: None,
         }
     }
 
@@ -38,7 +45,13 @@ impl RedisConfig {
         Self {
             mode: RedisMode::Cluster,
             urls: urls.into_iter().map(Into::into).collect(),
+            password: None,
         }
+    }
+
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(SecretString::from(password.into()));
+        self
     }
 
     /// Returns the offending key (relative to the `redis` section) and what is wrong.
@@ -78,12 +91,25 @@ impl RedisClient {
             .map_err(|(key, message)| RedisError::Config(format!("redis.{key}: {message}")))?;
         match config.mode {
             RedisMode::Standalone => {
-                let client = redis::Client::open(config.urls[0].as_str())?;
+                let mut info = config.urls[0].as_str().into_connection_info()?;
+                if let Some(password) = &config.password {
+                    let settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_password(password.expose_secret());
+                    info = info.set_redis_settings(settings);
+                }
+                let client = redis::Client::open(info)?;
                 Ok(Self::Standalone(ConnectionManager::new(client).await?))
             }
             RedisMode::Cluster => {
-                let client = redis::cluster::ClusterClient::new(config.urls.clone())?;
-                Ok(Self::Cluster(client.get_async_connection().await?))
+                let mut builder = redis::cluster::ClusterClientBuilder::new(config.urls.clone());
+                if let Some(password) = &config.password {
+                    builder = builder.password(password.expose_secret());
+                }
+                Ok(Self::Cluster(
+                    builder.build()?.get_async_connection().await?,
+                ))
             }
         }
     }

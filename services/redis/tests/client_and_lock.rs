@@ -272,3 +272,67 @@ async fn standalone_rate_limit_windows() {
 async fn cluster_rate_limit_windows() {
     rate_limit_windows(cluster().await).await;
 }
+
+/// A Redis with `requirepass` (as the operator runs one for a shop): the password from the
+/// configuration gets in, no password does not, and the configuration never prints it.
+#[tokio::test]
+async fn a_password_protected_redis_takes_the_configured_password() {
+    let port = commerce_testkit::free_port();
+    let password = unique("password-of-at-least-24-characters");
+    let _server = Stopped(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                &password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/infra.sh installs it)"),
+    );
+    let url = format!("redis://127.0.0.1:{port}");
+    commerce_testkit::eventually(Duration::from_secs(10), "redis-server listening", || {
+        let url = url.clone();
+        async move {
+            tokio::net::TcpStream::connect(url.trim_start_matches("redis://"))
+                .await
+                .ok()
+                .map(drop)
+        }
+    })
+    .await;
+
+    let refused = match RedisClient::connect(&RedisConfig::standalone(&url)).await {
+        Err(error) => error.to_string(),
+        Ok(client) => client.ping().await.unwrap_err().to_string(),
+    };
+    assert!(
+        refused.contains("NOAUTH") || refused.contains("Authentication"),
+        "{refused}"
+    );
+    let config = RedisConfig::standalone(&url).with_password(&password);
+    assert!(!format!("{config:?}").contains(&password));
+    let client = RedisClient::connect(&config).await.unwrap();
+    client.ping().await.unwrap();
+    let mut connection = client.clone();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
+/// A server process stopped when the test ends, passed or not.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -85,5 +85,4 @@ module "storefront" {
   account_id = var.cloudflare_account_id
   zone_id    = var.cloudflare_zone_id
   hostname   = var.storefront_hostname
-  api_url    = "https://${var.api_hostname}"
 }

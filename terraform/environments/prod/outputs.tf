@@ -12,3 +12,8 @@ output "storefront_pages_subdomain" {
   description = "The storefront's pages.dev host."
   value       = module.storefront.pages_subdomain
 }
+
+output "storefront_origins" {
+  description = "Put these in the Shop's spec.storefrontOrigins: the gateway then answers the storefront's cross-origin calls."
+  value       = module.storefront.origins
+}

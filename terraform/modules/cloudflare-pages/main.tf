@@ -2,27 +2,13 @@
 # on the cluster's Gateway (the storefront calls it cross-origin; the REST gateway's CORS
 # list names this host).
 
+# A direct-upload project: CI builds frontend/ (with the API's URL) and deploys it with
+# `wrangler pages deploy` after the tests pass (.github/workflows/ci.yml, job storefront),
+# so what is served is what was tested.
 resource "cloudflare_pages_project" "storefront" {
   account_id        = var.account_id
   name              = var.project_name
   production_branch = var.production_branch
-
-  build_config = {
-    build_command   = "npm ci && npm run build"
-    destination_dir = "dist"
-    root_dir        = "frontend"
-  }
-
-  deployment_configs = {
-    production = {
-      env_vars = {
-        VITE_API_URL = {
-          type  = "plain_text"
-          value = var.api_url
-        }
-      }
-    }
-  }
 }
 
 resource "cloudflare_pages_domain" "storefront" {

@@ -24,8 +24,3 @@ variable "hostname" {
   description = "The storefront's host name, e.g. www.example.com."
   type        = string
 }
-
-variable "api_url" {
-  description = "The public API (the cluster Gateway's host), e.g. https://shop.example.com."
-  type        = string
-}
