@@ -9,8 +9,9 @@ import pathlib
 import re
 import sys
 
-# Metrics from outside this repository: Strimzi's Kafka Exporter.
-EXTERNAL = {"kafka_consumergroup_lag"}
+# Metrics from outside this repository: Strimzi's Kafka Exporter, and the series Prometheus
+# writes for every scrape.
+EXTERNAL = {"kafka_consumergroup_lag", "up"}
 SUFFIXES = ("_bucket", "_count", "_sum")
 
 
@@ -72,6 +73,9 @@ def check_alerts(paths):
             for rule in group["rules"]:
                 rules += 1
                 for name in rule_metrics(str(rule["expr"])):
+                    for suffix in SUFFIXES:
+                        if name.endswith(suffix) and name[: -len(suffix)] in known:
+                            name = name[: -len(suffix)]
                     if name not in known:
                         errors.append(f"{path}: alert `{rule['alert']}` uses `{name}`, which nothing emits")
     for error in errors:
