@@ -8,6 +8,8 @@
 #   Compose       compose.yaml against the Compose Specification's schema
 #   workflows     .github/workflows with GitHub's workflow parser
 #   Terraform     terraform fmt -check (validate needs providers from the registry)
+#   chart owners  no Helm chart installed by both Terraform and Argo CD, every operator
+#                 the manifests' custom resources need installed by one of them
 #   dashboards    every metric a Grafana query names is emitted by the code
 #   alerts        promtool checks the alert rules and runs their unit tests
 #   scanners      checkov on Terraform, Dockerfiles and the rendered objects; yamllint
@@ -93,6 +95,9 @@ kubectl --kubeconfig "$COMMERCE_KUBECONFIG" apply --server-side --force-conflict
   $(printf -- '-f %s ' "$cert_manager"/deploy/crds/*.yaml "$external_secrets"/config/crds/bases/*.io_*.yaml "$argo_cd"/manifests/crds/*-crd.yaml) >/dev/null
 kubectl --kubeconfig "$COMMERCE_KUBECONFIG" wait --for condition=established --timeout=120s crd --all >/dev/null
 python3 scripts/deploy-tools/dry-run-server.py "$COMMERCE_KUBECTL" "$COMMERCE_KUBECONFIG" "$work"/k8s/*.yaml "$work/argocd.yaml"
+
+log "chart owners: every chart installed once (Terraform), every operator the manifests use installed"
+python3 scripts/deploy-tools/check-chart-owners.py terraform/environments/prod "$work/argocd.yaml" "$work"/k8s/*.yaml
 
 log "custom resources of the overlays against the CRDs"
 python3 scripts/validate-custom-resources.py crds/*.commerce.dev.yaml -- "$work"/k8s/*.yaml

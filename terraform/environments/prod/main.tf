@@ -1,5 +1,7 @@
-# Production on GKE: network, cluster with five node pools, the operators and LGTM as
-# Helm releases, Argo CD following the repository, the storefront on Cloudflare Pages.
+# Production on GKE: network, cluster with five node pools, every operator and the LGTM
+# backends as Helm releases (Terraform owns all charts), Argo CD following the
+# repository's manifests (the resources of those operators, then the shops), the
+# storefront on Cloudflare Pages.
 
 provider "google" {
   project = var.project_id
@@ -66,6 +68,16 @@ module "redis_operator" {
   depends_on = [module.cluster]
 }
 
+module "cert_manager" {
+  source     = "../../modules/cert-manager"
+  depends_on = [module.cluster]
+}
+
+module "external_secrets" {
+  source     = "../../modules/external-secrets"
+  depends_on = [module.cluster]
+}
+
 module "monitoring" {
   source        = "../../modules/monitoring"
   project_id    = var.project_id
@@ -77,7 +89,7 @@ module "monitoring" {
 module "argocd" {
   source         = "../../modules/argocd"
   repository_url = var.repository_url
-  depends_on     = [module.traefik, module.cloudnative_pg, module.strimzi, module.redis_operator, module.monitoring]
+  depends_on     = [module.traefik, module.cloudnative_pg, module.strimzi, module.redis_operator, module.cert_manager, module.external_secrets, module.monitoring]
 }
 
 module "storefront" {
