@@ -8,6 +8,8 @@
 #   Compose       compose.yaml against the Compose Specification's schema
 #   workflows     .github/workflows with GitHub's workflow parser
 #   Terraform     terraform fmt -check (validate needs providers from the registry)
+#   Argo CD       the ApplicationSets rendered for a set of registered clusters: each gets
+#                 its environment's overlay on itself (scripts/deploy-tools/appset-render)
 #   chart owners  no Helm chart installed by both Terraform and Argo CD, every operator
 #                 the manifests' custom resources need installed by one of them
 #   dashboards    every metric a Grafana query names is emitted by the code
@@ -95,6 +97,10 @@ kubectl --kubeconfig "$COMMERCE_KUBECONFIG" apply --server-side --force-conflict
   $(printf -- '-f %s ' "$cert_manager"/deploy/crds/*.yaml "$external_secrets"/config/crds/bases/*.io_*.yaml "$argo_cd"/manifests/crds/*-crd.yaml) >/dev/null
 kubectl --kubeconfig "$COMMERCE_KUBECONFIG" wait --for condition=established --timeout=120s crd --all >/dev/null
 python3 scripts/deploy-tools/dry-run-server.py "$COMMERCE_KUBECTL" "$COMMERCE_KUBECONFIG" "$work"/k8s/*.yaml "$work/argocd.yaml"
+
+log "Argo CD: what each registered cluster gets (its environment's overlay, on itself)"
+(cd scripts/deploy-tools/appset-render && go build -o "$work/appset-render" .)
+python3 scripts/deploy-tools/check-argocd-clusters.py "$work/appset-render" "$work/argocd.yaml" scripts/deploy-tools/argocd-clusters.yaml
 
 log "chart owners: every chart installed once (Terraform), every operator the manifests use installed"
 python3 scripts/deploy-tools/check-chart-owners.py terraform/environments/prod "$work/argocd.yaml" "$work"/k8s/*.yaml

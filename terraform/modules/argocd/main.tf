@@ -11,8 +11,19 @@ resource "helm_release" "this" {
   timeout          = 600
 
   values = [yamlencode(merge({
-    global  = { nodeSelector = { "commerce.dev/pool" = "infra" } }
-    configs = { params = { "server.insecure" = false } }
+    global = { nodeSelector = { "commerce.dev/pool" = "infra" } }
+    configs = {
+      params = { "server.insecure" = false }
+      # The cluster Argo CD runs in, registered with its environment: the ApplicationSets
+      # in manifests/argocd give it that environment's overlay (and nothing else).
+      clusterCredentials = {
+        in-cluster = {
+          server = "https://kubernetes.default.svc"
+          labels = { "commerce.dev/environment" = var.environment }
+          config = { tlsClientConfig = { insecure = false } }
+        }
+      }
+    }
   }, var.values))]
 }
 

@@ -32,3 +32,14 @@ variable "revision" {
   type        = string
   default     = "main"
 }
+
+variable "environment" {
+  description = "The environment of the cluster Argo CD runs in: it gets manifests/overlays/<environment>."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = contains(["dev", "prod"], var.environment)
+    error_message = "environment is dev or prod (an overlay under manifests/overlays)."
+  }
+}
