@@ -67,6 +67,34 @@ install_toxiproxy() {
   mv "$(dirname "$TOXIPROXY_BIN")/server" "$TOXIPROXY_BIN"
 }
 
+# The S3-compatible server of the attachment tests; `make test` builds it (several
+# minutes, once), `make run` does not need it.
+install_seaweedfs() {
+  [ -x "$SEAWEEDFS_BIN" ] && return 0
+  command -v go >/dev/null || die "building SeaweedFS needs Go (the machine image has it)"
+  local work="$COMMERCE_STATE_DIR/build/seaweedfs"
+  mkdir -p "$work" "$(dirname "$SEAWEEDFS_BIN")" "$LOG_DIR"
+  # SeaweedFS's go.mod replaces one module, which `go install pkg@version` refuses: a
+  # module of ours requires it with the same replacement.
+  cat >"$work/go.mod" <<GOMOD
+module commerce.local/seaweedfs
+
+go $(go env GOVERSION | sed 's/^go//')
+
+require github.com/seaweedfs/seaweedfs $SEAWEEDFS_VERSION
+
+replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0
+
+tool github.com/seaweedfs/seaweedfs/weed
+GOMOD
+  log "building SeaweedFS ($SEAWEEDFS_VERSION) from the Go module proxy (several minutes, once)"
+  local started; started=$(date +%s)
+  (cd "$work" && go mod tidy \
+    && go build -trimpath -ldflags "-s -w" -o "$SEAWEEDFS_BIN" github.com/seaweedfs/seaweedfs/weed) \
+    >"$LOG_DIR/seaweedfs-build.log" 2>&1 || die "the SeaweedFS build failed; see $LOG_DIR/seaweedfs-build.log"
+  log "SeaweedFS built in $(( $(date +%s) - started ))s"
+}
+
 start_temporal() {
   if daemon_running temporal; then
     log "Temporal already running on $COMMERCE_TEMPORAL_PORT"; return 0
@@ -185,6 +213,7 @@ export COMMERCE_TEST_TEMPORAL_URL='http://127.0.0.1:$COMMERCE_TEMPORAL_PORT'
 export COMMERCE_TEMPORAL_BIN='$TEMPORAL_BIN'
 export COMMERCE_PG_BIN='$(pg_bin_dir)'
 export COMMERCE_TOXIPROXY_BIN='$TOXIPROXY_BIN'
+export COMMERCE_SEAWEEDFS_BIN='$SEAWEEDFS_BIN'
 EOF
 }
 
@@ -213,6 +242,7 @@ stop_postgres() {
 mkdir -p "$COMMERCE_STATE_DIR" "$LOG_DIR"
 case "${1:-up}" in
   install) install_packages; scripts/kafka.sh install; install_temporal; install_toxiproxy ;;
+  seaweedfs) install_seaweedfs ;;
   up)
     install_packages
     install_temporal
@@ -232,5 +262,5 @@ case "${1:-up}" in
     ;;
   status) status ;;
   env) print_env ;;
-  *) die "usage: $0 up|down|status|env|install" ;;
+  *) die "usage: $0 up|down|status|env|install|seaweedfs" ;;
 esac

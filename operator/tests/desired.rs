@@ -288,6 +288,62 @@ fn a_storefront_served_elsewhere_is_in_the_gateways_cors_list_once() {
 }
 
 #[test]
+fn a_shop_with_an_attachment_bucket_points_chat_at_it_with_credentials_from_its_secret() {
+    let mut shop = example_shop();
+    shop.spec.attachments = Some(
+        serde_json::from_value(serde_json::json!({
+            "bucket": "shop-attachments", "endpoint": "https://s3.example.com",
+            "credentialsSecret": "attachment-credentials"
+        }))
+        .unwrap(),
+    );
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let chat = find(&children, "chat");
+    let bucket = &config(chat)["services"]["chat"]["attachment_bucket"];
+    assert_eq!(bucket["bucket"].as_str(), Some("shop-attachments"));
+    assert_eq!(bucket["region"].as_str(), Some("us-east-1"));
+    assert_eq!(bucket["endpoint"].as_str(), Some("https://s3.example.com"));
+    let credentials: Vec<(String, String, String)> = chat
+        .spec
+        .env
+        .iter()
+        .filter_map(|env| {
+            let reference = env.value_from.as_ref()?.secret_key_ref.as_ref()?;
+            (reference.name == "attachment-credentials").then(|| {
+                (
+                    env.name.clone(),
+                    reference.name.clone(),
+                    reference.key.clone(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        credentials,
+        [
+            (
+                "COMMERCE_SERVICES__CHAT__ATTACHMENT_BUCKET__ACCESS_KEY_ID".to_owned(),
+                "attachment-credentials".to_owned(),
+                "access-key-id".to_owned()
+            ),
+            (
+                "COMMERCE_SERVICES__CHAT__ATTACHMENT_BUCKET__SECRET_ACCESS_KEY".to_owned(),
+                "attachment-credentials".to_owned(),
+                "secret-access-key".to_owned()
+            ),
+        ]
+    );
+    // No other service gets them.
+    assert!(
+        find(&children, "cart")
+            .spec
+            .env
+            .iter()
+            .all(|env| !env.name.contains("ATTACHMENT_BUCKET"))
+    );
+}
+
+#[test]
 fn config_overrides_merge_over_the_generated_file() {
     let shop = example_shop();
     let children = shop::desired(&shop, &observed()).unwrap();

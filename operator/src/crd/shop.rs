@@ -63,6 +63,11 @@ pub struct ShopSpec {
         r"^https://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$"
     )))]
     pub storefront_origins: Vec<String>,
+    /// Chat attachments in an S3 (or S3-compatible) bucket, shared by every chat replica.
+    /// Without it each chat pod keeps them in its own scratch directory, which suits one
+    /// replica only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<AttachmentBucketSpec>,
     /// The storefront's static site, served at `/` of the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storefront: Option<Storefront>,
@@ -174,6 +179,27 @@ pub struct ShopServices {
     pub search: ServiceOverrides,
     #[serde(default)]
     pub gateway: ServiceOverrides,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentBucketSpec {
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    #[serde(default = "bucket_region")]
+    pub region: String,
+    /// An S3-compatible server's URL; AWS's own endpoint when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// A Secret in the shop's namespace with the keys `access-key-id` and
+    /// `secret-access-key`.
+    #[schemars(length(min = 1))]
+    pub credentials_secret: String,
+}
+
+fn bucket_region() -> String {
+    "us-east-1".to_owned()
 }
 
 /// The label on everything a shop owns, and on its pods: the shop's name.

@@ -489,6 +489,23 @@ fn secret_env(shop: &Shop, service: &ServiceInfo) -> Vec<EnvVar> {
         ));
     }
     env.extend(service_credentials(service, &secret, &prefix));
+    if let Some(attachments) = shop
+        .spec
+        .attachments
+        .as_ref()
+        .filter(|_| service.name == "chat")
+    {
+        for (key, setting) in [
+            ("access-key-id", "ACCESS_KEY_ID"),
+            ("secret-access-key", "SECRET_ACCESS_KEY"),
+        ] {
+            env.push(secret_ref(
+                &attachments.credentials_secret,
+                key,
+                format!("{prefix}ATTACHMENT_BUCKET__{setting}"),
+            ));
+        }
+    }
     env
 }
 
@@ -662,6 +679,15 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                     "attachment_dir".to_owned(),
                     text("/var/lib/commerce/chat-attachments"),
                 );
+                if let Some(attachments) = &shop.spec.attachments {
+                    let mut bucket = Table::new();
+                    bucket.insert("bucket".to_owned(), text(&attachments.bucket));
+                    bucket.insert("region".to_owned(), text(&attachments.region));
+                    if let Some(endpoint) = &attachments.endpoint {
+                        bucket.insert("endpoint".to_owned(), text(endpoint));
+                    }
+                    own.insert("attachment_bucket".to_owned(), Value::Table(bucket));
+                }
             }
         }
         "search" => {

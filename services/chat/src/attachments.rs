@@ -1,6 +1,6 @@
 //! Attachments: which files are accepted (declared type checked against the bytes), and
-//! where they are kept — behind [`AttachmentStore`], which a directory implements here and
-//! an object store (S3, GCS) could implement the same way.
+//! where they are kept — behind [`AttachmentStore`]: a directory ([`DiskStore`], `make run`)
+//! or an S3 bucket ([`S3Store`], shared by every replica on Kubernetes).
 
 use std::path::PathBuf;
 
@@ -92,6 +92,12 @@ pub enum StoreError {
     },
     #[error("attachment store: bad key `{0}`")]
     BadKey(String),
+    #[error("attachment bucket {bucket}: {source}")]
+    Bucket {
+        bucket: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 impl StoreError {
@@ -150,6 +156,78 @@ impl AttachmentStore for DiskStore {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(StoreError::at(&path)(error)),
+        }
+    }
+}
+
+/// Objects in an S3 bucket (AWS, or any S3-compatible server at `endpoint`), under
+/// `<prefix>/<key>`.
+pub struct S3Store {
+    store: object_store::aws::AmazonS3,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    pub fn new(settings: &crate::settings::AttachmentBucket) -> Result<Self, StoreError> {
+        use secrecy::ExposeSecret;
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(settings.secret_access_key.expose_secret());
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder.build().map_err(|source| StoreError::Bucket {
+            bucket: settings.bucket.clone(),
+            source,
+        })?;
+        Ok(Self {
+            store,
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.trim_matches('/').to_owned(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<object_store::path::Path, StoreError> {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(StoreError::BadKey(key.to_owned()));
+        }
+        Ok(object_store::path::Path::from(format!(
+            "{}/{key}",
+            self.prefix
+        )))
+    }
+
+    fn failed(&self) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+        move |source| StoreError::Bucket {
+            bucket: self.bucket.clone(),
+            source,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AttachmentStore for S3Store {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        use object_store::ObjectStoreExt;
+        // One PUT: the object appears whole or not at all.
+        self.store
+            .put(&self.path(key)?, bytes.to_vec().into())
+            .await
+            .map(drop)
+            .map_err(self.failed())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use object_store::ObjectStoreExt;
+        match self.store.get(&self.path(key)?).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(self.failed())?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(self.failed()(error)),
         }
     }
 }

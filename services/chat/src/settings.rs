@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// `services.chat` beyond what the runtime reads.
@@ -28,9 +29,37 @@ pub struct ChatSettings {
     /// Where attachments are kept (a directory; `scripts/run.sh` uses the state directory).
     #[serde(default = "default_attachment_dir")]
     pub attachment_dir: String,
+    /// Attachments in an S3 bucket instead (replicas share it; a Shop on Kubernetes).
+    #[serde(default)]
+    pub attachment_bucket: Option<AttachmentBucket>,
     /// The largest attachment accepted (the gateway's `body_limit` caps it too).
     #[serde(default = "default_attachment_bytes")]
     pub max_attachment_bytes: usize,
+}
+
+/// An S3 (or S3-compatible) bucket for attachments. The credentials come from the
+/// environment (`COMMERCE_SERVICES__CHAT__ATTACHMENT_BUCKET__ACCESS_KEY_ID`, `..._SECRET_ACCESS_KEY`),
+/// a Secret on Kubernetes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttachmentBucket {
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// An S3-compatible server's URL (path-style requests); AWS's own endpoint when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Keys start with this, so a bucket can hold other things too.
+    #[serde(default = "default_bucket_prefix")]
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_bucket_prefix() -> String {
+    "chat-attachments".into()
 }
 
 fn default_attachment_dir() -> String {

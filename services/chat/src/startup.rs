@@ -10,7 +10,7 @@ use commerce_redis::Fanout;
 use commerce_runtime::health::RedisCheck;
 use commerce_runtime::{BoxError, ServiceContext, ServiceParts};
 
-use crate::attachments::DiskStore;
+use crate::attachments::{AttachmentStore, DiskStore, S3Store};
 use crate::http::*;
 use crate::service::ChatService;
 use crate::settings::*;
@@ -30,7 +30,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             pool,
             redis.clone(),
             &settings.redis_prefix,
-            Arc::new(DiskStore::new(&settings.attachment_dir)?),
+            attachment_store(&settings)?,
             settings.max_attachment_bytes,
         ),
         fanout: Fanout::start(
@@ -58,5 +58,14 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         grpc: None,
         background: Vec::new(),
         readiness: vec![Arc::new(RedisCheck(redis))],
+    })
+}
+
+/// The bucket when one is configured (every replica sees every attachment), else the
+/// directory.
+fn attachment_store(settings: &ChatSettings) -> Result<Arc<dyn AttachmentStore>, BoxError> {
+    Ok(match &settings.attachment_bucket {
+        Some(bucket) => Arc::new(S3Store::new(bucket)?),
+        None => Arc::new(DiskStore::new(&settings.attachment_dir)?),
     })
 }

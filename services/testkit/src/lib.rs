@@ -1028,3 +1028,112 @@ impl MailSink {
             .collect()
     }
 }
+
+/// SeaweedFS (`COMMERCE_SEAWEEDFS_BIN`, built by `scripts/infra.sh`): master, volume
+/// server, filer and its S3 gateway on free ports, in a directory of the test's own, with
+/// one identity whose keys [`S3Server::access_key`] and [`S3Server::secret_key`] give.
+/// Stopped when dropped.
+pub struct S3Server {
+    child: Child,
+    /// The master's `host:port.grpcPort`, as SeaweedFS's tools take it.
+    master: String,
+    s3: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Server {
+    pub const ACCESS_KEY: &str = "commerce-test-access-key";
+    pub const SECRET_KEY: &str = "commerce-test-secret-key-of-40-characters";
+
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("SeaweedFS directory");
+        let identities = serde_json::json!({"identities": [{
+            "name": "commerce",
+            "credentials": [{"accessKey": Self::ACCESS_KEY, "secretKey": Self::SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]
+        }]});
+        let config = dir.path().join("s3.json");
+        std::fs::write(&config, identities.to_string()).expect("S3 identities");
+        let [
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3,
+            s3_grpc,
+        ] = std::array::from_fn(|_| free_port());
+        let child = Command::new(required_env("COMMERCE_SEAWEEDFS_BIN"))
+            .arg("server")
+            .args(["-ip", "127.0.0.1", "-ip.bind", "127.0.0.1"])
+            .arg(format!("-dir={}", dir.path().display()))
+            .args(["-volume.max", "4", "-master.volumeSizeLimitMB", "64"])
+            .args(["-filer", "-s3"])
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-master.port.grpc={master_grpc}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-volume.port.grpc={volume_grpc}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-filer.port.grpc={filer_grpc}"))
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-s3.port.grpc={s3_grpc}"))
+            .arg(format!("-s3.config={}", config.display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("weed.log")).expect("log"))
+            .spawn()
+            .expect("start SeaweedFS (scripts/infra.sh builds it)");
+        wait_for_port(s3, Duration::from_secs(60));
+        Self {
+            child,
+            master: format!("127.0.0.1:{master}.{master_grpc}"),
+            s3,
+            _dir: dir,
+        }
+    }
+
+    /// The S3 gateway's URL (path-style requests).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3)
+    }
+
+    /// Creates a bucket (with SeaweedFS's shell: S3 clients' CreateBucket needs signing
+    /// the tests would otherwise write themselves).
+    pub fn create_bucket(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut shell = Command::new(required_env("COMMERCE_SEAWEEDFS_BIN"))
+                .args(["shell", &format!("-master={}", self.master)])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("weed shell");
+            {
+                use std::io::Write;
+                let mut input = shell.stdin.take().expect("shell input");
+                writeln!(input, "s3.bucket.create -name {name}").expect("shell command");
+                writeln!(input, "s3.bucket.list").expect("shell command");
+                writeln!(input, "exit").expect("shell command");
+            }
+            let output = shell.wait_with_output().expect("weed shell output");
+            let listed = String::from_utf8_lossy(&output.stdout);
+            if listed.lines().any(|line| line.trim().starts_with(name)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not create bucket {name}: {listed}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
