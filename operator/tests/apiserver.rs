@@ -156,18 +156,23 @@ fn assert_refused(error: kube::Error, message: &str) {
     }
 }
 
-/// The four controllers, watching `namespace` as `operator`.
-fn run_operator(
-    operator: Client,
-    namespace: &str,
+/// A new namespace on a server with every CRD installed, and the four controllers
+/// watching it as the operator's ServiceAccount: the admin client, the namespace, and the
+/// controllers' task.
+async fn operator_in_a_new_namespace(
     broker: Arc<RdKafkaAdmin>,
-) -> tokio::task::JoinHandle<()> {
+) -> (Client, String, tokio::task::JoinHandle<()>) {
+    let admin = admin().await;
+    install_crds(&admin).await;
+    let namespace = namespace(&admin).await;
+    let operator = operator_client(&admin, &namespace).await;
     let context = Arc::new(Context::new(operator.clone(), broker));
-    tokio::spawn(commerce_operator::run::controllers(
+    let controllers = tokio::spawn(commerce_operator::run::controllers(
         operator,
-        Some(namespace.to_owned()),
+        Some(namespace.clone()),
         context,
-    ))
+    ));
+    (admin, namespace, controllers)
 }
 
 /// The operator's ServiceAccount with the shipped RBAC (manifests/operator/rbac.yaml,
@@ -280,11 +285,8 @@ fn shop_resource(namespace: &str, prefix: &str) -> Shop {
 
 #[tokio::test]
 async fn the_operator_runs_a_shop_on_a_real_api_server() {
-    let admin = admin().await;
-    install_crds(&admin).await;
-    let namespace = namespace(&admin).await;
-    let operator = operator_client(&admin, &namespace).await;
     let broker = Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)));
+    let (admin, namespace, controllers) = operator_in_a_new_namespace(broker.clone()).await;
     let metrics_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -292,7 +294,6 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
     tokio::spawn(commerce_operator::run::serve_metrics(
         format!("127.0.0.1:{metrics_port}").parse().unwrap(),
     ));
-    let controllers = run_operator(operator, &namespace, broker.clone());
 
     let prefix = format!("{}.", unique("k8s"));
     let shops: Api<Shop> = Api::namespaced(admin.clone(), &namespace);
@@ -823,15 +824,8 @@ async fn the_readme_installs_the_operator_and_a_shop_as_written() {
 /// message naming the service; fixing the Shop clears it.
 #[tokio::test]
 async fn a_refused_child_shows_in_status_and_in_the_shops_ready_message() {
-    let admin = admin().await;
-    install_crds(&admin).await;
-    let namespace = namespace(&admin).await;
-    let operator = operator_client(&admin, &namespace).await;
-    let controllers = run_operator(
-        operator,
-        &namespace,
-        Arc::new(RdKafkaAdmin::new(Duration::from_secs(20))),
-    );
+    let (admin, namespace, controllers) =
+        operator_in_a_new_namespace(Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)))).await;
     let prefix = format!("{}.", unique("k8s"));
     let mut shop = shop_resource(&namespace, &prefix);
     // Valid for the Shop's schema; the Deployment's own validation refuses it.
@@ -931,15 +925,8 @@ async fn a_refused_child_shows_in_status_and_in_the_shops_ready_message() {
 /// password reach every service (the password through a Secret, never in a ConfigMap).
 #[tokio::test]
 async fn a_shop_without_redis_urls_gets_a_redis_of_its_own() {
-    let admin = admin().await;
-    install_crds(&admin).await;
-    let namespace = namespace(&admin).await;
-    let operator = operator_client(&admin, &namespace).await;
-    let controllers = run_operator(
-        operator,
-        &namespace,
-        Arc::new(RdKafkaAdmin::new(Duration::from_secs(20))),
-    );
+    let (admin, namespace, controllers) =
+        operator_in_a_new_namespace(Arc::new(RdKafkaAdmin::new(Duration::from_secs(20)))).await;
     // A volume for the claim to bind (this control plane has no storage provisioner).
     let storage_class = unique("local");
     let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(admin.clone());

@@ -11,15 +11,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{
-    Context, Error, apply, apply_kind_missing, delete_if_present, kind_missing, now, report_failure,
-};
+use super::{Context, Error, apply, apply_kind_missing, delete_if_present, kind_missing, now};
 use crate::crd::{Microservice, MicroserviceStatus, is_true, set_condition};
 use crate::desired::microservice::{MicroserviceChildren, desired};
 
@@ -28,22 +27,22 @@ pub async fn reconcile(
     context: Arc<Context>,
 ) -> Result<Action, Error> {
     let (object, shared) = (microservice.clone(), context.clone());
-    let result = super::measured(
+    super::reconcile_reported(
         "microservice",
-        object.as_ref(),
-        &shared,
+        object,
+        shared,
+        conditions,
         reconcile_inner(microservice, context),
     )
-    .await;
-    if let Err(error) = &result {
-        let conditions = object
-            .status
-            .as_ref()
-            .map(|status| status.conditions.as_slice())
-            .unwrap_or_default();
-        report_failure(&shared, object.as_ref(), conditions, error).await;
-    }
-    result
+    .await
+}
+
+fn conditions(microservice: &Microservice) -> &[Condition] {
+    microservice
+        .status
+        .as_ref()
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default()
 }
 
 /// Problems that leave the service running but not as specified.

@@ -156,6 +156,29 @@ where
     })
 }
 
+/// A reconcile, measured (see `measured`), whose failure is also written on the object
+/// (see `report_failure`). `conditions` reads the object's current conditions.
+pub async fn reconcile_reported<K, F>(
+    controller: &'static str,
+    object: Arc<K>,
+    context: Arc<Context>,
+    conditions: fn(&K) -> &[Condition],
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    F: Future<Output = Result<Action, Error>>,
+{
+    let result = measured(controller, object.as_ref(), &context, reconcile).await;
+    if let Err(error) = &result {
+        report_failure(&context, object.as_ref(), conditions(&object), error).await;
+    }
+    result
+}
+
 /// A reconcile that failed, written where the object's readers look: `Degraded=True` and
 /// `Ready=False` with the error in the conditions, and a Warning Event. `conditions` are
 /// the object's current ones, kept otherwise.

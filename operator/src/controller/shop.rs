@@ -10,6 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Context, Error, apply, delete_if_present, now, report_failure};
+use super::{Context, Error, apply, delete_if_present, now};
 use crate::crd::shop::{RedisState, ServiceState};
 use crate::crd::{KafkaTopic, Microservice, SagaPolicy, Shop, ShopStatus, is_true, set_condition};
 use crate::desired::redis;
@@ -34,22 +35,21 @@ const KEYS_KEPT: usize = 2;
 
 pub async fn reconcile(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {
     let (object, shared) = (shop.clone(), context.clone());
-    let result = super::measured(
+    super::reconcile_reported(
         "shop",
-        object.as_ref(),
-        &shared,
+        object,
+        shared,
+        conditions,
         reconcile_inner(shop, context),
     )
-    .await;
-    if let Err(error) = &result {
-        let conditions = object
-            .status
-            .as_ref()
-            .map(|status| status.conditions.as_slice())
-            .unwrap_or_default();
-        report_failure(&shared, object.as_ref(), conditions, error).await;
-    }
-    result
+    .await
+}
+
+fn conditions(shop: &Shop) -> &[Condition] {
+    shop.status
+        .as_ref()
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default()
 }
 
 async fn reconcile_inner(shop: Arc<Shop>, context: Arc<Context>) -> Result<Action, Error> {

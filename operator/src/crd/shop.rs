@@ -205,34 +205,24 @@ fn bucket_region() -> String {
 /// The label on everything a shop owns, and on its pods: the shop's name.
 pub const SHOP_LABEL: &str = "commerce.dev/shop";
 
-/// The services a shop's `services` may name.
-pub const SERVICE_NAMES: [&str; 10] = [
-    "auth",
-    "product",
-    "cart",
-    "order",
-    "payment",
-    "fulfillment",
-    "notification",
-    "chat",
-    "search",
-    "gateway",
-];
-
 /// One schema for every service's overrides, keyed by name: a property per service would
 /// inline the same schema ten times (a structural schema has no references), which made
 /// the CRD too big for `kubectl apply`.
 fn services_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let names = SERVICE_NAMES.map(|name| format!("'{name}'")).join(", ");
+    let names: Vec<&str> = crate::catalog::SERVICES
+        .iter()
+        .map(|service| service.name)
+        .collect();
+    let quoted: Vec<String> = names.iter().map(|name| format!("'{name}'")).collect();
     schemars::json_schema!({
         "type": "object",
         // Bounds the rule's cost for the API server; any name past the ten is unknown,
         // which the rule names.
-        "maxProperties": 4 * SERVICE_NAMES.len(),
+        "maxProperties": 4 * names.len(),
         "additionalProperties": generator.subschema_for::<ServiceOverrides>(),
         "x-kubernetes-validations": [{
-            "rule": format!("self.all(name, name in [{names}])"),
-            "message": format!("services are named {}", SERVICE_NAMES.join(", "))
+            "rule": format!("self.all(name, name in [{}])", quoted.join(", ")),
+            "message": format!("services are named {}", names.join(", "))
         }]
     })
 }

@@ -93,8 +93,23 @@ enum Command {
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
     let default = PathBuf::from("config/commerce.toml");
-    let path = path.or_else(|| default.exists().then_some(default));
-    Ok(Config::load(path.as_deref())?)
+    let path = path.or_else(|| default.exists().then(|| default.clone()));
+    let from_environment_only = path.is_none();
+    Config::load(path.as_deref()).map_err(|error| {
+        if from_environment_only {
+            // Containers configure through COMMERCE_* alone; elsewhere a missing key most
+            // likely means the file was not found.
+            let here = std::env::current_dir().unwrap_or_default();
+            anyhow::anyhow!(
+                "{error} (no configuration file was read: {} is not under {}; run from the \
+                 repository, or pass --config or COMMERCE_CONFIG)",
+                default.display(),
+                here.display()
+            )
+        } else {
+            error.into()
+        }
+    })
 }
 
 fn resolve<'a>(targets: &[String]) -> anyhow::Result<Vec<&'a ServiceDefinition>> {

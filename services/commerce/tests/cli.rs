@@ -96,6 +96,12 @@ fn configuration_errors_name_the_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("configuration key `kafka`"), "{stderr}");
+    // Run away from the repository, it says which file it did not find and how to name one.
+    assert!(
+        stderr.contains("no configuration file was read: config/commerce.toml is not under")
+            && stderr.contains("COMMERCE_CONFIG"),
+        "{stderr}"
+    );
 
     let output = commerce()
         .args(["serve", "--target", "product"])
