@@ -25,16 +25,25 @@ async fn described(
     brokers: &str,
     topic: &str,
     partitions: i32,
+    retention_ms: &str,
 ) -> TopicState {
+    // The broker that answers may not have applied the newest metadata yet: its answer
+    // can lack the topic's configuration, or hold the one before an alteration.
     eventually(
         Duration::from_secs(30),
-        &format!("`{topic}` to be described with {partitions} partitions"),
+        &format!(
+            "`{topic}` to be described with {partitions} partitions and retention.ms {retention_ms}"
+        ),
         || async {
             admin
                 .describe(brokers, topic)
                 .await
                 .unwrap()
-                .filter(|state| state.partitions == partitions)
+                .filter(|state| {
+                    state.partitions == partitions
+                        && state.config.get("retention.ms").map(String::as_str)
+                            == Some(retention_ms)
+                })
         },
     )
     .await
@@ -111,7 +120,7 @@ async fn create_describe_and_delete_a_topic() {
         admin.create(&brokers, &topic, 2, 3, &config).await.unwrap(),
         Creation::AlreadyExisted
     );
-    let state = described(&admin, &brokers, &topic, 2).await;
+    let state = described(&admin, &brokers, &topic, 2, "3600000").await;
     assert_eq!(
         state.config.get("retention.ms").map(String::as_str),
         Some("3600000")
@@ -166,7 +175,7 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
         serde_json::json!([kafka_topic::FINALIZER])
     );
     assert_eq!(patch.body["metadata"]["resourceVersion"], "3");
-    let state = described(admin.as_ref(), &brokers(), &name, 3).await;
+    let state = described(admin.as_ref(), &brokers(), &name, 3, "3600000").await;
     assert_eq!(state.config["retention.ms"], "3600000");
     let status = written_status(&api);
     assert_eq!(condition(&status, "Ready")["reason"], "Created");
@@ -198,7 +207,7 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
     let status = written_status(&api);
     assert_eq!(condition(&status, "Ready")["reason"], "PartitionsAdded");
     assert_eq!(status["partitions"], 6);
-    let state = described(admin.as_ref(), &brokers(), &name, 6).await;
+    let state = described(admin.as_ref(), &brokers(), &name, 6, "86400000").await;
     assert_eq!(state.config["retention.ms"], "86400000");
 
     // Never shrunk: Kafka cannot, so the reconciler says so and leaves the topic alone.
@@ -218,7 +227,7 @@ async fn the_reconciler_creates_reports_and_deletes_a_real_topic() {
             .iter()
             .any(|(type_, reason, _)| type_ == "Warning" && reason == "PartitionShrinkRefused")
     );
-    described(admin.as_ref(), &brokers(), &name, 6).await;
+    described(admin.as_ref(), &brokers(), &name, 6, "86400000").await;
 
     // Retain: deleting the resource leaves the topic on the broker.
     let mut retained = topic_resource(&name, 6);
