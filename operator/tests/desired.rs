@@ -333,6 +333,11 @@ fn a_shop_with_an_attachment_bucket_points_chat_at_it_with_credentials_from_its_
             ),
         ]
     );
+    // With a shared bucket chat runs two replicas; without one, a single pod holds every
+    // attachment.
+    assert_eq!(chat.spec.replicas, 2);
+    let without = shop::desired(&example_shop(), &observed()).unwrap();
+    assert_eq!(find(&without, "chat").spec.replicas, 1);
     // No other service gets them.
     assert!(
         find(&children, "cart")

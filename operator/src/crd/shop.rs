@@ -250,7 +250,8 @@ impl ShopServices {
 pub struct ServiceOverrides {
     #[serde(default = "enabled")]
     pub enabled: bool,
-    /// Fixed replica count (ignored while `autoscaling` is set). Default 2, search 1.
+    /// Fixed replica count (ignored while `autoscaling` is set). Default 2; search 1, and
+    /// chat 1 unless `spec.attachments` names a bucket the replicas share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,

@@ -421,7 +421,13 @@ fn microservice(
         _ => {}
     }
 
-    let default_replicas = if service.name == "search" { 1 } else { 2 };
+    // Search keeps its index on the pod; chat keeps attachments on the pod unless the shop
+    // names a bucket: one replica each, so no reader misses what another pod holds.
+    let default_replicas = match service.name {
+        "search" => 1,
+        "chat" if shop.spec.attachments.is_none() => 1,
+        _ => 2,
+    };
     Ok(Microservice {
         metadata: child_meta(shop, microservice_name(&shop_name, service.name)),
         spec: MicroserviceSpec {
