@@ -86,11 +86,10 @@ done
 CERT_MANAGER_VERSION=v1.19.1
 EXTERNAL_SECRETS_VERSION=v0.20.4
 ARGO_CD_VERSION=v3.1.9
-module_dir() { (cd "$work" && go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); }
 scripts/kube-apiserver.sh up
-cert_manager=$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
-external_secrets=$(module_dir "github.com/external-secrets/external-secrets@$EXTERNAL_SECRETS_VERSION")
-argo_cd=$(module_dir "github.com/argoproj/argo-cd/v3@$ARGO_CD_VERSION")
+cert_manager=$(go_module_field Dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
+external_secrets=$(go_module_field Dir "github.com/external-secrets/external-secrets@$EXTERNAL_SECRETS_VERSION")
+argo_cd=$(go_module_field Dir "github.com/argoproj/argo-cd/v3@$ARGO_CD_VERSION")
 log "server-side dry run: every rendered object on the test control plane, with the real CRDs"
 kubectl --kubeconfig "$COMMERCE_KUBECONFIG" apply --server-side --force-conflicts --field-manager check-deploy \
   $(printf -- '-f %s ' crds/*.commerce.dev.yaml) -f "$COMMERCE_KUBE_CRDS" \

@@ -11,6 +11,7 @@
 #   scripts/kube-apiserver.sh down     stop it all (etcd's data is removed: every run starts empty)
 #   scripts/kube-apiserver.sh env      COMMERCE_KUBECONFIG (admin), COMMERCE_KUBECTL, the CRD dir
 #   scripts/kube-apiserver.sh build    only build the binaries and fetch the CRDs
+#   scripts/kube-apiserver.sh crds     only fetch the CRDs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -48,7 +49,7 @@ build() {
   started=$(date +%s)
   work="$KUBE_DIR/build-$KUBE_VERSION"
   mkdir -p "$work" "$LOG_DIR"
-  kube_mod=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  kube_mod=$(go_module_field GoMod "k8s.io/kubernetes@v$KUBE_VERSION")
   [ -f "$kube_mod" ] || die "could not fetch k8s.io/kubernetes v$KUBE_VERSION from the Go module proxy"
   staging_minor="v0.${KUBE_VERSION#1.}"
   {
@@ -105,16 +106,16 @@ build() {
   for stage in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
     { cat "$kwok_dir/kustomize/stage/$stage.yaml"; echo "---"; } >>"$KUBE_BIN/kwok.yaml"
   done
-  fetch_crds "$work"
+  fetch_crds
   rm -rf "$work/out"
   log "control plane built in $(( $(date +%s) - started ))s"
 }
 
 # The third-party CRDs the operator writes into, straight from their projects' modules.
 fetch_crds() {
-  local work=$1 gateway cnpg
-  gateway=$(cd "$work" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-  cnpg=$(cd "$work" && go mod download -json "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  local gateway cnpg
+  gateway=$(go_module_field Dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
+  cnpg=$(go_module_field Dir "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION")
   [ -d "$gateway/config/crd/standard" ] && [ -d "$cnpg/config/crd/bases" ] || die "could not fetch the Gateway API and CloudNativePG CRDs"
   rm -rf "$KUBE_CRDS.tmp" && mkdir -p "$KUBE_CRDS.tmp"
   # The standard channel's CRDs; the ValidatingAdmissionPolicy beside them is not a CRD.
@@ -257,10 +258,11 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   build) build ;;
+  crds) [ -d "$KUBE_CRDS" ] || fetch_crds ;;
   env)
     echo "export COMMERCE_KUBECONFIG=$KUBE_RUN/admin.kubeconfig"
     echo "export COMMERCE_KUBECTL=$KUBE_BIN/kubectl"
     echo "export COMMERCE_KUBE_CRDS=$KUBE_CRDS"
     ;;
-  *) echo "usage: $0 up|down|env|build" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|build|crds" >&2; exit 2 ;;
 esac

@@ -37,6 +37,13 @@ SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
 SEAWEEDFS_BIN="$COMMERCE_STATE_DIR/seaweedfs-$SEAWEEDFS_VERSION/weed"
 LOG_DIR="$COMMERCE_STATE_DIR/logs"
 
+# go_module_field FIELD MODULE@VERSION: a field (Dir, GoMod) of the module as the Go module
+# proxy gives it, downloaded into the module cache if it is not there yet. Run outside any
+# module, so no go.mod of the caller's is read or changed.
+go_module_field() {
+  (cd / && GOFLAGS=-mod=mod go mod download -json "$2" | sed -n "s/.*\"$1\": \"\(.*\)\",/\1/p")
+}
+
 log() { printf '\033[1m[infra]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[infra] %s\033[0m\n' "$*" >&2; exit 1; }
 

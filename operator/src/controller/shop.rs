@@ -539,51 +539,25 @@ async fn new_key() -> Result<ByteString, Error> {
 /// The provisioned Redis's password and configuration file: made once; a missing
 /// configuration is rebuilt from the password it keeps.
 async fn ensure_redis_secret(context: &Context, shop: &Shop, namespace: &str) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
     let name = redis::redis_name(&shop.name_any());
-    let existing = api.get_opt(&name).await?;
-    let data = existing
-        .as_ref()
-        .and_then(|secret| secret.data.clone())
-        .unwrap_or_default();
-    let password = match data.get(redis::PASSWORD_KEY) {
-        Some(password) => password.clone(),
-        None => random_secret(),
-    };
-    if data.contains_key(redis::PASSWORD_KEY) && data.contains_key(redis::CONFIG_KEY) {
-        return Ok(());
-    }
-    let config = redis::server_config(&String::from_utf8_lossy(&password.0));
-    let wanted = BTreeMap::from([
-        (redis::PASSWORD_KEY.to_owned(), password),
-        (
-            redis::CONFIG_KEY.to_owned(),
-            ByteString(config.into_bytes()),
-        ),
-    ]);
-    match existing {
-        None => {
-            let secret = Secret {
-                metadata: desired::child_meta(shop, name),
-                type_: Some("Opaque".to_owned()),
-                data: Some(wanted),
-                ..Secret::default()
-            };
-            api.create(&PostParams::default(), &secret).await?;
+    ensure_secret(context, shop, namespace, &name, |existing| {
+        if existing.contains_key(redis::PASSWORD_KEY) && existing.contains_key(redis::CONFIG_KEY) {
+            return BTreeMap::new();
         }
-        Some(secret) => {
-            api.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({
-                    "metadata": { "resourceVersion": secret.metadata.resource_version },
-                    "data": wanted,
-                })),
-            )
-            .await?;
-        }
-    }
-    Ok(())
+        let password = existing
+            .get(redis::PASSWORD_KEY)
+            .cloned()
+            .unwrap_or_else(random_secret);
+        let config = redis::server_config(&String::from_utf8_lossy(&password.0));
+        BTreeMap::from([
+            (redis::PASSWORD_KEY.to_owned(), password),
+            (
+                redis::CONFIG_KEY.to_owned(),
+                ByteString(config.into_bytes()),
+            ),
+        ])
+    })
+    .await
 }
 
 fn random_secret() -> ByteString {
@@ -598,36 +572,49 @@ async fn ensure_service_clients(
     shop: &Shop,
     namespace: &str,
 ) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
     let name = service_clients_secret_name(&shop.name_any());
-    let wanted = SERVICE_CLIENTS.iter().copied().chain([OFFLINE_WEBHOOK_KEY]);
-    match api.get_opt(&name).await? {
+    ensure_secret(context, shop, namespace, &name, |existing| {
+        SERVICE_CLIENTS
+            .iter()
+            .copied()
+            .chain([OFFLINE_WEBHOOK_KEY])
+            .filter(|key| !existing.contains_key(*key))
+            .map(|key| (key.to_owned(), random_secret()))
+            .collect()
+    })
+    .await
+}
+
+/// The shop's generated Secret `name`: created with what `missing` returns for an empty
+/// one, or given what `missing` returns for the data it holds (nothing, once complete).
+/// Written with the `resourceVersion` read, so two writers cannot both generate.
+async fn ensure_secret(
+    context: &Context,
+    shop: &Shop,
+    namespace: &str,
+    name: &str,
+    missing: impl FnOnce(&BTreeMap<String, ByteString>) -> BTreeMap<String, ByteString>,
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    match api.get_opt(name).await? {
         None => {
             let secret = Secret {
-                metadata: desired::child_meta(shop, name.clone()),
+                metadata: desired::child_meta(shop, name.to_owned()),
                 type_: Some("Opaque".to_owned()),
-                data: Some(
-                    wanted
-                        .map(|key| (key.to_owned(), random_secret()))
-                        .collect(),
-                ),
+                data: Some(missing(&BTreeMap::new())),
                 ..Secret::default()
             };
             api.create(&PostParams::default(), &secret).await?;
         }
         Some(secret) => {
-            let existing = secret.data.unwrap_or_default();
-            let missing: BTreeMap<String, ByteString> = wanted
-                .filter(|key| !existing.contains_key(*key))
-                .map(|key| (key.to_owned(), random_secret()))
-                .collect();
-            if !missing.is_empty() {
+            let added = missing(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
+            if !added.is_empty() {
                 api.patch(
-                    &name,
+                    name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({
                         "metadata": { "resourceVersion": secret.metadata.resource_version },
-                        "data": missing,
+                        "data": added,
                     })),
                 )
                 .await?;

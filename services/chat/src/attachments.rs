@@ -116,6 +116,15 @@ pub trait AttachmentStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Keys are generated ids, never user input; anything else (a path, an empty name) is
+/// refused before it reaches a store.
+fn checked_key(key: &str) -> Result<&str, StoreError> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(StoreError::BadKey(key.to_owned()));
+    }
+    Ok(key)
+}
+
 /// Files under one directory; keys are generated ids, never user input.
 pub struct DiskStore {
     root: PathBuf,
@@ -129,10 +138,7 @@ impl DiskStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(StoreError::BadKey(key.to_owned()));
-        }
-        Ok(self.root.join(key))
+        Ok(self.root.join(checked_key(key)?))
     }
 }
 
@@ -193,12 +199,10 @@ impl S3Store {
     }
 
     fn path(&self, key: &str) -> Result<object_store::path::Path, StoreError> {
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(StoreError::BadKey(key.to_owned()));
-        }
         Ok(object_store::path::Path::from(format!(
-            "{}/{key}",
-            self.prefix
+            "{}/{}",
+            self.prefix,
+            checked_key(key)?
         )))
     }
 
