@@ -73,8 +73,9 @@ enum Command {
     },
     /// Load the demo catalogue into an empty shop.
     Seed,
-    /// Rebuild the search index from every catalogue event on the broker. Stop the search
-    /// service first; the new index replaces the one at `services.search.index_dir`.
+    /// Rebuild the search index from the product service's catalogue. Stop the search
+    /// service first; the new index replaces the one at `services.search.index_dir`. (A
+    /// search service that starts with an empty or stale index does this by itself.)
     SearchRebuild,
     /// List the services.
     Services,
@@ -240,17 +241,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SearchRebuild => {
+            use std::sync::Arc;
             let config = load_config(cli.config)?;
             let settings: commerce_search::settings::SearchSettings =
                 config.service_section("search")?;
+            let (Some(peers), Some(secret)) = (&settings.peers, &settings.client_secret) else {
+                anyhow::bail!(
+                    "services.search.peers and services.search.client_secret must be set: the index is rebuilt from the product service"
+                );
+            };
+            let catalogue = commerce_search::peers::CatalogueSource::new(
+                &peers.product_grpc,
+                &peers.auth_http,
+                secret.expose(),
+            )?;
             let target = settings.index_dir.with_extension("rebuild");
             if target.exists() {
                 std::fs::remove_dir_all(&target)?;
             }
-            let applied =
-                commerce_search::consumers::rebuild_from_topic(&config.app.kafka, &target)
-                    .await
-                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let index: Arc<dyn commerce_search::repository::SearchIndex> =
+                Arc::new(commerce_search::repository::TantivyIndex::open(&target)?);
+            let products = commerce_search::service::rebuild_from_catalogue(
+                &index,
+                catalogue.products().await?,
+            )
+            .await?;
+            drop(index);
             let previous = settings.index_dir.with_extension("previous");
             if previous.exists() {
                 std::fs::remove_dir_all(&previous)?;
@@ -260,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             std::fs::rename(&target, &settings.index_dir)?;
             println!(
-                "rebuilt the search index from {applied} events into {} (the old one is at {})",
+                "rebuilt the search index with {products} products into {} (the old one is at {})",
                 settings.index_dir.display(),
                 previous.display()
             );

@@ -40,8 +40,65 @@ fn reservation_items(rows: Vec<crate::repository::ReservationRow>) -> Vec<pb::Re
         .collect()
 }
 
+/// Products per database query of a catalogue stream.
+const CATALOGUE_PAGE: i64 = 500;
+
+type CatalogueStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Product, tonic::Status>> + Send>>;
+
+/// The active catalogue, a page at a time: the next page is read only when the reader has
+/// taken the previous one (a slow reader holds no more than a page in memory).
+fn catalogue(products: ProductService, after: Option<Uuid>) -> CatalogueStream {
+    use futures::StreamExt;
+    let pages = futures::stream::try_unfold(Some(after), move |next| {
+        let products = products.clone();
+        async move {
+            let Some(after) = next else {
+                return Ok(None);
+            };
+            let page = products
+                .catalogue_page(after, CATALOGUE_PAGE)
+                .await
+                .map_err(grpc_status)?;
+            let next = (page.len() as i64 == CATALOGUE_PAGE)
+                .then(|| page.last().map(|product| product.id));
+            let page: Vec<Result<pb::Product, tonic::Status>> = page
+                .iter()
+                .map(|product| Ok(service::to_proto(product)))
+                .collect();
+            Ok::<_, tonic::Status>(Some((futures::stream::iter(page), next)))
+        }
+    });
+    Box::pin(
+        pages
+            .map(|page| match page {
+                Ok(products) => products.left_stream(),
+                Err(status) => futures::stream::once(async { Err(status) }).right_stream(),
+            })
+            .flatten(),
+    )
+}
+
 #[tonic::async_trait]
 impl pb::product_service_server::ProductService for GrpcHandler {
+    type ListCatalogueStream = CatalogueStream;
+
+    async fn list_catalogue(
+        &self,
+        request: tonic::Request<pb::ListCatalogueRequest>,
+    ) -> Result<tonic::Response<Self::ListCatalogueStream>, tonic::Status> {
+        let after_id = request.into_inner().after_id;
+        let after = if after_id.is_empty() {
+            None
+        } else {
+            Some(grpc_uuid("after_id", &after_id)?)
+        };
+        Ok(tonic::Response::new(catalogue(
+            self.products.clone(),
+            after,
+        )))
+    }
+
     async fn get_products(
         &self,
         request: tonic::Request<pb::GetProductsRequest>,

@@ -139,6 +139,25 @@ pub async fn get_many(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// Up to `limit` active products with ids above `after`, in id order: one page of the
+/// whole catalogue (keyset paging, so a long walk costs the same per page).
+pub async fn catalogue_page(
+    executor: impl PgExecutor<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Product>, RepositoryError> {
+    let rows: Vec<ProductRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM products
+         WHERE deleted_at IS NULL AND active AND ($1::uuid IS NULL OR id > $1)
+         ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sort {
     #[default]

@@ -139,6 +139,15 @@ impl ProductService {
         Ok(repo::get_many(&self.pool, ids).await?)
     }
 
+    /// One page of the active catalogue in id order, after `after`.
+    pub async fn catalogue_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Product>, ProductError> {
+        Ok(repo::catalogue_page(&self.pool, after, limit).await?)
+    }
+
     pub async fn list(
         &self,
         filter: &ListFilter,
@@ -518,5 +527,6 @@ pub fn to_proto(product: &Product) -> pb::Product {
         attributes: product.attributes.clone().into_iter().collect(),
         images: product.images.clone(),
         active: product.active,
+        revision: product.revision,
     }
 }

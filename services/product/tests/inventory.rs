@@ -254,6 +254,118 @@ async fn grpc_accepts_only_service_tokens_for_this_service() {
 }
 
 #[tokio::test]
+async fn the_catalogue_streams_every_active_product_once_in_id_order() {
+    use futures::TryStreamExt;
+    let shop = TestProduct::start().await;
+    // More than one page (500) of products, straight into the table; then one deleted and
+    // one hidden through the API, and one with stock reserved (its revision moves on).
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, category, price_amount, currency, stock)
+         SELECT gen_random_uuid(), 'BULK-' || n, 'Bulk item ' || n, 'bulk', 1, 'USD', 5
+         FROM generate_series(1, 520) AS n",
+    )
+    .execute(&shop.pool)
+    .await
+    .unwrap();
+    let deleted = shop.create("GONE-1", "toys", "1.00", 1).await;
+    let hidden = shop.create("HIDE-1", "toys", "1.00", 1).await;
+    let reserved = shop.create("HELD-1", "toys", "2.00", 3).await;
+    let (status, _) = shop
+        .send(
+            shop.client
+                .delete(shop.url(&format!(
+                    "/v1/products/{}?version=1",
+                    deleted["id"].as_str().unwrap()
+                )))
+                .bearer_auth(&shop.admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = shop
+        .send(
+            shop.client
+                .patch(shop.url(&format!("/v1/products/{}", hidden["id"].as_str().unwrap())))
+                .bearer_auth(&shop.admin)
+                .header("if-match", "\"1\"")
+                .json(&json!({"active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let held = reserved["id"].as_str().unwrap().to_owned();
+    let mut grpc = shop.grpc().await;
+    grpc.reserve_products(shop.authorized(reserve(Uuid::now_v7(), &[(&held, 2)])))
+        .await
+        .unwrap();
+
+    let streamed: Vec<pb::Product> = grpc
+        .list_catalogue(shop.authorized(pb::ListCatalogueRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .try_collect()
+        .await
+        .unwrap();
+    let expected: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT id, revision FROM products WHERE active AND deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&shop.pool)
+    .await
+    .unwrap();
+    assert_eq!(expected.len(), 521, "520 bulk items and the held one");
+    let got: Vec<(Uuid, i64)> = streamed
+        .iter()
+        .map(|product| (product.id.parse().unwrap(), product.revision))
+        .collect();
+    assert_eq!(got, expected);
+    let held_product = streamed.iter().find(|product| product.id == held).unwrap();
+    assert_eq!(held_product.stock, 1, "what is left to buy");
+    assert!(
+        held_product.revision > 1,
+        "the reservation moved the revision"
+    );
+
+    // From the middle: only what comes after the given id.
+    let middle = expected[260].0;
+    let rest: Vec<pb::Product> = grpc
+        .list_catalogue(shop.authorized(pb::ListCatalogueRequest {
+            after_id: middle.to_string(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 521 - 261);
+    assert_eq!(rest[0].id, expected[261].0.to_string());
+    let status = grpc
+        .list_catalogue(shop.authorized(pb::ListCatalogueRequest {
+            after_id: "not-a-uuid".to_owned(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("after_id"),
+        "{}",
+        status.message()
+    );
+    // Another service's audience is refused here as for every other call.
+    let mut foreign = tonic::Request::new(pb::ListCatalogueRequest::default());
+    foreign.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.issuer.service_token("search", "payment"))
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        grpc.list_catalogue(foreign).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
 async fn stock_adjustments_are_audited_and_never_undercut_reservations() {
     let shop = TestProduct::start().await;
     let product = shop.create("ADJ-1", "home", "5.00", 4).await;

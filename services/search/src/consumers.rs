@@ -1,8 +1,6 @@
-//! What search consumes: catalogue events into the index, live through the inbox and all at
-//! once in a rebuild from the event topic.
+//! What search consumes: catalogue events into the index through the inbox, and whether
+//! its consumer group can still catch up from the topic.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,8 +8,7 @@ use commerce_messaging::{EventHandler, HandlerError, KafkaConfig, ReceivedEvent}
 use commerce_runtime::BoxError;
 use sqlx::PgConnection;
 
-use crate::repository::{SearchIndex, TantivyIndex};
-use crate::service::{self, SearchError, SearchService};
+use crate::service::{SearchError, SearchService};
 
 pub const DEAD_LETTER_TOPIC: &str = "commerce.search.dlq";
 
@@ -62,59 +59,36 @@ impl EventHandler for IndexEvents {
     }
 }
 
-/// Builds a fresh index in `dir` from every catalogue event on the topic, then returns how
-/// many events it applied. Run it with the search service stopped and point `index_dir`
-/// at the result (or let `rebuild_in_place` swap it in).
-pub async fn rebuild_from_topic(kafka: &KafkaConfig, dir: &Path) -> Result<usize, BoxError> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::Headers;
+/// Whether `group` can no longer bring an index up to date from `topic`: on some
+/// partition it has no committed position while retention has already dropped the
+/// topic's first events, or its position is below the oldest event still held. Blocking
+/// (broker round trips): call it off the async workers.
+pub fn position_lost(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<bool, BoxError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
 
-    let index: Arc<dyn SearchIndex> = {
-        let dir = dir.to_owned();
-        Arc::new(tokio::task::spawn_blocking(move || TantivyIndex::open(&dir)).await??)
-    };
-    let group = format!("search-rebuild-{}", uuid::Uuid::new_v4().simple());
-    let topic = kafka.topic(service::PRODUCT_TOPIC);
-    let consumer: StreamConsumer = kafka.consumer_config(&group).create()?;
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
+    const WAIT: Duration = Duration::from_secs(10);
+    let topic = kafka.topic(topic);
+    let consumer: BaseConsumer = kafka.consumer_config(group).create()?;
+    let metadata = consumer.fetch_metadata(Some(&topic), WAIT)?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata
         .topics()
         .iter()
-        .flat_map(|topic| topic.partitions().iter().map(|partition| partition.id()))
-        .collect();
-    // Where the topic ends now: the rebuild is complete when every partition reaches it.
-    let mut remaining = std::collections::HashMap::new();
-    for partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, *partition, Duration::from_secs(10))?;
-        if high > low {
-            remaining.insert(*partition, high);
+        .flat_map(|topic| topic.partitions().iter())
+    {
+        partitions.add_partition(&topic, partition.id());
+    }
+    let committed = consumer.committed_offsets(partitions, WAIT)?;
+    for element in committed.elements() {
+        let (oldest, _) = consumer.fetch_watermarks(&topic, element.partition(), WAIT)?;
+        let lost = match element.offset() {
+            Offset::Offset(position) => position < oldest,
+            _ => oldest > 0,
+        };
+        if lost {
+            return Ok(true);
         }
     }
-    consumer.subscribe(&[topic.as_str()])?;
-    let mut applied = 0;
-    while !remaining.is_empty() {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .map_err(|_| "the topic stopped delivering before the rebuild reached its end")??;
-        let event_type = message
-            .headers()
-            .and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|header| header.key == commerce_messaging::headers::EVENT_TYPE)
-                    .and_then(|header| header.value)
-                    .map(|value| String::from_utf8_lossy(value).into_owned())
-            })
-            .unwrap_or_default();
-        service::apply_to_index(&index, &event_type, message.payload().unwrap_or_default()).await?;
-        applied += 1;
-        if let Some(end) = remaining.get(&message.partition())
-            && message.offset() + 1 >= *end
-        {
-            remaining.remove(&message.partition());
-        }
-    }
-    tokio::task::spawn_blocking(move || index.commit()).await??;
-    Ok(applied)
+    Ok(false)
 }

@@ -21,6 +21,9 @@ pub struct ProductDoc {
     pub image: Option<String>,
     /// Seconds since the epoch.
     pub created_at: i64,
+    /// The product's revision this document shows (the catalogue's `revision`): an
+    /// event carrying an older one changes nothing.
+    pub revision: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

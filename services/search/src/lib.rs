@@ -4,6 +4,7 @@
 pub mod consumers;
 pub mod domain;
 pub mod http;
+pub mod peers;
 pub mod repository;
 pub mod service;
 pub mod settings;

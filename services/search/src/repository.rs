@@ -45,7 +45,8 @@ pub enum IndexError {
 /// What handlers need of a search engine. Another engine (Elasticsearch, OpenSearch)
 /// implements this and nothing above it changes.
 pub trait SearchIndex: Send + Sync + 'static {
-    /// Adds or replaces products, to be seen at the next [`SearchIndex::commit`].
+    /// Adds or replaces products, to be seen at the next [`SearchIndex::commit`]; a
+    /// product the index holds at a higher revision stays as it is (a replayed event).
     fn stage_upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError>;
     /// Removes products at the next [`SearchIndex::commit`].
     fn stage_delete(&self, ids: &[Uuid]) -> Result<(), IndexError>;
@@ -71,6 +72,11 @@ pub trait SearchIndex: Send + Sync + 'static {
     fn word_frequency(&self, word: &str) -> Result<u64, IndexError>;
     /// Every document, ordered by id (for checks and rebuild comparisons).
     fn all(&self) -> Result<Vec<ProductDoc>, IndexError>;
+    /// How many products the index holds (committed).
+    fn product_count(&self) -> Result<u64, IndexError>;
+    /// Stages the removal of every document: with the upserts staged after it, the next
+    /// commit replaces the whole index at once.
+    fn stage_clear(&self) -> Result<(), IndexError>;
 }
 
 const EDGE_NGRAM: &str = "edge_ngram";
@@ -86,6 +92,7 @@ struct Fields {
     price: Field,
     in_stock: Field,
     created_at: Field,
+    revision: Field,
     completion: Field,
     source: Field,
 }
@@ -118,6 +125,7 @@ fn schema() -> (Schema, Fields) {
         price: builder.add_f64_field("price", INDEXED | FAST),
         in_stock: builder.add_u64_field("in_stock", INDEXED | FAST),
         created_at: builder.add_i64_field("created_at", INDEXED | FAST),
+        revision: builder.add_i64_field("revision", FAST),
         completion: builder.add_text_field("completion", completion_options),
         source: builder.add_text_field("source", STORED),
     };
@@ -172,6 +180,7 @@ impl TantivyIndex {
             f.price => product.price.to_f64().unwrap_or_default(),
             f.in_stock => u64::from(product.stock > 0),
             f.created_at => product.created_at,
+            f.revision => product.revision,
             f.source => source,
         );
         for word in domain::words(&product.name) {
@@ -286,10 +295,43 @@ impl TantivyIndex {
     }
 }
 
+impl TantivyIndex {
+    /// The revision the committed index holds for `id`, if it holds the product.
+    fn committed_revision(
+        &self,
+        searcher: &tantivy::Searcher,
+        id: &Uuid,
+    ) -> Result<Option<i64>, IndexError> {
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, &id.to_string()),
+            IndexRecordOption::Basic,
+        );
+        let Some((_, address)) = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let revisions = searcher
+            .segment_reader(address.segment_ord)
+            .fast_fields()
+            .i64("revision")?;
+        Ok(revisions.first(address.doc_id))
+    }
+}
+
 impl SearchIndex for TantivyIndex {
     fn stage_upsert(&self, products: &[ProductDoc]) -> Result<(), IndexError> {
+        let searcher = self.reader.searcher();
         let writer = self.writer.lock().expect("index writer lock");
         for product in products {
+            if self
+                .committed_revision(&searcher, &product.id)?
+                .is_some_and(|indexed| indexed > product.revision)
+            {
+                continue;
+            }
             writer.delete_term(Term::from_field_text(
                 self.fields.id,
                 &product.id.to_string(),
@@ -456,6 +498,18 @@ impl SearchIndex for TantivyIndex {
             frequency += searcher.doc_freq(&Term::from_field_text(field, &word))?;
         }
         Ok(frequency)
+    }
+
+    fn product_count(&self) -> Result<u64, IndexError> {
+        Ok(self.reader.searcher().num_docs())
+    }
+
+    fn stage_clear(&self) -> Result<(), IndexError> {
+        self.writer
+            .lock()
+            .expect("index writer lock")
+            .delete_all_documents()?;
+        Ok(())
     }
 
     fn all(&self) -> Result<Vec<ProductDoc>, IndexError> {

@@ -27,6 +27,8 @@ pub enum SearchError {
     Blocking(#[from] tokio::task::JoinError),
     #[error("popular queries: {0}")]
     Popular(#[from] commerce_redis::RedisError),
+    #[error("catalogue: {0}")]
+    Catalogue(#[from] crate::peers::PeerError),
 }
 
 impl From<SearchError> for ApiError {
@@ -198,6 +200,69 @@ impl SearchService {
     }
 }
 
+/// Why a replica's index starts over from the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildReason {
+    /// No products: a new replica, or its volume was lost.
+    Empty,
+    /// The directory held an index this version cannot read (another schema, damage).
+    Unreadable,
+    /// The consumer group's position is gone or behind what the topic still holds: the
+    /// events in between were dropped by retention, so replay cannot bring it up to date.
+    PositionLost,
+}
+
+impl RebuildReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Unreadable => "unreadable",
+            Self::PositionLost => "position_lost",
+        }
+    }
+}
+
+/// Products staged per index call during a rebuild.
+const REBUILD_BATCH: usize = 500;
+
+/// Replaces everything in `index` with `products` (the catalogue as product streams it),
+/// then returns how many products it holds. The emptied index is committed first, so a
+/// rebuild cut short leaves an empty index that the next start rebuilds again; searches
+/// see the whole catalogue at the final commit. Events consumed afterwards that the
+/// catalogue already includes change nothing (their revisions are not newer).
+pub async fn rebuild_from_catalogue<E>(
+    index: &Arc<dyn SearchIndex>,
+    products: impl futures::Stream<Item = Result<pb::Product, E>>,
+) -> Result<usize, SearchError>
+where
+    SearchError: From<E>,
+{
+    use futures::StreamExt;
+    let cleared = index.clone();
+    blocking(move || {
+        cleared.stage_clear()?;
+        cleared.commit()
+    })
+    .await?;
+    let mut products = std::pin::pin!(products.chunks(REBUILD_BATCH));
+    let mut indexed = 0;
+    while let Some(page) = products.next().await {
+        let mut documents = Vec::with_capacity(page.len());
+        for product in page {
+            let product = product?;
+            if product.active {
+                documents.push(document_from(&product, parse_id(&product.id)?)?);
+            }
+        }
+        indexed += documents.len();
+        let index = index.clone();
+        blocking(move || index.stage_upsert(&documents)).await?;
+    }
+    let index = index.clone();
+    blocking(move || index.commit()).await?;
+    Ok(indexed)
+}
+
 /// Stages one catalogue event in `index` (the one path for live events and rebuilds); it
 /// is seen once the index commits.
 pub async fn apply_to_index(
@@ -261,5 +326,6 @@ fn document_from(product: &pb::Product, id: Uuid) -> Result<ProductDoc, SearchEr
         stock: product.stock,
         image: product.images.first().cloned(),
         created_at: product.created_at.as_ref().map_or(0, |at| at.seconds),
+        revision: product.revision,
     })
 }

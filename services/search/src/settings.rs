@@ -17,6 +17,18 @@ pub struct SearchSettings {
     /// searched it (and it found products).
     #[serde(default = "default_popular_min_clients")]
     pub popular_min_clients: u64,
+    /// Where an empty or stale index is rebuilt from. Without it, an index that has to
+    /// start over fills from what the event topic still holds.
+    pub peers: Option<PeerSettings>,
+    /// This service's client secret for service tokens (client id `search`).
+    pub client_secret: Option<commerce_runtime::Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerSettings {
+    /// The auth service's HTTP base URL (service tokens).
+    pub auth_http: String,
+    pub product_grpc: String,
 }
 
 fn default_popular_min_clients() -> u64 {

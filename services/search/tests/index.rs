@@ -28,6 +28,7 @@ fn product(
         stock,
         image: None,
         created_at: 1_700_000_000 + n as i64,
+        revision: 1,
     }
 }
 
@@ -218,6 +219,14 @@ fn updates_deletes_replays_and_restarts() {
 
         let mut cheaper = catalogue()[2].clone();
         cheaper.price = Decimal::from(50);
+        cheaper.revision = 3;
+        index.upsert(&[cheaper.clone()]).unwrap();
+        // An older state replayed after a newer one (a consumer catching up on top of a
+        // rebuild) changes nothing; the same revision again applies.
+        let mut replayed = cheaper.clone();
+        replayed.price = Decimal::from(70);
+        replayed.revision = 2;
+        index.upsert(&[replayed]).unwrap();
         index.upsert(&[cheaper]).unwrap();
         index.delete(&[Uuid::from_u128(6)]).unwrap();
         index.delete(&[Uuid::from_u128(6)]).unwrap();

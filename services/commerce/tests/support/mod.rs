@@ -291,7 +291,20 @@ impl LocalShop {
 
     /// Waits until every service of the shop answers `/readyz` with 200.
     pub async fn wait_until_ready(&self) {
-        let (client, urls) = (reqwest::Client::new(), self.readyz_urls());
+        self.wait_until_ready_at(self.readyz_urls()).await;
+    }
+
+    /// Waits until the services with these (shipped) ops ports answer `/readyz` with 200.
+    pub async fn wait_until_ready_on(&self, ops_ports: &[u16]) {
+        let urls = ops_ports
+            .iter()
+            .map(|&port| format!("{}/readyz", self.url(port)))
+            .collect();
+        self.wait_until_ready_at(urls).await;
+    }
+
+    async fn wait_until_ready_at(&self, urls: Vec<String>) {
+        let client = reqwest::Client::new();
         commerce_testkit::eventually(
             std::time::Duration::from_secs(60),
             "every service's /readyz to answer 200",
@@ -303,10 +316,16 @@ impl LocalShop {
     /// `commerce serve --target all` on this shop, its output in `shop.log` in the scratch
     /// directory.
     pub fn serve(&self) -> Process {
-        let log = std::fs::File::create(self.scratch("shop.log")).unwrap();
+        self.serve_only(&["all"], "shop")
+    }
+
+    /// `commerce serve` of some of the shop's services, its output in `<log>.log` in the
+    /// scratch directory.
+    pub fn serve_only(&self, services: &[&str], log: &str) -> Process {
+        let log = std::fs::File::create(self.scratch(&format!("{log}.log"))).unwrap();
         Process(
             commerce()
-                .args(["serve", "--target", "all"])
+                .args(["serve", "--target", &services.join(",")])
                 .envs(self.env.clone())
                 .stdout(Stdio::from(log.try_clone().unwrap()))
                 .stderr(Stdio::from(log))
