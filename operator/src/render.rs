@@ -29,7 +29,12 @@ pub fn everything(shop_resource: &Shop) -> Result<Vec<Value>, DesiredError> {
         if let Some(config_map) = &owned.config_map {
             objects.push(value(config_map));
         }
-        objects.push(value(&owned.deployment));
+        if let Some(deployment) = &owned.deployment {
+            objects.push(value(deployment));
+        }
+        if let Some(stateful_set) = &owned.stateful_set {
+            objects.push(value(stateful_set));
+        }
         objects.push(value(&owned.service));
         objects.push(value(&owned.network_policy));
         if let Some(database) = &owned.database {

@@ -101,6 +101,7 @@ pub async fn controllers(client: Client, namespace: Option<String>, context: Arc
         watcher::Config::default(),
     )
     .owns(api::<Deployment>(&client, &namespace), owned.clone())
+    .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
     .shutdown_on_signal()
     .run(
         controller::microservice::reconcile,

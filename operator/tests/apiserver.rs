@@ -167,12 +167,58 @@ async fn operator_in_a_new_namespace(
     let namespace = namespace(&admin).await;
     let operator = operator_client(&admin, &namespace).await;
     let context = Arc::new(Context::new(operator.clone(), broker));
+    tokio::spawn(provision_volumes(admin.clone(), namespace.clone()));
     let controllers = tokio::spawn(commerce_operator::run::controllers(
         operator,
         Some(namespace.clone()),
         context,
     ));
     (admin, namespace, controllers)
+}
+
+/// What a cluster's storage provisioner does, for the claims in `namespace` (this control
+/// plane has none): a claim still unbound after a moment gets a volume of its class made
+/// for it (bound to it by `claimRef`), so StatefulSet pods (search's index) schedule.
+async fn provision_volumes(admin: Client, namespace: String) {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &namespace);
+    let volumes: Api<PersistentVolume> = Api::all(admin);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(pending) = claims.list(&ListParams::default()).await else {
+            continue;
+        };
+        for claim in pending.items {
+            let spec = claim.spec.clone().unwrap_or_default();
+            if spec.volume_name.is_some() {
+                continue;
+            }
+            let name = format!("{namespace}-{}", claim.name_any());
+            let size = spec
+                .resources
+                .and_then(|resources| resources.requests)
+                .and_then(|requests| requests.get("storage").cloned())
+                .map_or_else(|| "1Gi".to_owned(), |quantity| quantity.0);
+            let volume = json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": spec.storage_class_name.unwrap_or_default(),
+                    "claimRef": {"namespace": namespace, "name": claim.name_any(),
+                                 "uid": claim.uid()},
+                    "hostPath": {"path": format!("/tmp/{name}")}
+                }
+            });
+            // Already made on an earlier round (the claim binds moments later): fine.
+            let _ = volumes
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(volume).unwrap(),
+                )
+                .await;
+        }
+    }
 }
 
 /// The operator's ServiceAccount with the shipped RBAC (manifests/operator/rbac.yaml,
@@ -276,7 +322,7 @@ fn shop_resource(namespace: &str, prefix: &str) -> Shop {
         }
     }))
     .unwrap();
-    // Default replicas (two, search one): the disruption budgets and spread constraints
+    // Default replicas (two): the disruption budgets and spread constraints
     // have several pods to count. The order service is autoscaled.
     shop.spec.services.order.autoscaling =
         Some(serde_json::from_value(json!({"minReplicas": 2, "maxReplicas": 4})).unwrap());
@@ -391,6 +437,22 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(row[..4], ["demo", "Ready", "10/10", "shop.test"], "{table}");
 
+    // Search runs as a StatefulSet: two replicas, each with its own bound claim, and no
+    // Deployment left of it.
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), &namespace);
+    let search = sets.get("demo-search").await.unwrap();
+    assert_eq!(search.status.unwrap().ready_replicas, Some(2));
+    assert!(deployments.get_opt("demo-search").await.unwrap().is_none());
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(admin.clone(), &namespace);
+    for replica in 0..2 {
+        let claim = claims
+            .get(&format!("data-demo-search-{replica}"))
+            .await
+            .unwrap();
+        assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
+    }
+
     // The order service scales through autoscaling/v2 (from the Deployment's default of
     // one to the autoscaler's minimum) and keeps a policy/v1 disruption budget.
     let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &namespace);
@@ -486,7 +548,7 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
             .unwrap()
             .into_keys()
             .collect::<Vec<_>>(),
-        ["cart", "notification", "order", "payment-offline-webhook"]
+        ["cart", "notification", "order", "payment-offline-webhook", "search"]
     );
 
     // The shop owns its policy: an edit made to the policy itself is drift, undone on the

@@ -69,7 +69,7 @@ fn a_shop_wants_one_microservice_per_enabled_service_plus_the_storefront() {
     // Overrides land where they were written, defaults elsewhere.
     assert_eq!(find(&children, "order").spec.replicas, 3);
     assert_eq!(find(&children, "cart").spec.replicas, 2);
-    assert_eq!(find(&children, "search").spec.replicas, 1);
+    assert_eq!(find(&children, "search").spec.replicas, 2);
     assert_eq!(
         find(&children, "gateway")
             .spec
@@ -555,6 +555,7 @@ fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
     // client secret, from Secrets.
     let order_env = ms::desired(order)
         .deployment
+        .unwrap()
         .spec
         .unwrap()
         .template
@@ -564,7 +565,7 @@ fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
         .env
         .clone()
         .unwrap();
-    let worker_deployment = ms::desired(worker).deployment;
+    let worker_deployment = ms::desired(worker).deployment.unwrap();
     let pod = worker_deployment.spec.unwrap().template.spec.unwrap();
     assert!(pod.init_containers.is_none(), "the order pods migrate");
     let container = &pod.containers[0];
@@ -609,6 +610,122 @@ fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
 }
 
 #[test]
+fn search_replicas_each_keep_an_index_and_a_consumer_group_of_their_own() {
+    let mut shop = example_shop();
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let search = ms::desired(find(&children, "search"));
+    assert!(search.deployment.is_none());
+    let stateful_set = search.stateful_set.as_ref().unwrap();
+    let spec = stateful_set.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-search"));
+    let claims = spec.volume_claim_templates.as_ref().unwrap();
+    assert_eq!(claims.len(), 1);
+    let claim = claims[0].spec.as_ref().unwrap();
+    assert_eq!(
+        claim.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "1Gi"
+    );
+    assert_eq!(
+        claim.storage_class_name, None,
+        "the cluster's default class"
+    );
+    let container = &spec.template.spec.as_ref().unwrap().containers[0];
+    let mount = container
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|mount| mount.name == claims[0].metadata.name.clone().unwrap())
+        .unwrap();
+    assert_eq!(mount.mount_path, shop::SEARCH_INDEX_DIR);
+    let env = container.env.as_ref().unwrap();
+    let pod_name = env.iter().position(|var| var.name == "POD_NAME").unwrap();
+    assert_eq!(
+        env[pod_name]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
+    );
+    let group = env
+        .iter()
+        .position(|var| var.name == "COMMERCE_SERVICES__SEARCH__CONSUMER_GROUP")
+        .unwrap();
+    assert!(
+        pod_name < group,
+        "$(POD_NAME) expands only if defined before"
+    );
+    assert_eq!(env[group].value.as_deref(), Some("search-$(POD_NAME)"));
+    // Its credential and where it rebuilds from.
+    assert!(env.iter().any(|var| {
+        var.name == "COMMERCE_SERVICES__SEARCH__CLIENT_SECRET"
+            && var
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .key
+                == "search"
+    }));
+    let config: toml::Table =
+        search.config_map.as_ref().unwrap().data.as_ref().unwrap()["commerce.toml"]
+            .parse()
+            .unwrap();
+    let search_config = &config["services"]["search"];
+    assert_eq!(
+        search_config["peers"]["product_grpc"].as_str(),
+        Some("http://demo-product:9082")
+    );
+    assert_eq!(
+        search_config["index_dir"].as_str(),
+        Some(shop::SEARCH_INDEX_DIR)
+    );
+    let auth = ms::desired(find(&children, "auth"));
+    let audiences: toml::Table =
+        auth.config_map.as_ref().unwrap().data.as_ref().unwrap()["commerce.toml"]
+            .parse()
+            .unwrap();
+    assert_eq!(
+        audiences["services"]["auth"]["client_audiences"]["search"],
+        toml::Value::Array(vec![toml::Value::String("product".to_owned())])
+    );
+
+    // Autoscaled and on another class: the autoscaler scales the StatefulSet.
+    let overrides = &mut shop.spec.services.search;
+    overrides.autoscaling = Some(Autoscaling {
+        min_replicas: 2,
+        max_replicas: 4,
+        target_cpu_utilization: 70,
+    });
+    overrides.storage = Some(commerce_operator::crd::shop::ServiceStorage {
+        size: Some("5Gi".to_owned()),
+        storage_class: Some("premium-rwo".to_owned()),
+    });
+    let children = shop::desired(&shop, &observed()).unwrap();
+    let search = ms::desired(find(&children, "search"));
+    let autoscaler = search.autoscaler.unwrap();
+    assert_eq!(autoscaler.spec.scale_target_ref.kind, "StatefulSet");
+    let spec = search.stateful_set.unwrap().spec.unwrap();
+    assert_eq!(spec.replicas, None, "the autoscaler owns the count");
+    let claim = spec.volume_claim_templates.unwrap()[0]
+        .spec
+        .clone()
+        .unwrap();
+    assert_eq!(claim.storage_class_name.as_deref(), Some("premium-rwo"));
+    assert_eq!(
+        claim.resources.unwrap().requests.unwrap()["storage"].0,
+        "5Gi"
+    );
+}
+
+#[test]
 fn an_image_upgrade_changes_every_deployment_and_nothing_else() {
     let before = shop::desired(&example_shop(), &observed()).unwrap();
     let mut upgraded = example_shop();
@@ -617,38 +734,22 @@ fn an_image_upgrade_changes_every_deployment_and_nothing_else() {
     for (old, new) in before.microservices.iter().zip(&after.microservices) {
         let old = ms::desired(old);
         let new = ms::desired(new);
-        let image = |d: &k8s_openapi::api::apps::v1::Deployment| {
-            d.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .containers[0]
+        let image = |children: &ms::MicroserviceChildren| {
+            children.pod_template().spec.as_ref().unwrap().containers[0]
                 .image
                 .clone()
                 .unwrap()
         };
-        if !image(&old.deployment).starts_with("ghcr.io/commerce/commerce:") {
+        if !image(&old).starts_with("ghcr.io/commerce/commerce:") {
             assert_eq!(old.deployment, new.deployment);
             continue;
         }
-        assert_eq!(image(&new.deployment), "ghcr.io/commerce/commerce:0.2.0");
+        assert_eq!(image(&new), "ghcr.io/commerce/commerce:0.2.0");
         // The configuration (and so its hash annotation) does not change with the image.
         assert_eq!(old.config_map, new.config_map);
         assert_eq!(old.service, new.service);
         assert_eq!(old.database, new.database);
-        let migrate = &new
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .init_containers;
+        let migrate = &new.pod_template().spec.as_ref().unwrap().init_containers;
         if let Some(migrate) = migrate {
             assert_eq!(
                 migrate[0].image.as_deref(),
@@ -676,6 +777,7 @@ fn a_new_signing_key_rolls_auth_and_a_config_change_rolls_only_its_service() {
     let template_annotations = |children: &shop::ShopChildren, service: &str| {
         ms::desired(find(children, service))
             .deployment
+            .unwrap()
             .spec
             .unwrap()
             .template
@@ -727,7 +829,7 @@ fn cart_spec() -> MicroserviceSpec {
 #[test]
 fn a_microservice_wants_its_deployment_service_and_database() {
     let children = ms::desired(&microservice(cart_spec()));
-    let deployment = children.deployment.spec.as_ref().unwrap();
+    let deployment = children.deployment.as_ref().unwrap().spec.as_ref().unwrap();
     assert_eq!(deployment.replicas, Some(2));
     let pod = deployment.template.spec.as_ref().unwrap();
     let container = &pod.containers[0];
@@ -801,7 +903,7 @@ fn a_microservice_wants_its_deployment_service_and_database() {
     assert!(children.autoscaler.is_none());
     assert!(children.routes.is_empty());
     for owner in [
-        &children.deployment.metadata,
+        &children.deployment.as_ref().unwrap().metadata,
         &children.service.metadata,
         &children.service_account.metadata,
         &database.metadata,
@@ -822,7 +924,17 @@ fn autoscaling_takes_the_replica_count_and_one_replica_gets_no_budget() {
         target_cpu_utilization: 60,
     });
     let children = ms::desired(&microservice(spec));
-    assert_eq!(children.deployment.spec.as_ref().unwrap().replicas, None);
+    assert_eq!(
+        children
+            .deployment
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .replicas,
+        None
+    );
     let autoscaler = children.autoscaler.unwrap();
     assert_eq!(autoscaler.spec.min_replicas, Some(3));
     assert_eq!(autoscaler.spec.max_replicas, 8);
@@ -836,7 +948,14 @@ fn autoscaling_takes_the_replica_count_and_one_replica_gets_no_budget() {
     assert!(children.disruption_budget.is_none());
     assert!(children.database.is_none());
     assert!(children.config_map.is_none());
-    let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    let pod = children
+        .deployment
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
     assert!(pod.init_containers.is_none(), "no database, no migrations");
 }
 
@@ -873,6 +992,7 @@ fn routes_send_their_prefixes_to_the_http_port() {
     assert!(
         storefront
             .deployment
+            .unwrap()
             .spec
             .unwrap()
             .template
@@ -895,6 +1015,7 @@ fn scheduling_puts_services_on_the_stateless_pool_and_databases_on_the_stateful_
     let pod = |service: &str| {
         ms::desired(find(&children, service))
             .deployment
+            .unwrap()
             .spec
             .unwrap()
             .template
@@ -1071,7 +1192,14 @@ fn probes_and_scrapes_use_the_ops_port_which_the_service_does_not_expose() {
         Some("0.0.0.0:9464")
     );
     let children = ms::desired(&microservice(spec));
-    let template = &children.deployment.spec.as_ref().unwrap().template;
+    let template = &children
+        .deployment
+        .as_ref()
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .template;
     let container = &template.spec.as_ref().unwrap().containers[0];
     let ports: Vec<(String, i32)> = container
         .ports
@@ -1124,7 +1252,7 @@ fn probes_and_scrapes_use_the_ops_port_which_the_service_does_not_expose() {
 fn a_saga_engine_change_rolls_the_order_pods_and_only_them() {
     use commerce_operator::crd::saga_policy::Engine;
     let annotation = |children: &shop::ShopChildren, target: &str| {
-        let deployment = ms::desired(find(children, target)).deployment;
+        let deployment = ms::desired(find(children, target)).deployment.unwrap();
         deployment
             .spec
             .unwrap()

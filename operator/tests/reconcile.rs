@@ -69,7 +69,8 @@ async fn a_microservice_without_cloudnativepg_or_gateway_api_is_degraded_but_app
         .await
         .unwrap();
     api.assert_script(&[
-        "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
+        "DELETE /apis/apps/v1/namespaces/commerce/statefulsets/search-canary",
+    "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
         "DELETE /apis/policy/v1/namespaces/commerce/poddisruptionbudgets/search-canary",
         "GET /apis/gateway.networking.k8s.io/v1/namespaces/commerce/httproutes",
         "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
@@ -102,7 +103,9 @@ async fn a_microservice_without_cloudnativepg_or_gateway_api_is_degraded_but_app
         ],
         "one replica: no budget; no autoscaling: no HPA"
     );
-    // What the spec does not want is deleted (absent here: 404 is fine).
+    // What the spec does not want is deleted (absent here: 404 is fine), the StatefulSet
+    // of a spec that kept a volume among them.
+    assert_eq!(api.find("DELETE", "/statefulsets/search-canary").len(), 1);
     assert_eq!(
         api.find("DELETE", "/horizontalpodautoscalers/search-canary")
             .len(),
@@ -171,7 +174,8 @@ async fn a_rolled_out_microservice_is_ready_and_a_stalled_one_degraded() {
             .await
             .unwrap();
         api.assert_script(&[
-            "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
+            "DELETE /apis/apps/v1/namespaces/commerce/statefulsets/search-canary",
+    "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
             "DELETE /apis/policy/v1/namespaces/commerce/poddisruptionbudgets/search-canary",
             "GET /apis/gateway.networking.k8s.io/v1/namespaces/commerce/httproutes",
             "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
@@ -276,6 +280,7 @@ fn all_clients() -> Vec<(&'static str, &'static str)> {
         ("cart", "c"),
         ("notification", "d"),
         ("payment-offline-webhook", "e"),
+        ("search", "f"),
     ]
 }
 
@@ -578,7 +583,7 @@ async fn a_new_shop_gets_generated_secrets_and_a_rotation_adds_a_key() {
     // Missing service credentials are added; existing ones are not in the patch.
     let patched = api.find("PATCH", "/secrets/demo-service-clients").remove(0);
     let added: Vec<&String> = patched.body["data"].as_object().unwrap().keys().collect();
-    assert_eq!(added, ["notification", "payment-offline-webhook"]);
+    assert_eq!(added, ["notification", "payment-offline-webhook", "search"]);
     let auth = api.find("PATCH", "/microservices/demo-auth").remove(0);
     let annotation = auth.body["spec"]["podAnnotations"]["commerce.dev/signing-keys"]
         .as_str()

@@ -1,4 +1,4 @@
-//! Microservice → ServiceAccount, ConfigMap, Deployment, Service, CloudNativePG Cluster,
+//! Microservice → ServiceAccount, ConfigMap, Deployment or StatefulSet, Service, CloudNativePG Cluster,
 //! HPA, PDB, HTTPRoutes. Optional children the spec no longer asks for are deleted,
 //! except the database: dropping `spec.database` never deletes data (delete the
 //! `<name>-db` Cluster by hand when that is meant).
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_api::httproutes::HttpRoute;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -84,7 +84,21 @@ async fn reconcile_inner(
             }
         }
     }
-    let deployment = apply(client, &children.deployment).await?;
+    // One of the two runs the pods; the other kind is removed (the spec gained or lost
+    // its persistent volume).
+    let rollout = match (&children.deployment, &children.stateful_set) {
+        (Some(deployment), _) => {
+            let applied = apply(client, deployment).await?;
+            delete_if_present::<StatefulSet>(client, &namespace, &name).await?;
+            Rollout::of_deployment(&applied, microservice.spec.replicas)
+        }
+        (None, Some(stateful_set)) => {
+            let applied = apply(client, stateful_set).await?;
+            delete_if_present::<Deployment>(client, &namespace, &name).await?;
+            Rollout::of_stateful_set(&applied, microservice.spec.replicas)
+        }
+        (None, None) => return Err(Error::Missing("a Deployment or StatefulSet")),
+    };
     apply(client, &children.service).await?;
     apply(client, &children.network_policy).await?;
     match &children.autoscaler {
@@ -105,7 +119,7 @@ async fn reconcile_inner(
     }
     prune_and_apply_routes(&context, &microservice, &children, &mut degraded).await?;
 
-    let status = status(&microservice, &deployment, &degraded);
+    let status = status(&microservice, &rollout, &degraded);
     let previous = microservice.status.clone().unwrap_or_default();
     announce(&context, &microservice, &previous, &status).await;
     let api: Api<Microservice> = Api::namespaced(client.clone(), &namespace);
@@ -167,44 +181,100 @@ async fn prune_and_apply_routes(
     Ok(())
 }
 
-/// The status the Deployment's state and the apply problems add up to.
+/// Where the pods' rollout stands, read from the Deployment's or the StatefulSet's status.
+struct Rollout {
+    wanted: i32,
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    /// Every replica runs the newest template and the controller has seen it.
+    rolled_out: bool,
+    /// Why the rollout cannot go on, when the controller says so.
+    stalled: Option<String>,
+}
+
+impl Rollout {
+    fn of_deployment(deployment: &Deployment, replicas: i32) -> Self {
+        let observed = deployment.status.clone().unwrap_or_default();
+        let wanted = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.replicas)
+            .unwrap_or(replicas);
+        let (count, ready, updated) = (
+            observed.replicas.unwrap_or(0),
+            observed.ready_replicas.unwrap_or(0),
+            observed.updated_replicas.unwrap_or(0),
+        );
+        let stalled = observed.conditions.iter().flatten().find(|condition| {
+            (condition.type_ == "Progressing"
+                && condition.status == "False"
+                && condition.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+                || (condition.type_ == "ReplicaFailure" && condition.status == "True")
+        });
+        Self {
+            wanted,
+            replicas: count,
+            ready,
+            updated,
+            rolled_out: observed.observed_generation >= deployment.metadata.generation
+                && updated >= wanted
+                && ready >= wanted
+                && count == updated,
+            stalled: stalled.map(|condition| {
+                format!(
+                    "deployment: {}",
+                    condition.message.clone().unwrap_or_default()
+                )
+            }),
+        }
+    }
+
+    fn of_stateful_set(stateful_set: &StatefulSet, replicas: i32) -> Self {
+        let observed = stateful_set.status.clone().unwrap_or_default();
+        let wanted = stateful_set
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.replicas)
+            .unwrap_or(replicas);
+        let (ready, updated) = (
+            observed.ready_replicas.unwrap_or(0),
+            observed.updated_replicas.unwrap_or(0),
+        );
+        Self {
+            wanted,
+            replicas: observed.replicas,
+            ready,
+            updated,
+            rolled_out: observed.observed_generation >= stateful_set.metadata.generation
+                && updated >= wanted
+                && ready >= wanted
+                && observed.current_revision == observed.update_revision,
+            stalled: None,
+        }
+    }
+}
+
+/// The status the rollout and the apply problems add up to.
 fn status(
     microservice: &Microservice,
-    deployment: &Deployment,
+    rollout: &Rollout,
     degraded: &Degradations,
 ) -> MicroserviceStatus {
     let mut status = microservice.status.clone().unwrap_or_default();
     let generation = microservice.metadata.generation;
-    let observed = deployment.status.clone().unwrap_or_default();
-    let wanted = deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.replicas)
-        .unwrap_or(microservice.spec.replicas);
-    status.replicas = observed.replicas.unwrap_or(0);
-    status.ready_replicas = observed.ready_replicas.unwrap_or(0);
-    status.updated_replicas = observed.updated_replicas.unwrap_or(0);
+    let wanted = rollout.wanted;
+    status.replicas = rollout.replicas;
+    status.ready_replicas = rollout.ready;
+    status.updated_replicas = rollout.updated;
     status.observed_generation = generation;
-
-    let deployment_current = observed.observed_generation >= deployment.metadata.generation;
-    let rolled_out = deployment_current
-        && status.updated_replicas >= wanted
-        && status.ready_replicas >= wanted
-        && status.replicas == status.updated_replicas;
-    let stalled = observed.conditions.iter().flatten().find(|condition| {
-        (condition.type_ == "Progressing"
-            && condition.status == "False"
-            && condition.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            || (condition.type_ == "ReplicaFailure" && condition.status == "True")
-    });
+    let rolled_out = rollout.rolled_out;
+    let stalled = rollout.stalled.as_ref();
 
     let time = now();
     let mut problems = degraded.0.clone();
-    if let Some(condition) = stalled {
-        problems.push(format!(
-            "deployment: {}",
-            condition.message.clone().unwrap_or_default()
-        ));
+    if let Some(stalled) = stalled {
+        problems.push(stalled.clone());
     }
     set_condition(
         &mut status.conditions,

@@ -1,5 +1,6 @@
 //! `Microservice`: one service of a shop. The operator turns it into a ServiceAccount,
-//! ConfigMap, Deployment (migrations in an init container), Service, its PostgreSQL
+//! ConfigMap, Deployment (a StatefulSet when each replica keeps a volume; migrations in an
+//! init container), Service, its PostgreSQL
 //! (CloudNativePG `Cluster`), HorizontalPodAutoscaler, PodDisruptionBudget and HTTPRoute.
 
 // Several printer columns share `type_ = "string"`; clippy reads the derive's
@@ -95,9 +96,13 @@ pub struct MicroserviceSpec {
     /// appear later, and the kubelet refreshes their files in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_map_mounts: Vec<Mount>,
-    /// Writable scratch directories (emptyDir), e.g. the search index.
+    /// Writable scratch directories (emptyDir), lost with the pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scratch_dirs: Vec<String>,
+    /// A volume each replica keeps across restarts and moves (the search index): the
+    /// service then runs as a StatefulSet with one PersistentVolumeClaim per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<PersistentVolume>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +167,19 @@ pub struct DatabaseSpec {
 
 fn storage_size() -> String {
     "1Gi".to_owned()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolume {
+    #[schemars(pattern(r"^/"))]
+    pub mount_path: String,
+    #[serde(default = "storage_size")]
+    #[schemars(pattern(r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub size: String,
+    /// The cluster's default class when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]

@@ -250,8 +250,8 @@ impl ShopServices {
 pub struct ServiceOverrides {
     #[serde(default = "enabled")]
     pub enabled: bool,
-    /// Fixed replica count (ignored while `autoscaling` is set). Default 2; search 1, and
-    /// chat 1 unless `spec.attachments` names a bucket the replicas share.
+    /// Fixed replica count (ignored while `autoscaling` is set). Default 2; chat 1 unless
+    /// `spec.attachments` names a bucket the replicas share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
@@ -268,6 +268,20 @@ pub struct ServiceOverrides {
     /// keys and any other section), e.g. SMTP settings for notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// The volume each replica keeps, for the services that keep one (search's index,
+    /// 1Gi of the cluster's default class unless set here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<ServiceStorage>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStorage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 fn enabled() -> bool {
@@ -284,6 +298,7 @@ impl Default for ServiceOverrides {
             env: Vec::new(),
             scheduling: None,
             config: None,
+            storage: None,
         }
     }
 }

@@ -8,7 +8,8 @@ use gateway_api::httproutes::{
     HttpRouteRulesMatches, HttpRouteRulesMatchesPath, HttpRouteRulesMatchesPathType, HttpRouteSpec,
 };
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetSpec,
 };
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
@@ -16,10 +17,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
-    VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -50,13 +51,29 @@ pub const RUN_AS_USER: i64 = 10001;
 pub struct MicroserviceChildren {
     pub service_account: ServiceAccount,
     pub config_map: Option<ConfigMap>,
-    pub deployment: Deployment,
+    /// The pods: a Deployment, or a StatefulSet when each replica keeps a volume (the
+    /// other is absent).
+    pub deployment: Option<Deployment>,
+    pub stateful_set: Option<StatefulSet>,
     pub service: Service,
     pub database: Option<Cluster>,
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     pub disruption_budget: Option<PodDisruptionBudget>,
     pub routes: Vec<HttpRoute>,
     pub network_policy: NetworkPolicy,
+}
+
+impl MicroserviceChildren {
+    /// The pods' template, whichever of the two kinds runs them.
+    pub fn pod_template(&self) -> &PodTemplateSpec {
+        match (&self.deployment, &self.stateful_set) {
+            (Some(deployment), _) => &deployment.spec.as_ref().expect("desired spec").template,
+            (None, Some(stateful_set)) => {
+                &stateful_set.spec.as_ref().expect("desired spec").template
+            }
+            (None, None) => unreachable!("desired() makes one of the two"),
+        }
+    }
 }
 
 pub fn labels(microservice: &Microservice) -> BTreeMap<String, String> {
@@ -180,7 +197,14 @@ pub fn desired(microservice: &Microservice) -> MicroserviceChildren {
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
         },
-        deployment: deployment(microservice, &name),
+        deployment: spec
+            .persistent_volume
+            .is_none()
+            .then(|| deployment(microservice, &name)),
+        stateful_set: spec
+            .persistent_volume
+            .as_ref()
+            .map(|volume| stateful_set(microservice, &name, volume)),
         service: service(microservice, &name),
         autoscaler: autoscaler(microservice, &name),
         disruption_budget: disruption_budget(microservice, &name),
@@ -290,6 +314,13 @@ fn volumes(microservice: &Microservice, name: &str) -> (Vec<Volume>, Vec<VolumeM
         });
         volumes.push(volume);
     }
+    if let Some(volume) = &spec.persistent_volume {
+        mounts.push(VolumeMount {
+            name: PERSISTENT_VOLUME.to_owned(),
+            mount_path: volume.mount_path.clone(),
+            ..VolumeMount::default()
+        });
+    }
     for (index, path) in spec.scratch_dirs.iter().enumerate() {
         let volume = format!("scratch-{index}");
         volumes.push(Volume {
@@ -356,7 +387,8 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn deployment(microservice: &Microservice, name: &str) -> Deployment {
+/// The pods' template, the same for a Deployment and a StatefulSet.
+fn pod_template(microservice: &Microservice, name: &str) -> PodTemplateSpec {
     let spec = &microservice.spec;
     let env = env(microservice, name);
     let (volumes, mounts) = volumes(microservice, name);
@@ -442,6 +474,63 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
     let mut pod_labels = labels(microservice);
     pod_labels.extend(selector(microservice));
 
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name.to_owned()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            init_containers,
+            containers: vec![container],
+            node_selector: spec
+                .scheduling
+                .as_ref()
+                .map(|s| s.node_selector.clone())
+                .filter(|selector| !selector.is_empty()),
+            tolerations: spec
+                .scheduling
+                .as_ref()
+                .map(|s| s.tolerations.clone())
+                .filter(|tolerations| !tolerations.is_empty()),
+            affinity: spec.scheduling.as_ref().and_then(|s| s.affinity.clone()),
+            priority_class_name: spec
+                .scheduling
+                .as_ref()
+                .and_then(|s| s.priority_class_name.clone()),
+            // Replicas on different nodes where the cluster allows it.
+            topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: "kubernetes.io/hostname".to_owned(),
+                when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector(microservice)),
+                    ..LabelSelector::default()
+                }),
+                ..TopologySpreadConstraint::default()
+            }]),
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn deployment(microservice: &Microservice, name: &str) -> Deployment {
+    let spec = &microservice.spec;
     Deployment {
         metadata: child_meta(microservice, name.to_owned()),
         spec: Some(DeploymentSpec {
@@ -459,60 +548,56 @@ fn deployment(microservice: &Microservice, name: &str) -> Deployment {
                     max_surge: Some(IntOrString::Int(1)),
                 }),
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: (!annotations.is_empty()).then_some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name.to_owned()),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS_USER),
-                        run_as_group: Some(RUN_AS_USER),
-                        fs_group: Some(RUN_AS_USER),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".to_owned(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    init_containers,
-                    containers: vec![container],
-                    node_selector: spec
-                        .scheduling
-                        .as_ref()
-                        .map(|s| s.node_selector.clone())
-                        .filter(|selector| !selector.is_empty()),
-                    tolerations: spec
-                        .scheduling
-                        .as_ref()
-                        .map(|s| s.tolerations.clone())
-                        .filter(|tolerations| !tolerations.is_empty()),
-                    affinity: spec.scheduling.as_ref().and_then(|s| s.affinity.clone()),
-                    priority_class_name: spec
-                        .scheduling
-                        .as_ref()
-                        .and_then(|s| s.priority_class_name.clone()),
-                    // Replicas on different nodes where the cluster allows it.
-                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                        max_skew: 1,
-                        topology_key: "kubernetes.io/hostname".to_owned(),
-                        when_unsatisfiable: "ScheduleAnyway".to_owned(),
-                        label_selector: Some(LabelSelector {
-                            match_labels: Some(selector(microservice)),
-                            ..LabelSelector::default()
-                        }),
-                        ..TopologySpreadConstraint::default()
-                    }]),
-                    volumes: Some(volumes),
-                    termination_grace_period_seconds: Some(30),
-                    ..PodSpec::default()
-                }),
-            },
+            template: pod_template(microservice, name),
             ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The claim each replica of a StatefulSet gets, mounted at the volume's path.
+const PERSISTENT_VOLUME: &str = "data";
+
+/// Replicas that each keep their own volume: pods `<name>-0`, `<name>-1`, … each with the
+/// claim `data-<name>-<n>`, kept when the pod moves or restarts.
+fn stateful_set(
+    microservice: &Microservice,
+    name: &str,
+    volume: &crate::crd::microservice::PersistentVolume,
+) -> StatefulSet {
+    let spec = &microservice.spec;
+    StatefulSet {
+        metadata: child_meta(microservice, name.to_owned()),
+        spec: Some(StatefulSetSpec {
+            replicas: spec.autoscaling.is_none().then_some(spec.replicas),
+            service_name: Some(name.to_owned()),
+            // The replicas do not depend on each other: start and replace them together.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(selector(microservice)),
+                ..LabelSelector::default()
+            },
+            template: pod_template(microservice, name),
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(PERSISTENT_VOLUME.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: volume.storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(volume.size.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                status: None,
+            }]),
+            ..StatefulSetSpec::default()
         }),
         status: None,
     }
@@ -557,7 +642,12 @@ fn autoscaler(microservice: &Microservice, name: &str) -> Option<HorizontalPodAu
         spec: HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".to_owned()),
-                kind: "Deployment".to_owned(),
+                kind: if microservice.spec.persistent_volume.is_some() {
+                    "StatefulSet"
+                } else {
+                    "Deployment"
+                }
+                .to_owned(),
                 name: name.to_owned(),
             },
             min_replicas: Some(autoscaling.min_replicas),

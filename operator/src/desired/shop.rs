@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use toml::{Table, Value};
 
 use super::redis;
 use crate::catalog::{self, ServiceInfo};
-use crate::crd::microservice::{DatabaseSpec, Mount, Route};
+use crate::crd::microservice::{DatabaseSpec, Mount, PersistentVolume, Route};
 use crate::crd::shop::{RedisMode, ServiceOverrides};
 use crate::crd::{
     KafkaTopic, KafkaTopicSpec, Microservice, MicroserviceSpec, SagaPolicy, SagaPolicySpec, Shop,
@@ -19,6 +19,8 @@ use crate::crd::{
 
 /// Where auth finds its signing keys (the mounted Secret).
 pub const KEYS_DIR: &str = "/var/run/commerce/keys";
+/// Where each search replica keeps its index (its own PersistentVolumeClaim).
+pub const SEARCH_INDEX_DIR: &str = "/var/lib/commerce/search-index";
 /// Where order finds its saga policy (the mounted ConfigMap).
 pub const SAGA_DIR: &str = "/etc/commerce/saga";
 pub const SAGA_FILE_NAME: &str = "saga.toml";
@@ -28,7 +30,7 @@ pub use crate::crd::shop::SHOP_LABEL;
 
 /// The credentials the services present to each other, generated once per shop. Each key
 /// is a client id of auth's `service_clients`, or the payment webhook secret.
-pub const SERVICE_CLIENTS: &[&str] = &["order", "cart", "notification"];
+pub const SERVICE_CLIENTS: &[&str] = &["order", "cart", "notification", "search"];
 pub const OFFLINE_WEBHOOK_KEY: &str = "payment-offline-webhook";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -339,6 +341,7 @@ fn web_microservice(shop: &Shop, component: &str, web: WebSpec<'_>) -> Microserv
             secret_mounts: Vec::new(),
             config_map_mounts: Vec::new(),
             scratch_dirs: Vec::new(),
+            persistent_volume: None,
             routes: web.routes,
             scheduling: shop.spec.scheduling.clone(),
             autoscaling: None,
@@ -388,6 +391,7 @@ fn microservice(
     let mut secret_mounts = Vec::new();
     let mut config_map_mounts = Vec::new();
     let mut scratch_dirs = Vec::new();
+    let mut persistent_volume = None;
     let mut pod_annotations = BTreeMap::new();
     let mut routes = Vec::new();
     match service.name {
@@ -415,16 +419,47 @@ fn microservice(
             };
             pod_annotations.insert(SAGA_ENGINE_ANNOTATION.to_owned(), engine.to_owned());
         }
-        "search" => scratch_dirs.push("/var/lib/commerce/search-index".to_owned()),
+        "search" => {
+            // Each replica keeps its own index, fed by its own consumer group: the pod's
+            // stable name (`<shop>-search-0`, …) names the group, so a restarted replica
+            // resumes where its index stands.
+            env.push(EnvVar {
+                name: "POD_NAME".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+            env.push(EnvVar {
+                name: format!(
+                    "{}CONSUMER_GROUP",
+                    crate::desired::microservice::env_prefix(service.name)
+                ),
+                value: Some("search-$(POD_NAME)".to_owned()),
+                ..EnvVar::default()
+            });
+            let storage = overrides.storage.clone();
+            persistent_volume = Some(PersistentVolume {
+                mount_path: SEARCH_INDEX_DIR.to_owned(),
+                size: storage
+                    .as_ref()
+                    .and_then(|storage| storage.size.clone())
+                    .unwrap_or_else(|| "1Gi".to_owned()),
+                storage_class: storage.and_then(|storage| storage.storage_class),
+            });
+        }
         "chat" => scratch_dirs.push("/var/lib/commerce/chat-attachments".to_owned()),
         "gateway" => routes.push(route(shop, &["/v1", "/.well-known"])),
         _ => {}
     }
 
-    // Search keeps its index on the pod; chat keeps attachments on the pod unless the shop
-    // names a bucket: one replica each, so no reader misses what another pod holds.
+    // Chat keeps attachments on the pod unless the shop names a bucket: one replica, so
+    // no reader misses what another pod holds.
     let default_replicas = match service.name {
-        "search" => 1,
         "chat" if shop.spec.attachments.is_none() => 1,
         _ => 2,
     };
@@ -454,6 +489,7 @@ fn microservice(
             secret_mounts,
             config_map_mounts,
             scratch_dirs,
+            persistent_volume,
             routes,
             autoscaling: overrides.autoscaling.clone(),
             scheduling: overrides
@@ -527,7 +563,7 @@ fn service_credentials(service: &ServiceInfo, secret: &str, prefix: &str) -> Vec
                 )
             })
             .collect(),
-        "order" | "cart" | "notification" => vec![secret_ref(
+        "order" | "cart" | "notification" | "search" => vec![secret_ref(
             secret,
             service.name,
             format!("{prefix}CLIENT_SECRET"),
@@ -697,10 +733,8 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
             }
         }
         "search" => {
-            own.insert(
-                "index_dir".to_owned(),
-                text("/var/lib/commerce/search-index"),
-            );
+            own.insert("index_dir".to_owned(), text(SEARCH_INDEX_DIR));
+            own.insert("peers".to_owned(), Value::Table(peers));
         }
         "gateway" => {
             own.insert("jwks_url".to_owned(), text(&jwks));
