@@ -14,6 +14,8 @@
 #                 the manifests' custom resources need installed by one of them
 #   dashboards    every metric a Grafana query names is emitted by the code
 #   alerts        promtool checks the alert rules and runs their unit tests
+#   Temporal      a server wherever a Shop can choose the temporal engine, on a database
+#                 its Cluster makes (Terraform values, Tilt, Compose, the overlays)
 #   scanners      checkov on Terraform, Dockerfiles and the rendered objects; yamllint
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +105,10 @@ python3 scripts/deploy-tools/check-argocd-clusters.py "$work/appset-render" "$wo
 
 log "chart owners: every chart installed once (Terraform), every operator the manifests use installed"
 python3 scripts/deploy-tools/check-chart-owners.py terraform/environments/prod "$work/argocd.yaml" "$work"/k8s/*.yaml
+
+log "Temporal: a server wherever a Shop can choose it (Terraform, Tilt, Compose), on a database that exists"
+python3 scripts/deploy-tools/check-temporal.py terraform/modules/temporal "$work/k8s/infrastructure.yaml" \
+  compose.yaml Tiltfile config/commerce.toml "$work"/k8s/overlay-*.yaml "$work"/k8s/shop-*-children.yaml
 
 log "custom resources of the overlays against the CRDs"
 python3 scripts/validate-custom-resources.py crds/*.commerce.dev.yaml -- "$work"/k8s/*.yaml

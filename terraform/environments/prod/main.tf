@@ -78,6 +78,11 @@ module "external_secrets" {
   depends_on = [module.cluster]
 }
 
+module "temporal" {
+  source     = "../../modules/temporal"
+  depends_on = [module.cluster]
+}
+
 module "monitoring" {
   source        = "../../modules/monitoring"
   project_id    = var.project_id
@@ -89,7 +94,7 @@ module "monitoring" {
 module "argocd" {
   source         = "../../modules/argocd"
   repository_url = var.repository_url
-  depends_on     = [module.traefik, module.cloudnative_pg, module.strimzi, module.redis_operator, module.cert_manager, module.external_secrets, module.monitoring]
+  depends_on     = [module.traefik, module.cloudnative_pg, module.strimzi, module.redis_operator, module.cert_manager, module.external_secrets, module.monitoring, module.temporal]
 }
 
 module "storefront" {

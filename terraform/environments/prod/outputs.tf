@@ -17,3 +17,8 @@ output "storefront_origins" {
   description = "Put these in the Shop's spec.storefrontOrigins: the gateway then answers the storefront's cross-origin calls."
   value       = module.storefront.origins
 }
+
+output "temporal_address" {
+  description = "The Temporal frontend the prod Shop's spec.temporal.address names."
+  value       = module.temporal.frontend_address
+}
