@@ -548,7 +548,13 @@ async fn the_operator_runs_a_shop_on_a_real_api_server() {
             .unwrap()
             .into_keys()
             .collect::<Vec<_>>(),
-        ["cart", "notification", "order", "payment-offline-webhook", "search"]
+        [
+            "cart",
+            "notification",
+            "order",
+            "payment-offline-webhook",
+            "search"
+        ]
     );
 
     // The shop owns its policy: an edit made to the policy itself is drift, undone on the

@@ -70,7 +70,7 @@ async fn a_microservice_without_cloudnativepg_or_gateway_api_is_degraded_but_app
         .unwrap();
     api.assert_script(&[
         "DELETE /apis/apps/v1/namespaces/commerce/statefulsets/search-canary",
-    "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
+        "DELETE /apis/autoscaling/v2/namespaces/commerce/horizontalpodautoscalers/search-canary",
         "DELETE /apis/policy/v1/namespaces/commerce/poddisruptionbudgets/search-canary",
         "GET /apis/gateway.networking.k8s.io/v1/namespaces/commerce/httproutes",
         "PATCH /api/v1/namespaces/commerce/configmaps/search-canary-config",
