@@ -43,8 +43,9 @@ fn reservation_items(rows: Vec<crate::repository::ReservationRow>) -> Vec<pb::Re
 /// Products per database query of a catalogue stream.
 const CATALOGUE_PAGE: i64 = 500;
 
-type CatalogueStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Product, tonic::Status>> + Send>>;
+type CatalogueStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ListCatalogueResponse, tonic::Status>> + Send>,
+>;
 
 /// The active catalogue, a page at a time: the next page is read only when the reader has
 /// taken the previous one (a slow reader holds no more than a page in memory).
@@ -62,9 +63,13 @@ fn catalogue(products: ProductService, after: Option<Uuid>) -> CatalogueStream {
                 .map_err(grpc_status)?;
             let next = (page.len() as i64 == CATALOGUE_PAGE)
                 .then(|| page.last().map(|product| product.id));
-            let page: Vec<Result<pb::Product, tonic::Status>> = page
+            let page: Vec<Result<pb::ListCatalogueResponse, tonic::Status>> = page
                 .iter()
-                .map(|product| Ok(service::to_proto(product)))
+                .map(|product| {
+                    Ok(pb::ListCatalogueResponse {
+                        product: Some(service::to_proto(product)),
+                    })
+                })
                 .collect();
             Ok::<_, tonic::Status>(Some((futures::stream::iter(page), next)))
         }

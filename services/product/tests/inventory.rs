@@ -297,14 +297,29 @@ async fn the_catalogue_streams_every_active_product_once_in_id_order() {
         .await
         .unwrap();
 
-    let streamed: Vec<pb::Product> = grpc
-        .list_catalogue(shop.authorized(pb::ListCatalogueRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .try_collect()
-        .await
-        .unwrap();
+    let catalogue = |after_id: &str| {
+        let (mut grpc, request) = (
+            grpc.clone(),
+            shop.authorized(pb::ListCatalogueRequest {
+                after_id: after_id.to_owned(),
+            }),
+        );
+        async move {
+            let items: Vec<pb::ListCatalogueResponse> = grpc
+                .list_catalogue(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .try_collect()
+                .await
+                .unwrap();
+            items
+                .into_iter()
+                .map(|item| item.product.unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let streamed = catalogue("").await;
     let expected: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT id, revision FROM products WHERE active AND deleted_at IS NULL ORDER BY id",
     )
@@ -326,16 +341,7 @@ async fn the_catalogue_streams_every_active_product_once_in_id_order() {
 
     // From the middle: only what comes after the given id.
     let middle = expected[260].0;
-    let rest: Vec<pb::Product> = grpc
-        .list_catalogue(shop.authorized(pb::ListCatalogueRequest {
-            after_id: middle.to_string(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .try_collect()
-        .await
-        .unwrap();
+    let rest = catalogue(&middle.to_string()).await;
     assert_eq!(rest.len(), 521 - 261);
     assert_eq!(rest[0].id, expected[261].0.to_string());
     let status = grpc

@@ -53,6 +53,10 @@ impl CatalogueSource {
             .list_catalogue(request)
             .await?
             .into_inner();
-        Ok(stream.map(|product| product.map_err(PeerError::from)))
+        Ok(stream.map(|item| {
+            item.map_err(PeerError::from)?.product.ok_or_else(|| {
+                PeerError::Status(tonic::Status::internal("an empty catalogue item"))
+            })
+        }))
     }
 }
