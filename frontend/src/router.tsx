@@ -17,7 +17,7 @@ export interface RouterContext {
   queryClient: QueryClient;
 }
 
-export const SORTS = ["relevance", "price_asc", "price_desc", "newest"] as const;
+export const SORTS = ["relevance", "best_selling", "price_asc", "price_desc", "newest"] as const;
 export type Sort = (typeof SORTS)[number];
 
 export interface CatalogueSearch {
@@ -216,6 +216,11 @@ const adminPromoCodesRoute = createRoute({
   path: "/promo-codes",
 }).lazy(() => import("./routes/admin-promo-codes").then((module) => module.Route));
 
+const adminSearchRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/search",
+}).lazy(() => import("./routes/admin-search").then((module) => module.Route));
+
 const adminSupportRoute = createRoute({
   getParentRoute: () => adminRoute,
   path: "/support",
@@ -231,6 +236,7 @@ const routeTree = rootRoute.addChildren([
     adminProductsRoute,
     adminPaymentsRoute,
     adminPromoCodesRoute,
+    adminSearchRoute,
     adminSupportRoute,
   ]),
   checkoutRoute,

@@ -457,6 +457,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/search/analytics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What shoppers searched, and what found nothing (admin, support).
+         * @description First-page searches counted by their words over the last `days` days (today included, UTC; 31 days are kept), most first; and apart, those that found no product: what the catalogue is missing.
+         */
+        get: operations["searchAnalytics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/cart": {
         parameters: {
             query?: never;
@@ -1522,6 +1542,10 @@ export interface components {
         MoneyInput: {
             amount: components["schemas"]["Decimal"];
             currency: components["schemas"]["Currency"];
+        };
+        QueryCount: {
+            query: string;
+            count: number;
         };
         SearchHit: {
             /** Format: uuid */
@@ -2987,7 +3011,8 @@ export interface operations {
                 minPrice?: components["schemas"]["Decimal"];
                 maxPrice?: components["schemas"]["Decimal"];
                 inStock?: boolean;
-                sort?: "relevance" | "price_asc" | "price_desc" | "newest";
+                /** @description `relevance` lifts, among equally good matches, the products that sell more; `best_selling` orders by units sold to paid orders. */
+                sort?: "relevance" | "price_asc" | "price_desc" | "newest" | "best_selling";
                 page?: components["parameters"]["Page"];
                 pageSize?: components["parameters"]["PageSize"];
             };
@@ -3102,6 +3127,37 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    searchAnalytics: {
+        parameters: {
+            query?: {
+                days?: number;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The most searched queries, and the most searched that found nothing. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        days: number;
+                        searches: components["schemas"]["QueryCount"][];
+                        noResults: components["schemas"]["QueryCount"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
         };
     };

@@ -733,6 +733,7 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
             }
         }
         "search" => {
+            own.insert("jwks_url".to_owned(), text(&jwks));
             own.insert("index_dir".to_owned(), text(SEARCH_INDEX_DIR));
             own.insert("peers".to_owned(), Value::Table(peers));
         }

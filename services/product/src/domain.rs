@@ -77,6 +77,10 @@ pub struct Product {
     /// Changes with every write, stock included; orders cache entries.
     #[serde(skip)]
     pub revision: i64,
+    /// Units deducted for paid orders, less those restocked. Not shown to shoppers; search
+    /// ranks by it.
+    #[serde(skip)]
+    pub units_sold: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -28,6 +28,7 @@ struct ProductRow {
     active: bool,
     version: i64,
     revision: i64,
+    units_sold: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -51,6 +52,7 @@ impl From<ProductRow> for Product {
             active: row.active,
             version: row.version,
             revision: row.revision,
+            units_sold: row.units_sold,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -58,7 +60,7 @@ impl From<ProductRow> for Product {
 }
 
 const COLUMNS: &str = "id, sku, name, description, category, price_amount, currency, stock, reserved, \
-                       attributes, images, active, version, revision, created_at, updated_at";
+                       attributes, images, active, version, revision, units_sold, created_at, updated_at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
@@ -469,15 +471,16 @@ pub async fn settle_reservation(
     row: &ReservationRow,
     to: ReservationStatus,
 ) -> Result<(), RepositoryError> {
-    // reserved → deducted: the units leave stock; reserved → released: they are free
-    // again; deducted → restocked: they come back to stock.
+    // reserved → deducted: the units leave stock, sold; reserved → released: they are free
+    // again; deducted → restocked: they come back to stock, unsold.
     let (reserved_change, stock_change) = match to {
         ReservationStatus::Deducted => (row.quantity, row.quantity),
         ReservationStatus::Restocked => (0, -row.quantity),
         _ => (row.quantity, 0),
     };
     sqlx::query(
-        "UPDATE products SET reserved = reserved - $2, stock = stock - $3, revision = revision + 1, updated_at = now()
+        "UPDATE products SET reserved = reserved - $2, stock = stock - $3, units_sold = units_sold + $3,
+                revision = revision + 1, updated_at = now()
          WHERE id = $1",
     )
     .bind(row.product_id)

@@ -528,5 +528,6 @@ pub fn to_proto(product: &Product) -> pb::Product {
         images: product.images.clone(),
         active: product.active,
         revision: product.revision,
+        units_sold: product.units_sold,
     }
 }

@@ -24,6 +24,7 @@ fn product(id: Uuid, revision: i64, name: &str) -> Product {
         active: true,
         version: revision,
         revision,
+        units_sold: 0,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     }

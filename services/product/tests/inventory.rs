@@ -293,13 +293,15 @@ async fn the_catalogue_streams_every_active_product_once_in_id_order() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let held = reserved["id"].as_str().unwrap().to_owned();
     let mut grpc = shop.grpc().await;
-    grpc.reserve_products(shop.authorized(reserve(Uuid::now_v7(), &[(&held, 2)])))
+    let held_order = Uuid::now_v7();
+    grpc.reserve_products(shop.authorized(reserve(held_order, &[(&held, 2)])))
         .await
         .unwrap();
 
+    let reader = grpc.clone();
     let catalogue = |after_id: &str| {
         let (mut grpc, request) = (
-            grpc.clone(),
+            reader.clone(),
             shop.authorized(pb::ListCatalogueRequest {
                 after_id: after_id.to_owned(),
             }),
@@ -338,6 +340,26 @@ async fn the_catalogue_streams_every_active_product_once_in_id_order() {
         held_product.revision > 1,
         "the reservation moved the revision"
     );
+    assert_eq!(held_product.units_sold, 0, "reserved is not sold");
+    let sold = |products: Vec<pb::Product>| {
+        products
+            .into_iter()
+            .find(|product| product.id == held)
+            .map(|product| product.units_sold)
+    };
+    // Paid: the units are sold; the order canceled after payment: given back, unsold.
+    grpc.deduct_stock(shop.authorized(pb::DeductStockRequest {
+        order_id: held_order.to_string(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(sold(catalogue("").await), Some(2));
+    grpc.restock_order(shop.authorized(pb::RestockOrderRequest {
+        order_id: held_order.to_string(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(sold(catalogue("").await), Some(0));
 
     // From the middle: only what comes after the given id.
     let middle = expected[260].0;

@@ -48,6 +48,7 @@ async fn main() {
         database = {{ url = "{search_db}" }}
         index_dir = "{index}"
         redis_prefix = "{search_redis}"
+        jwks_url = "{jwks}"
         "#,
         kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
         redis = required_env("COMMERCE_TEST_REDIS_URL"),

@@ -22,8 +22,13 @@ pub struct ProductDoc {
     /// Seconds since the epoch.
     pub created_at: i64,
     /// The product's revision this document shows (the catalogue's `revision`): an
-    /// event carrying an older one changes nothing.
+    /// event carrying an older one changes nothing. Kept in a fast field, not shown.
+    #[serde(skip_serializing, default)]
     pub revision: i64,
+    /// Units sold (the catalogue's `units_sold`): the "best selling" order and a boost
+    /// in relevance. Kept in a fast field, not shown.
+    #[serde(skip_serializing, default)]
+    pub units_sold: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +38,7 @@ pub enum SearchSort {
     PriceAsc,
     PriceDesc,
     Newest,
+    BestSelling,
 }
 
 impl SearchSort {
@@ -42,6 +48,7 @@ impl SearchSort {
             "price_asc" => Some(Self::PriceAsc),
             "price_desc" => Some(Self::PriceDesc),
             "newest" => Some(Self::Newest),
+            "best_selling" => Some(Self::BestSelling),
             _ => None,
         }
     }

@@ -1,4 +1,5 @@
-//! The search service's public REST edge under `/v1/search`.
+//! The search service's REST edge: catalogue search under `/v1/search` for everyone, the
+//! search analytics under `/v1/admin/search` for staff.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -14,8 +15,12 @@ use crate::domain::{SearchQuery, SearchSort};
 use crate::service::SearchService;
 
 /// Catalogue search is public: anonymous shoppers search; abuse is the gateway's to limit.
-pub fn routes(search: SearchService) -> Router {
-    api().into_router().with_state(search)
+/// The analytics check the caller's token.
+pub fn routes(search: SearchService, verifier: commerce_access::TokenVerifier) -> Router {
+    api()
+        .into_router()
+        .layer(axum::Extension(verifier))
+        .with_state(search)
 }
 
 /// The public REST API (see `openapi/openapi.yaml`).
@@ -25,6 +30,7 @@ pub fn api() -> ApiRoutes<SearchService> {
         .get("/v1/search/autocomplete", autocomplete)
         .get("/v1/search/suggestions", suggestions)
         .get("/v1/search/popular", popular)
+        .get("/v1/admin/search/analytics", analytics)
 }
 
 use commerce_runtime::api::{QueryResult, parsed_query as query_of};
@@ -83,7 +89,10 @@ async fn search_products(
         sort: match params.sort.as_deref() {
             None => SearchSort::default(),
             Some(raw) => SearchSort::parse(raw).ok_or_else(|| {
-                ApiError::invalid("sort", "must be relevance, price_asc, price_desc or newest")
+                ApiError::invalid(
+                    "sort",
+                    "must be relevance, price_asc, price_desc, newest or best_selling",
+                )
             })?,
         },
         page: params.page.unwrap_or(1),
@@ -156,4 +165,34 @@ async fn popular(
         .map(|(query, count)| serde_json::json!({ "query": query, "count": count }))
         .collect();
     Ok(Json(serde_json::json!({ "items": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalyticsParams {
+    days: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// What was searched, and what found nothing: admins and support.
+async fn analytics(
+    State(search): State<SearchService>,
+    principal: commerce_access::Principal,
+    params: QueryResult<AnalyticsParams>,
+) -> Result<Json<crate::service::SearchReport>, ApiError> {
+    use commerce_access::Role;
+    principal.require(&[Role::Admin, Role::Support])?;
+    let params = query_of(params)?;
+    let days = params.days.unwrap_or(7);
+    if !(1..=crate::repository::ANALYTICS_KEPT_DAYS).contains(&days) {
+        return Err(ApiError::invalid(
+            "days",
+            format!("must be 1 to {}", crate::repository::ANALYTICS_KEPT_DAYS),
+        ));
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 100"));
+    }
+    Ok(Json(search.report(days, limit).await?))
 }

@@ -11,7 +11,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{self, InvalidSearch, ProductDoc, SearchQuery, SearchResults};
-use crate::repository::{IndexError, PopularQueries, SearchIndex};
+use crate::repository::{
+    IndexError, PopularQueries, SearchAnalytics, SearchIndex, SearchesCounted,
+};
 
 pub const PRODUCT_TOPIC: &str = "commerce.product.events";
 
@@ -51,6 +53,23 @@ pub struct Suggestion {
 pub struct SearchService {
     index: Arc<dyn SearchIndex>,
     popular: PopularQueries,
+    analytics: SearchAnalytics,
+}
+
+/// What staff see of the searches of a few days: the most searched queries and the most
+/// searched of those that found nothing (what the catalogue is missing).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchReport {
+    pub days: u32,
+    pub searches: Vec<QueryCount>,
+    pub no_results: Vec<QueryCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryCount {
+    pub query: String,
+    pub count: u64,
 }
 
 /// Runs index work (CPU and disk) off the async workers.
@@ -63,8 +82,16 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl SearchService {
-    pub fn new(index: Arc<dyn SearchIndex>, popular: PopularQueries) -> Self {
-        Self { index, popular }
+    pub fn new(
+        index: Arc<dyn SearchIndex>,
+        popular: PopularQueries,
+        analytics: SearchAnalytics,
+    ) -> Self {
+        Self {
+            index,
+            popular,
+            analytics,
+        }
     }
 
     pub fn index(&self) -> Arc<dyn SearchIndex> {
@@ -84,12 +111,21 @@ impl SearchService {
         let searched = query.clone();
         let results = blocking(move || index.search(&searched)).await?;
         metrics::counter!("search_queries_total").increment(1);
-        // Only first pages that found something count as searches worth showing others.
-        if query.page == 1
-            && results.total > 0
-            && let Err(error) = self.popular.record(&query.text, client).await
-        {
-            tracing::warn!(%error, "could not record the query");
+        if query.page == 1 {
+            let today = chrono::Utc::now().date_naive();
+            if let Err(error) = self
+                .analytics
+                .record(&query.text, results.total > 0, today)
+                .await
+            {
+                tracing::warn!(%error, "could not count the query");
+            }
+            // Only searches that found something are worth showing other shoppers.
+            if results.total > 0
+                && let Err(error) = self.popular.record(&query.text, client).await
+            {
+                tracing::warn!(%error, "could not record the query");
+            }
         }
         Ok(results)
     }
@@ -177,6 +213,30 @@ impl SearchService {
             ..SearchQuery::default()
         };
         Ok(blocking(move || index.search(&query)).await?.total)
+    }
+
+    /// The searches of the `days` days up to today, for staff.
+    pub async fn report(&self, days: u32, limit: usize) -> Result<SearchReport, SearchError> {
+        let today = chrono::Utc::now().date_naive();
+        let counts = |pairs: Vec<(String, u64)>| {
+            pairs
+                .into_iter()
+                .map(|(query, count)| QueryCount { query, count })
+                .collect()
+        };
+        Ok(SearchReport {
+            days,
+            searches: counts(
+                self.analytics
+                    .top(SearchesCounted::All, days, today, limit)
+                    .await?,
+            ),
+            no_results: counts(
+                self.analytics
+                    .top(SearchesCounted::WithoutResults, days, today, limit)
+                    .await?,
+            ),
+        })
     }
 
     pub async fn popular(&self, limit: usize) -> Result<Vec<(String, u64)>, SearchError> {
@@ -327,5 +387,6 @@ fn document_from(product: &pb::Product, id: Uuid) -> Result<ProductDoc, SearchEr
         image: product.images.first().cloned(),
         created_at: product.created_at.as_ref().map_or(0, |at| at.seconds),
         revision: product.revision,
+        units_sold: product.units_sold,
     })
 }

@@ -9,6 +9,10 @@ use serde::Deserialize;
 pub struct SearchSettings {
     /// Where the index lives; it survives restarts.
     pub index_dir: PathBuf,
+    /// Auth's keys, for the staff's search analytics.
+    pub jwks_url: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
     #[serde(default = "default_group")]
@@ -33,6 +37,10 @@ pub struct PeerSettings {
 
 fn default_popular_min_clients() -> u64 {
     3
+}
+
+fn default_issuer() -> String {
+    "commerce-auth".to_owned()
 }
 
 fn default_redis_prefix() -> String {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumers::*;
 use crate::http::*;
 use crate::peers::CatalogueSource;
-use crate::repository::{IndexError, PopularQueries, SearchIndex, TantivyIndex};
+use crate::repository::{IndexError, PopularQueries, SearchAnalytics, SearchIndex, TantivyIndex};
 use crate::service::{self, RebuildReason, SearchService};
 use crate::settings::*;
 
@@ -32,6 +32,12 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             &settings.redis_prefix,
             settings.popular_min_clients,
         ),
+        SearchAnalytics::new(redis.clone(), &settings.redis_prefix),
+    );
+    let staff_tokens = commerce_access::TokenVerifier::for_users(
+        &settings.jwks_url,
+        &settings.issuer,
+        commerce_access::RevokedSessions::new(redis.clone()),
     );
     let catalogue = match (&settings.peers, &settings.client_secret) {
         (Some(peers), Some(secret)) => Some(CatalogueSource::new(
@@ -74,7 +80,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }
     });
     Ok(ServiceParts {
-        http: routes(search),
+        http: routes(search, staff_tokens),
         grpc: None,
         background: vec![indexing],
         readiness: vec![

@@ -29,6 +29,7 @@ fn product(
         image: None,
         created_at: 1_700_000_000 + n as i64,
         revision: 1,
+        units_sold: 0,
     }
 }
 
@@ -244,6 +245,32 @@ fn updates_deletes_replays_and_restarts() {
     assert_eq!(
         reopened.search(&query("desk")).unwrap().items[0].price,
         Decimal::from(50)
+    );
+}
+
+#[test]
+fn what_sells_ranks_first_among_equal_matches_and_in_its_own_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TantivyIndex::open(dir.path()).unwrap();
+    let mut quiet = product(1, "LAMP-A", "Brass lamp", "", "home", "40.00", 3);
+    let mut seller = product(2, "LAMP-B", "Steel lamp", "", "home", "45.00", 3);
+    let mut middling = product(3, "MUG-C", "Clay mug", "", "kitchen", "9.00", 3);
+    quiet.units_sold = 0;
+    seller.units_sold = 120;
+    middling.units_sold = 7;
+    index.upsert(&[quiet, seller, middling]).unwrap();
+    // Both names match "lamp" alike; the one that sells comes first.
+    assert_eq!(skus(&index, &query("lamp")), ["LAMP-B", "LAMP-A"]);
+    let best_selling = SearchQuery {
+        sort: SearchSort::BestSelling,
+        ..query("")
+    };
+    assert_eq!(skus(&index, &best_selling), ["LAMP-B", "MUG-C", "LAMP-A"]);
+    // Sales are not shown to shoppers.
+    let shown = serde_json::to_value(&index.search(&best_selling).unwrap().items[0]).unwrap();
+    assert!(
+        shown.get("unitsSold").is_none() && shown.get("revision").is_none(),
+        "{shown}"
     );
 }
 

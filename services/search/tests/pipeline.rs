@@ -3,11 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use commerce_proto::product::v1 as pb;
 use commerce_runtime::Config;
 use commerce_runtime::service;
 use commerce_testkit::{TestIssuer, eventually, fresh_database, required_env, unique};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+/// A gRPC request carrying a service token.
+fn as_service<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
 
 async fn get(client: &reqwest::Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
@@ -49,6 +59,7 @@ async fn catalogue_changes_become_searchable() {
         database = {{ url = "{search_db}" }}
         index_dir = "{index}"
         redis_prefix = "{search_redis}"
+        jwks_url = "{jwks}"
         "#,
         kafka = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
         redis = required_env("COMMERCE_TEST_REDIS_URL"),
@@ -101,6 +112,50 @@ async fn catalogue_changes_become_searchable() {
         },
     )
     .await;
+    // The mug sells (reserved, then paid): it leads the best sellers.
+    let product_grpc = running
+        .grpc_addrs
+        .iter()
+        .find(|(service, _)| *service == "product")
+        .unwrap()
+        .1;
+    let mut grpc =
+        pb::product_service_client::ProductServiceClient::connect(format!("http://{product_grpc}"))
+            .await
+            .unwrap();
+    let token = issuer.service_token("order", "product");
+    let order_id = uuid::Uuid::now_v7().to_string();
+    grpc.reserve_products(as_service(
+        &token,
+        pb::ReserveProductsRequest {
+            order_id: order_id.clone(),
+            items: vec![pb::ReservationItem {
+                product_id: ids[2].clone(),
+                quantity: 3,
+            }],
+        },
+    ))
+    .await
+    .unwrap();
+    grpc.deduct_stock(as_service(&token, pb::DeductStockRequest { order_id }))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the mug first among the best sellers",
+        || {
+            let (client, url) = (
+                client.clone(),
+                format!("{search}/v1/search?sort=best_selling"),
+            );
+            async move {
+                let results = get(&client, url).await;
+                (skus(&results).first().map(String::as_str) == Some("MUG-S")).then_some(())
+            }
+        },
+    )
+    .await;
+
     let found = get(&client, format!("{search}/v1/search?q=lmap&sort=price_asc")).await;
     assert_eq!(
         skus(&found),
@@ -225,6 +280,63 @@ async fn catalogue_changes_become_searchable() {
         counts.windows(2).all(|pair| pair[0] >= pair[1]),
         "most searched first: {popular}"
     );
+    // Staff see what was searched, and apart what found nothing; shoppers do not.
+    let analytics = format!("{search}/v1/admin/search/analytics?days=1&limit=100");
+    let anonymous = client.get(&analytics).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let customer = issuer.user_token(uuid::Uuid::new_v4(), "customer");
+    let refused = client
+        .get(&analytics)
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let support = issuer.user_token(uuid::Uuid::new_v4(), "support");
+    let report: Value = client
+        .get(&analytics)
+        .bearer_auth(&support)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["days"], 1);
+    assert!(
+        report["searches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"query": "desk lamp", "count": 4})),
+        "two spellings of one query, four searches: {report}"
+    );
+    assert!(
+        report["noResults"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"query": "buy cheap followers", "count": 3})),
+        "{report}"
+    );
+    let missing: Vec<&str> = report["noResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["query"].as_str().unwrap())
+        .collect();
+    assert!(
+        !missing.contains(&"desk lamp") && !missing.contains(&"cup"),
+        "{report}"
+    );
+    let too_long = client
+        .get(format!("{search}/v1/admin/search/analytics?days=40"))
+        .bearer_auth(&support)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 400);
+    let body: Value = too_long.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "days");
+
     let bad = client
         .get(format!("{search}/v1/search?pageSize=1000"))
         .send()
@@ -240,7 +352,10 @@ async fn catalogue_changes_become_searchable() {
             .fetch_one(&search_db.pool)
             .await
             .unwrap();
-    assert_eq!(processed, 5, "three creations, one update, one deletion");
+    assert_eq!(
+        processed, 7,
+        "three creations, a reservation and a sale, one update, one deletion"
+    );
 
     shutdown.cancel();
     running.wait().await.unwrap();
