@@ -697,6 +697,13 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                         shop.spec.hostname
                     )),
                 );
+                own.insert(
+                    "order_url".to_owned(),
+                    text(format!(
+                        "https://{}/orders/{{order_id}}",
+                        shop.spec.hostname
+                    )),
+                );
                 // The storefront's page, served at the shop's hostname.
                 own.insert(
                     "reset_password_url".to_owned(),

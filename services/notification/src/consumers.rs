@@ -19,11 +19,13 @@ pub const TOPICS: [&str; 4] = [
 ];
 pub const DEAD_LETTER_TOPIC: &str = "commerce.notification.dlq";
 
-/// Builds the links e-mailed with single-use tokens; `{token}` is where the token goes.
+/// Builds the links e-mailed: with single-use tokens (`{token}` is where the token goes),
+/// and to an order's page (`{order_id}`).
 #[derive(Clone)]
 pub struct Links {
     pub verify_email: String,
     pub reset_password: String,
+    pub order: String,
 }
 
 pub struct ShopEvents {
@@ -148,6 +150,27 @@ impl EventHandler for ShopEvents {
                 (
                     event.uuid("user_id", &message.user_id)?,
                     "payment_reminder",
+                    data,
+                )
+            }
+            _ if event.is::<order::PaymentAttemptFailed>() => {
+                let message: order::PaymentAttemptFailed = event.decode()?;
+                let order_id = event.uuid("order_id", &message.order_id)?;
+                let data = data([
+                    ("order_id", message.order_id.clone()),
+                    ("reason", message.reason.clone()),
+                    ("total", money(message.total.as_ref())),
+                    ("payment_due_at", when(message.payment_due_at.as_ref())),
+                    (
+                        "pay_url",
+                        self.links
+                            .order
+                            .replace("{order_id}", &order_id.to_string()),
+                    ),
+                ]);
+                (
+                    event.uuid("user_id", &message.user_id)?,
+                    "payment_failed",
                     data,
                 )
             }

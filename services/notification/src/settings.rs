@@ -29,6 +29,10 @@ pub struct NotificationSettings {
     /// `{token}` where the token goes.
     #[serde(default = "default_reset_link")]
     pub reset_password_url: String,
+    /// The storefront's page of an order, where the customer pays; `{order_id}` where
+    /// the order's id goes (a failed payment's e-mail links there).
+    #[serde(default = "default_order_link")]
+    pub order_url: String,
     /// SSE keep-alive comment interval.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -65,6 +69,10 @@ fn default_prefix() -> String {
 fn default_verify_link() -> String {
     "http://localhost:8080/v1/auth/verify-email?token={token}".into()
 }
+fn default_order_link() -> String {
+    "http://localhost:5173/orders/{order_id}".to_owned()
+}
+
 fn default_reset_link() -> String {
     "http://localhost:5173/reset-password?token={token}".into()
 }

@@ -67,6 +67,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             links: Links {
                 verify_email: settings.verify_email_url.clone(),
                 reset_password: settings.reset_password_url.clone(),
+                order: settings.order_url.clone(),
             },
         }),
     )?;

@@ -160,6 +160,7 @@ impl Setup {
             heartbeat = "1s"
             poll_interval = "200ms"
             verify_email_url = "https://shop.example/verify-email?token={{token}}"
+            order_url = "https://shop.example/orders/{{order_id}}"
             smtp = {{ host = "127.0.0.1", port = {smtp}, from = "Shop <shop@example.com>", timeout = "5s" }}
             sms = {{ timeout = "1s", providers = [
                 {{ provider = "twilio", account_sid = "AC123", auth_token = "twilio-secret", from = "+15005550006", base_url = "{sms}" }},
@@ -613,6 +614,52 @@ async fn registration_mails_a_verification_link_through_a_real_smtp_server() {
         mails
             .iter()
             .any(|mail| mail["subject"] == "Your order expired")
+    );
+
+    // A failed payment of an order that still waits for it: pay again, by this link, in
+    // time.
+    let order_id = "0199aaaa-0000-7000-8000-000000000001";
+    publish(
+        &setup,
+        "commerce.order.events",
+        "commerce.order.v1.PaymentAttemptFailed",
+        order_id,
+        commerce_proto::order::v1::PaymentAttemptFailed {
+            order_id: order_id.to_owned(),
+            user_id: user.to_string(),
+            reason: "card declined".into(),
+            total: Some(commerce_proto::common::v1::Money {
+                amount: "42.50".into(),
+                currency: "EUR".into(),
+            }),
+            payment_due_at: Some(prost_types::Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 0,
+            }),
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    let mails = eventually(
+        Duration::from_secs(30),
+        "the failed payment's e-mail",
+        || async {
+            let mails = sink.mail_to(&email).await;
+            (mails.len() == 3).then_some(mails)
+        },
+    )
+    .await;
+    let failed = mails
+        .iter()
+        .find(|mail| mail["subject"] == "Your payment did not go through")
+        .unwrap_or_else(|| panic!("{mails:?}"));
+    let text = failed["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("https://shop.example/orders/{order_id}"))
+            && text.contains("until 2030-03-17 17:46 UTC")
+            && text.contains("(card declined)")
+            && text.contains("42.50 EUR"),
+        "{text}"
     );
 }
 

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use crate::domain::OrderStatus;
 use crate::service::OrderService;
 
-/// Payment events: a payment starts the order's payment saga; a failed attempt is noted.
+/// Payment events: a payment starts the order's payment saga; a failed attempt is noted
+/// and, while the order waits for payment, the customer is told (`PaymentAttemptFailed`).
 /// Fulfillment events: the order follows its shipment (SHIPPED, DELIVERED).
 pub struct PeerEvents {
     pub orders: OrderService,
@@ -74,12 +75,9 @@ impl EventHandler for PeerEvents {
             _ if event.is::<payment_pb::PaymentFailed>() => {
                 let failed: payment_pb::PaymentFailed = event.decode()?;
                 let order_id = event.uuid("order_id", &failed.order_id)?;
-                crate::repository::note(
-                    connection,
-                    order_id,
-                    &format!("payment attempt failed: {}", failed.reason),
-                )
-                .await?;
+                crate::events::payment_attempt_failed(connection, order_id, &failed.reason)
+                    .await
+                    .map_err(|error| HandlerError::Retryable(error.into()))?;
             }
             _ => {}
         }

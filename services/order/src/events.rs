@@ -30,8 +30,8 @@ pub const REMINDER_TASK: &str = "order.payment_reminder";
 pub const EXPIRY_TASK: &str = "order.payment_expiry";
 
 /// An event about `order_id` on the order topic, its type the message's name: the service
-/// publishes `OrderCreated`, `OrderConfirmed`, `OrderCanceled`, `OrderExpired` and
-/// `PaymentReminderDue` (`proto/commerce/order/v1/order.proto`).
+/// publishes `OrderCreated`, `OrderConfirmed`, `OrderCanceled`, `OrderExpired`,
+/// `PaymentReminderDue` and `PaymentAttemptFailed` (`proto/commerce/order/v1/order.proto`).
 pub fn order_event<M: prost::Message + prost::Name>(order_id: Uuid, message: &M) -> NewEvent {
     NewEvent::of(TOPIC, order_id.to_string(), message)
 }
@@ -60,6 +60,37 @@ pub fn reminder_task_id(order_id: Uuid, reminder: i32) -> String {
 
 pub fn expiry_task_id(order_id: Uuid) -> String {
     format!("expiry:{order_id}")
+}
+
+/// Notes a failed payment attempt on the order and, while the order still waits for
+/// payment, publishes `PaymentAttemptFailed` (the customer is told to pay again before
+/// the window closes); in the caller's transaction (the inbox's). `true` when published.
+pub async fn payment_attempt_failed(
+    connection: &mut sqlx::PgConnection,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<bool, OrderError> {
+    repo::note(
+        &mut *connection,
+        order_id,
+        &format!("payment attempt failed: {reason}"),
+    )
+    .await?;
+    let Some(order) = repo::order(&mut *connection, order_id).await? else {
+        return Ok(false);
+    };
+    if order.status != crate::domain::OrderStatus::PendingPayment {
+        return Ok(false);
+    }
+    let event = pb::PaymentAttemptFailed {
+        order_id: order_id.to_string(),
+        user_id: order.user_id.to_string(),
+        reason: reason.to_owned(),
+        total: total_money(&order),
+        payment_due_at: order.payment_due_at.map(timestamp),
+    };
+    outbox::enqueue(&mut *connection, order_event(order_id, &event)).await?;
+    Ok(true)
 }
 
 /// Publishes payment reminder number `reminder` (`PaymentReminderDue`) once, and only

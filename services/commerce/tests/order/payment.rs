@@ -109,6 +109,21 @@ async fn paying_confirms_the_order_deducts_stock_and_stops_reminders(engine: Eng
     );
     shop.await_note(&order, "payment attempt failed").await;
     assert_eq!(shop.order_status(&order).await, "PENDING_PAYMENT");
+    // ... and the customer is told, with what is due and until when.
+    let told = shop
+        .events("commerce.order.v1.PaymentAttemptFailed", &order)
+        .await;
+    assert_eq!(told.len(), 1);
+    let told = commerce_proto::order::v1::PaymentAttemptFailed::decode(told[0].as_slice()).unwrap();
+    let due: rust_decimal::Decimal = told.total.as_ref().unwrap().amount.parse().unwrap();
+    assert!(
+        due >= rust_decimal::Decimal::from(24),
+        "two mugs at 12.00: {told:?}"
+    );
+    assert!(
+        told.payment_due_at.is_some() && !told.reason.is_empty(),
+        "{told:?}"
+    );
 
     let (status, body) = shop.pay_attempt(&alice, &order, "succeeded").await;
     assert_eq!(status, StatusCode::OK, "{body}");
