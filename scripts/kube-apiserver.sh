@@ -238,10 +238,11 @@ metadata:
     kubernetes.io/arch: amd64
     topology.kubernetes.io/zone: zone-$index
     type: kwok
-status:
-  allocatable: {cpu: "32", memory: 128Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 128Gi, pods: "110"}
 NODE
+    # Simulated nodes cost nothing per pod: room for every shop the tests leave behind
+    # (the kubelet's default of 110 filled up after a few runs on one control plane).
+    kubectl_admin patch node "kwok-node-$index" --subresource=status --type=merge \
+      -p '{"status":{"capacity":{"cpu":"256","memory":"1Ti","pods":"2000"},"allocatable":{"cpu":"256","memory":"1Ti","pods":"2000"}}}' >/dev/null
   done
 }
 

@@ -62,7 +62,14 @@ pub const SERVICES: &[ServiceInfo] = &[
     ),
     service("payment", 8085, Some(9085), true, true, &["auth"]),
     service("fulfillment", 8086, Some(9086), true, true, &["auth"]),
-    service("notification", 8087, Some(9087), true, true, &["auth"]),
+    service(
+        "notification",
+        8087,
+        Some(9087),
+        true,
+        true,
+        &["auth", "cart"],
+    ),
     service("chat", 8088, None, true, false, &["auth"]),
     service("search", 8089, Some(9089), true, true, &["auth", "product"]),
     service(

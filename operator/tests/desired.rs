@@ -233,7 +233,20 @@ fn each_service_is_configured_with_in_cluster_peers_and_no_credentials() {
     assert_eq!(clients, expected);
     assert_eq!(
         audiences["notification"].as_array().unwrap(),
-        &[toml::Value::String("auth".to_owned())]
+        &[
+            toml::Value::String("auth".to_owned()),
+            toml::Value::String("cart".to_owned())
+        ],
+        "addresses from auth; whether an abandoned cart still is from cart"
+    );
+    let notification = config(find(&children, "notification"));
+    assert_eq!(
+        notification["services"]["notification"]["peers"]["cart_grpc"].as_str(),
+        Some("http://demo-cart:9083")
+    );
+    assert_eq!(
+        notification["services"]["notification"]["cart_url"].as_str(),
+        Some("https://shop.example.com/cart")
     );
 
     // Checkout asks the payment service which gateways it offers.
@@ -554,19 +567,15 @@ fn with_temporal_the_order_service_uses_it_and_an_order_worker_runs() {
     // The order database's credentials (the ones the order pods get) and the order
     // client secret, from Secrets.
     let order_env = ms::desired(order)
-        .deployment
-        .unwrap()
+        .pod_template()
         .spec
-        .unwrap()
-        .template
-        .spec
+        .clone()
         .unwrap()
         .containers[0]
         .env
         .clone()
         .unwrap();
-    let worker_deployment = ms::desired(worker).deployment.unwrap();
-    let pod = worker_deployment.spec.unwrap().template.spec.unwrap();
+    let pod = ms::desired(worker).pod_template().spec.clone().unwrap();
     assert!(pod.init_containers.is_none(), "the order pods migrate");
     let container = &pod.containers[0];
     assert_eq!(
@@ -776,12 +785,9 @@ fn a_new_signing_key_rolls_auth_and_a_config_change_rolls_only_its_service() {
     .unwrap();
     let template_annotations = |children: &shop::ShopChildren, service: &str| {
         ms::desired(find(children, service))
-            .deployment
-            .unwrap()
-            .spec
-            .unwrap()
-            .template
+            .pod_template()
             .metadata
+            .clone()
             .unwrap()
             .annotations
             .unwrap_or_default()
@@ -948,14 +954,7 @@ fn autoscaling_takes_the_replica_count_and_one_replica_gets_no_budget() {
     assert!(children.disruption_budget.is_none());
     assert!(children.database.is_none());
     assert!(children.config_map.is_none());
-    let pod = children
-        .deployment
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
+    let pod = children.pod_template().spec.clone().unwrap();
     assert!(pod.init_containers.is_none(), "no database, no migrations");
 }
 
@@ -990,15 +989,7 @@ fn routes_send_their_prefixes_to_the_http_port() {
     let storefront = ms::desired(storefront);
     assert_eq!(storefront.routes.len(), 1);
     assert!(
-        storefront
-            .deployment
-            .unwrap()
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers[0]
+        storefront.pod_template().spec.clone().unwrap().containers[0]
             .args
             .is_none()
     );
@@ -1014,12 +1005,9 @@ fn scheduling_puts_services_on_the_stateless_pool_and_databases_on_the_stateful_
     let children = shop::desired(&shop, &observed()).unwrap();
     let pod = |service: &str| {
         ms::desired(find(&children, service))
-            .deployment
-            .unwrap()
+            .pod_template()
             .spec
-            .unwrap()
-            .template
-            .spec
+            .clone()
             .unwrap()
     };
     let cart = pod("cart");
@@ -1192,14 +1180,7 @@ fn probes_and_scrapes_use_the_ops_port_which_the_service_does_not_expose() {
         Some("0.0.0.0:9464")
     );
     let children = ms::desired(&microservice(spec));
-    let template = &children
-        .deployment
-        .as_ref()
-        .unwrap()
-        .spec
-        .as_ref()
-        .unwrap()
-        .template;
+    let template = children.pod_template();
     let container = &template.spec.as_ref().unwrap().containers[0];
     let ports: Vec<(String, i32)> = container
         .ports

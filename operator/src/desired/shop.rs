@@ -698,6 +698,10 @@ pub fn base_config(shop: &Shop, service: &ServiceInfo) -> Table {
                     )),
                 );
                 own.insert(
+                    "cart_url".to_owned(),
+                    text(format!("https://{}/cart", shop.spec.hostname)),
+                );
+                own.insert(
                     "order_url".to_owned(),
                     text(format!(
                         "https://{}/orders/{{order_id}}",

@@ -30,6 +30,17 @@ fn grpc_uuid(field: &str, raw: &str) -> Result<Uuid, tonic::Status> {
 
 #[tonic::async_trait]
 impl pb::cart_service_server::CartService for GrpcHandler {
+    async fn get_abandoned_cart(
+        &self,
+        request: tonic::Request<pb::GetAbandonedCartRequest>,
+    ) -> Result<tonic::Response<pb::GetAbandonedCartResponse>, tonic::Status> {
+        let id = grpc_uuid("cart_id", &request.into_inner().cart_id)?;
+        let cart = self.carts.abandoned(id).await.map_err(grpc_status)?;
+        Ok(tonic::Response::new(
+            cart.map(|cart| cart.to_proto()).unwrap_or_default(),
+        ))
+    }
+
     async fn get_checkout_session(
         &self,
         request: tonic::Request<pb::GetCheckoutSessionRequest>,

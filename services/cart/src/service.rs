@@ -254,6 +254,27 @@ impl CartService {
         Ok(true)
     }
 
+    /// A cart announced abandoned and untouched since, priced now; `None` once it changed,
+    /// was emptied or ordered.
+    pub async fn abandoned(&self, cart_id: Uuid) -> Result<Option<AbandonedCart>, CartError> {
+        let mut connection = self.pool.acquire().await?;
+        let Some(found) = repo::abandoned_cart(&mut connection, cart_id).await? else {
+            return Err(CartError::NotFound(format!("cart {cart_id}")));
+        };
+        drop(connection);
+        let Some((user_id, lines)) = found else {
+            return Ok(None);
+        };
+        let lines = self.price(&lines).await?;
+        let totals = domain::totals(&lines, Decimal::ZERO)?;
+        Ok(Some(AbandonedCart {
+            user_id,
+            lines,
+            subtotal: totals.subtotal,
+            currency: totals.currency,
+        }))
+    }
+
     /// Deletes carts idle for longer than `retention` that no checkout refers to.
     pub async fn clean_up(&self, retention: Duration) -> Result<u64, CartError> {
         Ok(repo::delete_stale_carts(&self.pool, Utc::now() - retention).await?)
@@ -694,6 +715,36 @@ impl CartService {
 
     pub async fn promos(&self) -> Result<Vec<PromoCode>, CartError> {
         Ok(repo::list_promos(&self.pool).await?)
+    }
+}
+
+/// An abandoned cart as the recovery e-mail shows it.
+#[derive(Debug, Clone)]
+pub struct AbandonedCart {
+    pub user_id: Option<Uuid>,
+    pub lines: Vec<PricedLine>,
+    pub subtotal: Decimal,
+    pub currency: String,
+}
+
+impl AbandonedCart {
+    pub fn to_proto(&self) -> pb::GetAbandonedCartResponse {
+        pb::GetAbandonedCartResponse {
+            abandoned: true,
+            user_id: self.user_id.map(|id| id.to_string()).unwrap_or_default(),
+            items: self
+                .lines
+                .iter()
+                .map(|line| pb::CheckoutItem {
+                    product_id: line.product_id.to_string(),
+                    sku: line.sku.clone(),
+                    name: line.name.clone(),
+                    quantity: line.quantity,
+                    unit_price: Some(money(line.unit_price, &line.currency)),
+                })
+                .collect(),
+            subtotal: Some(money(self.subtotal, &self.currency)),
+        }
     }
 }
 

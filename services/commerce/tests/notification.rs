@@ -256,3 +256,158 @@ async fn signing_up_mails_a_link_that_verifies_and_streams_pass_the_gateway() {
     assert!(seen.contains("event: notification"), "{seen}");
     assert!(seen.contains("\"title\":\"Order shipped\""), "{seen}");
 }
+
+/// The cart service announces a cart left alone with items (`CartAbandoned`, once per idle
+/// spell); the notification service asks cart whether it still is and what it holds now,
+/// then mails its owner the lines at today's prices and a link back. An emptied cart is
+/// not announced, and an announcement that arrives after the cart changed mails nothing.
+#[tokio::test]
+async fn a_cart_left_alone_is_mailed_once_with_its_lines_and_a_link_back() {
+    use commerce_proto::cart::v1 as cart_pb;
+    use prost::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let sink = MailSink::start();
+    let mut shop = LocalShop::new("cartmail").await;
+    shop.env.extend([
+        (
+            "COMMERCE_SERVICES__NOTIFICATION__SMTP__PORT".to_owned(),
+            sink.smtp_port.to_string(),
+        ),
+        (
+            "COMMERCE_SERVICES__CART__ABANDON_AFTER".to_owned(),
+            "2s".to_owned(),
+        ),
+    ]);
+    shop.run(&["migrate", "--target", "all"]);
+    shop.run(&["seed"]);
+    let _running = shop.serve();
+    shop.wait_until_ready().await;
+    let gateway = shop.url(8080);
+    let client = reqwest::Client::new();
+    let customer = support::demo_login(&client, &gateway, "customer").await;
+    let email = "customer@commerce.local";
+    let (product_id, name): (uuid::Uuid, String) = sqlx::query_as(
+        "SELECT id, name FROM products WHERE active AND stock > 5 ORDER BY sku LIMIT 1",
+    )
+    .fetch_one(&shop.database("product").pool)
+    .await
+    .unwrap();
+    let added = client
+        .post(format!("{gateway}/v1/cart/items"))
+        .bearer_auth(&customer)
+        .json(&json!({"productId": product_id, "quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200, "{}", added.text().await.unwrap());
+    let cart: Value = client
+        .get(format!("{gateway}/v1/cart"))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cart_id = cart["id"].as_str().unwrap().to_owned();
+
+    let mail = eventually(
+        Duration::from_secs(60),
+        "the cart recovery e-mail",
+        || async {
+            sink.mail_to(email)
+                .await
+                .into_iter()
+                .find(|mail| mail["subject"] == "You left something in your cart")
+        },
+    )
+    .await;
+    let text = mail["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("2 × {name}, ")) && text.contains("http://localhost:5173/cart"),
+        "{text}"
+    );
+    // Once per idle spell: left alone longer, no second e-mail.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let recovery = |mails: Vec<Value>| {
+        mails
+            .into_iter()
+            .filter(|mail| mail["subject"] == "You left something in your cart")
+            .count()
+    };
+    assert_eq!(recovery(sink.mail_to(email).await), 1);
+
+    // Emptied: a new idle spell, but nothing to announce.
+    let removed = client
+        .delete(format!("{gateway}/v1/cart/items/{product_id}"))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.status().is_success(), "{}", removed.status());
+    // The announcement of the earlier spell, delivered again now (as a slow consumer
+    // would): the cart changed since, so nothing is mailed.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            shop.env_value("COMMERCE_KAFKA__BROKERS"),
+        )
+        .create()
+        .unwrap();
+    let topic = format!(
+        "{}commerce.cart.events",
+        shop.env_value("COMMERCE_KAFKA__TOPIC_PREFIX")
+    );
+    let payload = cart_pb::CartAbandoned {
+        cart_id: cart_id.clone(),
+        user_id: support::me(&client, &gateway, &customer).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        item_count: 2,
+        subtotal: None,
+    }
+    .encode_to_vec();
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: commerce_messaging::headers::EVENT_ID,
+            value: Some(event_id.as_bytes()),
+        })
+        .insert(rdkafka::message::Header {
+            key: commerce_messaging::headers::EVENT_TYPE,
+            value: Some("commerce.cart.v1.CartAbandoned".as_bytes()),
+        });
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&cart_id)
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let consumed: i64 = eventually(
+        Duration::from_secs(30),
+        "the late announcement consumed",
+        || async {
+            let count: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM inbox_events WHERE event_id = $1::uuid")
+                    .bind(&event_id)
+                    .fetch_one(&shop.database("notification").pool)
+                    .await
+                    .unwrap();
+            (count == 1).then_some(count)
+        },
+    )
+    .await;
+    assert_eq!(consumed, 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        recovery(sink.mail_to(email).await),
+        1,
+        "emptied: no more e-mail"
+    );
+}

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use commerce_messaging::{EventHandler, HandlerError, ReceivedEvent};
-use commerce_proto::{auth::v1 as auth, fulfillment::v1 as fulfillment, order::v1 as order};
+use commerce_proto::order::v1 as order;
+use commerce_proto::{auth::v1 as auth, cart::v1 as cart, fulfillment::v1 as fulfillment};
 use commerce_proto::{common::v1::Money, payment::v1 as payment};
 use uuid::Uuid;
 
@@ -11,8 +12,9 @@ use crate::domain;
 use crate::repository::{self as repo, Contact};
 use crate::service::{self, NotificationError, NotifyRequest};
 
-pub const TOPICS: [&str; 4] = [
+pub const TOPICS: [&str; 5] = [
     "commerce.auth.events",
+    "commerce.cart.events",
     "commerce.order.events",
     "commerce.fulfillment.events",
     "commerce.payment.events",
@@ -20,16 +22,35 @@ pub const TOPICS: [&str; 4] = [
 pub const DEAD_LETTER_TOPIC: &str = "commerce.notification.dlq";
 
 /// Builds the links e-mailed: with single-use tokens (`{token}` is where the token goes),
-/// and to an order's page (`{order_id}`).
+/// to an order's page (`{order_id}`) and to the cart.
 #[derive(Clone)]
 pub struct Links {
     pub verify_email: String,
     pub reset_password: String,
     pub order: String,
+    pub cart: String,
 }
 
 pub struct ShopEvents {
     pub links: Links,
+    /// Asked whether an abandoned cart still is; without it, none is mailed.
+    pub carts: Option<crate::peers::Carts>,
+}
+
+/// The cart's lines as the recovery e-mail lists them, one per line.
+fn cart_lines(items: &[cart::CheckoutItem]) -> String {
+    items
+        .iter()
+        .map(|item| {
+            format!(
+                "{} × {}, {} each",
+                item.quantity,
+                item.name,
+                money(item.unit_price.as_ref())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn when(timestamp: Option<&prost_types::Timestamp>) -> String {
@@ -152,6 +173,42 @@ impl EventHandler for ShopEvents {
                     "payment_reminder",
                     data,
                 )
+            }
+            _ if event.is::<cart::CartAbandoned>() => {
+                let message: cart::CartAbandoned = event.decode()?;
+                // A guest's cart has nobody to write to.
+                if message.user_id.is_empty() {
+                    return Ok(());
+                }
+                let user_id = event.uuid("user_id", &message.user_id)?;
+                let cart_id = event.uuid("cart_id", &message.cart_id)?;
+                let Some(carts) = &self.carts else {
+                    tracing::debug!(%cart_id, "no cart peer configured; no recovery e-mail");
+                    return Ok(());
+                };
+                // Asked now, not taken from the event: a cart ordered, emptied or changed
+                // since is not mailed, and the prices are today's.
+                let Some(now) = carts
+                    .abandoned(cart_id)
+                    .await
+                    .map_err(|error| HandlerError::Retryable(error.into()))?
+                else {
+                    return Ok(());
+                };
+                let data = data([
+                    ("items", cart_lines(&now.items)),
+                    (
+                        "item_count",
+                        now.items
+                            .iter()
+                            .map(|item| item.quantity)
+                            .sum::<i64>()
+                            .to_string(),
+                    ),
+                    ("subtotal", money(now.subtotal.as_ref())),
+                    ("cart_url", self.links.cart.clone()),
+                ]);
+                (user_id, "cart_abandoned", data)
             }
             _ if event.is::<order::PaymentAttemptFailed>() => {
                 let message: order::PaymentAttemptFailed = event.decode()?;

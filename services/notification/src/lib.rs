@@ -8,6 +8,7 @@ pub mod domain;
 pub mod email;
 pub mod grpc;
 pub mod http;
+pub mod peers;
 pub mod repository;
 pub mod service;
 pub mod settings;

@@ -33,6 +33,9 @@ pub struct NotificationSettings {
     /// the order's id goes (a failed payment's e-mail links there).
     #[serde(default = "default_order_link")]
     pub order_url: String,
+    /// The storefront's cart page (the cart recovery e-mail links there).
+    #[serde(default = "default_cart_link")]
+    pub cart_url: String,
     /// SSE keep-alive comment interval.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -46,7 +49,8 @@ pub struct NotificationSettings {
     #[serde(default = "default_stream_buffer")]
     pub stream_buffer: usize,
     /// Asks auth for addresses it has not seen in an event: `{ auth_http, auth_grpc }`
-    /// with `client_secret` (auth's `service_clients.notification`).
+    /// with `client_secret` (auth's `service_clients.notification`); and cart, with
+    /// `cart_grpc`, whether an abandoned cart still is before mailing its owner.
     pub peers: Option<Peers>,
     pub client_secret: Option<commerce_runtime::Secret>,
 }
@@ -55,6 +59,8 @@ pub struct NotificationSettings {
 pub struct Peers {
     pub auth_http: String,
     pub auth_grpc: String,
+    /// Without it, no cart recovery e-mail is sent.
+    pub cart_grpc: Option<String>,
 }
 
 fn default_issuer() -> String {
@@ -69,6 +75,10 @@ fn default_prefix() -> String {
 fn default_verify_link() -> String {
     "http://localhost:8080/v1/auth/verify-email?token={token}".into()
 }
+fn default_cart_link() -> String {
+    "http://localhost:5173/cart".to_owned()
+}
+
 fn default_order_link() -> String {
     "http://localhost:5173/orders/{order_id}".to_owned()
 }

@@ -40,6 +40,20 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }
         _ => None,
     };
+    let carts = match (&settings.peers, &settings.client_secret) {
+        (
+            Some(Peers {
+                cart_grpc: Some(cart_grpc),
+                auth_http,
+                ..
+            }),
+            Some(secret),
+        ) => Some(crate::peers::Carts::new(
+            cart_grpc,
+            ServiceTokenSource::new(auth_http, "notification", secret.expose(), "cart"),
+        )?),
+        _ => None,
+    };
     let worker = DeliveryWorker {
         pool: pool.clone(),
         mailer,
@@ -68,7 +82,9 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
                 verify_email: settings.verify_email_url.clone(),
                 reset_password: settings.reset_password_url.clone(),
                 order: settings.order_url.clone(),
+                cart: settings.cart_url.clone(),
             },
+            carts,
         }),
     )?;
     // The dead-letter topic is this service's only topic; the relay creates it.
