@@ -732,19 +732,20 @@ impl AbandonedCart {
         pb::GetAbandonedCartResponse {
             abandoned: true,
             user_id: self.user_id.map(|id| id.to_string()).unwrap_or_default(),
-            items: self
-                .lines
-                .iter()
-                .map(|line| pb::CheckoutItem {
-                    product_id: line.product_id.to_string(),
-                    sku: line.sku.clone(),
-                    name: line.name.clone(),
-                    quantity: line.quantity,
-                    unit_price: Some(money(line.unit_price, &line.currency)),
-                })
-                .collect(),
+            items: self.lines.iter().map(checkout_item).collect(),
             subtotal: Some(money(self.subtotal, &self.currency)),
         }
+    }
+}
+
+/// A priced line as checkout sessions and abandoned carts carry it.
+fn checkout_item(line: &PricedLine) -> pb::CheckoutItem {
+    pb::CheckoutItem {
+        product_id: line.product_id.to_string(),
+        sku: line.sku.clone(),
+        name: line.name.clone(),
+        quantity: line.quantity,
+        unit_price: Some(money(line.unit_price, &line.currency)),
     }
 }
 
@@ -760,17 +761,7 @@ pub fn session_to_proto(session: &CheckoutSession) -> pb::CheckoutSession {
     pb::CheckoutSession {
         id: session.id.to_string(),
         user_id: session.user_id.to_string(),
-        items: session
-            .items
-            .iter()
-            .map(|line| pb::CheckoutItem {
-                product_id: line.product_id.to_string(),
-                sku: line.sku.clone(),
-                name: line.name.clone(),
-                quantity: line.quantity,
-                unit_price: Some(money(line.unit_price, &line.currency)),
-            })
-            .collect(),
+        items: session.items.iter().map(checkout_item).collect(),
         subtotal: Some(money(session.subtotal, &session.currency)),
         discount: Some(money(session.discount, &session.currency)),
         promo_code: session.promo_code.clone().unwrap_or_default(),
