@@ -130,17 +130,8 @@ impl Peers {
         peer: &'static str,
         message: T,
     ) -> Result<tonic::Request<T>, PeerError> {
-        let mut request =
-            commerce_runtime::telemetry::grpc_client_trace_interceptor(tonic::Request::new(()))
-                .map_err(|status| PeerError::Unavailable {
-                    peer,
-                    message: status.to_string(),
-                })?;
-        let metadata = std::mem::take(request.metadata_mut());
-        let mut request = tonic::Request::new(message);
-        *request.metadata_mut() = metadata;
         tokens
-            .authorize(request)
+            .authorize(commerce_runtime::telemetry::traced_request(message))
             .await
             .map_err(|error| PeerError::Unavailable {
                 peer,

@@ -181,26 +181,40 @@ pub async fn lock_idle_cart(
     Ok((!lines.is_empty()).then_some((user_id, lines)))
 }
 
-/// The owner and lines of a cart announced abandoned and untouched since: still active,
-/// `abandoned_at` set (any change clears it), with items. `None` for an unknown cart.
-pub async fn abandoned_cart(
+/// Where a cart stands since it was announced abandoned.
+pub enum Abandonment {
+    UnknownCart,
+    /// Changed (any change clears `abandoned_at`), emptied or ordered since.
+    Over,
+    /// Still active, announced and untouched, with items.
+    Ongoing {
+        user_id: Option<Uuid>,
+        lines: Vec<(Uuid, i64)>,
+    },
+}
+
+pub async fn abandonment(
     connection: &mut PgConnection,
     cart_id: Uuid,
-) -> Result<Option<Option<(Option<Uuid>, Vec<(Uuid, i64)>)>>, sqlx::Error> {
+) -> Result<Abandonment, sqlx::Error> {
     let cart: Option<(Option<Uuid>, bool)> = sqlx::query_as(
         "SELECT user_id, status = 'active' AND abandoned_at IS NOT NULL FROM carts WHERE id = $1",
     )
     .bind(cart_id)
     .fetch_optional(&mut *connection)
     .await?;
-    let Some((user_id, abandoned)) = cart else {
-        return Ok(None);
-    };
-    if !abandoned {
-        return Ok(Some(None));
-    }
-    let lines = items(&mut *connection, cart_id).await?;
-    Ok(Some((!lines.is_empty()).then_some((user_id, lines))))
+    Ok(match cart {
+        None => Abandonment::UnknownCart,
+        Some((_, false)) => Abandonment::Over,
+        Some((user_id, true)) => {
+            let lines = items(&mut *connection, cart_id).await?;
+            if lines.is_empty() {
+                Abandonment::Over
+            } else {
+                Abandonment::Ongoing { user_id, lines }
+            }
+        }
+    })
 }
 
 pub async fn mark_abandoned(

@@ -258,13 +258,14 @@ impl CartService {
     /// was emptied or ordered.
     pub async fn abandoned(&self, cart_id: Uuid) -> Result<Option<AbandonedCart>, CartError> {
         let mut connection = self.pool.acquire().await?;
-        let Some(found) = repo::abandoned_cart(&mut connection, cart_id).await? else {
-            return Err(CartError::NotFound(format!("cart {cart_id}")));
+        let (user_id, lines) = match repo::abandonment(&mut connection, cart_id).await? {
+            repo::Abandonment::UnknownCart => {
+                return Err(CartError::NotFound(format!("cart {cart_id}")));
+            }
+            repo::Abandonment::Over => return Ok(None),
+            repo::Abandonment::Ongoing { user_id, lines } => (user_id, lines),
         };
         drop(connection);
-        let Some((user_id, lines)) = found else {
-            return Ok(None);
-        };
         let lines = self.price(&lines).await?;
         let totals = domain::totals(&lines, Decimal::ZERO)?;
         Ok(Some(AbandonedCart {

@@ -49,16 +49,13 @@ impl UserDirectory {
 
     async fn email(&self, user_id: Uuid) -> Result<(String, String), SendError> {
         // The trace context goes along, so auth's span joins the delivery's trace.
-        let traced =
-            commerce_runtime::telemetry::grpc_client_trace_interceptor(tonic::Request::new(()))
-                .map_err(|status| SendError::Transient(status.to_string()))?;
-        let mut request = tonic::Request::new(auth_pb::GetUserRequest {
-            user_id: user_id.to_string(),
-        });
-        *request.metadata_mut() = traced.into_parts().0;
         let request = self
             .tokens
-            .authorize(request)
+            .authorize(commerce_runtime::telemetry::traced_request(
+                auth_pb::GetUserRequest {
+                    user_id: user_id.to_string(),
+                },
+            ))
             .await
             .map_err(|error| SendError::Transient(format!("service token: {error}")))?;
         match self.client.clone().get_user(request).await {

@@ -45,13 +45,14 @@ impl Carts {
         &self,
         cart_id: Uuid,
     ) -> Result<Option<cart_pb::GetAbandonedCartResponse>, CartPeerError> {
-        let traced =
-            commerce_runtime::telemetry::grpc_client_trace_interceptor(tonic::Request::new(()))?;
-        let mut request = tonic::Request::new(cart_pb::GetAbandonedCartRequest {
-            cart_id: cart_id.to_string(),
-        });
-        *request.metadata_mut() = traced.into_parts().0;
-        let request = self.tokens.authorize(request).await?;
+        let request = self
+            .tokens
+            .authorize(commerce_runtime::telemetry::traced_request(
+                cart_pb::GetAbandonedCartRequest {
+                    cart_id: cart_id.to_string(),
+                },
+            ))
+            .await?;
         match self.client.clone().get_abandoned_cart(request).await {
             Ok(answer) => Ok(Some(answer.into_inner()).filter(|cart| cart.abandoned)),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),

@@ -50,7 +50,7 @@ type CatalogueStream = std::pin::Pin<
 /// The active catalogue, a page at a time: the next page is read only when the reader has
 /// taken the previous one (a slow reader holds no more than a page in memory).
 fn catalogue(products: ProductService, after: Option<Uuid>) -> CatalogueStream {
-    use futures::StreamExt;
+    use futures::TryStreamExt;
     let pages = futures::stream::try_unfold(Some(after), move |next| {
         let products = products.clone();
         async move {
@@ -63,7 +63,7 @@ fn catalogue(products: ProductService, after: Option<Uuid>) -> CatalogueStream {
                 .map_err(grpc_status)?;
             let next = (page.len() as i64 == CATALOGUE_PAGE)
                 .then(|| page.last().map(|product| product.id));
-            let page: Vec<Result<pb::ListCatalogueResponse, tonic::Status>> = page
+            let items: Vec<Result<pb::ListCatalogueResponse, tonic::Status>> = page
                 .iter()
                 .map(|product| {
                     Ok(pb::ListCatalogueResponse {
@@ -71,17 +71,10 @@ fn catalogue(products: ProductService, after: Option<Uuid>) -> CatalogueStream {
                     })
                 })
                 .collect();
-            Ok::<_, tonic::Status>(Some((futures::stream::iter(page), next)))
+            Ok::<_, tonic::Status>(Some((futures::stream::iter(items), next)))
         }
     });
-    Box::pin(
-        pages
-            .map(|page| match page {
-                Ok(products) => products.left_stream(),
-                Err(status) => futures::stream::once(async { Err(status) }).right_stream(),
-            })
-            .flatten(),
-    )
+    Box::pin(pages.try_flatten())
 }
 
 #[tonic::async_trait]

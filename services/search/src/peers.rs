@@ -42,11 +42,12 @@ impl CatalogueSource {
     pub async fn products(
         &self,
     ) -> Result<impl Stream<Item = Result<pb::Product, PeerError>> + use<>, PeerError> {
-        let traced =
-            commerce_runtime::telemetry::grpc_client_trace_interceptor(tonic::Request::new(()))?;
-        let mut request = tonic::Request::new(pb::ListCatalogueRequest::default());
-        *request.metadata_mut() = traced.metadata().clone();
-        let request = self.tokens.authorize(request).await?;
+        let request = self
+            .tokens
+            .authorize(commerce_runtime::telemetry::traced_request(
+                pb::ListCatalogueRequest::default(),
+            ))
+            .await?;
         let stream = self
             .product
             .clone()

@@ -112,18 +112,22 @@ impl SearchService {
         let results = blocking(move || index.search(&searched)).await?;
         metrics::counter!("search_queries_total").increment(1);
         if query.page == 1 {
+            let found = results.total > 0;
             let today = chrono::Utc::now().date_naive();
-            if let Err(error) = self
-                .analytics
-                .record(&query.text, results.total > 0, today)
-                .await
-            {
+            // Both records at once: the answer waits for the slower, not for the sum.
+            let (counted, recorded) =
+                tokio::join!(self.analytics.record(&query.text, found, today), async {
+                    // Only searches that found something are worth showing other shoppers.
+                    if found {
+                        self.popular.record(&query.text, client).await
+                    } else {
+                        Ok(())
+                    }
+                });
+            if let Err(error) = counted {
                 tracing::warn!(%error, "could not count the query");
             }
-            // Only searches that found something are worth showing other shoppers.
-            if results.total > 0
-                && let Err(error) = self.popular.record(&query.text, client).await
-            {
+            if let Err(error) = recorded {
                 tracing::warn!(%error, "could not record the query");
             }
         }
