@@ -38,6 +38,39 @@ if [ -z "${KEEP_TEST_DATABASES:-}" ]; then
   trap drop_test_data EXIT
 fi
 
+# What the run has of the disk: printed at each phase, and the lowest free space while the
+# tests ran, so a machine that fills up says by how much.
+disk_free() {
+  df -BM --output=avail / | tail -1 | tr -dc '0-9'
+}
+report_disk() {
+  log "disk: $(( $(disk_free) / 1024 )) GB free ($1)"
+}
+report_disk "start"
+
+# A test that passed marks its databases finished (services/testkit: TestDatabase); they
+# are dropped here while the run goes on, off the tests' path (each drop waits for a
+# checkpoint), and only once nobody is connected (no FORCE: a database still in use
+# stays for the next round). A failed test's databases stay until the run ends.
+drop_finished_test_databases() {
+  PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres -At \
+    -c "SELECT format('DROP DATABASE IF EXISTS %I;', d.datname) FROM pg_database d
+        JOIN pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+        WHERE d.datname LIKE 'test\_%' AND c.description = 'finished'" \
+    | PGPASSWORD="$COMMERCE_PG_SUPERUSER_PASSWORD" psql -q -h 127.0.0.1 -p "$COMMERCE_PG_PORT" -U postgres -d postgres >/dev/null 2>&1 || true
+}
+lowest_free="$COMMERCE_STATE_DIR/logs/test-disk-lowest"
+keep_tidy_while_testing() {
+  mkdir -p "$(dirname "$lowest_free")"
+  disk_free > "$lowest_free"
+  # Ends with the run however it ends ($$ is this script, even in the subshell).
+  while sleep 20 && kill -0 $$ 2>/dev/null; do
+    [ -n "${KEEP_TEST_DATABASES:-}" ] || drop_finished_test_databases
+    free=$(disk_free)
+    [ "$free" -lt "$(cat "$lowest_free")" ] && echo "$free" > "$lowest_free"
+  done
+}
+
 # schemathesis holds the running shop to openapi/openapi.yaml (services/commerce/tests/api_contract.rs).
 SCHEMATHESIS_VERSION=4.32.5
 if ! python3 -m pip show schemathesis 2>/dev/null | grep -x "Version: $SCHEMATHESIS_VERSION" >/dev/null; then
@@ -73,8 +106,22 @@ log "operator manifests against the Kubernetes schemas"
 scripts/check-manifests.sh
 log "deployment files: Kustomize, schemas, Compose, workflows, Terraform, checkov, yamllint"
 scripts/check-deploy.sh
+if [ -n "${CI:-}" ]; then
+  # Everything built from Go is built and the CRDs are copied out: a fresh machine gives
+  # the Go caches' disk (about 7 GB) to the Rust build and the tests.
+  go clean -cache -modcache
+fi
+report_disk "before the Rust build"
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+report_disk "built"
+keep_tidy_while_testing &
+tidy=$!
+status=0
+cargo nextest run --workspace --locked --no-fail-fast || status=$?
+kill "$tidy" 2>/dev/null || true
+log "disk: $(( $(cat "$lowest_free") / 1024 )) GB free at the lowest while the tests ran"
+report_disk "end"
+[ "$status" -eq 0 ] || exit "$status"
 log "all checks passed in $(( $(date +%s) - started ))s"

@@ -9,8 +9,10 @@
 // - a support agent, online in the support inbox, is given the customer's conversation:
 //   each sees the other typing and online, and their messages;
 // - the admin marks the order shipped and the customer's open order page says so; the
-//   payments chart shows the day's takings; the customer signs out everywhere, then
-//   forgets the password and resets it from the e-mailed link.
+//   payments chart shows the day's takings; the admin refunds part of the order (too much
+//   is refused on the field) and sees it in the order's history, then the task queues;
+//   the customer signs out everywhere, then forgets the password and resets it from the
+//   e-mailed link.
 // Screenshots go to $SCREENSHOTS.
 //   STOREFRONT_URL=http://localhost:5173 MAILDEV_URL=http://127.0.0.1:1080 node e2e/shop.mjs
 import { mkdirSync } from "node:fs";
@@ -256,6 +258,31 @@ try {
   const bars = await chart.locator("rect").evaluateAll((rects) => rects.map((rect) => Number(rect.getAttribute("height"))));
   if (!bars.some((height) => height > 0)) fail(`no bar on the payments chart: ${bars}`);
   await admin.screenshot({ path: join(screenshots, "admin-payments.png"), fullPage: true });
+
+  // The admin refunds part of the order from its page: more than was paid is refused on
+  // the amount, a part goes through and joins the order's history.
+  await admin.goto(`${base}/orders/${orderId}`);
+  const refund = admin.getByRole("form", { name: "Refund" });
+  await refund.getByLabel(/Refund amount/).fill("9999.00");
+  await refund.getByLabel("Refund reason").fill("a scratched mug");
+  await refund.getByRole("button", { name: "Refund" }).click();
+  await refund.getByRole("alert").filter({ hasText: "left to refund" }).waitFor();
+  await refund.getByLabel(/Refund amount/).fill("1.00");
+  await refund.getByRole("button", { name: "Refund" }).click();
+  await admin.getByTestId("refund-done").filter({ hasText: "Refunded $1.00." }).waitFor();
+  await admin.getByTestId("order-refunded").filter({ hasText: "Refunded $1.00" }).waitFor();
+  await admin
+    .getByRole("region", { name: "Order history" })
+    .getByText("refunded 1.00 USD: a scratched mug")
+    .waitFor();
+  await admin.screenshot({ path: join(screenshots, "admin-refund.png"), fullPage: true });
+
+  // The task queues: the order's reminders and expiries and the carts' checks, none dead.
+  await admin.getByRole("link", { name: "Back office" }).click();
+  await admin.getByRole("navigation", { name: "Back office" }).getByRole("link", { name: "Task queues" }).click();
+  await admin.getByTestId("task-queue-order-dead").filter({ hasText: "0" }).waitFor();
+  await admin.getByTestId("task-queue-cart-dead").filter({ hasText: "0" }).waitFor();
+  await admin.screenshot({ path: join(screenshots, "admin-tasks.png"), fullPage: true });
 
   // The account: this session listed; signing out everywhere ends it.
   await page.getByRole("link", { name: "Account" }).click();

@@ -221,6 +221,11 @@ const adminSearchRoute = createRoute({
   path: "/search",
 }).lazy(() => import("./routes/admin-search").then((module) => module.Route));
 
+const adminTasksRoute = createRoute({
+  getParentRoute: () => adminRoute,
+  path: "/tasks",
+}).lazy(() => import("./routes/admin-tasks").then((module) => module.Route));
+
 const adminSupportRoute = createRoute({
   getParentRoute: () => adminRoute,
   path: "/support",
@@ -237,6 +242,7 @@ const routeTree = rootRoute.addChildren([
     adminPaymentsRoute,
     adminPromoCodesRoute,
     adminSearchRoute,
+    adminTasksRoute,
     adminSupportRoute,
   ]),
   checkoutRoute,

@@ -656,6 +656,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/orders/{id}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refunds part of a paid order, or everything left of it (admin).
+         * @description Never more than was taken less earlier refunds. The `Idempotency-Key` makes retries
+         *     safe: the same key on the same order answers with the first refund. The order's
+         *     history and the payment both list each refund, and the customer is told.
+         */
+        post: operations["refundOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/order": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The order service's delayed tasks, payment reminders and expiries (admin, support).
+         * @description How many tasks are scheduled, retrying, running and dead, and each dead task with its last error.
+         */
+        get: operations["getOrderTaskQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/order/dead/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Runs a dead task again now, from its first attempt (admin). */
+        post: operations["retryOrderDeadTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/order/dead/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Forgets a dead task (admin). */
+        delete: operations["dropOrderDeadTask"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/cart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The cart service's delayed tasks, abandonment checks (admin, support).
+         * @description How many tasks are scheduled, retrying, running and dead, and each dead task with its last error.
+         */
+        get: operations["getCartTaskQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/cart/dead/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Runs a dead task again now, from its first attempt (admin). */
+        post: operations["retryCartDeadTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tasks/cart/dead/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Forgets a dead task (admin). */
+        delete: operations["dropCartDeadTask"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/orders/{id}": {
         parameters: {
             query?: never;
@@ -1671,10 +1801,53 @@ export interface components {
             paymentDueAt: string | null;
             remindersSent: number;
             failureReason: string | null;
+            refundedAmount: components["schemas"]["Decimal"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             updatedAt: string;
+        };
+        OrderRefund: {
+            /** Format: uuid */
+            refundId: string;
+            amount: components["schemas"]["Decimal"];
+            currency: string;
+            /** @enum {string} */
+            status: "pending" | "succeeded" | "failed";
+            /** @description `succeeded` while partly refunded, `refunded` once nothing is left. */
+            paymentStatus: string;
+        };
+        TaskQueue: {
+            /** @description The queue's name in Redis. */
+            queue: string;
+            counts: {
+                /** @description Waiting for their first run. */
+                scheduled: number;
+                /** @description Failed at least once */
+                retrying: number;
+                /** @description Held by a worker now. */
+                running: number;
+                /** @description Out of attempts */
+                dead: number;
+            };
+            /** @description Oldest due first. */
+            dead: components["schemas"]["DeadTask"][];
+        };
+        DeadTask: {
+            id: string;
+            kind: string;
+            attempts: number;
+            maxAttempts: number;
+            /**
+             * Format: date-time
+             * @description When it was first due.
+             */
+            dueAt: string;
+            /** @description Why its last attempt failed. */
+            error: string;
+            payload: {
+                [key: string]: unknown;
+            };
         };
         /**
          * @description applied; duplicate (a replay); ignored (nothing to act on); refused (a success for other money than the intent asked for: kept in the payment's history, not applied).
@@ -1987,6 +2160,13 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["Order"] & {
                     clientSecret?: string | null;
+                    /** @description The order's statuses and notes (payment attempts, shipments, refunds), oldest first. */
+                    history?: {
+                        status: string;
+                        reason: string;
+                        /** Format: date-time */
+                        at: string;
+                    }[];
                 };
             };
         };
@@ -2033,6 +2213,7 @@ export interface components {
     };
     parameters: {
         Id: string;
+        TaskId: string;
         OrderId: string;
         Page: number;
         PageSize: number;
@@ -3574,6 +3755,208 @@ export interface operations {
             409: components["responses"]["PlacementFailed"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["PlacementFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    refundOrder: {
+        parameters: {
+            query?: never;
+            header: {
+                "Idempotency-Key": string;
+            };
+            path: {
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description In the order's currency; absent or null for everything left. */
+                    amount?: null | components["schemas"]["Decimal"];
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The refund, as the payment provider answered it. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderRefund"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getOrderTaskQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queue. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskQueue"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    retryOrderDeadTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Scheduled to run now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        outcome: "scheduled";
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    dropOrderDeadTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dropped. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getCartTaskQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queue. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskQueue"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    retryCartDeadTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Scheduled to run now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        outcome: "scheduled";
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    dropCartDeadTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dropped. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
         };

@@ -24,6 +24,7 @@ export function AdminLayout() {
         <Link to="/admin/payments">Payments</Link>
         <Link to="/admin/promo-codes">Promo codes</Link>
         <Link to="/admin/search">Searches</Link>
+        <Link to="/admin/tasks">Task queues</Link>
         <Link to="/admin/support">Support inbox</Link>
       </nav>
       <Outlet />

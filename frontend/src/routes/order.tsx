@@ -2,7 +2,7 @@
 // gateway) says each status as it is committed, with the order's items and their products
 // from the product subgraph; each change re-reads the order over REST for its totals and
 // payment. While the subscription is down the page polls instead. The offline gateway's
-// "pay" step is offered while payment is due.
+// "pay" step is offered while payment is due; an admin may refund a paid order here.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, createLazyRoute, useParams } from "@tanstack/react-router";
 import { useEffect, useState } from "react";
@@ -12,7 +12,8 @@ import { StripePayment } from "../components/StripePayment";
 import { followEvents } from "../events";
 import { usePaymentGateways } from "./payment-gateways";
 import { formatMoney } from "../format";
-import { useSessionStore } from "../session-context";
+import { useSession, useSessionStore } from "../session-context";
+import { StaffRefund } from "../components/StaffRefund";
 import { STATUS_TEXT } from "./order-status";
 
 const ORDER_STATUS_SUBSCRIPTION = `subscription ($id: ID!) {
@@ -67,10 +68,13 @@ export const Route = createLazyRoute("/orders/$orderId")({ component: OrderPage 
 
 // Nothing happens to an order after these (the subscription ends there too).
 const FINAL = new Set(["DELIVERED", "EXPIRED", "CANCELED", "FAILED"]);
+// The money was taken: what an admin may refund.
+const PAID = new Set(["PAID", "CONFIRMED", "SHIPPED", "DELIVERED"]);
 
 export function OrderPage() {
   const { orderId } = useParams({ from: "/orders/$orderId" });
   const api = useApi();
+  const session = useSession();
   const queryClient = useQueryClient();
   const stream = useOrderStatusStream(orderId);
   const order = useQuery({
@@ -102,7 +106,7 @@ export function OrderPage() {
 
   if (order.isPending) return <p role="status">Loading your order…</p>;
   if (order.isError) return <p role="alert">The order could not be loaded: {order.error.message}</p>;
-  const { items, totals, currency, paymentId, paymentGateway, clientSecret } = order.data;
+  const { items, totals, currency, paymentId, paymentGateway, clientSecret, refundedAmount, history } = order.data;
   const flow = gateways.data?.find((gateway) => gateway.code === paymentGateway);
   // The stream is ahead of the REST read for the moment between a change and its re-read.
   const status = stream.change?.status ?? order.data.status;
@@ -141,6 +145,9 @@ export function OrderPage() {
           </dd>
         </dl>
       ) : null}
+      {currency && Number(refundedAmount) > 0 ? (
+        <p data-testid="order-refunded">Refunded {formatMoney(refundedAmount, currency)}</p>
+      ) : null}
       {status === "PENDING_PAYMENT" && paymentId && paymentGateway === "offline" ? (
         <p>
           <button type="button" disabled={pay.isPending} onClick={() => pay.mutate(paymentId)}>
@@ -160,6 +167,26 @@ export function OrderPage() {
         <p>
           <a href={clientSecret}>Pay on {paymentGateway}'s page</a>
         </p>
+      ) : null}
+      {session.role === "admin" && currency && PAID.has(status) ? (
+        <StaffRefund
+          orderId={order.data.id}
+          currency={currency}
+          onRefunded={() => void queryClient.invalidateQueries({ queryKey: ["order", orderId] })}
+        />
+      ) : null}
+      {history && history.length > 0 ? (
+        <section aria-label="Order history">
+          <h2>History</h2>
+          <ol>
+            {history.map((entry, index) => (
+              <li key={index}>
+                {new Date(entry.at).toLocaleString()} — {STATUS_TEXT[entry.status] ?? entry.status}
+                {entry.reason ? `: ${entry.reason}` : ""}
+              </li>
+            ))}
+          </ol>
+        </section>
       ) : null}
     </article>
   );

@@ -3,13 +3,15 @@
 //! tokens locally with [`TokenVerifier`] (keys cached, refetched when an unknown `kid`
 //! appears), reads who is asking with the [`Principal`] extractor, guards gRPC services
 //! with [`RequireServiceToken`], and obtains its own service tokens with
-//! [`ServiceTokenSource`].
+//! [`ServiceTokenSource`]. [`task_admin`] puts a service's delayed-task queue in the back
+//! office behind the same checks.
 
 mod claims;
 mod grpc;
 mod http;
 mod revocation;
 mod service_token;
+pub mod task_admin;
 mod verifier;
 
 pub use claims::{Claims, Role, SERVICE_SUBJECT_PREFIX};

@@ -21,7 +21,7 @@ use crate::service::{CartService, CheckoutRequest};
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<CartService> {
-    ApiRoutes::new()
+    let routes = ApiRoutes::new()
         .get("/v1/cart", view)
         .delete("/v1/cart", clear)
         .post("/v1/cart/items", add_item)
@@ -34,14 +34,29 @@ pub fn api() -> ApiRoutes<CartService> {
         .post("/v1/checkout", checkout)
         .get("/v1/checkout/{id}", checkout_session)
         .get("/v1/admin/promo-codes", list_promos)
-        .post("/v1/admin/promo-codes", create_promo)
+        .post("/v1/admin/promo-codes", create_promo);
+    commerce_access::task_admin::with_task_admin(routes, &TASK_ADMIN)
 }
 
-pub fn routes(carts: CartService, verifier: TokenVerifier, guest_carts: GuestCartKey) -> Router {
+/// The cart queue's abandonment checks in the back office.
+const TASK_ADMIN: commerce_access::task_admin::TaskAdminPaths =
+    commerce_access::task_admin::TaskAdminPaths {
+        queue: "/v1/admin/tasks/cart",
+        retry: "/v1/admin/tasks/cart/dead/{id}/retry",
+        drop: "/v1/admin/tasks/cart/dead/{id}",
+    };
+
+pub fn routes(
+    carts: CartService,
+    verifier: TokenVerifier,
+    guest_carts: GuestCartKey,
+    queue: commerce_redis::TaskQueue,
+) -> Router {
     api()
         .into_router()
         .layer(Extension(verifier))
         .layer(Extension(guest_carts))
+        .layer(Extension(queue))
         .with_state(carts)
 }
 

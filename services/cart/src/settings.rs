@@ -36,6 +36,13 @@ fn default_consumer_group() -> String {
     "cart".to_owned()
 }
 
+impl CartSettings {
+    /// The Redis queue of the cart's abandonment checks (`commerce tasks`).
+    pub fn task_queue(&self) -> String {
+        format!("{}-tasks", self.redis_prefix)
+    }
+}
+
 fn default_abandon_after() -> Duration {
     Duration::from_secs(24 * 60 * 60)
 }

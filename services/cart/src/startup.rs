@@ -35,8 +35,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }),
     })?;
     let redis = context.redis().await?;
-    let queue =
-        commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
+    let queue = commerce_redis::TaskQueue::new(redis.clone(), &settings.task_queue());
     let abandonment = service::Abandonment {
         queue: queue.clone(),
         after: settings.abandon_after,
@@ -65,13 +64,14 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let service_tokens = TokenVerifier::for_service(&jwks, &settings.issuer, "cart");
 
     let relay_task = context.outbox_relay(&[TopicSpec::new(service::TOPIC, 3)])?;
-    let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
-        .handle(
-            service::ABANDON_TASK,
-            Arc::new(AbandonCheck {
-                carts: carts.clone(),
-            }),
-        );
+    let worker =
+        commerce_redis::TaskWorker::new(queue.clone(), commerce_redis::WorkerSettings::default())
+            .handle(
+                service::ABANDON_TASK,
+                Arc::new(AbandonCheck {
+                    carts: carts.clone(),
+                }),
+            );
     let shutdown = context.shutdown.clone();
     let worker_task = Box::pin(async move { worker.run(shutdown).await.map_err(BoxError::from) });
     let cleanup_task = Box::pin(clean_up_periodically(
@@ -97,7 +97,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         }),
     );
     Ok(ServiceParts {
-        http: crate::http::routes(carts, user_tokens, guest_carts),
+        http: crate::http::routes(carts, user_tokens, guest_carts, queue),
         grpc: Some(tonic::service::Routes::new(grpc)),
         background: vec![relay_task, worker_task, cleanup_task, consumer.task],
         readiness: vec![

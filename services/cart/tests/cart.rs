@@ -26,6 +26,8 @@ struct Shop {
     shutdown: CancellationToken,
     running: Option<Running>,
     _keys: tempfile::TempDir,
+    /// Held for the test's length: dropped, they are marked finished (`commerce_testkit`).
+    _databases: [commerce_testkit::TestDatabase; 4],
 }
 
 impl Shop {
@@ -125,8 +127,9 @@ impl Shop {
             product: format!("http://127.0.0.1:{}", ports[2]),
             cart: format!("http://127.0.0.1:{}", ports[4]),
             cart_grpc: format!("http://127.0.0.1:{}", ports[5]),
-            auth_pool: auth_db.pool,
-            cart_pool: cart_db.pool,
+            auth_pool: auth_db.pool.clone(),
+            cart_pool: cart_db.pool.clone(),
+            _databases: [auth_db, product_db, cart_db, payment_db],
             client: reqwest::Client::new(),
             shutdown,
             running: Some(running),

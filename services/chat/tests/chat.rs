@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_runtime::{Config, service};
-use commerce_testkit::{TestIssuer, fresh_database, required_env, unique};
+use commerce_testkit::{TestDatabase, TestIssuer, fresh_database, required_env, unique};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -25,7 +25,7 @@ impl Drop for Instance {
 }
 
 struct Setup {
-    database_url: String,
+    database: TestDatabase,
     issuer: TestIssuer,
     prefix: String,
 }
@@ -33,7 +33,7 @@ struct Setup {
 impl Setup {
     async fn new(label: &str) -> Self {
         Self {
-            database_url: fresh_database(label).await.url,
+            database: fresh_database(label).await,
             issuer: TestIssuer::start().await,
             prefix: unique(label),
         }
@@ -61,7 +61,7 @@ impl Setup {
             attachments = std::env::temp_dir().join(&self.prefix).display(),
             brokers = required_env("COMMERCE_TEST_KAFKA_BROKERS"),
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
-            db = self.database_url,
+            db = self.database.url,
             jwks = self.issuer.jwks_url,
             prefix = self.prefix,
         );

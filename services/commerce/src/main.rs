@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use commerce_redis::TaskQueue;
 use commerce_runtime::service::{self, ServiceDefinition};
 use commerce_runtime::{Config, telemetry};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +83,13 @@ enum Command {
     /// Drive the shop through its gateway with virtual shoppers and staff, and report
     /// throughput, latency percentiles and failures (README: "Load, faults and invariants").
     Simulate(Box<commerce_simulator::SimulateArgs>),
+    /// The delayed-task queues (order: payment reminders and expiries; cart: abandonment
+    /// checks): how many tasks are scheduled, retrying, running and dead; the dead ones
+    /// listed, run again or dropped.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TasksAction>,
+    },
     /// Check the shop's invariants from its databases and Kafka: no oversell, orders final
     /// or waiting, money following orders, outboxes published, consumers caught up. Names
     /// the ids that break one and exits non-zero.
@@ -90,6 +98,92 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         settle: std::time::Duration,
     },
+}
+
+#[derive(Subcommand)]
+enum TasksAction {
+    /// Counts per queue and state (what `commerce tasks` alone shows).
+    List,
+    /// A queue's dead tasks with their last error.
+    Dead { queue: QueueName },
+    /// Run a dead task again now, from its first attempt.
+    Retry { queue: QueueName, id: String },
+    /// Forget a dead task.
+    Drop { queue: QueueName, id: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueueName {
+    Order,
+    Cart,
+}
+
+/// The queues as the services name them under this configuration.
+async fn task_queues(config: &Config) -> anyhow::Result<Vec<(QueueName, TaskQueue)>> {
+    let redis = commerce_redis::RedisClient::connect(&config.app.redis).await?;
+    let order: commerce_order::settings::OrderSettings = config.service_section("order")?;
+    let cart: commerce_cart::settings::CartSettings = config.service_section("cart")?;
+    Ok(vec![
+        (
+            QueueName::Order,
+            TaskQueue::new(redis.clone(), &order.task_queue()),
+        ),
+        (QueueName::Cart, TaskQueue::new(redis, &cart.task_queue())),
+    ])
+}
+
+async fn tasks(config: &Config, action: TasksAction) -> anyhow::Result<()> {
+    let queues = task_queues(config).await?;
+    let queue = |name: QueueName| {
+        queues
+            .iter()
+            .find(|(candidate, _)| *candidate == name)
+            .map(|(_, queue)| queue)
+            .expect("every queue name has a queue")
+    };
+    match action {
+        TasksAction::List => {
+            println!(
+                "{:<24} {:>10} {:>10} {:>10} {:>10}",
+                "QUEUE", "SCHEDULED", "RETRYING", "RUNNING", "DEAD"
+            );
+            for (_, queue) in &queues {
+                let counts = queue.counts().await?;
+                println!(
+                    "{:<24} {:>10} {:>10} {:>10} {:>10}",
+                    queue.name(),
+                    counts.scheduled,
+                    counts.retrying,
+                    counts.running,
+                    counts.dead
+                );
+            }
+        }
+        TasksAction::Dead { queue: name } => {
+            for dead in queue(name).dead().await? {
+                println!(
+                    "{}\t{}\tattempt {}/{}\t{}",
+                    dead.task.id,
+                    dead.task.kind,
+                    dead.task.attempt,
+                    dead.task.max_attempts,
+                    dead.error
+                );
+            }
+        }
+        TasksAction::Retry { queue: name, id } => match queue(name).retry_dead(&id).await? {
+            commerce_redis::Revived::Scheduled => println!("{id}: scheduled to run now"),
+            commerce_redis::Revived::NotDead => anyhow::bail!("no dead task {id}"),
+            commerce_redis::Revived::IdTaken => {
+                anyhow::bail!("a live task holds the id {id}; drop the dead one or wait")
+            }
+        },
+        TasksAction::Drop { queue: name, id } => {
+            anyhow::ensure!(queue(name).drop_dead(&id).await?, "no dead task {id}");
+            println!("{id}: dropped");
+        }
+    }
+    Ok(())
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -310,6 +404,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let broken = findings.iter().filter(|f| !f.holds()).count();
             anyhow::ensure!(broken == 0, "{broken} invariant(s) broken");
             Ok(())
+        }
+        Command::Tasks { action } => {
+            let config = load_config(cli.config)?;
+            tasks(&config, action.unwrap_or(TasksAction::List)).await
         }
         Command::Seed => {
             let config = load_config(cli.config)?;

@@ -27,6 +27,8 @@ struct Traffic {
     kafka: PrivateKafka,
     config: KafkaConfig,
     pool: PgPool,
+    /// Held for the test's length: dropped, it is marked finished (`commerce_testkit`).
+    _database: commerce_testkit::TestDatabase,
     topic: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<Result<(), commerce_messaging::MessagingError>>>,
@@ -39,7 +41,8 @@ impl Traffic {
         let kafka = PrivateKafka::start(3);
         let mut config = KafkaConfig::new(kafka.brokers());
         config.delivery_timeout = Duration::from_secs(15);
-        let pool = messaging_database(prefix).await;
+        let database = messaging_database(prefix).await;
+        let pool = database.pool.clone();
         let topic = unique(&format!("test.{prefix}"));
         ensure_topics(&config, &[TopicSpec::new(&topic, 3)])
             .await
@@ -71,6 +74,7 @@ impl Traffic {
             kafka,
             config,
             pool,
+            _database: database,
             topic,
             shutdown,
             tasks,

@@ -26,7 +26,8 @@ use uuid::Uuid;
 #[tokio::test]
 async fn outbox_publishes_in_order_with_event_and_trace_headers() {
     let kafka = shared_broker();
-    let pool = messaging_database("outbox").await;
+    let database = messaging_database("outbox").await;
+    let pool = database.pool.clone();
     let topic = topic(&kafka, "test.outbox", 3).await;
 
     // A tracer, so the enqueueing span has a trace id to carry.
@@ -119,7 +120,8 @@ async fn outbox_publishes_in_order_with_event_and_trace_headers() {
 #[tokio::test]
 async fn an_idle_relay_is_woken_by_new_rows_instead_of_polling() {
     let kafka = shared_broker();
-    let pool = messaging_database("outboxwake").await;
+    let database = messaging_database("outboxwake").await;
+    let pool = database.pool.clone();
     let topic = topic(&kafka, "test.wake", 1).await;
     let hour = Duration::from_secs(3600);
     let relay = OutboxRelay::new(
@@ -212,7 +214,8 @@ async fn produce_with(
 #[tokio::test]
 async fn redelivered_events_change_nothing() {
     let kafka = shared_broker();
-    let pool = messaging_database("dedupe").await;
+    let database = messaging_database("dedupe").await;
+    let pool = database.pool.clone();
     let topic = topic(&kafka, "test.dedupe", 1).await;
     let repeated = Uuid::now_v7();
     for _ in 0..3 {
@@ -308,7 +311,8 @@ async fn redelivered_events_change_nothing() {
 #[tokio::test]
 async fn failing_events_go_to_the_dead_letter_topic_and_the_stream_moves_on() {
     let kafka = shared_broker();
-    let pool = messaging_database("dlq").await;
+    let database = messaging_database("dlq").await;
+    let pool = database.pool.clone();
     let topic = topic(&kafka, "test.dlq", 1).await;
     let settings = consumer_settings(&topic, 3);
     ensure_topics(&kafka, &[TopicSpec::new(&settings.dead_letter_topic, 1)])
@@ -426,7 +430,8 @@ impl EventHandler for StagingEffect {
 async fn a_batching_handler_takes_waiting_records_in_one_transaction_and_a_failed_batch_one_by_one()
 {
     let kafka = shared_broker();
-    let pool = messaging_database("batch").await;
+    let database = messaging_database("batch").await;
+    let pool = database.pool.clone();
     let topic = topic(&kafka, "test.batch", 1).await;
     let settings = consumer_settings(&topic, 3);
     ensure_topics(&kafka, &[TopicSpec::new(&settings.dead_letter_topic, 1)])

@@ -326,6 +326,7 @@ impl EventHandler for ShopEvents {
                     ("order_id", message.order_id.clone()),
                     ("amount", money(message.amount.as_ref())),
                     ("full", message.full.to_string()),
+                    ("reason", message.reason.clone()),
                 ]);
                 (
                     event.uuid("user_id", &message.user_id)?,

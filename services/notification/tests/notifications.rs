@@ -12,7 +12,7 @@ use commerce_messaging::{KafkaConfig, TopicSpec, ensure_topics, headers};
 use commerce_proto::notification::v1 as pb;
 use commerce_runtime::{Config, service};
 use commerce_testkit::{
-    MailSink, TestIssuer, eventually, free_port, fresh_database, required_env, unique,
+    MailSink, TestDatabase, TestIssuer, eventually, free_port, fresh_database, required_env, unique,
 };
 use prost::Message;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -111,8 +111,7 @@ impl Drop for DropCancel {
 }
 
 struct Setup {
-    database_url: String,
-    pool: sqlx::PgPool,
+    database: TestDatabase,
     issuer: TestIssuer,
     kafka: KafkaConfig,
     redis_prefix: String,
@@ -131,8 +130,7 @@ impl Setup {
             .collect();
         ensure_topics(&kafka, &topics).await.unwrap();
         Self {
-            database_url: database.url,
-            pool: database.pool,
+            database,
             issuer: TestIssuer::start().await,
             kafka,
             redis_prefix: unique(label),
@@ -170,7 +168,7 @@ impl Setup {
             brokers = self.kafka.brokers,
             topic_prefix = self.kafka.topic_prefix,
             redis = required_env("COMMERCE_TEST_REDIS_URL"),
-            db = self.database_url,
+            db = self.database.url,
             jwks = self.issuer.jwks_url,
             prefix = self.redis_prefix,
             smtp = self.smtp_port,
@@ -573,7 +571,7 @@ async fn registration_mails_a_verification_link_through_a_real_smtp_server() {
     assert_eq!(delivery(&log, 0, "email")["provider"], "smtp");
     let stored: Value = sqlx::query_scalar("SELECT data FROM notifications WHERE user_id = $1")
         .bind(user)
-        .fetch_one(&setup.pool)
+        .fetch_one(&setup.database.pool)
         .await
         .unwrap();
     assert!(stored.get("verification_url").is_none(), "{stored}");
@@ -1157,6 +1155,7 @@ async fn every_shop_event_becomes_its_notification() {
                 refund_id: "r1".into(),
                 amount: money("42.50"),
                 full: true,
+                reason: "damaged in transit".into(),
             }
             .encode_to_vec(),
         ),
@@ -1252,7 +1251,7 @@ async fn every_shop_event_becomes_its_notification() {
     );
     assert_eq!(
         body_of("payment_refunded"),
-        "42.50 EUR refunded for order 0199abcd."
+        "42.50 EUR refunded for order 0199abcd: damaged in transit."
     );
     assert_eq!(body_of("order_canceled"), "Order 0199abcd was canceled.");
     // The confirmed order's phone number became the SMS destination.

@@ -11,7 +11,8 @@ use crate::domain::OrderStatus;
 use crate::service::OrderService;
 
 /// Payment events: a payment starts the order's payment saga; a failed attempt is noted
-/// and, while the order waits for payment, the customer is told (`PaymentAttemptFailed`).
+/// and, while the order waits for payment, the customer is told (`PaymentAttemptFailed`);
+/// a refund joins the order's refunded total and history.
 /// Fulfillment events: the order follows its shipment (SHIPPED, DELIVERED).
 pub struct PeerEvents {
     pub orders: OrderService,
@@ -78,6 +79,28 @@ impl EventHandler for PeerEvents {
                 crate::events::payment_attempt_failed(connection, order_id, &failed.reason)
                     .await
                     .map_err(|error| HandlerError::Retryable(error.into()))?;
+            }
+            _ if event.is::<payment_pb::PaymentRefunded>() => {
+                let refunded: payment_pb::PaymentRefunded = event.decode()?;
+                let amount = refunded.amount.unwrap_or_default();
+                let value = amount.amount.parse().map_err(|_| {
+                    HandlerError::Permanent(
+                        format!(
+                            "PaymentRefunded.amount `{}` is not a decimal",
+                            amount.amount
+                        )
+                        .into(),
+                    )
+                })?;
+                crate::repository::record_refund(
+                    connection,
+                    event.uuid("order_id", &refunded.order_id)?,
+                    event.uuid("refund_id", &refunded.refund_id)?,
+                    value,
+                    &amount.currency,
+                    &refunded.reason,
+                )
+                .await?;
             }
             _ => {}
         }

@@ -27,12 +27,13 @@ impl SagaContext {
         reason: &str,
         key: &str,
     ) -> Result<(), StepError> {
-        match self.peers.refund(order_id, reason, key).await {
+        match self.peers.refund(order_id, None, reason, key).await {
+            Ok(_) => Ok(()),
             Err(StepError::Rejected {
                 kind: FailureKind::Conflict,
                 message,
             }) if message.contains("fully refunded") => Ok(()),
-            other => other,
+            Err(error) => Err(error),
         }
     }
 

@@ -51,6 +51,14 @@ impl OrderStatus {
         .into_iter()
         .find(|status| status.as_str() == raw)
     }
+
+    /// The customer's money was taken and the order goes on: what staff may refund.
+    pub fn paid(self) -> bool {
+        matches!(
+            self,
+            Self::Paid | Self::Confirmed | Self::Shipped | Self::Delivered
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,8 +233,42 @@ pub struct Order {
     pub payment_due_at: Option<DateTime<Utc>>,
     pub reminders_sent: i32,
     pub failure_reason: Option<String>,
+    /// Money given back so far (staff refunds, or a canceled order's payment).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded_amount: Decimal,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A line of an order's history: a change of status, or a note under the same status.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A refund the payment service made on an order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRefund {
+    pub refund_id: Uuid,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    /// "pending", "succeeded" or "failed", as the provider answered.
+    pub status: String,
+    /// "succeeded" while partly refunded, "refunded" once nothing is left.
+    pub payment_status: String,
+}
+
+/// The order-history line of a refund.
+pub fn refund_note(amount: Decimal, currency: &str, reason: &str) -> String {
+    let amount = commerce_runtime::api::money_scale(amount);
+    match reason.trim() {
+        "" => format!("refunded {amount} {currency}"),
+        reason => format!("refunded {amount} {currency}: {reason}"),
+    }
 }
 
 /// The order's totals with a new shipping cost (a delivery change keeps items and discount).
@@ -273,6 +315,15 @@ mod tests {
             quantity,
             unit_price: dec(price),
         }
+    }
+
+    #[test]
+    fn a_refund_note_says_how_much_and_why() {
+        assert_eq!(
+            refund_note(dec("5"), "USD", " a scratched mug "),
+            "refunded 5.00 USD: a scratched mug"
+        );
+        assert_eq!(refund_note(dec("19.5"), "EUR", ""), "refunded 19.50 EUR");
     }
 
     fn checkout(discount: &str) -> CheckoutSnapshot {

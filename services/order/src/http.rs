@@ -1,4 +1,5 @@
-//! REST under `/v1/orders` (see `openapi/openapi.yaml`) and the GraphQL subgraph's route.
+//! REST under `/v1/orders` and `/v1/admin/orders` (see `openapi/openapi.yaml`) and the
+//! GraphQL subgraph's route.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -17,18 +18,29 @@ use commerce_saga::FailureKind;
 
 /// The public REST API (see `openapi/openapi.yaml`).
 pub fn api() -> ApiRoutes<OrderService> {
-    ApiRoutes::new()
+    let routes = ApiRoutes::new()
         .get("/v1/orders", list)
         .post("/v1/orders", place)
         .get("/v1/orders/{id}", show)
         .post("/v1/orders/{id}/cancel", cancel)
         .patch("/v1/orders/{id}/delivery", change_delivery)
+        .post("/v1/admin/orders/{id}/refunds", refund);
+    commerce_access::task_admin::with_task_admin(routes, &TASK_ADMIN)
 }
+
+/// The order queue's reminders and expiries in the back office.
+const TASK_ADMIN: commerce_access::task_admin::TaskAdminPaths =
+    commerce_access::task_admin::TaskAdminPaths {
+        queue: "/v1/admin/tasks/order",
+        retry: "/v1/admin/tasks/order/dead/{id}/retry",
+        drop: "/v1/admin/tasks/order/dead/{id}",
+    };
 
 pub fn routes(
     orders: OrderService,
     feed: crate::status_feed::StatusFeed,
     verifier: TokenVerifier,
+    queue: commerce_redis::TaskQueue,
 ) -> Router {
     let schema = crate::graphql::schema(Some((orders.clone(), feed)));
     api()
@@ -36,6 +48,7 @@ pub fn routes(
         .into_router()
         .layer(Extension(schema))
         .layer(Extension(verifier))
+        .layer(Extension(queue))
         .with_state(orders)
 }
 
@@ -60,6 +73,16 @@ struct PlaceOrder {
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The request's `Idempotency-Key`; `purpose` says what a good one is.
+fn idempotency_key(headers: &HeaderMap, purpose: &str) -> Result<String, ApiError> {
+    Ok(headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key", format!("is required: {purpose}")))?
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
+        .to_owned())
+}
+
 async fn place(
     State(orders): State<OrderService>,
     principal: Principal,
@@ -67,17 +90,10 @@ async fn place(
     body: JsonBody<PlaceOrder>,
 ) -> Result<Response, ApiError> {
     let user_id = principal.user_id()?;
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                "is required: a unique value per order attempt, reused when retrying it",
-            )
-        })?
-        .to_str()
-        .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
-        .to_owned();
+    let key = idempotency_key(
+        &headers,
+        "a unique value per order attempt, reused when retrying it",
+    )?;
     let Json(body) = body.map_err(json_rejection)?;
     let session = parse_id("checkoutSessionId", &body.checkout_session_id)?;
     let (status, body, replayed) = match orders.place(user_id, &key, session).await? {
@@ -167,8 +183,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let viewer = viewer(&principal)?;
-    let order = orders.order(viewer, parse_id("id", &id)?).await?;
-    order_body(viewer, &order)
+    let (order, history) = orders.history(viewer, parse_id("id", &id)?).await?;
+    let Json(mut body) = order_body(viewer, &order)?;
+    body["history"] = serde_json::to_value(history).map_err(ApiError::internal)?;
+    Ok(Json(body))
 }
 
 /// An order as its viewer sees it: the owner of an unpaid order also gets the client
@@ -232,4 +250,39 @@ async fn cancel(
     }
     let order = orders.cancel(viewer, parse_id("id", &id)?, &reason).await?;
     Ok(Json(order))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffRefund {
+    amount: Option<String>,
+    reason: String,
+}
+
+/// `POST /v1/admin/orders/{id}/refunds`: an admin gives back part of a paid order, or
+/// everything left of it.
+async fn refund(
+    State(orders): State<OrderService>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody<StaffRefund>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let order_id = parse_id("id", &id)?;
+    let key = idempotency_key(
+        &headers,
+        "a unique value per refund, reused when retrying it",
+    )?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let amount = body
+        .amount
+        .as_deref()
+        .map(|raw| {
+            rust_decimal::Decimal::from_str_exact(raw.trim())
+                .map_err(|_| ApiError::invalid("amount", "must be a decimal such as 5.50"))
+        })
+        .transpose()?;
+    let refund = orders.refund(order_id, amount, &body.reason, &key).await?;
+    Ok((StatusCode::CREATED, Json(refund)))
 }

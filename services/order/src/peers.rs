@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
-use crate::domain::{Address, CheckoutSnapshot, LineItem, ShippingQuote};
+use crate::domain::{Address, CheckoutSnapshot, LineItem, OrderRefund, ShippingQuote};
 use commerce_saga::{FailureKind, StepError};
 
 /// A checkout session as the cart reports it.
@@ -358,25 +358,42 @@ impl Peers {
         })
     }
 
-    /// Refunds everything not yet refunded of the order's payment; `key` makes retries safe.
-    pub async fn refund(&self, order_id: Uuid, reason: &str, key: &str) -> Result<(), StepError> {
+    /// Refunds `amount` of the order's payment (in its currency), or everything not yet
+    /// refunded when `None`; `key` makes retries safe.
+    pub async fn refund(
+        &self,
+        order_id: Uuid,
+        amount: Option<(Decimal, &str)>,
+        reason: &str,
+        key: &str,
+    ) -> Result<OrderRefund, StepError> {
         let request = Self::request(
             &self.tokens.payment,
             "payment",
             payment_pb::RefundPaymentRequest {
                 order_id: order_id.to_string(),
-                amount: None,
+                amount: amount.map(|(amount, currency)| to_money(amount, currency)),
                 reason: reason.to_owned(),
                 idempotency_key: key.to_owned(),
             },
         )
         .await?;
-        self.payment
+        let answer = self
+            .payment
             .clone()
             .refund_payment(request)
             .await
-            .map_err(|status| status_error("payment", status))?;
-        Ok(())
+            .map_err(|status| status_error("payment", status))?
+            .into_inner();
+        let (amount, currency) = money("payment", answer.amount)?;
+        Ok(OrderRefund {
+            refund_id: Uuid::parse_str(&answer.refund_id)
+                .map_err(|_| bad_answer("payment", "refund id"))?,
+            amount,
+            currency,
+            status: answer.status,
+            payment_status: answer.payment_status,
+        })
     }
 
     /// Re-prices the order's unpaid payment under `revision`; answers the new client secret.

@@ -7,7 +7,9 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use crate::domain::{Address, CheckoutSnapshot, LineItem, Order, OrderStatus, Totals};
+use crate::domain::{
+    Address, CheckoutSnapshot, HistoryEntry, LineItem, Order, OrderStatus, Totals, refund_note,
+};
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -29,6 +31,7 @@ struct OrderRow {
     payment_due_at: Option<DateTime<Utc>>,
     reminders_sent: i32,
     failure_reason: Option<String>,
+    refunded_amount: Decimal,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -36,7 +39,7 @@ struct OrderRow {
 const ORDER_COLUMNS: &str =
     "id, user_id, status, checkout_session_id, currency, subtotal, discount, shipping, total,
     promo_code, shipping_address, courier, payment_gateway, payment_id, payment_client_secret,
-    payment_due_at, reminders_sent, failure_reason, created_at, updated_at";
+    payment_due_at, reminders_sent, failure_reason, refunded_amount, created_at, updated_at";
 
 impl OrderRow {
     fn into_order(self, items: Vec<LineItem>) -> Order {
@@ -66,6 +69,7 @@ impl OrderRow {
             payment_due_at: self.payment_due_at,
             reminders_sent: self.reminders_sent,
             failure_reason: self.failure_reason,
+            refunded_amount: money_scale(self.refunded_amount),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -471,6 +475,58 @@ pub async fn note(
         record_status(connection, order_id, status, reason).await?;
     }
     Ok(())
+}
+
+/// Records a refund the payment service made, once per refund id: the money joins the
+/// order's refunded total and the history gets a line. `false` when it was recorded before.
+pub async fn record_refund(
+    connection: &mut PgConnection,
+    order_id: Uuid,
+    refund_id: Uuid,
+    amount: Decimal,
+    currency: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO order_refunds (refund_id, order_id, amount, currency, reason)
+         SELECT $1, id, $3, $4, $5 FROM orders WHERE id = $2
+         ON CONFLICT (refund_id) DO NOTHING",
+    )
+    .bind(refund_id)
+    .bind(order_id)
+    .bind(amount)
+    .bind(currency)
+    .bind(reason)
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE orders SET refunded_amount = refunded_amount + $2 WHERE id = $1")
+        .bind(order_id)
+        .bind(amount)
+        .execute(&mut *connection)
+        .await?;
+    note(connection, order_id, &refund_note(amount, currency, reason)).await?;
+    Ok(true)
+}
+
+/// The order's history, oldest first.
+pub async fn history(
+    executor: impl PgExecutor<'_>,
+    order_id: Uuid,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT status, reason, changed_at FROM order_status_history WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(status, reason, at)| HistoryEntry { status, reason, at })
+        .collect())
 }
 
 /// The order's applied-change count, with the change in progress (if any).

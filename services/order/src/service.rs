@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_redis::RedisClient;
+use rust_decimal::Decimal;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::delivery::DeliveryChange;
-use crate::domain::{Address, Order, OrderStatus};
+use crate::domain::{Address, HistoryEntry, Order, OrderRefund, OrderStatus};
 use crate::engine::{PlacementEnd, PlacementEngine};
 use crate::error::OrderError;
 use crate::lifecycle::{Cancellation, Expiry, OrderSaga, PaymentReceived};
+use crate::peers::Peers;
 use crate::placement::PlacementData;
 use crate::repository as repo;
-use commerce_saga::Failure;
 use commerce_saga::postgres::{Orchestrator, Outcome};
+use commerce_saga::{Failure, FailureKind, StepError};
 
 /// What `POST /v1/orders` answers.
 #[derive(Debug)]
@@ -71,6 +73,9 @@ pub struct OrderService {
     redis: RedisClient,
     redis_prefix: String,
     engines: Engines,
+    /// Staff refunds go straight to the payment service (no saga: one call, made safe to
+    /// retry by its idempotency key).
+    peers: Peers,
     /// How long a request waits for a saga another process is driving, or for a
     /// concurrent request with the same key.
     wait: Duration,
@@ -78,12 +83,27 @@ pub struct OrderService {
 
 const MAX_KEY_LENGTH: usize = 255;
 
+/// An `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn check_key(key: &str) -> Result<(), OrderError> {
+    if key.is_empty()
+        || key.len() > MAX_KEY_LENGTH
+        || !key.bytes().all(|byte| byte.is_ascii_graphic())
+    {
+        return Err(OrderError::Invalid {
+            field: "Idempotency-Key",
+            message: format!("must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"),
+        });
+    }
+    Ok(())
+}
+
 impl OrderService {
     pub fn new(
         pool: PgPool,
         redis: RedisClient,
         redis_prefix: String,
         engines: Engines,
+        peers: Peers,
         wait: Duration,
     ) -> Self {
         Self {
@@ -91,6 +111,7 @@ impl OrderService {
             redis,
             redis_prefix,
             engines,
+            peers,
             wait,
         }
     }
@@ -103,15 +124,7 @@ impl OrderService {
         key: &str,
         checkout_session_id: Uuid,
     ) -> Result<PlaceOrderAnswer, OrderError> {
-        if key.is_empty()
-            || key.len() > MAX_KEY_LENGTH
-            || !key.bytes().all(|byte| byte.is_ascii_graphic())
-        {
-            return Err(OrderError::Invalid {
-                field: "Idempotency-Key",
-                message: format!("must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"),
-            });
-        }
+        check_key(key)?;
         let lock_key =
             commerce_redis::hash_tagged(&self.redis_prefix, &format!("{user_id}:{key}"), "placing");
         let lease = self.engines.policy().lease;
@@ -226,6 +239,100 @@ impl OrderService {
             Some(order) if viewer.staff || order.user_id == viewer.user_id => Ok(order),
             _ => Err(OrderError::NotFound(format!("order {id}"))),
         }
+    }
+
+    /// The order's history, for whoever may see the order.
+    pub async fn history(
+        &self,
+        viewer: Viewer,
+        id: Uuid,
+    ) -> Result<(Order, Vec<HistoryEntry>), OrderError> {
+        let order = self.order(viewer, id).await?;
+        let history = repo::history(&self.pool, id).await?;
+        Ok((order, history))
+    }
+
+    /// An admin refunds `amount` of a paid order (everything left when `None`). The
+    /// payment service refuses more than was taken less earlier refunds; the same `key` on
+    /// the same order answers with the first refund. A refund that succeeded at once is
+    /// on the order when this returns; one the provider settles later arrives as
+    /// `PaymentRefunded`, which records it the same way (once per refund id).
+    #[tracing::instrument(skip_all, fields(order = %order_id))]
+    pub async fn refund(
+        &self,
+        order_id: Uuid,
+        amount: Option<Decimal>,
+        reason: &str,
+        key: &str,
+    ) -> Result<OrderRefund, OrderError> {
+        check_key(key)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(OrderError::Invalid {
+                field: "reason",
+                message: "must be 1 to 500 characters".to_owned(),
+            });
+        }
+        if let Some(amount) = amount
+            && (amount <= Decimal::ZERO || amount.normalize().scale() > 2)
+        {
+            return Err(OrderError::Invalid {
+                field: "amount",
+                message: "must be a positive amount with at most two decimals".to_owned(),
+            });
+        }
+        let order = repo::order(&mut *self.pool.acquire().await?, order_id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound(format!("order {order_id}")))?;
+        let currency = match (&order.currency, order.status) {
+            (Some(currency), status) if status.paid() => currency.clone(),
+            (_, status) => {
+                return Err(OrderError::Conflict(format!(
+                    "order {order_id} is {}; only a paid order is refunded",
+                    status.as_str()
+                )));
+            }
+        };
+        // Keys are the payment service's across all orders: scope this one to the order.
+        let payment_key = format!("staff-refund:{order_id}:{key}");
+        let refund = self
+            .peers
+            .refund(
+                order_id,
+                amount.map(|amount| (amount, currency.as_str())),
+                reason,
+                &payment_key,
+            )
+            .await
+            .map_err(|error| match error {
+                // The amount is the only input of ours the payment service judges.
+                StepError::Rejected {
+                    kind: FailureKind::Invalid,
+                    message,
+                } => OrderError::Invalid {
+                    field: "amount",
+                    message: message
+                        .strip_prefix("amount: ")
+                        .unwrap_or(&message)
+                        .to_owned(),
+                },
+                other => other.into(),
+            })?;
+        if refund.status == "succeeded" {
+            let mut tx = self.pool.begin().await?;
+            repo::record_refund(
+                &mut tx,
+                order_id,
+                refund.refund_id,
+                refund.amount,
+                &refund.currency,
+                reason,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        tracing::info!(refund = %refund.refund_id, amount = %refund.amount, status = %refund.status, "staff refund");
+        Ok(refund)
     }
 
     /// For other services: any order.

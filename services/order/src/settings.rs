@@ -45,6 +45,13 @@ fn default_consumer_group() -> String {
     "order".to_owned()
 }
 
+impl OrderSettings {
+    /// The Redis queue of the order's reminders and expiries (`commerce tasks`).
+    pub fn task_queue(&self) -> String {
+        format!("{}-tasks", self.redis_prefix)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PeerSettings {
     /// The auth service's HTTP base URL (JWKS, service tokens).

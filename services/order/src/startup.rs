@@ -63,6 +63,7 @@ pub(crate) struct Sagas {
 /// What both the service and the Temporal worker build from `services.order`.
 pub(crate) struct Foundation {
     pub sagas: Sagas,
+    pub peers: Peers,
     pub queue: commerce_redis::TaskQueue,
     pub redis: commerce_redis::RedisClient,
 }
@@ -84,11 +85,10 @@ pub(crate) async fn foundation(
         settings.client_secret.expose(),
     )?;
     let redis = context.redis().await?;
-    let queue =
-        commerce_redis::TaskQueue::new(redis.clone(), &format!("{}-tasks", settings.redis_prefix));
+    let queue = commerce_redis::TaskQueue::new(redis.clone(), &settings.task_queue());
     let shared = Arc::new(SagaContext {
         pool: pool.clone(),
-        peers,
+        peers: peers.clone(),
         queue: queue.clone(),
         policy: policy.clone(),
     });
@@ -100,6 +100,7 @@ pub(crate) async fn foundation(
             cancel: Arc::new(lifecycle::cancel_saga(shared.clone())),
             delivery: Arc::new(crate::delivery::delivery_saga(shared)),
         },
+        peers,
         queue,
         redis,
     })
@@ -111,6 +112,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
     let policy = SharedOrderPolicy::new(settings.saga.clone());
     let Foundation {
         sagas,
+        peers,
         queue,
         redis,
     } = foundation(&context, &settings, &pool, &policy).await?;
@@ -147,6 +149,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         redis.clone(),
         settings.redis_prefix.clone(),
         engines.clone(),
+        peers,
         settings.request_wait,
     );
 
@@ -191,19 +194,20 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
             orders: orders.clone(),
         }),
     )?;
-    let worker = commerce_redis::TaskWorker::new(queue, commerce_redis::WorkerSettings::default())
-        .handle(
-            REMINDER_TASK,
-            Arc::new(ReminderTask {
-                orders: orders.clone(),
-            }),
-        )
-        .handle(
-            EXPIRY_TASK,
-            Arc::new(ExpiryTask {
-                orders: orders.clone(),
-            }),
-        );
+    let worker =
+        commerce_redis::TaskWorker::new(queue.clone(), commerce_redis::WorkerSettings::default())
+            .handle(
+                REMINDER_TASK,
+                Arc::new(ReminderTask {
+                    orders: orders.clone(),
+                }),
+            )
+            .handle(
+                EXPIRY_TASK,
+                Arc::new(ExpiryTask {
+                    orders: orders.clone(),
+                }),
+            );
     let shutdown = context.shutdown.clone();
     let worker_task = Box::pin(async move { worker.run(shutdown).await.map_err(BoxError::from) });
     let grpc = RequireServiceToken::new(service_tokens).layer(
@@ -239,7 +243,7 @@ pub async fn start(context: ServiceContext) -> Result<ServiceParts, BoxError> {
         Box::pin(async move { feed.run(pool, shutdown).await.map_err(BoxError::from) })
     };
     Ok(ServiceParts {
-        http: crate::http::routes(orders, feed, user_tokens),
+        http: crate::http::routes(orders, feed, user_tokens, queue),
         grpc: Some(tonic::service::Routes::new(grpc)),
         background: [
             relay_task,

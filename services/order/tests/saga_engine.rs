@@ -139,6 +139,8 @@ impl SagaDefinition for TestSaga {
 
 struct Setup {
     pool: sqlx::PgPool,
+    /// Held for the test's length: dropped, it is marked finished (`commerce_testkit`).
+    _database: commerce_testkit::TestDatabase,
     board: Shared,
     saga: Arc<TestSaga>,
     policy: Arc<SagaPolicy>,
@@ -179,7 +181,8 @@ async fn setup(pivot: usize) -> Setup {
     });
     policy.validate(&["a", "b", "c", "d"]).unwrap();
     Setup {
-        pool: database.pool,
+        pool: database.pool.clone(),
+        _database: database,
         board,
         saga,
         policy,

@@ -402,12 +402,17 @@ impl PaymentService {
             }
             .into());
         }
-        let amount = domain::refund_amount(
-            payment.amount,
-            payment.refunded_amount,
-            requested.map(|charge| charge.amount),
-        )
-        .map_err(|invalid| PaymentError::Conflict(invalid.message))?;
+        let requested_amount = requested.map(|charge| charge.amount);
+        let amount =
+            domain::refund_amount(payment.amount, payment.refunded_amount, requested_amount)
+                .map_err(|invalid| {
+                    // An amount the caller chose is its input; nothing left at all is the state.
+                    if requested_amount.is_some() && payment.refunded_amount < payment.amount {
+                        PaymentError::Invalid(invalid)
+                    } else {
+                        PaymentError::Conflict(invalid.message)
+                    }
+                })?;
         let receipt = self
             .gateways
             .get(&payment.gateway)?
@@ -471,6 +476,7 @@ impl PaymentService {
             refund_id: refund.id.to_string(),
             amount: Some(money(refund.amount, &refund.currency)),
             full: refunded_total >= payment.amount,
+            reason: refund.reason.clone(),
         };
         publish(connection, payment.order_id, &event).await
     }
@@ -702,15 +708,24 @@ impl PaymentService {
             .into_iter()
             .map(|(status, reason, at)| HistoryEntry { status, reason, at })
             .collect();
-        let refunds = repo::refunds(&self.pool, id).await?;
+        // Money shows with its two decimals, as everywhere else in the API.
+        let scale = commerce_runtime::api::money_scale;
+        let refunds = repo::refunds(&self.pool, id)
+            .await?
+            .into_iter()
+            .map(|refund| Refund {
+                amount: scale(refund.amount),
+                ..refund
+            })
+            .collect();
         Ok(PaymentView {
             id: payment.id,
             order_id: payment.order_id,
             gateway: payment.gateway,
-            amount: payment.amount,
+            amount: scale(payment.amount),
             currency: payment.currency,
             status: payment.status.as_str(),
-            refunded_amount: payment.refunded_amount,
+            refunded_amount: scale(payment.refunded_amount),
             created_at: payment.created_at,
             history,
             refunds,

@@ -230,8 +230,13 @@ async fn refunds_are_partial_or_full_and_idempotent_per_key() {
         .refund_payment(refund(Some("25.00"), "r-2"))
         .await
         .unwrap_err();
-    assert_eq!(too_much.code(), tonic::Code::FailedPrecondition);
-    assert!(too_much.message().contains("20"), "{}", too_much.message());
+    // The caller's amount is its input: refused on the field, with what is left.
+    assert_eq!(too_much.code(), tonic::Code::InvalidArgument);
+    assert!(
+        too_much.message().starts_with("amount:") && too_much.message().contains("20"),
+        "{}",
+        too_much.message()
+    );
     let wrong_currency = grpc
         .refund_payment(with_token(
             &token,

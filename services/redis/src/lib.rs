@@ -14,7 +14,8 @@ pub use fanout::{Delivery, Fanout, Listener};
 pub use lock::Lock;
 pub use rate_limit::{RateDecision, RateLimit};
 pub use tasks::{
-    Enqueued, NewTask, Task, TaskError, TaskHandler, TaskQueue, TaskWorker, WorkerSettings,
+    DeadTask, Enqueued, NewTask, QueueCounts, Revived, Task, TaskError, TaskHandler, TaskQueue,
+    TaskWorker, WorkerSettings,
 };
 
 #[derive(Debug, thiserror::Error)]

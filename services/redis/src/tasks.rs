@@ -127,16 +127,18 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
 
-// KEYS: scheduled, data. ARGV: id. Only a task that has not started can be cancelled.
+// KEYS: scheduled, data, retrying. ARGV: id. Only a task that has not started can be
+// cancelled.
 const CANCEL: &str = r#"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
   return 1
 end
 return 0
 "#;
 
-// KEYS: scheduled, active, data. ARGV: now_ms, lease_until_ms, limit.
+// KEYS: scheduled, active, data, retrying. ARGV: now_ms, lease_until_ms, limit.
 // First hands expired leases back (their worker died), then leases due tasks.
 const CLAIM: &str = r#"
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
@@ -149,6 +151,7 @@ local claimed = {}
 for _, id in ipairs(due) do
   local body = redis.call('HGET', KEYS[3], id)
   redis.call('ZREM', KEYS[1], id)
+  redis.call('SREM', KEYS[4], id)
   if body then
     redis.call('ZADD', KEYS[2], ARGV[2], id)
     table.insert(claimed, body)
@@ -169,11 +172,13 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 "#;
 
-// KEYS: active, scheduled, data. ARGV: id, retry_at_ms, task json (attempt counted).
+// KEYS: active, scheduled, data, retrying. ARGV: id, retry_at_ms, task json (attempt
+// counted).
 const RETRY: &str = r#"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return 1
 "#;
 
@@ -185,6 +190,52 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 return 1
 "#;
 
+// KEYS: dead, data, scheduled. ARGV: id, now_ms, task json (attempts reset).
+// A dead task runs again from its first attempt, unless a live task took its id meanwhile.
+const REVIVE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+"#;
+
+// KEYS: scheduled, retrying, active, dead. How many tasks are in each state.
+const COUNTS: &str = r#"
+return {
+  redis.call('ZCARD', KEYS[1]),
+  redis.call('SCARD', KEYS[2]),
+  redis.call('ZCARD', KEYS[3]),
+  redis.call('HLEN', KEYS[4]),
+}
+"#;
+
+/// How many tasks of a queue are in each state (what `commerce tasks` and the back office
+/// show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct QueueCounts {
+    /// Waiting for their first run.
+    pub scheduled: u64,
+    /// Failed at least once, waiting for their next attempt.
+    pub retrying: u64,
+    /// Held by a worker right now.
+    pub running: u64,
+    /// Out of attempts; kept until an operator retries or drops them.
+    pub dead: u64,
+}
+
+/// What became of a request to run a dead task again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revived {
+    /// Scheduled to run now, from its first attempt.
+    Scheduled,
+    /// No dead task has this id.
+    NotDead,
+    /// A live task holds the id (enqueued again since it died); the dead one stays.
+    IdTaken,
+}
+
 /// A named queue of delayed tasks.
 #[derive(Clone)]
 pub struct TaskQueue {
@@ -194,6 +245,7 @@ pub struct TaskQueue {
     active: String,
     data: String,
     dead: String,
+    retrying: String,
 }
 
 impl TaskQueue {
@@ -206,6 +258,7 @@ impl TaskQueue {
             active: key("active"),
             data: key("data"),
             dead: key("dead"),
+            retrying: key("retrying"),
         }
     }
 
@@ -246,6 +299,7 @@ impl TaskQueue {
         let removed: i64 = Script::new(CANCEL)
             .key(&self.scheduled)
             .key(&self.data)
+            .key(&self.retrying)
             .arg(id)
             .invoke_async(&mut self.client.clone())
             .await?;
@@ -270,15 +324,76 @@ impl TaskQueue {
         Ok(score.map(|ms| UNIX_EPOCH + Duration::from_millis(ms as u64)))
     }
 
+    /// Every dead task, oldest due first.
     pub async fn dead(&self) -> Result<Vec<DeadTask>, RedisError> {
         let bodies: Vec<String> = redis::cmd("HVALS")
             .arg(&self.dead)
             .query_async(&mut self.client.clone())
             .await?;
-        bodies
+        let mut dead = bodies
             .iter()
             .map(|body| Ok(serde_json::from_str(body)?))
-            .collect()
+            .collect::<Result<Vec<DeadTask>, RedisError>>()?;
+        dead.sort_by(|a, b| (a.task.run_at_ms, &a.task.id).cmp(&(b.task.run_at_ms, &b.task.id)));
+        Ok(dead)
+    }
+
+    /// How many tasks are scheduled, retrying, running and dead, read at one instant.
+    pub async fn counts(&self) -> Result<QueueCounts, RedisError> {
+        let (scheduled, retrying, running, dead): (u64, u64, u64, u64) = Script::new(COUNTS)
+            .key(&self.scheduled)
+            .key(&self.retrying)
+            .key(&self.active)
+            .key(&self.dead)
+            .invoke_async(&mut self.client.clone())
+            .await?;
+        Ok(QueueCounts {
+            // The scheduled set holds retries too.
+            scheduled: scheduled.saturating_sub(retrying),
+            retrying,
+            running,
+            dead,
+        })
+    }
+
+    /// Runs a dead task again now, from its first attempt.
+    pub async fn retry_dead(&self, id: &str) -> Result<Revived, RedisError> {
+        let body: Option<String> = redis::cmd("HGET")
+            .arg(&self.dead)
+            .arg(id)
+            .query_async(&mut self.client.clone())
+            .await?;
+        let Some(body) = body else {
+            return Ok(Revived::NotDead);
+        };
+        let DeadTask { mut task, .. } = serde_json::from_str(&body)?;
+        task.attempt = 0;
+        let now = epoch_millis(SystemTime::now());
+        task.run_at_ms = now;
+        let revived: i64 = Script::new(REVIVE)
+            .key(&self.dead)
+            .key(&self.data)
+            .key(&self.scheduled)
+            .arg(id)
+            .arg(now)
+            .arg(serde_json::to_string(&task)?)
+            .invoke_async(&mut self.client.clone())
+            .await?;
+        Ok(match revived {
+            1 => Revived::Scheduled,
+            -1 => Revived::IdTaken,
+            _ => Revived::NotDead,
+        })
+    }
+
+    /// Forgets a dead task; `false` when no dead task has this id.
+    pub async fn drop_dead(&self, id: &str) -> Result<bool, RedisError> {
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(&self.dead)
+            .arg(id)
+            .query_async(&mut self.client.clone())
+            .await?;
+        Ok(removed == 1)
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Task>, RedisError> {
@@ -287,6 +402,7 @@ impl TaskQueue {
             .key(&self.scheduled)
             .key(&self.active)
             .key(&self.data)
+            .key(&self.retrying)
             .arg(now)
             .arg(now + lease.as_millis() as u64)
             .arg(limit)
@@ -343,6 +459,7 @@ impl TaskQueue {
             .key(&self.active)
             .key(&self.scheduled)
             .key(&self.data)
+            .key(&self.retrying)
             .arg(&task.id)
             .arg(retry_at)
             .arg(serde_json::to_string(task)?)

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use commerce_redis::tasks::Backoff;
 use commerce_redis::{
-    Enqueued, NewTask, RedisClient, RedisConfig, Task, TaskError, TaskHandler, TaskQueue,
-    TaskWorker, WorkerSettings,
+    Enqueued, NewTask, QueueCounts, RedisClient, RedisConfig, Revived, Task, TaskError,
+    TaskHandler, TaskQueue, TaskWorker, WorkerSettings,
 };
 use commerce_testkit::{eventually, required_env, unique};
 use futures::future::BoxFuture;
@@ -201,6 +201,112 @@ async fn standalone_retries_with_backoff_then_buries() {
 #[tokio::test]
 async fn cluster_retries_with_backoff_then_buries() {
     retries_with_backoff_then_buries(cluster().await).await;
+}
+
+/// What an operator sees and does (`commerce tasks`, the back office): counts per state,
+/// a dead task run again from its first attempt, another dropped.
+async fn an_operator_counts_retries_and_drops_dead_tasks(client: RedisClient) {
+    let queue = TaskQueue::new(client, &unique("inspect"));
+    let counts = || {
+        let queue = queue.clone();
+        async move { queue.counts().await.unwrap() }
+    };
+    assert_eq!(counts().await, QueueCounts::default());
+    // Every first attempt fails; a retry waits a minute.
+    let failing = Recorder::new(1, Duration::ZERO);
+    let slow_retries = WorkerSettings {
+        backoff: Backoff {
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+        },
+        ..fast_settings()
+    };
+    let (shutdown, worker) = start(&queue, failing.clone(), slow_retries);
+    let task = |id: &str, attempts: u32| {
+        NewTask::new("remind", serde_json::json!({"n": 1}))
+            .id(id)
+            .max_attempts(attempts)
+    };
+    queue
+        .enqueue(task("later", 3).run_after(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    queue.enqueue(task("patient", 3)).await.unwrap();
+    queue.enqueue(task("flaky", 1)).await.unwrap();
+    queue.enqueue(task("hopeless", 1)).await.unwrap();
+    let expected = QueueCounts {
+        scheduled: 1,
+        retrying: 1,
+        running: 0,
+        dead: 2,
+    };
+    eventually(
+        Duration::from_secs(10),
+        "two dead, one retrying",
+        || async { (counts().await == expected).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+    let dead: Vec<(String, String)> = queue
+        .dead()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|dead| (dead.task.id, dead.error))
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter().all(|(_, error)| error == "attempt 1 refused"),
+        "{dead:?}"
+    );
+
+    assert_eq!(queue.retry_dead("nobody").await.unwrap(), Revived::NotDead);
+    assert!(!queue.drop_dead("nobody").await.unwrap());
+    // Its id was given to a new task since: the dead one stays until that one is gone.
+    queue
+        .enqueue(task("flaky", 1).run_after(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(queue.retry_dead("flaky").await.unwrap(), Revived::IdTaken);
+    assert!(queue.cancel("flaky").await.unwrap());
+    assert_eq!(queue.retry_dead("flaky").await.unwrap(), Revived::Scheduled);
+    assert!(queue.drop_dead("hopeless").await.unwrap());
+    assert!(!queue.drop_dead("hopeless").await.unwrap(), "dropped once");
+    assert_eq!(
+        counts().await,
+        QueueCounts {
+            scheduled: 2,
+            retrying: 1,
+            running: 0,
+            dead: 0,
+        }
+    );
+
+    // Run again, it starts from its first attempt (which this worker lets through).
+    let succeeding = Recorder::new(0, Duration::ZERO);
+    let (shutdown, worker) = start(&queue, succeeding.clone(), fast_settings());
+    eventually(
+        Duration::from_secs(10),
+        "the revived task to run",
+        || async { (succeeding.finished.lock().unwrap().as_slice() == ["flaky"]).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!(succeeding.runs()[0].1, 1, "counted from the first attempt");
+    assert_eq!(counts().await.dead, 0);
+    assert!(failing.finished.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn standalone_an_operator_counts_retries_and_drops_dead_tasks() {
+    an_operator_counts_retries_and_drops_dead_tasks(standalone().await).await;
+}
+
+#[tokio::test]
+async fn cluster_an_operator_counts_retries_and_drops_dead_tasks() {
+    an_operator_counts_retries_and_drops_dead_tasks(cluster().await).await;
 }
 
 #[tokio::test]

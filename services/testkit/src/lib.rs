@@ -22,13 +22,52 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A database created for one test. It is left behind on purpose (inspectable after a
-/// failure); `make test` drops them all when its run ends and, should a run have been cut
-/// short, before the next one.
+/// A database created for one test. When the test passes it is marked finished (its
+/// comment), and `make test` drops finished databases while the run goes on: hundreds of
+/// them would otherwise fill a small disk before the run ends. A failed test's database
+/// is left behind (inspectable); `make test` drops every test database when its run ends
+/// and, should a run have been cut short, before the next one.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    admin_url: String,
+}
+
+/// The comment `make test` drops test databases by while tests still run.
+const FINISHED_DATABASE: &str = "finished";
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Marked, not dropped: DROP DATABASE waits for a checkpoint (seconds on a busy
+        // server), which `make test` takes off the tests' path. A thread of its own, since
+        // the test's runtime may be the one dropping this.
+        // A private server may be gone already, its databases with it: nothing to mark.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mark = async {
+                    let mut admin = PgConnection::connect(&admin_url).await?;
+                    sqlx::query(&format!(
+                        "COMMENT ON DATABASE \"{name}\" IS '{FINISHED_DATABASE}'"
+                    ))
+                    .execute(&mut admin)
+                    .await
+                };
+                tokio::time::timeout(Duration::from_secs(5), mark)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
 }
 
 /// Creates an empty database as the superuser in `COMMERCE_TEST_DATABASE_URL`.
@@ -53,7 +92,12 @@ pub async fn fresh_database_on(admin_url: &str, prefix: &str) -> TestDatabase {
         .connect(&url)
         .await
         .expect("connect to the test database");
-    TestDatabase { name, url, pool }
+    TestDatabase {
+        name,
+        url,
+        pool,
+        admin_url,
+    }
 }
 
 /// Swaps the database name in a `postgres://…/name?…` URL.

@@ -20,6 +20,8 @@ pub struct TestAuth {
     pub http: String,
     pub grpc: String,
     pub pool: sqlx::PgPool,
+    /// Held for the test's length: dropped, it is marked finished (`commerce_testkit`).
+    _database: commerce_testkit::TestDatabase,
     pub keys_dir: tempfile::TempDir,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
@@ -66,7 +68,8 @@ impl TestAuth {
         Self {
             http: format!("http://{}", running.http_addrs[0].1),
             grpc: format!("http://{}", running.grpc_addrs[0].1),
-            pool: database.pool,
+            pool: database.pool.clone(),
+            _database: database,
             keys_dir,
             client: reqwest::Client::new(),
             shutdown,

@@ -1,6 +1,6 @@
 //! The order service's flows on the real services, on both saga engines: placing, paying,
-//! canceling, delivering, the saga policy, and crashes at every saga step. One test binary,
-//! a module per flow, all on the shop in `shop.rs`.
+//! canceling, delivering, staff refunds, the saga policy, and crashes at every saga step.
+//! One test binary, a module per flow, all on the shop in `shop.rs`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -34,4 +34,5 @@ mod delivery;
 mod payment;
 mod placement;
 mod policy;
+mod refund;
 mod shop;

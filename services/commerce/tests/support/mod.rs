@@ -378,8 +378,9 @@ impl LocalShop {
         )
     }
 
-    /// `commerce <args>` on this shop, run to the end; panics with its stderr on failure.
-    pub fn run(&self, args: &[&str]) {
+    /// `commerce <args>` on this shop, run to the end; its standard output. Panics with its
+    /// stderr on failure.
+    pub fn run(&self, args: &[&str]) -> String {
         let output = commerce()
             .args(args)
             .envs(self.env.clone())
@@ -390,6 +391,7 @@ impl LocalShop {
             "commerce {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
 

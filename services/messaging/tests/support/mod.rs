@@ -12,7 +12,7 @@ use commerce_messaging::{
     ConsumerSettings, EventHandler, HandlerError, KafkaConfig, NewEvent, ReceivedEvent, TopicSpec,
     enqueue, ensure_topics,
 };
-use commerce_testkit::{fresh_database, required_env, unique};
+use commerce_testkit::{TestDatabase, fresh_database, required_env, unique};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
@@ -23,7 +23,9 @@ pub fn shared_broker() -> KafkaConfig {
     KafkaConfig::new(required_env("COMMERCE_TEST_KAFKA_BROKERS"))
 }
 
-pub async fn messaging_database(prefix: &str) -> PgPool {
+/// A database with the outbox, the inbox and an `effects` table; held for the test's
+/// length (dropped, it is marked finished: `commerce_testkit::TestDatabase`).
+pub async fn messaging_database(prefix: &str) -> TestDatabase {
     let database = fresh_database(prefix).await;
     commerce_messaging::MIGRATOR
         .run(&database.pool)
@@ -33,7 +35,7 @@ pub async fn messaging_database(prefix: &str) -> PgPool {
         .execute(&database.pool)
         .await
         .expect("effects table");
-    database.pool
+    database
 }
 
 pub async fn topic(kafka: &KafkaConfig, prefix: &str, partitions: i32) -> String {

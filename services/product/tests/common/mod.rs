@@ -18,6 +18,8 @@ pub struct TestProduct {
     pub http: String,
     pub grpc: String,
     pub pool: sqlx::PgPool,
+    /// Held for the test's length: dropped, it is marked finished (`commerce_testkit`).
+    _database: commerce_testkit::TestDatabase,
     pub issuer: TestIssuer,
     pub admin: String,
     pub customer: String,
@@ -58,7 +60,8 @@ impl TestProduct {
         Self {
             http: format!("http://{}", running.http_addrs[0].1),
             grpc: format!("http://{}", running.grpc_addrs[0].1),
-            pool: database.pool,
+            pool: database.pool.clone(),
+            _database: database,
             admin: issuer.user_token(Uuid::new_v4(), "admin"),
             customer: issuer.user_token(Uuid::new_v4(), "customer"),
             issuer,
