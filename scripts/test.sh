@@ -115,7 +115,7 @@ report_disk "before the Rust build"
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"
-report_disk "built"
+report_disk "before nextest (which builds first)"
 keep_tidy_while_testing &
 tidy=$!
 status=0

@@ -257,6 +257,8 @@ try {
   await chart.waitFor();
   const bars = await chart.locator("rect").evaluateAll((rects) => rects.map((rect) => Number(rect.getAttribute("height"))));
   if (!bars.some((height) => height > 0)) fail(`no bar on the payments chart: ${bars}`);
+  // The report counts the payment taken today.
+  await admin.getByTestId("report-USD").getByText(orderTotal, { exact: true }).first().waitFor();
   await admin.screenshot({ path: join(screenshots, "admin-payments.png"), fullPage: true });
 
   // The admin refunds part of the order from its page: more than was paid is refused on

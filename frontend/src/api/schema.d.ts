@@ -930,6 +930,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/payments/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Money taken, refunded and kept per day, gateway and currency (admin, support).
+         * @description A payment counts on the day it succeeded, a refund on the day it went through, a
+         *     dispute on the day it opened (UTC). Each currency's totals add the average order
+         *     value and the refund and dispute rates (per payment taken). At most 366 days.
+         */
+        get: operations["paymentReport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/payments/report.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The payment report's days as CSV, a header line first (admin, support). */
+        get: operations["paymentReportCsv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/shipping/couriers": {
         parameters: {
             query?: never;
@@ -1849,6 +1888,35 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        PaymentReport: {
+            /** Format: date */
+            from: string;
+            /** Format: date */
+            to: string;
+            totals: {
+                currency: string;
+                paid: number;
+                revenue: components["schemas"]["Decimal"];
+                refunds: number;
+                refunded: components["schemas"]["Decimal"];
+                net: components["schemas"]["Decimal"];
+                averageOrderValue: components["schemas"]["Decimal"];
+                refundRate: components["schemas"]["Decimal"];
+                disputeRate: components["schemas"]["Decimal"];
+            }[];
+            days: {
+                /** Format: date */
+                day: string;
+                gateway: string;
+                currency: string;
+                paid: number;
+                revenue: components["schemas"]["Decimal"];
+                refunds: number;
+                refunded: components["schemas"]["Decimal"];
+                net: components["schemas"]["Decimal"];
+                disputes: number;
+            }[];
+        };
         /**
          * @description applied; duplicate (a replay); ignored (nothing to act on); refused (a success for other money than the intent asked for: kept in the payment's history, not applied).
          * @enum {string}
@@ -2214,6 +2282,10 @@ export interface components {
     parameters: {
         Id: string;
         TaskId: string;
+        /** @description First day, inclusive; 29 days before `to` by default. */
+        PeriodFrom: string;
+        /** @description Last day, inclusive; today (UTC) by default. */
+        PeriodTo: string;
         OrderId: string;
         Page: number;
         PageSize: number;
@@ -4176,9 +4248,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description First day, inclusive; 29 days before `to` by default. */
-                from?: string;
+                from?: components["parameters"]["PeriodFrom"];
                 /** @description Last day, inclusive; today (UTC) by default. */
-                to?: string;
+                to?: components["parameters"]["PeriodTo"];
             };
             header?: never;
             path?: never;
@@ -4210,6 +4282,64 @@ export interface operations {
                         byStatus: components["schemas"]["PaymentTotals"];
                         byGateway: components["schemas"]["PaymentTotals"];
                     };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    paymentReport: {
+        parameters: {
+            query?: {
+                /** @description First day, inclusive; 29 days before `to` by default. */
+                from?: components["parameters"]["PeriodFrom"];
+                /** @description Last day, inclusive; today (UTC) by default. */
+                to?: components["parameters"]["PeriodTo"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The period's days and each currency's totals. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentReport"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    paymentReportCsv: {
+        parameters: {
+            query?: {
+                /** @description First day, inclusive; 29 days before `to` by default. */
+                from?: components["parameters"]["PeriodFrom"];
+                /** @description Last day, inclusive; today (UTC) by default. */
+                to?: components["parameters"]["PeriodTo"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Columns: day, gateway, currency, paid, revenue, refunds, refunded, net, disputes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
                 };
             };
             400: components["responses"]["BadRequest"];

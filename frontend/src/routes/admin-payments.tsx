@@ -1,5 +1,6 @@
 // Payments over a date range: money taken per day as a bar chart (an SVG, with the same
-// figures in a table for screen readers), and totals by status and by gateway.
+// figures in a table for screen readers), totals by status and by gateway, and the report
+// (taken, refunded, kept; average order value; refund and dispute rates) with its CSV.
 import { useQuery } from "@tanstack/react-query";
 import { createLazyRoute } from "@tanstack/react-router";
 import { useState } from "react";
@@ -58,6 +59,82 @@ export function AdminPayments() {
       {stats.isPending ? <p role="status">Loading…</p> : null}
       {stats.isError ? <p role="alert">Payment figures could not be loaded: {stats.error.message}</p> : null}
       {stats.data ? <Figures stats={stats.data} /> : null}
+      {rangeError ? null : <Report from={from} to={to} />}
+    </section>
+  );
+}
+
+const percent = (rate: string) => `${(Number(rate) * 100).toFixed(1)} %`;
+
+/** Each currency's money in the range, and the days as a CSV download. */
+function Report({ from, to }: { from: string; to: string }) {
+  const api = useApi();
+  const report = useQuery({
+    queryKey: ["payment-report", from, to],
+    queryFn: async () => {
+      const { data, error } = await api.GET("/v1/admin/payments/report", { params: { query: { from, to } } });
+      if (error) throw new Error(error.error.message);
+      return data;
+    },
+  });
+  const [downloadError, setDownloadError] = useState<string | null>(null);
+  const download = async () => {
+    setDownloadError(null);
+    const { data, error } = await api.GET("/v1/admin/payments/report.csv", {
+      params: { query: { from, to } },
+      parseAs: "blob",
+    });
+    if (error || !data) {
+      setDownloadError(error?.error.message ?? "The report could not be downloaded.");
+      return;
+    }
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(data);
+    link.download = `payments-${from}-${to}.csv`;
+    link.click();
+    URL.revokeObjectURL(link.href);
+  };
+  return (
+    <section aria-labelledby="payments-report-title">
+      <h2 id="payments-report-title">Report</h2>
+      {report.isPending ? <p role="status">Loading…</p> : null}
+      {report.isError ? <p role="alert">The report could not be loaded: {report.error.message}</p> : null}
+      {report.data && report.data.totals.length === 0 ? <p>No money moved in this range.</p> : null}
+      {report.data && report.data.totals.length > 0 ? (
+        <table>
+          <caption>Money per currency</caption>
+          <thead>
+            <tr>
+              <th scope="col">Currency</th>
+              <th scope="col">Taken</th>
+              <th scope="col">Refunded</th>
+              <th scope="col">Kept</th>
+              <th scope="col">Average order</th>
+              <th scope="col">Refund rate</th>
+              <th scope="col">Dispute rate</th>
+            </tr>
+          </thead>
+          <tbody>
+            {report.data.totals.map((totals) => (
+              <tr key={totals.currency} data-testid={`report-${totals.currency}`}>
+                <th scope="row">{totals.currency}</th>
+                <td className="price">{formatMoney(totals.revenue, totals.currency)}</td>
+                <td className="price">{formatMoney(totals.refunded, totals.currency)}</td>
+                <td className="price">{formatMoney(totals.net, totals.currency)}</td>
+                <td className="price">{formatMoney(totals.averageOrderValue, totals.currency)}</td>
+                <td>{percent(totals.refundRate)}</td>
+                <td>{percent(totals.disputeRate)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      <p>
+        <button type="button" onClick={() => void download()}>
+          Download CSV
+        </button>
+        {downloadError ? <span role="alert"> {downloadError}</span> : null}
+      </p>
     </section>
   );
 }

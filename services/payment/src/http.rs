@@ -1,5 +1,5 @@
 //! The payment service's REST edge: provider webhooks, payments for their owners, the offline
-//! gateway's "customer pays" and admin analytics.
+//! gateway's "customer pays" and admin analytics (statistics, the report and its CSV).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -23,6 +23,8 @@ pub fn api() -> ApiRoutes<PaymentService> {
         .get("/v1/payments/{id}", show)
         .post("/v1/payments/{id}/offline/pay", pay_offline)
         .get("/v1/admin/payments/stats", stats)
+        .get("/v1/admin/payments/report", report)
+        .get("/v1/admin/payments/report.csv", report_csv)
 }
 
 pub fn routes(payments: PaymentService, verifier: TokenVerifier) -> Router {
@@ -125,22 +127,55 @@ struct StatsQuery {
     to: Option<chrono::NaiveDate>,
 }
 
+/// The days a `from`/`to` query covers, and the instants bounding them.
+struct Period {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    start: chrono::DateTime<Utc>,
+    end: chrono::DateTime<Utc>,
+}
+
+/// The longest period one request reads.
+const MAX_PERIOD_DAYS: i64 = 366;
+
+fn period(
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Period, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let today = Utc::now().date_naive();
+    let to = query.to.unwrap_or(today);
+    let from = query.from.unwrap_or(to - chrono::Days::new(29));
+    if from > to {
+        return Err(ApiError::invalid("from", "must not be after to"));
+    }
+    if (to - from).num_days() >= MAX_PERIOD_DAYS {
+        return Err(ApiError::invalid(
+            "from",
+            format!("the period is at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
+    let midnight = |day: chrono::NaiveDate| day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    Ok(Period {
+        from,
+        to,
+        start: midnight(from),
+        end: midnight(to + chrono::Days::new(1)),
+    })
+}
+
 async fn stats(
     State(payments): State<PaymentService>,
     principal: Principal,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(&[Role::Admin, Role::Support])?;
-    let Query(query) =
-        query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
-    let today = Utc::now().date_naive();
-    let to = query.to.unwrap_or(today);
-    let from = query.from.unwrap_or(to - chrono::Days::new(29));
-    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let end = (to + chrono::Days::new(1))
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc();
+    let Period {
+        from,
+        to,
+        start,
+        end,
+    } = period(query)?;
     let rows = payments.stats(start, end).await?;
     Ok(Json(serde_json::json!({
         "from": from,
@@ -149,4 +184,48 @@ async fn stats(
         "byStatus": service::totals_by(&rows, |row| row.status.clone()),
         "byGateway": service::totals_by(&rows, |row| row.gateway.clone()),
     })))
+}
+
+/// Money taken, refunded and kept per day, gateway and currency, with each currency's
+/// totals, average order value and refund and dispute rates.
+async fn report(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let period = period(query)?;
+    let days = payments.report(period.start, period.end).await?;
+    Ok(Json(serde_json::json!({
+        "from": period.from,
+        "to": period.to,
+        "totals": crate::report::totals(&days),
+        "days": days,
+    })))
+}
+
+/// The report's days as a CSV download.
+async fn report_csv(
+    State(payments): State<PaymentService>,
+    principal: Principal,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let period = period(query)?;
+    let days = payments.report(period.start, period.end).await?;
+    let body = crate::report::csv(&days).map_err(ApiError::internal)?;
+    let file = format!(
+        "attachment; filename=\"payments-{}-{}.csv\"",
+        period.from, period.to
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, file),
+        ],
+        body,
+    ))
 }

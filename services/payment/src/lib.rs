@@ -5,6 +5,7 @@ pub mod domain;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod report;
 pub mod repository;
 pub mod service;
 pub mod settings;

@@ -436,3 +436,67 @@ pub async fn stats(
     .fetch_all(executor)
     .await
 }
+
+/// Per day (UTC), gateway and currency in `[from, to)`: payments taken (by when they first
+/// succeeded), refunds that went through (by when they did), disputes opened.
+pub async fn report_rows(
+    executor: impl PgExecutor<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<crate::report::DayCounts>, sqlx::Error> {
+    type Row = (NaiveDate, String, String, i64, Decimal, i64, Decimal, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH taken AS (
+             SELECT p.id, p.gateway, trim(p.currency) AS currency, p.amount,
+                    (SELECT min(h.changed_at) FROM payment_status_history h
+                     WHERE h.payment_id = p.id AND h.status = 'succeeded') AS at
+             FROM payments p
+         ), paid AS (
+             SELECT (at AT TIME ZONE 'UTC')::date AS day, gateway, currency,
+                    count(*) AS paid, sum(amount) AS revenue
+             FROM taken WHERE at >= $1 AND at < $2
+             GROUP BY 1, 2, 3
+         ), refunded AS (
+             SELECT (r.updated_at AT TIME ZONE 'UTC')::date AS day, p.gateway,
+                    trim(r.currency) AS currency, count(*) AS refunds, sum(r.amount) AS refunded
+             FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE r.status = 'succeeded' AND r.updated_at >= $1 AND r.updated_at < $2
+             GROUP BY 1, 2, 3
+         ), disputed AS (
+             SELECT (d.created_at AT TIME ZONE 'UTC')::date AS day, p.gateway,
+                    trim(p.currency) AS currency, count(*) AS disputes
+             FROM disputes d JOIN payments p ON p.id = d.payment_id
+             WHERE d.created_at >= $1 AND d.created_at < $2
+             GROUP BY 1, 2, 3
+         )
+         SELECT day, gateway, currency,
+                coalesce(paid, 0), coalesce(revenue, 0),
+                coalesce(refunds, 0), coalesce(refunded, 0),
+                coalesce(disputes, 0)
+         FROM paid
+         FULL JOIN refunded USING (day, gateway, currency)
+         FULL JOIN disputed USING (day, gateway, currency)
+         ORDER BY day, gateway, currency",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(day, gateway, currency, paid, revenue, refunds, refunded, disputes)| {
+                crate::report::DayCounts {
+                    day,
+                    gateway,
+                    currency,
+                    paid,
+                    revenue,
+                    refunds,
+                    refunded,
+                    disputes,
+                }
+            },
+        )
+        .collect())
+}

@@ -746,4 +746,17 @@ impl PaymentService {
         }
         Ok(repo::stats(&self.pool, from, to).await?)
     }
+
+    /// Money taken, refunded and kept per day, gateway and currency in `[from, to)`.
+    pub async fn report(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::report::ReportRow>, PaymentError> {
+        Ok(repo::report_rows(&self.pool, from, to)
+            .await?
+            .into_iter()
+            .map(crate::report::ReportRow::from)
+            .collect())
+    }
 }

@@ -1,5 +1,6 @@
 //! Staff refunds: part of a paid order, then the rest, never more than was taken; the same
-//! idempotency key gets the same refund; the order and the payment both show each one.
+//! idempotency key gets the same refund; the order and the payment both show each one, and
+//! the payment report (and its CSV) counts them.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -195,5 +196,71 @@ async fn staff_refund_part_of_an_order_then_the_rest_and_never_more() {
     assert_eq!(refunds.len(), 2, "{payment}");
     assert_eq!(refunds[0], ("5.00", "a scratched mug"), "{payment}");
     assert_eq!(payment["status"], "refunded", "{payment}");
+
+    // The payment report: what was taken, what went back, what is kept; and as CSV.
+    let report_url = format!("{}/v1/admin/payments/report", shop.payment);
+    let (status, report) = shop
+        .send(shop.client.get(&report_url).bearer_auth(&support))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let usd = &report["totals"][0];
+    assert_eq!(
+        (
+            usd["currency"].as_str(),
+            usd["paid"].as_i64(),
+            usd["refunds"].as_i64()
+        ),
+        (Some("USD"), Some(1), Some(2)),
+        "{report}"
+    );
+    let total = total.to_string();
+    assert_eq!(usd["revenue"], total.as_str(), "{report}");
+    assert_eq!(usd["refunded"], total.as_str(), "{report}");
+    assert_eq!(usd["net"], "0.00", "{report}");
+    assert_eq!(usd["averageOrderValue"], total.as_str(), "{report}");
+    assert_eq!(
+        usd["refundRate"], "2",
+        "two refunds of one payment: {report}"
+    );
+    let response = shop
+        .client
+        .get(format!("{report_url}.csv"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"),
+        "{:?}",
+        response.headers()
+    );
+    let csv = response.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "day,gateway,currency,paid,revenue,refunds,refunded,net,disputes"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].ends_with(&format!(",offline,USD,1,{total},2,{total},0.00,0")),
+        "{csv}"
+    );
+    let (status, _) = shop
+        .send(shop.client.get(&report_url).bearer_auth(&alice))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = shop
+        .send(
+            shop.client
+                .get(format!("{report_url}?from=2026-12-07&to=2026-12-01"))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "from", "{body}");
     shop.stop().await;
 }
