@@ -186,6 +186,18 @@ async fn stats(
     })))
 }
 
+/// The report's period and days, for staff.
+async fn report_days(
+    payments: &PaymentService,
+    principal: &Principal,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Period, Vec<crate::report::ReportRow>), ApiError> {
+    principal.require(&[Role::Admin, Role::Support])?;
+    let period = period(query)?;
+    let days = payments.report(period.start, period.end).await?;
+    Ok((period, days))
+}
+
 /// Money taken, refunded and kept per day, gateway and currency, with each currency's
 /// totals, average order value and refund and dispute rates.
 async fn report(
@@ -193,9 +205,7 @@ async fn report(
     principal: Principal,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(&[Role::Admin, Role::Support])?;
-    let period = period(query)?;
-    let days = payments.report(period.start, period.end).await?;
+    let (period, days) = report_days(&payments, &principal, query).await?;
     Ok(Json(serde_json::json!({
         "from": period.from,
         "to": period.to,
@@ -210,9 +220,7 @@ async fn report_csv(
     principal: Principal,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(&[Role::Admin, Role::Support])?;
-    let period = period(query)?;
-    let days = payments.report(period.start, period.end).await?;
+    let (period, days) = report_days(&payments, &principal, query).await?;
     let body = crate::report::csv(&days).map_err(ApiError::internal)?;
     let file = format!(
         "attachment; filename=\"payments-{}-{}.csv\"",
